@@ -1,0 +1,45 @@
+/**
+ * GPT-2 model configuration, with the Hugging Face `GPT2Config` key names so that `config.json`
+ * in a model folder reads like one written by `transformers`.
+ */
+
+export interface GPT2Config {
+  model_type: "gpt2";
+  vocab_size: number;
+  /** Maximum context length (learned position embeddings). */
+  n_positions: number;
+  /** Model width C. */
+  n_embd: number;
+  n_layer: number;
+  n_head: number;
+  layer_norm_epsilon: number;
+  /** Std of the normal initialiser (HF default 0.02). */
+  initializer_range: number;
+}
+
+/** The toy model shipped in checkpoints/base (vocab_size is set from the tokenizer). */
+export const DEFAULT_GPT2_CONFIG: Readonly<GPT2Config> = Object.freeze({
+  model_type: "gpt2",
+  vocab_size: 0,
+  n_positions: 32,
+  n_embd: 128,
+  n_layer: 4,
+  n_head: 4,
+  layer_norm_epsilon: 1e-5,
+  initializer_range: 0.02,
+});
+
+/** Check a config for values the model cannot run with; throws with the offending key. */
+export function validateConfig(c: GPT2Config): GPT2Config {
+  const ints: (keyof GPT2Config)[] = ["vocab_size", "n_positions", "n_embd", "n_layer", "n_head"];
+  for (const k of ints) {
+    const v = c[k];
+    if (typeof v !== "number" || !Number.isInteger(v) || v <= 0) {
+      throw new Error(`config.json: "${k}" must be a positive integer, got ${JSON.stringify(v)}`);
+    }
+  }
+  if (c.n_embd % c.n_head !== 0) throw new Error(`config.json: n_embd (${c.n_embd}) is not divisible by n_head (${c.n_head})`);
+  if (c.model_type !== "gpt2") throw new Error(`config.json: model_type must be "gpt2", got ${JSON.stringify(c.model_type)}`);
+  if (!(c.layer_norm_epsilon > 0)) throw new Error(`config.json: layer_norm_epsilon must be > 0`);
+  return c;
+}

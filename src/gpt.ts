@@ -1,0 +1,167 @@
+/**
+ * GPT-2 as a pure function of a flat parameter record (Radford et al. 2019; HF `GPT2Model`).
+ *
+ * Pre-LayerNorm blocks, learned positions, tanh GELU, causal self-attention, output head tied to
+ * `wte`. Parameters use Hugging Face `GPT2Model` names in Conv1D layout [in, out], so every linear
+ * layer is `x @ W + b` with no transpose (the fast path on wasm).
+ *
+ * What MEND needs from the forward (mend-spec §2, §10):
+ *  - `replace`: substitute any named parameter (the edited weights W' = W + αG);
+ *  - `capture`: return the input u of chosen linear layers, one row per token;
+ *  - `probes`: zero tensors added to those layers' outputs, so that dL/d(probe) = δ = dL/dz.
+ *
+ * Shapes: B batch, T time, C = n_embd, H heads, hs = C/H, V vocab, N = B*T token rows.
+ */
+import * as tf from "@tensorflow/tfjs";
+import { GPT2Config } from "./config";
+import { oneHotFloat } from "./loss";
+
+export type Params = Record<string, tf.Tensor>;
+
+/** Names of all parameters of a GPT-2 with this config, in HF order. */
+export function paramShapes(c: GPT2Config): Record<string, number[]> {
+  const C = c.n_embd;
+  const s: Record<string, number[]> = { "wte.weight": [c.vocab_size, C], "wpe.weight": [c.n_positions, C] };
+  for (let i = 0; i < c.n_layer; i++) {
+    const p = `h.${i}.`;
+    s[p + "ln_1.weight"] = [C];
+    s[p + "ln_1.bias"] = [C];
+    s[p + "attn.c_attn.weight"] = [C, 3 * C];
+    s[p + "attn.c_attn.bias"] = [3 * C];
+    s[p + "attn.c_proj.weight"] = [C, C];
+    s[p + "attn.c_proj.bias"] = [C];
+    s[p + "ln_2.weight"] = [C];
+    s[p + "ln_2.bias"] = [C];
+    s[p + "mlp.c_fc.weight"] = [C, 4 * C];
+    s[p + "mlp.c_fc.bias"] = [4 * C];
+    s[p + "mlp.c_proj.weight"] = [4 * C, C];
+    s[p + "mlp.c_proj.bias"] = [C];
+  }
+  s["ln_f.weight"] = [C];
+  s["ln_f.bias"] = [C];
+  return s;
+}
+
+/**
+ * GPT-2 initialisation (HF `_init_weights`): normal(0, initializer_range) for embeddings and
+ * linear weights, zeros for biases, ones for LayerNorm gains, and the residual projections
+ * (`*.c_proj.weight`) scaled by 1/sqrt(2 n_layer). Deterministic for a given seed.
+ * The caller owns the returned tensors (dispose with `disposeParams`).
+ */
+export function initGPT(c: GPT2Config, seed: number): Params {
+  const out: Params = {};
+  let k = 0;
+  for (const [name, shape] of Object.entries(paramShapes(c))) {
+    k++;
+    if (name.endsWith(".bias")) out[name] = tf.zeros(shape);
+    else if (name.startsWith("ln_") || name.includes(".ln_")) out[name] = tf.ones(shape);
+    else {
+      const std = name.endsWith("c_proj.weight") ? c.initializer_range / Math.sqrt(2 * c.n_layer) : c.initializer_range;
+      out[name] = tf.randomNormal(shape, 0, std, "float32", seed * 1000 + k);
+    }
+  }
+  return out;
+}
+
+export function disposeParams(p: Params): void {
+  for (const t of Object.values(p)) t.dispose();
+}
+
+export interface ForwardOptions {
+  /** [B, T], 1 for a token and 0 for padding; padded keys get no attention. Default: all ones. */
+  attentionMask?: tf.Tensor2D;
+  /** Parameters to use instead of the ones in `params` (e.g. edited weights). */
+  replace?: Readonly<Params>;
+  /** Linear weight names (e.g. `h.3.mlp.c_fc.weight`) whose input u to return, as [N, d_in]. */
+  capture?: readonly string[];
+  /** Linear weight name -> [N, d_out] tensor added to that layer's output (zeros: δ probes). */
+  probes?: Readonly<Record<string, tf.Tensor>>;
+}
+
+export interface ForwardResult {
+  /** [B, T, V] */
+  logits: tf.Tensor3D;
+  /** Captured layer inputs u, [N, d_in], rows in (batch, time) order. */
+  inputs: Record<string, tf.Tensor2D>;
+}
+
+/**
+ * Run GPT-2 on token ids [B, T]. Pure: reads `params`/`opts.replace`, allocates only results and
+ * intermediates. Call it inside `tf.tidy` (or a gradient closure); the caller owns the results.
+ */
+export function gptForward(params: Readonly<Params>, c: GPT2Config, inputIds: tf.Tensor2D, opts: ForwardOptions = {}): ForwardResult {
+  tf.util.assert(inputIds.rank === 2, () => `gptForward: inputIds must be [B, T], got rank ${inputIds.rank}`);
+  const [B, T] = inputIds.shape;
+  if (T > c.n_positions) throw new Error(`sequence of ${T} tokens is longer than the model's context (n_positions = ${c.n_positions})`);
+  const C = c.n_embd;
+  const H = c.n_head;
+  const hs = C / H;
+  const N = B * T;
+  const P = (name: string): tf.Tensor => {
+    const t = opts.replace?.[name] ?? params[name];
+    if (!t) throw new Error(`missing parameter "${name}"`);
+    return t;
+  };
+  const capture = new Set(opts.capture ?? []);
+  const inputs: Record<string, tf.Tensor2D> = {};
+
+  /** x [N, d_in] @ W [d_in, d_out] + b, with optional capture of x and a probe on the output. */
+  const linear = (x: tf.Tensor2D, prefix: string): tf.Tensor2D => {
+    const wName = prefix + ".weight";
+    if (capture.has(wName)) inputs[wName] = x;
+    let z = tf.add(tf.matMul(x, P(wName)), P(prefix + ".bias")) as tf.Tensor2D;
+    const probe = opts.probes?.[wName];
+    if (probe) {
+      tf.util.assert(probe.shape[0] === N && probe.shape[1] === z.shape[1], () => `probe for ${wName} must be [${N}, ${z.shape[1]}], got [${probe.shape}]`);
+      z = tf.add(z, probe) as tf.Tensor2D;
+    }
+    return z;
+  };
+  const layerNorm = (x: tf.Tensor2D, prefix: string): tf.Tensor2D => {
+    const { mean, variance } = tf.moments(x, -1, true);
+    const xhat = tf.div(tf.sub(x, mean), tf.sqrt(tf.add(variance, c.layer_norm_epsilon)));
+    return tf.add(tf.mul(xhat, P(prefix + ".weight")), P(prefix + ".bias")) as tf.Tensor2D;
+  };
+
+  // Embeddings. One-hot @ wte instead of gather: gather's gradient (UnsortedSegmentSum) is missing on wasm.
+  const ids = tf.reshape(inputIds, [N]) as tf.Tensor1D;
+  const tok = tf.matMul(oneHotFloat(ids, c.vocab_size) as tf.Tensor2D, P("wte.weight")); // [N, C]
+  const pos = tf.tile(tf.slice(P("wpe.weight"), [0, 0], [T, C]), [B, 1]); // [N, C]
+  let x = tf.add(tok, pos) as tf.Tensor2D; // [N, C]
+
+  // Additive attention bias [B, 1, T, T]: causal, and padded keys masked out.
+  const causal = tf.linalg.bandPart(tf.ones([T, T]), -1, 0); // [T, T] lower triangle
+  const keyMask = opts.attentionMask ? tf.reshape(tf.cast(opts.attentionMask, "float32"), [B, 1, 1, T]) : tf.ones([B, 1, 1, T]);
+  const allowed = tf.mul(tf.reshape(causal, [1, 1, T, T]), keyMask);
+  const bias = tf.mul(tf.sub(1, allowed), -1e9); // [B, 1, T, T]
+
+  const heads = (m: tf.Tensor2D): tf.Tensor4D => tf.transpose(tf.reshape(m, [B, T, H, hs]), [0, 2, 1, 3]); // [B, H, T, hs]
+  for (let i = 0; i < c.n_layer; i++) {
+    const p = `h.${i}.`;
+    // Attention: softmax(q kᵀ / sqrt(hs) + bias) v
+    const qkv = linear(layerNorm(x, p + "ln_1"), p + "attn.c_attn"); // [N, 3C]
+    const [q, k, v] = tf.split(qkv, 3, 1) as tf.Tensor2D[];
+    const kT = tf.transpose(heads(k), [0, 1, 3, 2]); // [B, H, hs, T] (explicit transpose: no matMul flags)
+    const att = tf.softmax(tf.add(tf.mul(tf.matMul(heads(q), kT), 1 / Math.sqrt(hs)), bias)); // [B, H, T, T]
+    const y = tf.reshape(tf.transpose(tf.matMul(att, heads(v)), [0, 2, 1, 3]), [N, C]) as tf.Tensor2D;
+    x = tf.add(x, linear(y, p + "attn.c_proj")) as tf.Tensor2D;
+    // MLP: c_proj(gelu(c_fc(ln_2(x)))) -- the two weights MEND edits.
+    const hmid = gelu(linear(layerNorm(x, p + "ln_2"), p + "mlp.c_fc")); // [N, 4C]
+    x = tf.add(x, linear(hmid, p + "mlp.c_proj")) as tf.Tensor2D;
+  }
+  const hf = layerNorm(x, "ln_f");
+  const logits = tf.reshape(tf.matMul(hf, tf.transpose(P("wte.weight"))), [B, T, c.vocab_size]) as tf.Tensor3D; // tied head
+  for (const name of capture) if (!inputs[name]) throw new Error(`capture: "${name}" is not a linear weight of this model`);
+  return { logits, inputs };
+}
+
+/** GPT-2's tanh approximation of GELU (tfjs has no gelu op). */
+export function gelu(x: tf.Tensor2D): tf.Tensor2D {
+  const inner = tf.mul(Math.sqrt(2 / Math.PI), tf.add(x, tf.mul(0.044715, tf.mul(x, tf.mul(x, x)))));
+  return tf.mul(tf.mul(0.5, x), tf.add(1, tf.tanh(inner))) as tf.Tensor2D;
+}
+
+/** Count of scalars in a parameter record. */
+export function countParams(p: Readonly<Params>): number {
+  return Object.values(p).reduce((s, t) => s + t.size, 0);
+}

@@ -1,0 +1,52 @@
+/**
+ * Token-level losses shared by pretraining, editing and MEND's meta-loss (mend-spec §5.2).
+ *
+ * Labels are aligned with logits: `labels[b, t]` is the token that position t should predict
+ * (the next token), or -1 where nothing is predicted (prompt, padding). Batches are built already
+ * shifted (see batch.ts), so no shifting happens here.
+ */
+import * as tf from "@tensorflow/tfjs";
+
+/** [B, T] float mask of the positions with a label. */
+export function labelMask(labels: tf.Tensor2D): tf.Tensor2D {
+  return tf.cast(tf.greaterEqual(labels, 0), "float32") as tf.Tensor2D;
+}
+
+/** -log p(label) at each position, [B, T]; 0 where the label is -1. */
+export function tokenNll(logits: tf.Tensor3D, labels: tf.Tensor2D): tf.Tensor2D {
+  const V = logits.shape[2];
+  const logp = tf.logSoftmax(logits); // [B, T, V]
+  const onehot = oneHotFloat(tf.maximum(labels, 0), V); // [B, T, V]
+  const nll = tf.neg(tf.sum(tf.mul(logp, onehot), -1)); // [B, T]
+  return tf.mul(nll, labelMask(labels)) as tf.Tensor2D;
+}
+
+/** Mean NLL over all labelled tokens of the batch (MEND's edit loss convention). Scalar. */
+export function meanNll(logits: tf.Tensor3D, labels: tf.Tensor2D): tf.Scalar {
+  const m = labelMask(labels);
+  return tf.div(tf.sum(tokenNll(logits, labels)), tf.maximum(tf.sum(m), 1)) as tf.Scalar;
+}
+
+/**
+ * KL(pre ‖ post) per position, [B, T]: Σ_v p_pre (log p_pre − log p_post). `pre` is the reference
+ * (mend-spec §5.2), its logits are treated as constants by the caller.
+ */
+export function tokenKl(preLogits: tf.Tensor3D, postLogits: tf.Tensor3D): tf.Tensor2D {
+  const lpPre = tf.logSoftmax(preLogits);
+  const lpPost = tf.logSoftmax(postLogits);
+  return tf.sum(tf.mul(tf.exp(lpPre), tf.sub(lpPre, lpPost)), -1) as tf.Tensor2D;
+}
+
+/** Masked mean of KL(pre ‖ post) over the positions where `mask` is 1 (every non-pad token). Scalar. */
+export function meanKl(preLogits: tf.Tensor3D, postLogits: tf.Tensor3D, mask: tf.Tensor2D): tf.Scalar {
+  const kl = tokenKl(preLogits, postLogits);
+  return tf.div(tf.sum(tf.mul(kl, mask)), tf.maximum(tf.sum(mask), 1)) as tf.Scalar;
+}
+
+/**
+ * One-hot rows as float32, [...ids.shape, depth]. Built as int32 and cast: on the wasm backend
+ * `tf.oneHot(..., "float32")` returns int32 bits labelled float32 (tfjs 4.22), i.e. ~1e-45 values.
+ */
+export function oneHotFloat(ids: tf.Tensor, depth: number): tf.Tensor {
+  return tf.cast(tf.oneHot(tf.cast(ids, "int32"), depth), "float32");
+}

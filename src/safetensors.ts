@@ -1,0 +1,120 @@
+/**
+ * Reader and writer for the safetensors format (HF): 8-byte little-endian header length, a JSON
+ * header {name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {string: string}},
+ * then the raw little-endian data. Only F32 and I32 are used by this project.
+ *
+ * Reading validates everything and names the problem; writing goes to a temporary file in the
+ * same folder that is then renamed, so an interrupted save leaves the previous file intact.
+ */
+import * as fs from "fs";
+import * as path from "path";
+
+export type DType = "F32" | "I32";
+
+export interface RawTensor {
+  dtype: DType;
+  shape: number[];
+  data: Float32Array | Int32Array;
+}
+
+export class SafetensorsError extends Error {
+  constructor(file: string, msg: string) {
+    super(`${file}: ${msg}`);
+    this.name = "SafetensorsError";
+  }
+}
+
+/** Serialise tensors (sorted by name) and metadata to a safetensors buffer. */
+export function encodeSafetensors(tensors: Record<string, RawTensor>, metadata: Record<string, string> = {}): Buffer {
+  const names = Object.keys(tensors).sort();
+  const header: Record<string, unknown> = {};
+  if (Object.keys(metadata).length) header.__metadata__ = metadata;
+  let offset = 0;
+  for (const n of names) {
+    const t = tensors[n];
+    const count = t.shape.reduce((a, b) => a * b, 1);
+    if (count !== t.data.length) throw new Error(`tensor "${n}": shape [${t.shape}] has ${count} elements but data has ${t.data.length}`);
+    header[n] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + t.data.byteLength] };
+    offset += t.data.byteLength;
+  }
+  let json = JSON.stringify(header);
+  json += " ".repeat((8 - (json.length % 8)) % 8); // align data to 8 bytes, as the reference writer does
+  const headerBuf = Buffer.from(json, "utf8");
+  const out = Buffer.alloc(8 + headerBuf.length + offset);
+  out.writeBigUInt64LE(BigInt(headerBuf.length), 0);
+  headerBuf.copy(out, 8);
+  let pos = 8 + headerBuf.length;
+  for (const n of names) {
+    const d = tensors[n].data;
+    Buffer.from(d.buffer, d.byteOffset, d.byteLength).copy(out, pos);
+    pos += d.byteLength;
+  }
+  return out;
+}
+
+/** Parse and validate a safetensors buffer. `file` is only used in error messages. */
+export function decodeSafetensors(buf: Buffer, file = "safetensors"): { tensors: Record<string, RawTensor>; metadata: Record<string, string> } {
+  if (buf.length < 8) throw new SafetensorsError(file, `file is ${buf.length} bytes, too short for a safetensors header`);
+  const n = Number(buf.readBigUInt64LE(0));
+  if (n > buf.length - 8) throw new SafetensorsError(file, `header length ${n} exceeds the file size (${buf.length} bytes): truncated or not a safetensors file`);
+  let header: Record<string, unknown>;
+  try {
+    header = JSON.parse(buf.subarray(8, 8 + n).toString("utf8"));
+  } catch (e) {
+    throw new SafetensorsError(file, `header is not valid JSON (${(e as Error).message})`);
+  }
+  if (!header || typeof header !== "object" || Array.isArray(header)) throw new SafetensorsError(file, "header is not a JSON object");
+  const dataStart = 8 + n;
+  const dataLen = buf.length - dataStart;
+  const metadata = (header.__metadata__ ?? {}) as Record<string, string>;
+  const tensors: Record<string, RawTensor> = {};
+  const spans: [number, number, string][] = [];
+  for (const [name, v] of Object.entries(header)) {
+    if (name === "__metadata__") continue;
+    const e = v as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
+    if (e.dtype !== "F32" && e.dtype !== "I32") throw new SafetensorsError(file, `tensor "${name}" has dtype ${JSON.stringify(e.dtype)}; only F32 and I32 are supported`);
+    if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isInteger(d) && d >= 0)) throw new SafetensorsError(file, `tensor "${name}" has a bad shape ${JSON.stringify(e.shape)}`);
+    const off = e.data_offsets;
+    if (!Array.isArray(off) || off.length !== 2 || !off.every((d) => Number.isInteger(d) && d >= 0) || off[1] < off[0]) {
+      throw new SafetensorsError(file, `tensor "${name}" has bad data_offsets ${JSON.stringify(off)}`);
+    }
+    const [b, en] = off as number[];
+    const count = (e.shape as number[]).reduce((a, c) => a * c, 1);
+    if (en - b !== count * 4) throw new SafetensorsError(file, `tensor "${name}": shape [${e.shape}] needs ${count * 4} bytes but data_offsets span ${en - b}`);
+    if (en > dataLen) throw new SafetensorsError(file, `tensor "${name}" ends at byte ${en} but the data section has ${dataLen} bytes: file is truncated`);
+    spans.push([b, en, name]);
+    // Copy into an aligned buffer (the data section need not be 4-byte aligned in memory).
+    const bytes = new Uint8Array(en - b);
+    bytes.set(buf.subarray(dataStart + b, dataStart + en));
+    const data = e.dtype === "F32" ? new Float32Array(bytes.buffer) : new Int32Array(bytes.buffer);
+    tensors[name] = { dtype: e.dtype, shape: e.shape as number[], data };
+  }
+  spans.sort((x, y) => x[0] - y[0]);
+  for (let i = 1; i < spans.length; i++) {
+    if (spans[i][0] < spans[i - 1][1]) throw new SafetensorsError(file, `tensors "${spans[i - 1][2]}" and "${spans[i][2]}" overlap`);
+  }
+  return { tensors, metadata };
+}
+
+/** Write `data` to `file` atomically: temp file in the same folder, fsync, rename. */
+export function writeFileAtomic(file: string, data: Buffer | string): void {
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  const tmp = `${file}.${process.pid}.${Date.now()}.tmp`;
+  const fd = fs.openSync(tmp, "w");
+  try {
+    fs.writeSync(fd, typeof data === "string" ? Buffer.from(data, "utf8") : data);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(tmp, file);
+}
+
+export function readSafetensors(file: string): { tensors: Record<string, RawTensor>; metadata: Record<string, string> } {
+  if (!fs.existsSync(file)) throw new SafetensorsError(file, "file not found");
+  return decodeSafetensors(fs.readFileSync(file), file);
+}
+
+export function writeSafetensors(file: string, tensors: Record<string, RawTensor>, metadata: Record<string, string> = {}): void {
+  writeFileAtomic(file, encodeSafetensors(tensors, metadata));
+}
