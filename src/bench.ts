@@ -1,0 +1,190 @@
+/**
+ * `mend bench`: speed and memory figures, always as ratios against a baseline measured in the same
+ * run (absolute numbers depend on the machine; ratios are what the targets are about).
+ *
+ *  - base forward and forward+backward (all parameters) on a pretraining batch, with the project's
+ *    explicit-transpose matMul gradient and with tfjs' default gradient;
+ *  - MEND edit latency vs one forward+backward of the edit example (gradients of the edited weights);
+ *  - one editor meta-training step (`accumulate` examples + optimizer step);
+ *  - peak RSS.
+ * Each timing is the median of `reps` runs after warm-up; every run ends with a data read, so
+ * queued backend work is counted.
+ */
+import * as tf from "@tensorflow/tfjs";
+import { describeBackend, initBackend, useFastMatMulGradient } from "./backend";
+import { disposeBatch, makeBatch } from "./batch";
+import { DEFAULT_EDITOR_DIR, DEFAULT_MODEL_DIR, parseArgs } from "./cli";
+import { disposeEdit, mendEdit } from "./edit";
+import { disposeEditor, editorVariables } from "./editor";
+import { loadEditor } from "./editorIO";
+import { disposeParams, gptForward } from "./gpt";
+import { meanNll } from "./loss";
+import { loadModel, Model } from "./params";
+import { DEFAULT_TRAIN_EDITOR_CONFIG, metaExampleGrads, sampleMetaExample } from "./trainEditor";
+import { Rng } from "./rng";
+import { World } from "./world";
+
+export interface BenchFigure {
+  ms: number;
+  [k: string]: number;
+}
+
+export interface BenchResult {
+  backend: string;
+  machine: { cpus: number; cpuModel: string; node: string; platform: string };
+  base: {
+    batch: [number, number];
+    forward: BenchFigure;
+    forwardBackward: BenchFigure;
+    forwardBackwardTfjsGrad: BenchFigure;
+    /** tfjs default gradient time / project gradient time (same run). */
+    gradSpeedup: number;
+  };
+  mend?: {
+    edit: BenchFigure;
+    editExampleForwardBackward: BenchFigure;
+    /** MEND edit latency / forward+backward on the edit example (target <= 1.5). */
+    editOverFwdBwd: number;
+    trainStep: BenchFigure;
+  };
+  peakRssMb: number;
+}
+
+/** Median wall time of `fn` in ms over `reps` runs after `warmup` runs. */
+export async function timeIt(fn: () => Promise<void> | void, reps: number, warmup = 2): Promise<number> {
+  for (let i = 0; i < warmup; i++) await fn();
+  const ts: number[] = [];
+  for (let i = 0; i < reps; i++) {
+    const t0 = performance.now();
+    await fn();
+    ts.push(performance.now() - t0);
+  }
+  ts.sort((a, b) => a - b);
+  return ts[Math.floor(ts.length / 2)];
+}
+
+async function benchBase(model: Model, world: World, reps: number): Promise<BenchResult["base"]> {
+  const rows = world.corpus().slice(0, 64).map((c) => ({ prompt: c.prompt, target: c.object }));
+  const b = makeBatch(model.tokenizer, rows, "all", model.config.n_positions);
+  const tokens = b.inputIds.size;
+  const loss = () => meanNll(gptForward(model.params, model.config, b.inputIds, { attentionMask: b.attentionMask }).logits, b.labels);
+  const names = Object.keys(model.params);
+  const fwd = async () => {
+    const l = tf.tidy(loss);
+    await l.data();
+    l.dispose();
+  };
+  const fwdBwd = async () => {
+    const gs = tf.tidy(() => tf.grads((...ws: tf.Tensor[]) => meanNll(gptForward(model.params, model.config, b.inputIds, { attentionMask: b.attentionMask, replace: Object.fromEntries(names.map((n, i) => [n, ws[i]])) }).logits, b.labels))(names.map((n) => model.params[n])));
+    await gs[0].data();
+    tf.dispose(gs);
+  };
+  const fMs = await timeIt(fwd, reps);
+  const fbMs = await timeIt(fwdBwd, reps);
+  const prev = useFastMatMulGradient(false);
+  const fbTfjsMs = await timeIt(fwdBwd, Math.max(3, Math.ceil(reps / 3)), 1);
+  useFastMatMulGradient(prev);
+  disposeBatch(b);
+  const per = (ms: number) => ({ ms, tokensPerSec: (tokens / ms) * 1000 });
+  return { batch: [rows.length, b.inputIds.shape[1]], forward: per(fMs), forwardBackward: per(fbMs), forwardBackwardTfjsGrad: per(fbTfjsMs), gradSpeedup: fbTfjsMs / fbMs };
+}
+
+async function benchMend(model: Model, world: World, editorDir: string, reps: number): Promise<BenchResult["mend"]> {
+  const editor = loadEditor(editorDir, model.config, model.params);
+  try {
+    const request = { prompt: "The president of the United States is", target: "Biden" };
+    const editMs = await timeIt(async () => {
+      const r = mendEdit(model, editor, [request]);
+      await r.edited[editor.config.innerParams[0]].data();
+      disposeEdit(r);
+    }, reps);
+    const b = makeBatch(model.tokenizer, [request], "target", model.config.n_positions);
+    const inner = editor.config.innerParams;
+    const fbMs = await timeIt(async () => {
+      const gs = tf.tidy(() => tf.grads((...ws: tf.Tensor[]) => meanNll(gptForward(model.params, model.config, b.inputIds, { attentionMask: b.attentionMask, replace: Object.fromEntries(inner.map((n, i) => [n, ws[i]])) }).logits, b.labels))(inner.map((n) => model.params[n])));
+      await gs[0].data();
+      tf.dispose(gs);
+    }, reps);
+    disposeBatch(b);
+    // One meta-training step: `accumulate` examples' gradients, then an Adam step (on a throwaway optimizer).
+    const train = world.editRecords("train");
+    const rng = new Rng(1);
+    const { net, editLrs } = editorVariables(editor);
+    const vars = { ...net, ...editLrs };
+    const snapshot = Object.fromEntries(Object.entries(vars).map(([k, v]) => [k, tf.clone(v)]));
+    const opt = tf.train.adam(1e-12);
+    const stepMs = await timeIt(async () => {
+      const acc: tf.Tensor[] = [];
+      for (let k = 0; k < DEFAULT_TRAIN_EDITOR_CONFIG.accumulate; k++) {
+        const { grads } = metaExampleGrads(model, editor, sampleMetaExample(train[rng.int(train.length)], rng), vars, DEFAULT_TRAIN_EDITOR_CONFIG, false);
+        if (grads) acc.push(...Object.values(grads));
+        if (grads && k === DEFAULT_TRAIN_EDITOR_CONFIG.accumulate - 1) opt.applyGradients(Object.entries(grads).map(([n, t]) => ({ name: vars[n].name, tensor: t })));
+      }
+      tf.dispose(acc);
+    }, Math.max(3, Math.ceil(reps / 3)), 1);
+    opt.dispose();
+    for (const [k, v] of Object.entries(vars)) v.assign(snapshot[k]);
+    tf.dispose(Object.values(snapshot));
+    return { edit: { ms: editMs }, editExampleForwardBackward: { ms: fbMs }, editOverFwdBwd: editMs / fbMs, trainStep: { ms: stepMs, examplesPerSec: (DEFAULT_TRAIN_EDITOR_CONFIG.accumulate / stepMs) * 1000 } };
+  } finally {
+    disposeEditor(editor);
+  }
+}
+
+export async function runBench(opts: { modelDir?: string; editorDir?: string; reps?: number; log?: (s: string) => void } = {}): Promise<BenchResult> {
+  const backend = await initBackend();
+  opts.log?.(`backend: ${describeBackend(backend)}`);
+  const os = await import("os");
+  const model = loadModel(opts.modelDir ?? DEFAULT_MODEL_DIR);
+  const world = World.load();
+  const reps = opts.reps ?? 10;
+  try {
+    opts.log?.("base model forward / forward+backward ...");
+    const base = await benchBase(model, world, reps);
+    const editorDir = opts.editorDir ?? DEFAULT_EDITOR_DIR;
+    let mend: BenchResult["mend"];
+    if (require("fs").existsSync(editorDir)) {
+      opts.log?.("MEND edit and meta-training step ...");
+      mend = await benchMend(model, world, editorDir, reps);
+    } else opts.log?.(`no editor at ${editorDir}: skipping MEND figures`);
+    return {
+      backend: backend.kind,
+      machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model ?? "unknown", node: process.version, platform: `${os.platform()} ${os.arch()}` },
+      base,
+      mend,
+      peakRssMb: process.resourceUsage().maxRSS / 1024,
+    };
+  } finally {
+    disposeParams(model.params);
+  }
+}
+
+export function formatBench(r: BenchResult): string {
+  const f = (x: number) => x.toFixed(1);
+  const lines = [
+    `machine: ${r.machine.cpus} x ${r.machine.cpuModel}, ${r.machine.platform}, node ${r.machine.node}; backend ${r.backend}`,
+    `base batch [${r.base.batch}]`,
+    `  forward                         ${f(r.base.forward.ms)} ms  (${r.base.forward.tokensPerSec.toFixed(0)} tokens/s)`,
+    `  forward+backward (project grad) ${f(r.base.forwardBackward.ms)} ms  (${r.base.forwardBackward.tokensPerSec.toFixed(0)} tokens/s)`,
+    `  forward+backward (tfjs grad)    ${f(r.base.forwardBackwardTfjsGrad.ms)} ms`,
+    `  speed-up of the project's gradient: ${r.base.gradSpeedup.toFixed(2)}x`,
+  ];
+  if (r.mend) {
+    lines.push(
+      `MEND`,
+      `  edit latency                    ${f(r.mend.edit.ms)} ms`,
+      `  fwd+bwd on the edit example     ${f(r.mend.editExampleForwardBackward.ms)} ms`,
+      `  edit / fwd+bwd                  ${r.mend.editOverFwdBwd.toFixed(2)}x`,
+      `  editor training step (10 ex.)   ${f(r.mend.trainStep.ms)} ms  (${r.mend.trainStep.examplesPerSec.toFixed(1)} examples/s)`,
+    );
+  }
+  lines.push(`peak RSS ${r.peakRssMb.toFixed(0)} MB`);
+  return lines.join("\n");
+}
+
+export async function cmdBench(argv: string[]): Promise<void> {
+  const a = parseArgs(argv, ["json"]);
+  const json = a.flags.json?.[0] === "true";
+  const r = await runBench({ modelDir: a.flags.model?.[0], editorDir: a.flags.editor?.[0], reps: a.flags.reps ? Number(a.flags.reps[0]) : undefined, log: (s) => console.error(s) });
+  console.log(json ? JSON.stringify(r, null, 1) : formatBench(r));
+}

@@ -1,0 +1,227 @@
+/**
+ * The `mend` command line. Every command picks the backend first (MEND_BACKEND overrides),
+ * prints human-readable output, or one JSON object with --json.
+ */
+import * as fs from "fs";
+import * as path from "path";
+import { describeBackend, initBackend } from "./backend";
+import { disposeEdit, EditRequest, mendEdit, validateRequests } from "./edit";
+import { disposeEditor } from "./editor";
+import { loadEditor } from "./editorIO";
+import { disposeParams } from "./gpt";
+import { loadModel, saveModel } from "./params";
+import { DEFAULT_PRETRAIN_CONFIG, pretrain } from "./pretrain";
+import { formatProbeTable, probesFor, runProbes } from "./report";
+import { writeFileAtomic } from "./safetensors";
+import { nextTokenTopK } from "./score";
+import { DEFAULT_TRAIN_EDITOR_CONFIG, trainEditor } from "./trainEditor";
+import { World } from "./world";
+
+export const PACKAGE_ROOT = path.join(__dirname, "..");
+export const DEFAULT_MODEL_DIR = path.join(PACKAGE_ROOT, "checkpoints", "base");
+export const DEFAULT_EDITOR_DIR = path.join(PACKAGE_ROOT, "checkpoints", "editor");
+
+export interface Args {
+  _: string[];
+  flags: Record<string, string[]>;
+}
+
+/** `--key value`, `--key=value`, bare `--flag` (value "true"); repeated keys accumulate. */
+export function parseArgs(argv: readonly string[], booleans: readonly string[] = []): Args {
+  const a: Args = { _: [], flags: {} };
+  for (let i = 0; i < argv.length; i++) {
+    const s = argv[i];
+    if (!s.startsWith("--")) {
+      a._.push(s);
+      continue;
+    }
+    let key = s.slice(2);
+    let val: string;
+    if (key.includes("=")) [key, val] = [key.slice(0, key.indexOf("=")), key.slice(key.indexOf("=") + 1)];
+    else if (booleans.includes(key) || i + 1 >= argv.length || argv[i + 1].startsWith("--")) val = "true";
+    else val = argv[++i];
+    (a.flags[key] ??= []).push(val);
+  }
+  return a;
+}
+
+const str = (a: Args, k: string, d?: string) => a.flags[k]?.[a.flags[k].length - 1] ?? d;
+const num = (a: Args, k: string, d: number) => {
+  const v = str(a, k);
+  if (v === undefined) return d;
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new Error(`--${k} must be a number, got "${v}"`);
+  return n;
+};
+const bool = (a: Args, k: string) => str(a, k) === "true";
+
+function checkFlags(a: Args, allowed: string[]): void {
+  const bad = Object.keys(a.flags).filter((k) => !allowed.includes(k));
+  if (bad.length) throw new Error(`unknown option${bad.length > 1 ? "s" : ""} ${bad.map((b) => "--" + b).join(", ")}; expected ${allowed.map((k) => "--" + k).join(", ")}`);
+}
+
+const USAGE = `mend: MEND (Model Editor Networks with Gradient Decomposition) on TensorFlow.js
+
+  mend predict --prompt TEXT [--model DIR] [--top K] [--json]
+  mend edit --prompt TEXT --target TEXT [--probe TEXT ...] [--model DIR] [--editor DIR] [--save DIR] [--json]
+  mend edit --requests FILE.json [...]          FILE: [{"prompt": ..., "target": ...}, ...]
+  mend pretrain [--out DIR] [--run-dir DIR] [--steps N] [--seed S] [--resume]
+  mend train-editor [--model DIR] [--out DIR] [--run-dir DIR] [--steps N] [--seed S] [--resume]
+  mend world [--out DIR]                        write the generated corpus and edit records
+  mend bench [--json]                           throughput and latency, ratios from one run
+
+Backend: tfjs-node-gpu, tfjs-node, wasm, cpu (first that loads); MEND_BACKEND=<node-gpu|node|wasm|cpu> forces one.`;
+
+export async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  if (!cmd || cmd === "help" || cmd === "--help" || cmd === "-h") {
+    console.log(USAGE);
+    return cmd ? 0 : 1;
+  }
+  const commands: Record<string, (a: string[]) => Promise<void>> = {
+    predict: cmdPredict,
+    edit: cmdEdit,
+    pretrain: cmdPretrain,
+    "train-editor": cmdTrainEditor,
+    world: cmdWorld,
+    bench: async (a) => (await import("./bench")).cmdBench(a),
+  };
+  const fn = commands[cmd];
+  if (!fn) {
+    console.error(`mend: unknown command "${cmd}"\n\n${USAGE}`);
+    return 2;
+  }
+  try {
+    await fn(rest);
+    return 0;
+  } catch (e) {
+    console.error(`mend ${cmd}: ${e instanceof Error ? e.message : String(e)}`);
+    if (process.env.MEND_DEBUG && e instanceof Error) console.error(e.stack);
+    return 1;
+  }
+}
+
+async function cmdPredict(argv: string[]): Promise<void> {
+  const a = parseArgs(argv, ["json"]);
+  checkFlags(a, ["prompt", "model", "top", "json"]);
+  const prompt = str(a, "prompt");
+  if (!prompt) throw new Error("--prompt TEXT is required");
+  const backend = await initBackend();
+  const model = loadModel(str(a, "model", DEFAULT_MODEL_DIR)!);
+  const [r] = nextTokenTopK(model, [prompt], num(a, "top", 5));
+  disposeParams(model.params);
+  if (bool(a, "json")) {
+    console.log(JSON.stringify({ prompt, tokens: r.tokens, ids: r.ids, top: r.top.map((t) => ({ token: t.token, prob: t.prob })), backend: backend.kind }));
+    return;
+  }
+  console.log(`backend: ${describeBackend(backend)}`);
+  console.log(`tokens: ${r.tokens.join(" ")}`);
+  for (const t of r.top) console.log(`  ${t.token.padEnd(16)} ${t.prob.toFixed(4)}`);
+}
+
+function readRequests(file: string): EditRequest[] {
+  if (!fs.existsSync(file)) throw new Error(`requests file "${file}" not found`);
+  let data: unknown;
+  try {
+    data = JSON.parse(fs.readFileSync(file, "utf8"));
+  } catch (e) {
+    throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
+  }
+  if (!Array.isArray(data)) throw new Error(`${file}: expected a JSON list of {"prompt": ..., "target": ...}`);
+  const reqs = data.map((d) => ({ prompt: String(d?.prompt ?? ""), target: String(d?.target ?? "") }));
+  validateRequests(reqs);
+  return reqs;
+}
+
+async function cmdEdit(argv: string[]): Promise<void> {
+  const a = parseArgs(argv, ["json"]);
+  checkFlags(a, ["prompt", "target", "probe", "model", "editor", "requests", "save", "lr-scale", "json"]);
+  const requests = str(a, "requests") ? readRequests(str(a, "requests")!) : [{ prompt: str(a, "prompt") ?? "", target: str(a, "target") ?? "" }];
+  if (!str(a, "requests") && (!str(a, "prompt") || !str(a, "target"))) throw new Error("give --prompt TEXT and --target TEXT, or --requests FILE.json");
+  validateRequests(requests);
+  const backend = await initBackend();
+  const model = loadModel(str(a, "model", DEFAULT_MODEL_DIR)!);
+  let editor;
+  try {
+    editor = loadEditor(str(a, "editor", DEFAULT_EDITOR_DIR)!, model.config, model.params);
+  } catch (e) {
+    disposeParams(model.params);
+    throw e;
+  }
+  try {
+    const world = World.load();
+    const probes = probesFor(world, requests, a.flags.probe ?? []);
+    const result = mendEdit(model, editor, requests, { lrScale: num(a, "lr-scale", 1) });
+    const rows = runProbes(model, result.params, probes);
+    if (str(a, "save")) saveModel(str(a, "save")!, { ...model, params: result.params }, { edited_by: "mend-ts", edits: JSON.stringify(requests) });
+    if (bool(a, "json")) {
+      console.log(
+        JSON.stringify({
+          requests,
+          results: rows.map((r) => ({ prompt: r.prompt, kind: r.kind, expected: r.expected, group: r.group, before: r.before, after: r.after })),
+          latency_ms: result.info.latencyMs,
+          layers: result.info.layers,
+          backend: backend.kind,
+        }),
+      );
+    } else {
+      console.log(`backend: ${describeBackend(backend)}`);
+      console.log(`edit: ${requests.map((r) => `"${r.prompt}" -> "${r.target}"`).join("; ")}   (${result.info.latencyMs.toFixed(1)} ms)\n`);
+      console.log(formatProbeTable(rows));
+      if (str(a, "save")) console.log(`\nedited model saved to ${str(a, "save")}`);
+    }
+    disposeEdit(result);
+  } finally {
+    disposeEditor(editor);
+    disposeParams(model.params);
+  }
+}
+
+async function cmdPretrain(argv: string[]): Promise<void> {
+  const a = parseArgs(argv, ["resume"]);
+  checkFlags(a, ["out", "run-dir", "steps", "seed", "resume", "time-budget"]);
+  const backend = await initBackend();
+  console.error(`backend: ${describeBackend(backend)}`);
+  const out = str(a, "out", DEFAULT_MODEL_DIR)!;
+  const runDir = str(a, "run-dir", path.join(PACKAGE_ROOT, "runs", "pretrain"))!;
+  const cfg = { ...DEFAULT_PRETRAIN_CONFIG, maxSteps: num(a, "steps", DEFAULT_PRETRAIN_CONFIG.maxSteps), seed: num(a, "seed", 0), timeBudgetSec: num(a, "time-budget", DEFAULT_PRETRAIN_CONFIG.timeBudgetSec) };
+  const r = await pretrain(World.load(), runDir, cfg, { resume: bool(a, "resume") });
+  const best = loadModel(r.bestDir);
+  saveModel(out, best, { steps: String(r.steps), fact_accuracy: String(r.accuracy.overall), seed: String(cfg.seed) });
+  disposeParams(best.params);
+  console.log(JSON.stringify({ out, steps: r.steps, elapsed_sec: r.elapsedSec, accuracy: r.accuracy }, null, 1));
+}
+
+async function cmdTrainEditor(argv: string[]): Promise<void> {
+  const a = parseArgs(argv, ["resume"]);
+  checkFlags(a, ["model", "out", "run-dir", "steps", "seed", "resume", "time-budget", "lr"]);
+  const backend = await initBackend();
+  console.error(`backend: ${describeBackend(backend)}`);
+  const model = loadModel(str(a, "model", DEFAULT_MODEL_DIR)!);
+  const world = World.load();
+  const out = str(a, "out", DEFAULT_EDITOR_DIR)!;
+  const runDir = str(a, "run-dir", path.join(PACKAGE_ROOT, "runs", "editor"))!;
+  const d = DEFAULT_TRAIN_EDITOR_CONFIG;
+  const cfg = { ...d, maxSteps: num(a, "steps", d.maxSteps), seed: num(a, "seed", d.seed), timeBudgetSec: num(a, "time-budget", d.timeBudgetSec), lr: num(a, "lr", d.lr) };
+  const r = await trainEditor(model, world.editRecords("train"), world.editRecords("val"), runDir, cfg, { resume: bool(a, "resume") });
+  fs.mkdirSync(out, { recursive: true });
+  for (const f of ["config.json", "editor.safetensors"]) writeFileAtomic(path.join(out, f), fs.readFileSync(path.join(r.bestDir, f)));
+  disposeParams(model.params);
+  console.log(JSON.stringify({ out, steps: r.steps, elapsed_sec: r.elapsedSec, validation: r.best }, null, 1));
+}
+
+async function cmdWorld(argv: string[]): Promise<void> {
+  const a = parseArgs(argv);
+  checkFlags(a, ["out", "seed"]);
+  const out = str(a, "out", path.join(PACKAGE_ROOT, "data", "generated"))!;
+  const seed = num(a, "seed", 0);
+  const world = World.load();
+  fs.mkdirSync(out, { recursive: true });
+  writeFileAtomic(path.join(out, "corpus.txt"), world.corpus().map((c) => `${c.prompt} ${c.object}`).join("\n") + "\n");
+  writeFileAtomic(path.join(out, "splits.json"), JSON.stringify(world.splits(seed), null, 1) + "\n");
+  for (const split of ["train", "val", "test"] as const) {
+    const recs = world.editRecords(split, { seed });
+    writeFileAtomic(path.join(out, `edits.${split}.jsonl`), recs.map((r) => JSON.stringify(r)).join("\n") + "\n");
+  }
+  console.log(`wrote ${out}: corpus.txt (${world.corpus().length} sentences), splits.json, edits.{train,val,test}.jsonl`);
+}

@@ -1,0 +1,128 @@
+/**
+ * Applying MEND: the edit API (mend-spec §2.2, §3.6, §5.4).
+ *
+ *   1. one forward/backward pass of the base model on the edit example(s) gives u_ℓ, δ_ℓ;
+ *   2. per edited weight W_ℓ: normalise, run the editor, form ∇̃W_ℓ = Σ ũ δ̃ᵀ;
+ *   3. W'_ℓ = W_ℓ + α_ℓ ∇̃W_ℓ  (the official code *adds*; the paper writes W − α∇̃W, and α is learned).
+ *
+ * `mendEdit` is pure: it returns a new parameter record in which only the edited weights are new
+ * tensors (the rest are the base's, shared by reference) and never mutates the base. k requests in
+ * one call are one batched edit (a single mean loss over all their target tokens). Editing the
+ * returned model again gives sequential edits.
+ */
+import * as tf from "@tensorflow/tfjs";
+import { disposeBatch, makeBatch, TextExample } from "./batch";
+import { Editor, applyEditor, netFor, pseudoGradient } from "./editor";
+import { captureFactors, disposeFactors, Factors } from "./factor";
+import { Params } from "./gpt";
+import { normalizeFactors, updateStats } from "./stats";
+import { ModelView } from "./score";
+
+export type EditRequest = TextExample;
+
+/**
+ * The differentiable core: W' = W + lrScale·α·∇̃W for every edited weight. Use inside a gradient
+ * closure (meta-training) or `tf.tidy` (editing). @returns name -> W' [d_in, d_out]
+ */
+export function editedWeights(params: Readonly<Params>, editor: Editor, factors: Factors, lrScale = 1): Record<string, tf.Tensor2D> {
+  const out: Record<string, tf.Tensor2D> = {};
+  for (const name of editor.config.innerParams) {
+    const { net } = netFor(editor, name);
+    const u = factors.u[name];
+    const delta = factors.delta[name];
+    if (!u || !delta) throw new Error(`no factors captured for "${name}"`);
+    const { uBar, deltaBar } = editor.config.norm ? normalizeFactors(net.stats, u, delta) : { uBar: u, deltaBar: delta };
+    const { uTilde, deltaTilde } = applyEditor(editor, name, uBar, deltaBar);
+    const g = pseudoGradient(uTilde, deltaTilde); // [d_in, d_out]
+    out[name] = tf.add(params[name], tf.mul(tf.mul(editor.editLrs[name], lrScale), g)) as tf.Tensor2D;
+  }
+  return out;
+}
+
+/** Merge a batch of factors into the editor's statistics (meta-training only). */
+export function updateEditorStats(editor: Editor, factors: Factors): void {
+  for (const name of editor.config.innerParams) updateStats(netFor(editor, name).net.stats, factors.u[name], factors.delta[name]);
+}
+
+export interface EditLayerInfo {
+  name: string;
+  /** Token rows that fed the editor. */
+  rows: number;
+  /** α_ℓ (times lrScale). */
+  editLr: number;
+  /** ‖W' − W‖_F and ‖W‖_F. */
+  updateNorm: number;
+  weightNorm: number;
+}
+
+export interface EditInfo {
+  requests: EditRequest[];
+  /** Edit loss (mean NLL of the targets) before the edit. */
+  lossBefore: number;
+  layers: EditLayerInfo[];
+  latencyMs: number;
+}
+
+export interface EditResult {
+  /** Full parameter record of the edited model (edited weights new, the rest shared with the base). */
+  params: Params;
+  /** The new tensors only (owned by this result). */
+  edited: Record<string, tf.Tensor2D>;
+  info: EditInfo;
+}
+
+export function validateRequests(requests: readonly EditRequest[]): void {
+  if (!Array.isArray(requests) || requests.length === 0) throw new Error("no edit requests given");
+  requests.forEach((r, i) => {
+    if (!r || typeof r.prompt !== "string" || !r.prompt.trim()) throw new Error(`edit request ${i}: prompt is empty`);
+    if (typeof r.target !== "string" || !r.target.trim()) throw new Error(`edit request ${i} ("${r.prompt}"): target is empty`);
+  });
+}
+
+/**
+ * Edit a model with MEND. The editor's statistics are frozen (test-time edit) unless `train` is set.
+ * The caller owns `result.edited` (free with `disposeEdit`); the base params are untouched.
+ */
+export function mendEdit(model: ModelView, editor: Editor, requests: readonly EditRequest[], opts: { lrScale?: number } = {}): EditResult {
+  validateRequests(requests);
+  const t0 = performance.now();
+  const batch = makeBatch(model.tokenizer, requests, "target", model.config.n_positions);
+  let factors: Factors;
+  try {
+    factors = captureFactors(model.params, model.config, batch, editor.config.innerParams);
+  } finally {
+    disposeBatch(batch);
+  }
+  const lrScale = opts.lrScale ?? 1;
+  const edited = tf.tidy(() => editedWeights(model.params, editor, factors, lrScale));
+  const norms = tf.tidy(() =>
+    tf.stack(editor.config.innerParams.flatMap((n) => [tf.norm(tf.sub(edited[n], model.params[n])), tf.norm(model.params[n])])),
+  );
+  const lrs = tf.stack(editor.config.innerParams.map((n) => editor.editLrs[n]));
+  const [normArr, lrArr] = [norms.dataSync(), lrs.dataSync()];
+  tf.dispose([norms, lrs]);
+  const layers = editor.config.innerParams.map((name, i) => ({
+    name,
+    rows: factors.rows[name].length,
+    editLr: lrArr[i] * lrScale,
+    updateNorm: normArr[2 * i],
+    weightNorm: normArr[2 * i + 1],
+  }));
+  const lossBefore = factors.loss;
+  disposeFactors(factors);
+  for (const l of layers) {
+    if (!Number.isFinite(l.updateNorm)) {
+      tf.dispose(Object.values(edited));
+      throw new Error(`the edit of "${l.name}" is not finite (NaN/Inf): check the editor checkpoint and its statistics`);
+    }
+  }
+  return {
+    params: { ...model.params, ...edited },
+    edited,
+    info: { requests: [...requests], lossBefore, layers, latencyMs: performance.now() - t0 },
+  };
+}
+
+export function disposeEdit(r: EditResult): void {
+  tf.dispose(Object.values(r.edited));
+}

@@ -1,0 +1,130 @@
+/**
+ * Editor folders: `config.json` (editor config, the base model it was trained for, statistics
+ * counts, training summary) and `editor.safetensors` (network weights, edit learning rates, and the
+ * normalisation statistics). Unlike the official code, the statistics are part of the checkpoint,
+ * so a resumed or loaded editor normalises exactly as it did when saved.
+ * Loading validates the editor against the base model it is applied to.
+ */
+import * as fs from "fs";
+import * as path from "path";
+import * as tf from "@tensorflow/tfjs";
+import { GPT2Config } from "./config";
+import { createEditor, disposeEditor, Editor, EditorConfig, editorVariables } from "./editor";
+import { Params } from "./gpt";
+import { RawTensor, readSafetensors, writeFileAtomic, writeSafetensors } from "./safetensors";
+
+export interface EditorFolderConfig {
+  format: "mend-ts-editor";
+  editor: EditorConfig;
+  /** What the editor was trained on: checked on load. */
+  base: { n_embd: number; n_layer: number; vocab_size: number; shapes: Record<string, number[]> };
+  stats: Record<string, { count: number }>;
+  training?: Record<string, unknown>;
+}
+
+function statsEntries(e: Editor): Record<string, tf.Tensor> {
+  const out: Record<string, tf.Tensor> = {};
+  for (const n of Object.values(e.nets)) {
+    out[`${n.key}.stats.u_mean`] = n.stats.u.mean;
+    out[`${n.key}.stats.u_m2`] = n.stats.u.m2;
+    out[`${n.key}.stats.delta_mean`] = n.stats.delta.mean;
+    out[`${n.key}.stats.delta_m2`] = n.stats.delta.m2;
+  }
+  return out;
+}
+
+/** Save an editor folder (atomic per file). */
+export function saveEditor(dir: string, e: Editor, baseConfig: GPT2Config, baseParams: Readonly<Params>, training?: Record<string, unknown>): void {
+  const { net, editLrs } = editorVariables(e);
+  const all: Record<string, tf.Tensor> = { ...net, ...editLrs, ...statsEntries(e) };
+  const raw: Record<string, RawTensor> = {};
+  for (const [k, t] of Object.entries(all)) raw[k] = { dtype: "F32", shape: t.shape, data: t.dataSync() as Float32Array };
+  const cfg: EditorFolderConfig = {
+    format: "mend-ts-editor",
+    editor: e.config,
+    base: {
+      n_embd: baseConfig.n_embd,
+      n_layer: baseConfig.n_layer,
+      vocab_size: baseConfig.vocab_size,
+      shapes: Object.fromEntries(e.config.innerParams.map((n) => [n, baseParams[n].shape])),
+    },
+    stats: Object.fromEntries(Object.values(e.nets).map((n) => [n.key, { count: n.stats.count }])),
+    training,
+  };
+  fs.mkdirSync(dir, { recursive: true });
+  writeSafetensors(path.join(dir, "editor.safetensors"), raw, { format: "mend-ts-editor" });
+  writeFileAtomic(path.join(dir, "config.json"), JSON.stringify(cfg, null, 2) + "\n");
+}
+
+/**
+ * Load an editor folder for a base model. Throws a clear error when the folder is missing, a file
+ * is bad, or the editor does not fit the base model (other config, missing weight, other shape).
+ * The caller owns the editor (`disposeEditor`).
+ */
+export function loadEditor(dir: string, baseConfig: GPT2Config, baseParams: Readonly<Params>): Editor {
+  const cfgPath = path.join(dir, "config.json");
+  if (!fs.existsSync(dir) || !fs.existsSync(cfgPath)) {
+    throw new Error(`editor folder "${dir}" not found (expected config.json and editor.safetensors); run "mend train-editor" or pass --editor`);
+  }
+  let cfg: EditorFolderConfig;
+  try {
+    cfg = JSON.parse(fs.readFileSync(cfgPath, "utf8"));
+  } catch (e) {
+    throw new Error(`${cfgPath}: not valid JSON (${(e as Error).message})`);
+  }
+  if (cfg.format !== "mend-ts-editor") throw new Error(`${cfgPath}: not a mend-ts editor config (format ${JSON.stringify(cfg.format)})`);
+  for (const k of ["n_embd", "n_layer", "vocab_size"] as const) {
+    if (cfg.base[k] !== baseConfig[k]) {
+      throw new Error(`editor "${dir}" was trained for a base model with ${k} = ${cfg.base[k]}, but this model has ${k} = ${baseConfig[k]}`);
+    }
+  }
+  for (const name of cfg.editor.innerParams) {
+    const w = baseParams[name];
+    if (!w) throw new Error(`editor "${dir}" edits "${name}", which the base model does not have`);
+    const want = cfg.base.shapes[name];
+    if (!want || want.join("x") !== w.shape.join("x")) throw new Error(`editor "${dir}" expects "${name}" of shape [${want}], the base model has [${w.shape}]`);
+  }
+  const { tensors } = readSafetensors(path.join(dir, "editor.safetensors"));
+  const editor = createEditor(cfg.editor, cfg.base.shapes, 0);
+  try {
+    const { net, editLrs } = editorVariables(editor);
+    const vars: Record<string, tf.Variable> = { ...net, ...editLrs };
+    const expected = [...Object.keys(vars), ...Object.keys(statsEntries(editor))];
+    const missing = expected.filter((k) => !tensors[k]);
+    const extra = Object.keys(tensors).filter((k) => !expected.includes(k));
+    if (missing.length) throw new Error(`${dir}/editor.safetensors: missing tensor(s) ${missing.join(", ")}`);
+    if (extra.length) throw new Error(`${dir}/editor.safetensors: unexpected tensor(s) ${extra.join(", ")}`);
+    const check = (k: string, shape: number[]) => {
+      const t = tensors[k];
+      if (t.shape.join("x") !== shape.join("x")) throw new Error(`${dir}/editor.safetensors: "${k}" has shape [${t.shape}], expected [${shape}]`);
+      if (t.data.some((x) => !Number.isFinite(x))) throw new Error(`${dir}/editor.safetensors: "${k}" contains NaN or Inf`);
+      return tf.tensor(t.data, t.shape, "float32");
+    };
+    for (const [k, v] of Object.entries(vars)) {
+      const t = check(k, v.shape);
+      v.assign(t);
+      t.dispose();
+    }
+    for (const n of Object.values(editor.nets)) {
+      const count = cfg.stats[n.key]?.count;
+      if (typeof count !== "number" || count < 0) throw new Error(`${cfgPath}: no statistics count for editor net ${n.key}`);
+      const s = n.stats;
+      const fresh = {
+        u: { mean: check(`${n.key}.stats.u_mean`, s.u.mean.shape), m2: check(`${n.key}.stats.u_m2`, s.u.m2.shape) },
+        delta: { mean: check(`${n.key}.stats.delta_mean`, s.delta.mean.shape), m2: check(`${n.key}.stats.delta_m2`, s.delta.m2.shape) },
+      };
+      tf.dispose([s.u.mean, s.u.m2, s.delta.mean, s.delta.m2]);
+      n.stats = { count, u: fresh.u as typeof s.u, delta: fresh.delta as typeof s.delta };
+    }
+  } catch (e) {
+    disposeEditor(editor);
+    throw e;
+  }
+  return editor;
+}
+
+/** The training summary stored in an editor folder's config.json (or undefined). */
+export function editorTrainingInfo(dir: string): Record<string, unknown> | undefined {
+  const p = path.join(dir, "config.json");
+  return fs.existsSync(p) ? (JSON.parse(fs.readFileSync(p, "utf8")) as EditorFolderConfig).training : undefined;
+}

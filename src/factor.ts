@@ -1,0 +1,106 @@
+/**
+ * Gradient factoring (MEND §3.1, mend-spec §2): for a linear layer z = u W + b (Conv1D, W [d_in, d_out])
+ * the gradient of a token-summed loss is a sum of rank-1 terms,
+ *
+ *     ∇_W L = Σ_i u_i δ_iᵀ = Uᵀ Δ,   δ_i = ∂L/∂z_i,
+ *
+ * so MEND only needs the per-token vectors u_i (layer input) and δ_i (gradient at the layer output).
+ *
+ * We capture them without hooks: the forward returns the inputs u of the chosen layers and adds a
+ * zero "probe" to their outputs; the gradient of the loss w.r.t. each probe is exactly δ.
+ * u and δ are constants for MEND (detached in the official code): no second-order terms.
+ *
+ * Rows (tokens) whose u or δ is entirely zero are dropped, per layer, as the official code does
+ * ("skip batch elements with zero grad"): for right-padded decoder batches these are the padding rows.
+ *
+ * Shapes: N = B*T token rows, Nk = kept rows, d_in/d_out of the edited weight.
+ */
+import * as tf from "@tensorflow/tfjs";
+import { Batch } from "./batch";
+import { GPT2Config } from "./config";
+import { gptForward, Params } from "./gpt";
+import { meanNll } from "./loss";
+
+export interface Factors {
+  /** Kept layer inputs, name -> [Nk, d_in]. */
+  u: Record<string, tf.Tensor2D>;
+  /** Kept output gradients, name -> [Nk, d_out]. */
+  delta: Record<string, tf.Tensor2D>;
+  /** Indices of the kept rows (into the B*T flattened rows), per name. */
+  rows: Record<string, number[]>;
+  /** The edit loss (mean NLL over target tokens) the gradients are of. */
+  loss: number;
+}
+
+/**
+ * One forward/backward pass over the edit batch: returns u and δ for each name in `innerParams`
+ * (zero rows dropped). The caller owns the returned tensors (`disposeFactors`).
+ */
+export function captureFactors(params: Readonly<Params>, config: GPT2Config, batch: Batch, innerParams: readonly string[]): Factors {
+  const [B, T] = batch.inputIds.shape;
+  const N = B * T;
+  const probes: Record<string, tf.Tensor> = {};
+  for (const name of innerParams) {
+    const w = params[name];
+    if (!w) throw new Error(`inner parameter "${name}" is not a parameter of the base model`);
+    if (w.rank !== 2) throw new Error(`inner parameter "${name}" must be a 2-D weight, got shape [${w.shape}]`);
+    probes[name] = tf.zeros([N, w.shape[1] as number]);
+  }
+  const captured: Record<string, tf.Tensor2D> = {};
+  const { value, grads } = tf.tidy(() =>
+    tf.valueAndGrads((...ps: tf.Tensor[]) => {
+      const probeMap = Object.fromEntries(innerParams.map((n, i) => [n, ps[i]]));
+      const out = gptForward(params, config, batch.inputIds, { attentionMask: batch.attentionMask, capture: innerParams, probes: probeMap });
+      for (const n of innerParams) captured[n] = tf.keep(out.inputs[n]);
+      return meanNll(out.logits, batch.labels);
+    })(innerParams.map((n) => probes[n])),
+  );
+  tf.dispose(Object.values(probes));
+  const loss = value.dataSync()[0];
+  value.dispose();
+  if (!Number.isFinite(loss)) {
+    tf.dispose([...grads, ...Object.values(captured)]);
+    throw new Error(`edit loss is ${loss}: the base model produced non-finite values on the edit example`);
+  }
+  const f: Factors = { u: {}, delta: {}, rows: {}, loss };
+  innerParams.forEach((name, i) => {
+    const u = captured[name];
+    const d = grads[i] as tf.Tensor2D;
+    const keepMask = tf.tidy(() => tf.logicalAnd(tf.any(tf.notEqual(u, 0), 1), tf.any(tf.notEqual(d, 0), 1)));
+    const flags = keepMask.dataSync();
+    keepMask.dispose();
+    const rows: number[] = [];
+    flags.forEach((v, r) => v && rows.push(r));
+    f.rows[name] = rows;
+    if (rows.length === N) {
+      f.u[name] = u;
+      f.delta[name] = d;
+    } else {
+      const idx = tf.tensor1d(rows, "int32");
+      f.u[name] = tf.gather(u, idx);
+      f.delta[name] = tf.gather(d, idx);
+      tf.dispose([idx, u, d]);
+    }
+  });
+  return f;
+}
+
+export function disposeFactors(f: Factors): void {
+  tf.dispose([...Object.values(f.u), ...Object.values(f.delta)]);
+}
+
+/**
+ * The rank-1 identity's right-hand side: Σ_i u_i δ_iᵀ = Uᵀ Δ, [d_in, d_out] (Conv1D layout, the
+ * weight's own shape). Caller owns the result.
+ */
+export function outerProductSum(u: tf.Tensor2D, delta: tf.Tensor2D): tf.Tensor2D {
+  return tf.tidy(() => tf.matMul(tf.transpose(u), delta)); // explicit transpose: fast path on wasm
+}
+
+/** The autodiff gradient ∂L/∂W of the same edit loss, for checking the identity. Caller owns it. */
+export function autodiffWeightGradient(params: Readonly<Params>, config: GPT2Config, batch: Batch, name: string): tf.Tensor2D {
+  return tf.tidy(() => {
+    const g = tf.grad((w: tf.Tensor) => meanNll(gptForward(params, config, batch.inputIds, { attentionMask: batch.attentionMask, replace: { [name]: w } }).logits, batch.labels));
+    return g(params[name]) as tf.Tensor2D;
+  });
+}

@@ -1,0 +1,121 @@
+import test from "node:test";
+import assert from "node:assert/strict";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import * as tf from "@tensorflow/tfjs";
+import {
+  captureFactors, createEditor, DEFAULT_EDITOR_CONFIG, disposeBatch, disposeEdit, disposeEditor, disposeFactors, disposeParams,
+  Editor, gptForward, lastBlocksMlp, loadEditor, makeBatch, mendEdit, Model, saveEditor, updateEditorStats,
+} from "../dist";
+import { leaked, maxAbsDiff, setup, tinyModel, warmEditor } from "./helpers";
+
+const req = { prompt: "The president of the United States is", target: "Biden" };
+
+test("an edit returns new params: only edited weights replaced, the base untouched", async () => {
+  await setup();
+  const m = tinyModel(21);
+  const e = warmEditor(m);
+  const before = m.params["h.1.mlp.c_fc.weight"].arraySync();
+  const r = mendEdit(m, e, [req]);
+  assert.deepEqual(Object.keys(r.edited).sort(), [...e.config.innerParams].sort());
+  for (const n of Object.keys(m.params)) {
+    if (r.edited[n]) assert.notEqual(r.params[n], m.params[n]);
+    else assert.equal(r.params[n], m.params[n], `${n} is shared`);
+  }
+  assert.deepEqual(m.params["h.1.mlp.c_fc.weight"].arraySync(), before, "base not mutated");
+  assert.ok(r.info.layers.every((l) => l.updateNorm > 0));
+  // <bos> + 7 prompt words feed h.0; only the labelled position feeds the last block.
+  assert.deepEqual(r.info.layers.map((l) => l.rows), [8, 8, 1, 1]);
+  disposeEdit(r);
+  disposeEditor(e);
+  disposeParams(m.params);
+});
+
+test("alpha = 0 leaves every logit unchanged", async () => {
+  await setup();
+  const m = tinyModel(22);
+  const e = warmEditor(m);
+  for (const v of Object.values(e.editLrs)) v.assign(tf.scalar(0));
+  const r = mendEdit(m, e, [req]);
+  const b = makeBatch(m.tokenizer, [{ prompt: "The capital of Peru is", target: "Lima" }, req], "target", m.config.n_positions);
+  tf.tidy(() => {
+    const a = gptForward(m.params, m.config, b.inputIds, { attentionMask: b.attentionMask }).logits;
+    const c = gptForward(r.params, m.config, b.inputIds, { attentionMask: b.attentionMask }).logits;
+    assert.equal(maxAbsDiff(a, c), 0);
+  });
+  disposeBatch(b);
+  disposeEdit(r);
+  disposeEditor(e);
+  disposeParams(m.params);
+});
+
+test("batched edits (k requests in one call) and sequential edits work", async () => {
+  await setup();
+  const m = tinyModel(23);
+  const e = warmEditor(m);
+  const r1 = mendEdit(m, e, [req, { prompt: "The capital of Peru is", target: "Santiago" }]);
+  assert.deepEqual(r1.info.layers.map((l) => l.rows), [8 + 6, 8 + 6, 2, 2]);
+  const r2 = mendEdit({ ...m, params: r1.params }, e, [{ prompt: "The president of France is", target: "Merkel" }]);
+  assert.notEqual(r2.params["h.1.mlp.c_fc.weight"], r1.params["h.1.mlp.c_fc.weight"]);
+  disposeEdit(r1);
+  disposeEdit(r2);
+  disposeEditor(e);
+  disposeParams(m.params);
+});
+
+test("no tensor leak over 100 edits", async () => {
+  await setup();
+  const m = tinyModel(24);
+  const e = warmEditor(m);
+  disposeEdit(mendEdit(m, e, [req]));
+  const n = await leaked(() => {
+    for (let i = 0; i < 100; i++) disposeEdit(mendEdit(m, e, [req]));
+  });
+  assert.equal(n, 0);
+  disposeEditor(e);
+  disposeParams(m.params);
+});
+
+test("bad edit inputs are clear errors", async () => {
+  await setup();
+  const m = tinyModel(25, { n_positions: 10 });
+  const e = warmEditor(m);
+  assert.throws(() => mendEdit(m, e, [{ prompt: "The president of Narnia is", target: "Biden" }]), /unknown word "Narnia"/);
+  assert.throws(() => mendEdit(m, e, [{ prompt: "The president of France is", target: "  " }]), /target is empty/);
+  assert.throws(() => mendEdit(m, e, []), /no edit requests/);
+  assert.throws(() => mendEdit(m, e, [{ prompt: "Which party does Trump belong to ? Answer : the", target: "Republican Party" }]), /longer than the model's context of 10/);
+  const fresh = createEditor({ ...e.config }, Object.fromEntries(e.config.innerParams.map((n) => [n, m.params[n].shape])), 1);
+  assert.throws(() => mendEdit(m, fresh, [req]), /at least 2 are needed/);
+  disposeEditor(fresh);
+  disposeEditor(e);
+  disposeParams(m.params);
+});
+
+test("editor save/load round trip keeps weights and statistics; a mismatched base is rejected", async () => {
+  await setup();
+  const m = tinyModel(26);
+  const e = warmEditor(m);
+  for (const v of Object.values(e.nets)) v.layers[0].U.assign(tf.randomNormal(v.layers[0].U.shape, 0, 0.01, "float32", 5));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "editor-"));
+  saveEditor(dir, e, m.config, m.params);
+  const back = loadEditor(dir, m.config, m.params);
+  for (const [k, n] of Object.entries(e.nets)) {
+    assert.equal(back.nets[k].stats.count, n.stats.count);
+    assert.equal(maxAbsDiff(back.nets[k].stats.u.m2, n.stats.u.m2), 0);
+    assert.equal(maxAbsDiff(back.nets[k].stats.delta.mean, n.stats.delta.mean), 0);
+    assert.equal(maxAbsDiff(back.nets[k].layers[0].U, n.layers[0].U), 0);
+  }
+  const r1 = mendEdit(m, e, [req]);
+  const r2 = mendEdit(m, back, [req]);
+  for (const n of e.config.innerParams) assert.ok(maxAbsDiff(r1.edited[n], r2.edited[n]) < 1e-6);
+  disposeEdit(r1);
+  disposeEdit(r2);
+  disposeEditor(back);
+  const other = tinyModel(27, { n_embd: 24, n_head: 2 });
+  assert.throws(() => loadEditor(dir, other.config, other.params), /trained for a base model with n_embd = 16, but this model has n_embd = 24/);
+  assert.throws(() => loadEditor("/nonexistent/editor", m.config, m.params), /editor folder "\/nonexistent\/editor" not found/);
+  disposeParams(other.params);
+  disposeEditor(e);
+  disposeParams(m.params);
+});

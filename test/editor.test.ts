@@ -1,0 +1,72 @@
+import test from "node:test";
+import assert from "node:assert/strict";
+import * as tf from "@tensorflow/tfjs";
+import { applyEditor, countEditorParams, createEditor, DEFAULT_EDITOR_CONFIG, disposeEditor, editorVariables, EditorConfig, netForward } from "../dist";
+import { maxAbsDiff, setup } from "./helpers";
+
+const shapes = { "h.0.mlp.c_fc.weight": [8, 32], "h.0.mlp.c_proj.weight": [32, 8], "h.1.mlp.c_fc.weight": [8, 32], "h.1.mlp.c_proj.weight": [32, 8] };
+const cfg: EditorConfig = { ...DEFAULT_EDITOR_CONFIG, innerParams: Object.keys(shapes) };
+
+test("one shared net per weight shape, one mode per weight, one edit lr per weight", async () => {
+  await setup();
+  const e = createEditor(cfg, shapes, 0);
+  assert.deepEqual(Object.keys(e.nets).sort(), ["32x8", "8x32"]);
+  assert.deepEqual(e.nets["8x32"].modes, ["h.0.mlp.c_fc.weight", "h.1.mlp.c_fc.weight"]);
+  assert.equal(e.nets["8x32"].layers.length, 2);
+  assert.deepEqual(e.nets["8x32"].layers[0].modeScale.shape, [2, 40]);
+  assert.equal(Object.keys(e.editLrs).length, 4);
+  assert.ok(Math.abs(e.editLrs["h.0.mlp.c_fc.weight"].dataSync()[0] - 1e-4) < 1e-10);
+  // 2 nets x 2 layers x (2 D r + D + 2 modes D), r = min(1920, D) = D = 40
+  assert.equal(countEditorParams(e), 2 * 2 * (2 * 40 * 40 + 40 + 2 * 2 * 40) + 4);
+  disposeEditor(e);
+});
+
+test("identity initialisation: the editor returns its input exactly", async () => {
+  await setup();
+  const e = createEditor(cfg, shapes, 1);
+  const u = tf.randomNormal([5, 8], 0, 1, "float32", 1) as tf.Tensor2D;
+  const d = tf.randomNormal([5, 32], 0, 1, "float32", 2) as tf.Tensor2D;
+  const { uTilde, deltaTilde } = applyEditor(e, "h.1.mlp.c_fc.weight", u, d);
+  assert.equal(maxAbsDiff(uTilde, u), 0);
+  assert.equal(maxAbsDiff(deltaTilde, d), 0);
+  tf.dispose([u, d, uTilde, deltaTilde]);
+  disposeEditor(e);
+});
+
+test("at identity init the editor is not dead (max(x,0) passes gradient at 0; relu would not)", async () => {
+  await setup();
+  const e = createEditor(cfg, shapes, 2);
+  const net = e.nets["8x32"];
+  const z = tf.randomNormal([6, 40], 0, 1, "float32", 3) as tf.Tensor2D;
+  const w = tf.randomNormal([6, 40], 0, 1, "float32", 4);
+  const { net: vars } = editorVariables(e);
+  const mine = Object.entries(vars).filter(([k]) => k.startsWith("8x32."));
+  const { value, grads } = tf.variableGrads(() => tf.sum(tf.mul(netForward(net, 1, z, "id"), w)) as tf.Scalar, mine.map(([, v]) => v));
+  // At U = 0: pre = b*s + o = 0, so U, bias and shift get gradients; V and scale start moving once U ≠ 0.
+  for (const [k, v] of mine.filter(([k]) => /\.(U|bias|mode_shift)$/.test(k))) {
+    const norm = tf.tidy(() => tf.norm(grads[v.name]).dataSync()[0]);
+    assert.ok(norm > 0, `${k} gets a gradient at init`);
+  }
+  // The same net with tf.relu would be dead: its gradient at 0 is 0.
+  const dead = tf.grad((x: tf.Tensor) => tf.sum(tf.relu(x)))(tf.zeros([3]));
+  assert.equal(tf.sum(dead).dataSync()[0], 0);
+  tf.dispose([value, ...Object.values(grads), z, w, dead]);
+  disposeEditor(e);
+});
+
+test("xavier init (the 'No ID init' ablation) is not the identity", async () => {
+  await setup();
+  const e = createEditor({ ...cfg, init: "xavier" }, shapes, 3);
+  const u = tf.randomNormal([5, 8], 0, 1, "float32", 1) as tf.Tensor2D;
+  const d = tf.randomNormal([5, 32], 0, 1, "float32", 2) as tf.Tensor2D;
+  const { uTilde } = applyEditor(e, "h.0.mlp.c_fc.weight", u, d);
+  assert.ok(maxAbsDiff(uTilde, u) > 1e-3);
+  tf.dispose([u, d, uTilde]);
+  disposeEditor(e);
+});
+
+test("bad editor configs are clear errors", async () => {
+  await setup();
+  assert.throws(() => createEditor({ ...cfg, innerParams: ["h.3.mlp.c_fc.weight"] }, shapes, 0), /"h.3.mlp.c_fc.weight" is not a weight of the base model/);
+  assert.throws(() => createEditor({ ...cfg, innerParams: [] }, shapes, 0), /innerParams is empty/);
+});

@@ -1,0 +1,106 @@
+import test from "node:test";
+import assert from "node:assert/strict";
+import * as tf from "@tensorflow/tfjs";
+import { disposeBatch, disposeParams, gptForward, makeBatch, meanNll, paramShapes, Params } from "../dist";
+import { leaked, maxAbsDiff, setup, tinyModel } from "./helpers";
+
+const examples = [
+  { prompt: "The president of France is", target: "Macron" },
+  { prompt: "The capital of Peru is", target: "Lima" },
+  { prompt: "Which party does Trump belong to ? Answer : the", target: "Republican Party" },
+];
+
+function lossAndGrads(params: Params, m: ReturnType<typeof tinyModel>) {
+  const b = makeBatch(m.tokenizer, examples, "target", m.config.n_positions);
+  const names = Object.keys(params);
+  const out = tf.tidy(() => {
+    const { logits } = gptForward(params, m.config, b.inputIds, { attentionMask: b.attentionMask });
+    const g = tf.grads((...ws: tf.Tensor[]) =>
+      meanNll(gptForward(params, m.config, b.inputIds, { attentionMask: b.attentionMask, replace: Object.fromEntries(names.map((n, i) => [n, ws[i]])) }).logits, b.labels),
+    )(names.map((n) => params[n]));
+    return { logits: logits.arraySync() as number[][][], grads: g.map((t) => t.arraySync()) };
+  });
+  disposeBatch(b);
+  return out;
+}
+
+test("parameters have HF GPT2Model names and Conv1D shapes", () => {
+  const s = paramShapes({ model_type: "gpt2", vocab_size: 10, n_positions: 8, n_embd: 4, n_layer: 2, n_head: 2, layer_norm_epsilon: 1e-5, initializer_range: 0.02 });
+  assert.deepEqual(s["h.1.mlp.c_fc.weight"], [4, 16]);
+  assert.deepEqual(s["h.1.mlp.c_proj.weight"], [16, 4]);
+  assert.deepEqual(s["h.0.attn.c_attn.weight"], [4, 12]);
+  assert.deepEqual(s["wte.weight"], [10, 4]);
+  assert.ok(s["ln_f.bias"]);
+});
+
+test("forward: logits shape, capture returns layer inputs, probes shift outputs", async () => {
+  await setup();
+  const m = tinyModel(1);
+  const b = makeBatch(m.tokenizer, examples, "target", m.config.n_positions);
+  const [B, T] = b.inputIds.shape;
+  tf.tidy(() => {
+    const name = "h.1.mlp.c_fc.weight";
+    const r = gptForward(m.params, m.config, b.inputIds, { attentionMask: b.attentionMask, capture: [name] });
+    assert.deepEqual(r.logits.shape, [B, T, m.config.vocab_size]);
+    assert.deepEqual(r.inputs[name].shape, [B * T, m.config.n_embd]);
+    const zero = gptForward(m.params, m.config, b.inputIds, { attentionMask: b.attentionMask, probes: { [name]: tf.zeros([B * T, 4 * m.config.n_embd]) } });
+    assert.ok(maxAbsDiff(zero.logits, r.logits) < 1e-6, "a zero probe changes nothing");
+    assert.throws(() => gptForward(m.params, m.config, b.inputIds, { capture: ["h.9.mlp.c_fc.weight"] }), /not a linear weight/);
+  });
+  disposeBatch(b);
+  disposeParams(m.params);
+});
+
+test("right padding does not change the logits of real tokens", async () => {
+  await setup();
+  const m = tinyModel(2);
+  const single = makeBatch(m.tokenizer, [examples[0]], "target", m.config.n_positions);
+  const padded = makeBatch(m.tokenizer, [examples[0], examples[2]], "target", m.config.n_positions);
+  tf.tidy(() => {
+    const a = gptForward(m.params, m.config, single.inputIds, { attentionMask: single.attentionMask }).logits;
+    const T = a.shape[1];
+    const b = tf.slice(gptForward(m.params, m.config, padded.inputIds, { attentionMask: padded.attentionMask }).logits, [0, 0, 0], [1, T, -1]);
+    assert.ok(maxAbsDiff(a, b) < 1e-5);
+  });
+  disposeBatch(single);
+  disposeBatch(padded);
+  disposeParams(m.params);
+});
+
+test("cpu and wasm agree on logits and gradients", async () => {
+  await setup();
+  const m = tinyModel(3);
+  const start = tf.getBackend();
+  await tf.setBackend("wasm");
+  const w = lossAndGrads(m.params, m);
+  await tf.setBackend("cpu");
+  const c = lossAndGrads(m.params, m);
+  await tf.setBackend(start);
+  const flat = (x: unknown): number[] => (Array.isArray(x) ? x.flatMap(flat) : [x as number]);
+  const maxDiff = (a: unknown, b: unknown) => {
+    const fa = flat(a);
+    const fb = flat(b);
+    return Math.max(...fa.map((v, i) => Math.abs(v - fb[i])));
+  };
+  assert.ok(maxDiff(w.logits, c.logits) < 1e-4, "logits");
+  w.grads.forEach((g, i) => assert.ok(maxDiff(g, c.grads[i]) < 1e-4, `gradient ${i}`));
+  disposeParams(m.params);
+});
+
+test("no tensors leak over repeated forward/backward calls", async () => {
+  await setup();
+  const m = tinyModel(4);
+  lossAndGrads(m.params, m); // warm-up (backend caches)
+  const n = await leaked(() => {
+    for (let i = 0; i < 5; i++) lossAndGrads(m.params, m);
+  });
+  assert.equal(n, 0);
+  disposeParams(m.params);
+});
+
+test("a sequence longer than the context is a clear error", async () => {
+  await setup();
+  const m = tinyModel(5, { n_positions: 6 });
+  assert.throws(() => makeBatch(m.tokenizer, [examples[2]], "target", m.config.n_positions), /longer than the model's context of 6/);
+  disposeParams(m.params);
+});

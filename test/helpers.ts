@@ -1,0 +1,51 @@
+/** Shared fixtures for the tests: a tiny seeded GPT-2 over the real world vocabulary. */
+import * as path from "path";
+import * as tf from "@tensorflow/tfjs";
+import {
+  captureFactors, createEditor, DEFAULT_EDITOR_CONFIG, DEFAULT_GPT2_CONFIG, disposeBatch, disposeFactors, Editor, GPT2Config,
+  initBackend, initGPT, lastBlocksMlp, makeBatch, Model, updateEditorStats, World, WordTokenizer,
+} from "../dist";
+
+export const ROOT = path.join(__dirname, "..");
+export const SHARED_DATA = path.join(ROOT, "..", "shared", "data");
+
+let world: World | null = null;
+export function getWorld(): World {
+  return (world ??= World.load(path.join(ROOT, "data", "world.json")));
+}
+
+/** The backend under test: MEND_BACKEND or wasm (what CI runs). */
+export async function setup(): Promise<void> {
+  await initBackend(process.env.MEND_BACKEND ?? "wasm");
+}
+
+export function tinyModel(seed = 0, over: Partial<GPT2Config> = {}): Model {
+  const tokenizer = WordTokenizer.fromTexts(getWorld().texts());
+  const config: GPT2Config = { ...DEFAULT_GPT2_CONFIG, n_embd: 16, n_layer: 2, n_head: 2, n_positions: 24, ...over, vocab_size: tokenizer.size };
+  return { config, tokenizer, params: initGPT(config, seed) };
+}
+
+/** Max |a - b| over all elements. */
+export function maxAbsDiff(a: tf.Tensor, b: tf.Tensor): number {
+  return tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]);
+}
+
+/** Run `fn` and return how many tensors it left behind. */
+export async function leaked(fn: () => Promise<void> | void): Promise<number> {
+  const before = tf.memory().numTensors;
+  await fn();
+  return tf.memory().numTensors - before;
+}
+
+/** An editor with statistics accumulated from a few edit examples (as after some training). */
+export function warmEditor(m: Model, seed = 0): Editor {
+  const inner = lastBlocksMlp(m.config.n_layer, 2);
+  const e = createEditor({ ...DEFAULT_EDITOR_CONFIG, innerParams: inner, rank: 16 }, Object.fromEntries(inner.map((n) => [n, m.params[n].shape])), seed);
+  const b = makeBatch(m.tokenizer, [{ prompt: "The capital of Peru is", target: "Lima" }, { prompt: "The president of France is", target: "Macron" }], "target", m.config.n_positions);
+  const f = captureFactors(m.params, m.config, b, inner);
+  updateEditorStats(e, f);
+  disposeFactors(f);
+  disposeBatch(b);
+  return e;
+}
+

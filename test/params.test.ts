@@ -1,0 +1,57 @@
+import test from "node:test";
+import assert from "node:assert/strict";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { disposeParams, loadModel, paramsFromRaw, saveModel, toRaw } from "../dist";
+import { maxAbsDiff, setup, tinyModel } from "./helpers";
+
+test("model folder save/load round trip", async () => {
+  await setup();
+  const m = tinyModel(7);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "model-"));
+  saveModel(dir, m);
+  assert.deepEqual(fs.readdirSync(dir).sort(), ["config.json", "model.safetensors", "vocab.json"]);
+  const back = loadModel(dir);
+  assert.deepEqual(back.config.n_embd, m.config.n_embd);
+  assert.deepEqual(back.tokenizer.vocab, m.tokenizer.vocab);
+  for (const n of Object.keys(m.params)) assert.equal(maxAbsDiff(back.params[n], m.params[n]), 0, n);
+  disposeParams(back.params);
+  disposeParams(m.params);
+});
+
+test("loading accepts the transformer. prefix and ignores lm_head", async () => {
+  await setup();
+  const m = tinyModel(8);
+  const raw = toRaw(m.params);
+  const prefixed = Object.fromEntries(Object.entries(raw).map(([k, v]) => [`transformer.${k}`, v]));
+  prefixed["lm_head.weight"] = raw["wte.weight"];
+  const p = paramsFromRaw(prefixed, m.config, "x");
+  assert.equal(Object.keys(p).length, Object.keys(m.params).length);
+  disposeParams(p);
+  disposeParams(m.params);
+});
+
+test("bad model folders raise errors that name the problem", async () => {
+  await setup();
+  const m = tinyModel(9);
+  const raw = toRaw(m.params);
+  const { ["h.0.ln_1.bias"]: _drop, ...missing } = raw;
+  assert.throws(() => paramsFromRaw(missing, m.config, "f"), /missing tensor h\.0\.ln_1\.bias/);
+  assert.throws(() => paramsFromRaw({ ...raw, "h.7.mlp.c_fc.weight": raw["h.0.mlp.c_fc.weight"] }, m.config, "f"), /unexpected tensor h\.7\.mlp\.c_fc\.weight/);
+  assert.throws(() => paramsFromRaw({ ...raw, "h.0.mlp.c_fc.weight": raw["h.0.mlp.c_proj.weight"] }, m.config, "f"), /has shape \[64,16\], expected \[16,64\]/);
+  assert.throws(() => paramsFromRaw({ ...raw, "wpe.weight": { ...raw["wpe.weight"], dtype: "I32", data: new Int32Array(raw["wpe.weight"].data.length) } }, m.config, "f"), /dtype I32/);
+  assert.throws(() => loadModel("/nonexistent/model"), /model folder "\/nonexistent\/model" not found/);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "model-"));
+  saveModel(dir, m);
+  const cfg = JSON.parse(fs.readFileSync(path.join(dir, "config.json"), "utf8"));
+  fs.writeFileSync(path.join(dir, "config.json"), JSON.stringify({ ...cfg, vocab_size: cfg.vocab_size + 1 }));
+  assert.throws(() => loadModel(dir), /vocab\.json has \d+ tokens but config\.json says vocab_size/);
+  fs.writeFileSync(path.join(dir, "config.json"), JSON.stringify({ ...cfg, n_embd: 15 }));
+  assert.throws(() => loadModel(dir), /n_embd \(15\) is not divisible by n_head/);
+  fs.writeFileSync(path.join(dir, "config.json"), JSON.stringify(cfg));
+  const st = path.join(dir, "model.safetensors");
+  fs.writeFileSync(st, fs.readFileSync(st).subarray(0, 1000));
+  assert.throws(() => loadModel(dir), /truncated/);
+  disposeParams(m.params);
+});
