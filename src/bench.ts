@@ -116,7 +116,7 @@ async function benchMend(model: Model, world: World, editorDir: string, reps: nu
     const stepMs = await timeIt(async () => {
       const acc: tf.Tensor[] = [];
       for (let k = 0; k < DEFAULT_TRAIN_EDITOR_CONFIG.accumulate; k++) {
-        const { grads } = metaExampleGrads(model, editor, sampleMetaExample(train[rng.int(train.length)], rng), vars, DEFAULT_TRAIN_EDITOR_CONFIG, false);
+        const { grads } = metaExampleGrads(model, editor, sampleMetaExample(train, rng, 1), vars, DEFAULT_TRAIN_EDITOR_CONFIG, false);
         if (grads) acc.push(...Object.values(grads));
         if (grads && k === DEFAULT_TRAIN_EDITOR_CONFIG.accumulate - 1) opt.applyGradients(Object.entries(grads).map(([n, t]) => ({ name: vars[n].name, tensor: t })));
       }

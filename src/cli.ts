@@ -67,6 +67,8 @@ const USAGE = `mend: MEND (Model Editor Networks with Gradient Decomposition) on
   mend edit --requests FILE.json [...]          FILE: [{"prompt": ..., "target": ...}, ...]
   mend pretrain [--out DIR] [--run-dir DIR] [--steps N] [--seed S] [--resume]
   mend train-editor [--model DIR] [--out DIR] [--run-dir DIR] [--steps N] [--seed S] [--resume]
+  mend eval [--json] [--methods MEND,FT,FT+KL] [--batch-sizes 1,5,25,75,125] [--sequential N] [--out DIR] [--limit N]
+  mend demo [--out DIR]                         President -> Biden with MEND, FT and FT+KL (npm start)
   mend world [--out DIR]                        write the generated corpus and edit records
   mend bench [--json]                           throughput and latency, ratios from one run
 
@@ -85,6 +87,8 @@ export async function main(argv: string[]): Promise<number> {
     "train-editor": cmdTrainEditor,
     world: cmdWorld,
     bench: async (a) => (await import("./bench")).cmdBench(a),
+    eval: async (a) => (await import("./cliEval")).cmdEval(a),
+    demo: async (a) => (await import("./cliEval")).cmdDemo(a),
   };
   const fn = commands[cmd];
   if (!fn) {

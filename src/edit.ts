@@ -12,7 +12,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { disposeBatch, makeBatch, TextExample } from "./batch";
-import { Editor, applyEditor, netFor, pseudoGradient } from "./editor";
+import { Editor, applyEditorAll, netFor, pseudoGradient } from "./editor";
 import { captureFactors, disposeFactors, Factors } from "./factor";
 import { Params } from "./gpt";
 import { normalizeFactors, updateStats } from "./stats";
@@ -25,14 +25,17 @@ export type EditRequest = TextExample;
  * closure (meta-training) or `tf.tidy` (editing). @returns name -> W' [d_in, d_out]
  */
 export function editedWeights(params: Readonly<Params>, editor: Editor, factors: Factors, lrScale = 1): Record<string, tf.Tensor2D> {
-  const out: Record<string, tf.Tensor2D> = {};
+  const normed: Record<string, { uBar: tf.Tensor2D; deltaBar: tf.Tensor2D }> = {};
   for (const name of editor.config.innerParams) {
-    const { net } = netFor(editor, name);
     const u = factors.u[name];
     const delta = factors.delta[name];
     if (!u || !delta) throw new Error(`no factors captured for "${name}"`);
-    const { uBar, deltaBar } = editor.config.norm ? normalizeFactors(net.stats, u, delta) : { uBar: u, deltaBar: delta };
-    const { uTilde, deltaTilde } = applyEditor(editor, name, uBar, deltaBar);
+    normed[name] = editor.config.norm ? normalizeFactors(netFor(editor, name).net.stats, u, delta) : { uBar: u, deltaBar: delta };
+  }
+  const transformed = applyEditorAll(editor, normed); // one pass per shared net
+  const out: Record<string, tf.Tensor2D> = {};
+  for (const name of editor.config.innerParams) {
+    const { uTilde, deltaTilde } = transformed[name];
     const g = pseudoGradient(uTilde, deltaTilde); // [d_in, d_out]
     out[name] = tf.add(params[name], tf.mul(tf.mul(editor.editLrs[name], lrScale), g)) as tf.Tensor2D;
   }

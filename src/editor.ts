@@ -171,15 +171,18 @@ export function editorVariables(e: Editor): { net: Record<string, tf.Variable>; 
 
 /**
  * The network on concatenated inputs. @param z [Nk, D] @returns [Nk, D]. Differentiable in φ.
- * The mode's scale/shift rows are taken with `tf.slice` (gather's gradient is missing on wasm).
+ * `mode` is one mode index for all rows, or a [Nk, nModes] one-hot matrix (rows of several edited
+ * weights in one pass: the shared net's factors are then used, and transposed in the backward
+ * pass, once instead of once per weight). A single mode's scale/shift rows are taken with
+ * `tf.slice` (gather's gradient is missing on wasm).
  */
-export function netForward(net: EditorNet, mode: number, z: tf.Tensor2D, init: EditorConfig["init"]): tf.Tensor2D {
+export function netForward(net: EditorNet, mode: number | tf.Tensor2D, z: tf.Tensor2D, init: EditorConfig["init"]): tf.Tensor2D {
   const D = net.dIn + net.dOut;
   tf.util.assert(z.rank === 2 && z.shape[1] === D, () => `editor ${net.key}: input must be [N, ${D}], got [${z.shape}]`);
   let h = z;
   for (const l of net.layers) {
-    const scale = tf.slice(l.modeScale, [mode, 0], [1, D]);
-    const shift = tf.slice(l.modeShift, [mode, 0], [1, D]);
+    const scale = typeof mode === "number" ? tf.slice(l.modeScale, [mode, 0], [1, D]) : tf.matMul(mode, l.modeScale); // [1 | Nk, D]
+    const shift = typeof mode === "number" ? tf.slice(l.modeShift, [mode, 0], [1, D]) : tf.matMul(mode, l.modeShift);
     const pre = tf.add(tf.mul(tf.add(tf.matMul(tf.matMul(h, l.V), l.U), l.bias), scale), shift); // [Nk, D]
     const act = tf.maximum(pre, 0) as tf.Tensor2D; // clamp(min=0): gradient 1 at exactly 0
     h = init === "id" ? (tf.add(h, act) as tf.Tensor2D) : act;
@@ -196,6 +199,36 @@ export function applyEditor(e: Editor, name: string, uBar: tf.Tensor2D, deltaBar
   const out = netForward(net, mode, tf.concat([uBar, deltaBar], 1), e.config.init);
   const [uTilde, deltaTilde] = tf.split(out, [net.dIn, net.dOut], 1) as tf.Tensor2D[];
   return { uTilde, deltaTilde };
+}
+
+/**
+ * g_φ on several weights at once, one pass per shared net (same result as `applyEditor` per weight).
+ * @param inputs name -> {uBar [Nk, d_in], deltaBar [Nk, d_out]}
+ */
+export function applyEditorAll(
+  e: Editor,
+  inputs: Readonly<Record<string, { uBar: tf.Tensor2D; deltaBar: tf.Tensor2D }>>,
+): Record<string, { uTilde: tf.Tensor2D; deltaTilde: tf.Tensor2D }> {
+  const out: Record<string, { uTilde: tf.Tensor2D; deltaTilde: tf.Tensor2D }> = {};
+  for (const net of Object.values(e.nets)) {
+    const names = net.modes.filter((n) => inputs[n]);
+    if (names.length === 0) continue;
+    if (names.length === 1) {
+      out[names[0]] = applyEditor(e, names[0], inputs[names[0]].uBar, inputs[names[0]].deltaBar);
+      continue;
+    }
+    const rows = names.map((n) => inputs[n].uBar.shape[0]);
+    const z = tf.concat(names.map((n) => tf.concat([inputs[n].uBar, inputs[n].deltaBar], 1)), 0) as tf.Tensor2D; // [ΣNk, D]
+    const modeIdx = names.flatMap((n, i) => new Array<number>(rows[i]).fill(net.modes.indexOf(n)));
+    const onehot = tf.cast(tf.oneHot(tf.tensor1d(modeIdx, "int32"), net.modes.length), "float32") as tf.Tensor2D; // [ΣNk, M]
+    const res = netForward(net, onehot, z, e.config.init);
+    const parts = tf.split(res, rows, 0) as tf.Tensor2D[];
+    names.forEach((n, i) => {
+      const [uTilde, deltaTilde] = tf.split(parts[i], [net.dIn, net.dOut], 1) as tf.Tensor2D[];
+      out[n] = { uTilde, deltaTilde };
+    });
+  }
+  return out;
 }
 
 /**

@@ -63,14 +63,15 @@ export function captureFactors(params: Readonly<Params>, config: GPT2Config, bat
     throw new Error(`edit loss is ${loss}: the base model produced non-finite values on the edit example`);
   }
   const f: Factors = { u: {}, delta: {}, rows: {}, loss };
+  // Keep rows where u and δ are both non-zero; one read of all the layers' [N] masks.
+  const masks = tf.tidy(() => tf.stack(innerParams.map((n, i) => tf.logicalAnd(tf.any(tf.notEqual(captured[n], 0), 1), tf.any(tf.notEqual(grads[i], 0), 1)))));
+  const flags = masks.dataSync();
+  masks.dispose();
   innerParams.forEach((name, i) => {
     const u = captured[name];
     const d = grads[i] as tf.Tensor2D;
-    const keepMask = tf.tidy(() => tf.logicalAnd(tf.any(tf.notEqual(u, 0), 1), tf.any(tf.notEqual(d, 0), 1)));
-    const flags = keepMask.dataSync();
-    keepMask.dispose();
     const rows: number[] = [];
-    flags.forEach((v, r) => v && rows.push(r));
+    for (let r = 0; r < N; r++) if (flags[i * N + r]) rows.push(r);
     f.rows[name] = rows;
     if (rows.length === N) {
       f.u[name] = u;

@@ -20,3 +20,8 @@ export * from "./edit";
 export * from "./metaLoss";
 export * from "./editorIO";
 export * from "./trainEditor";
+export * from "./metrics";
+export * from "./methods";
+export * from "./evaluate";
+export * from "./report";
+export * from "./plots";

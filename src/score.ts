@@ -7,7 +7,7 @@ import * as tf from "@tensorflow/tfjs";
 import { encodeExamples, TextExample, toBatch, disposeBatch } from "./batch";
 import { GPT2Config } from "./config";
 import { gptForward, Params } from "./gpt";
-import { oneHotFloat } from "./loss";
+import { labelMask, oneHotFloat, tokenKl, tokenNll } from "./loss";
 import { WordTokenizer } from "./tokenizer";
 
 export interface ModelView {
@@ -91,4 +91,44 @@ export function scoreTargets(m: ModelView, examples: readonly TextExample[], bat
     });
   }
   return out;
+}
+
+/**
+ * Mean KL(p_a ‖ p_b) over the non-pad positions of each example's full text (prompt + target),
+ * the same quantity as MEND's L_loc, per example.
+ */
+export function klPerExample(m: ModelView, paramsA: Readonly<Params>, paramsB: Readonly<Params>, examples: readonly TextExample[], batchSize = 128): number[] {
+  const out: number[] = [];
+  for (let s = 0; s < examples.length; s += batchSize) {
+    const chunk = examples.slice(s, s + batchSize);
+    const b = toBatch(encodeExamples(m.tokenizer, chunk, "target", m.config.n_positions));
+    const kl = tf.tidy(() => {
+      const a = gptForward(paramsA, m.config, b.inputIds, { attentionMask: b.attentionMask }).logits;
+      const c = gptForward(paramsB, m.config, b.inputIds, { attentionMask: b.attentionMask }).logits;
+      const perPos = tf.mul(tokenKl(a, c), b.attentionMask); // [B, T]
+      return tf.div(tf.sum(perPos, 1), tf.sum(b.attentionMask, 1)); // [B]
+    });
+    disposeBatch(b);
+    out.push(...(kl.dataSync() as Float32Array));
+    kl.dispose();
+  }
+  return out;
+}
+
+/** Summed NLL and token count of full sentences (every next token incl. <eos>), for perplexity. */
+export function corpusNll(m: ModelView, examples: readonly TextExample[], batchSize = 128): { nll: number; tokens: number } {
+  let nll = 0;
+  let tokens = 0;
+  for (let s = 0; s < examples.length; s += batchSize) {
+    const b = toBatch(encodeExamples(m.tokenizer, examples.slice(s, s + batchSize), "all", m.config.n_positions));
+    const [sum, count] = tf.tidy(() => {
+      const { logits } = gptForward(m.params, m.config, b.inputIds, { attentionMask: b.attentionMask });
+      return [tf.sum(tokenNll(logits, b.labels)), tf.sum(labelMask(b.labels))];
+    });
+    disposeBatch(b);
+    nll += sum.dataSync()[0];
+    tokens += count.dataSync()[0];
+    tf.dispose([sum, count]);
+  }
+  return { nll, tokens };
 }

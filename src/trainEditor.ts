@@ -13,8 +13,10 @@
  * loss c_edit L_edit + c_loc L_loc) is kept; early stopping after `patience` steps without improvement.
  *
  * Deviations from the official code, on purpose (also in README):
- *  - lr: Adam 1e-3 for the networks instead of 1e-6. The official value is tuned for 59M-parameter
+ *  - lr: Adam 1e-4 for the networks instead of 1e-6. The official value is tuned for 59M-parameter
  *    editors over 82M-11B models and 100k+ steps; our toy editor trains in minutes with the larger lr.
+ *    (1e-3 diverges: V ~ N(0, 1), so one Adam step of 1e-3 on every entry of U moves the
+ *    pre-activations by O(10).)
  *  - edit lrs α get their own Adam (lr `editLrLr`). Officially they sit in two optimisers and the
  *    second never moves them (its gradients are zeroed first), so they effectively learn at 1e-6.
  *  - Optimizer steps happen every `accumulate` examples exactly (the official first step sees 11).
@@ -39,6 +41,8 @@ export interface TrainEditorConfig extends MetaLossConfig {
   seed: number;
   /** Upper bound on optimizer steps. */
   maxSteps: number;
+  /** Edits per example, drawn uniformly from this list per example (official: a fixed n_edits, 1 for zsRE). */
+  nEdits: number[];
   /** Examples per optimizer step (gradient accumulation; official 10). */
   accumulate: number;
   /** Adam lr for the editor networks (official 1e-6; see the header). */
@@ -61,8 +65,9 @@ export interface TrainEditorConfig extends MetaLossConfig {
 export const DEFAULT_TRAIN_EDITOR_CONFIG: Readonly<TrainEditorConfig> = Object.freeze({
   seed: 0,
   maxSteps: 1000,
+  nEdits: [1],
   accumulate: 10,
-  lr: 1e-3,
+  lr: 1e-4,
   editLrLr: 1e-3,
   clipNorm: 100,
   cEdit: 0.1,
@@ -74,34 +79,45 @@ export const DEFAULT_TRAIN_EDITOR_CONFIG: Readonly<TrainEditorConfig> = Object.f
   editor: {},
 });
 
-/** The three texts of one meta-training example. */
+/** One meta-training example: k edits (k = 1 for a single edit) with their equivalents and locality texts. */
 export interface MetaExample {
-  editInner: TextExample;
-  editOuter: TextExample;
-  loc: TextExample;
-  locClass: string;
+  editInner: TextExample[];
+  editOuter: TextExample[];
+  loc: TextExample[];
+  locClass: string[];
 }
 
-/** Draw x_e and x'_e (two different training templates) and a locality example from a record. */
-export function sampleMetaExample(r: EditRecord, rng: Rng): MetaExample {
-  const [i, j] = rng.sample(r.prompts.map((_, k) => k), 2);
-  const loc = rng.choice(r.locality);
-  return {
-    editInner: { prompt: r.prompts[i], target: r.target_new },
-    editOuter: { prompt: r.prompts[j ?? i], target: r.target_new },
-    loc: { prompt: loc.prompt, target: loc.target },
-    locClass: loc.class,
-  };
+/**
+ * Draw k records of distinct facts; per record x_e and x'_e are two different training templates
+ * and the locality text is one of its locality examples (any class).
+ */
+export function sampleMetaExample(records: readonly EditRecord[], rng: Rng, k = 1): MetaExample {
+  const ex: MetaExample = { editInner: [], editOuter: [], loc: [], locClass: [] };
+  const used = new Set<string>();
+  for (let tries = 0; ex.editInner.length < k && tries < 50 * k; tries++) {
+    const r = records[rng.int(records.length)];
+    const key = `${r.subject}|${r.relation}`;
+    if (used.has(key)) continue;
+    used.add(key);
+    const [i, j] = rng.sample(r.prompts.map((_, q) => q), 2);
+    const free = r.locality.filter((l) => !used.has(`${l.subject}|${l.relation}`)); // not about a fact edited in this example
+    const loc = rng.choice(free.length ? free : r.locality);
+    ex.editInner.push({ prompt: r.prompts[i], target: r.target_new });
+    ex.editOuter.push({ prompt: r.prompts[j ?? i], target: r.target_new });
+    ex.loc.push({ prompt: loc.prompt, target: loc.target });
+    ex.locClass.push(loc.class);
+  }
+  return ex;
 }
 
-/** The fixed validation examples: first training template as x_e, second as x'_e, first locality example. */
+/** The fixed validation examples: first training template as x_e, second as x'_e, the k-th locality example. */
 export function fixedMetaExample(r: EditRecord, k: number): MetaExample {
   const loc = r.locality[k % r.locality.length];
   return {
-    editInner: { prompt: r.prompts[0], target: r.target_new },
-    editOuter: { prompt: r.prompts[1 % r.prompts.length], target: r.target_new },
-    loc: { prompt: loc.prompt, target: loc.target },
-    locClass: loc.class,
+    editInner: [{ prompt: r.prompts[0], target: r.target_new }],
+    editOuter: [{ prompt: r.prompts[1 % r.prompts.length], target: r.target_new }],
+    loc: [{ prompt: loc.prompt, target: loc.target }],
+    locClass: [loc.class],
   };
 }
 
@@ -118,17 +134,17 @@ interface Encoded {
   inner: Batch;
   outer: Batch;
   loc: Batch;
-  outerLabels: number[];
-  outerPos: number[];
-  locPos: number[];
+  outerLabels: number[][];
+  outerPos: number[][];
+  locPos: number[][];
 }
 
 function encodeMeta(m: ModelView, ex: MetaExample): Encoded {
   const T = m.config.n_positions;
-  const a = encodeExamples(m.tokenizer, [ex.editInner], "target", T);
-  const o = encodeExamples(m.tokenizer, [ex.editOuter], "target", T);
-  const l = encodeExamples(m.tokenizer, [ex.loc], "target", T);
-  return { inner: toBatch(a), outer: toBatch(o), loc: toBatch(l), outerLabels: o.labels[0], outerPos: o.targetPositions[0], locPos: l.targetPositions[0] };
+  const a = encodeExamples(m.tokenizer, ex.editInner, "target", T);
+  const o = encodeExamples(m.tokenizer, ex.editOuter, "target", T);
+  const l = encodeExamples(m.tokenizer, ex.loc, "target", T);
+  return { inner: toBatch(a), outer: toBatch(o), loc: toBatch(l), outerLabels: o.labels, outerPos: o.targetPositions, locPos: l.targetPositions };
 }
 
 function disposeEncoded(e: Encoded): void {
@@ -137,13 +153,12 @@ function disposeEncoded(e: Encoded): void {
   disposeBatch(e.loc);
 }
 
-function summarise(e: Encoded, outerArgmax: number[], locPre: number[], locPost: number[], lEdit: number, lLoc: number): ExampleResult {
-  return {
-    lEdit,
-    lLoc,
-    editAcc: e.outerPos.every((t) => outerArgmax[t] === e.outerLabels[t]) ? 1 : 0,
-    locUnchanged: e.locPos.filter((t) => locPre[t] === locPost[t]).length / e.locPos.length,
-  };
+/** Metrics of one example from argmax tokens [k, T]: exact match of each x'_e, unchanged locality answers. */
+function summarise(e: Encoded, outerArgmax: number[][], locPre: number[][], locPost: number[][], lEdit: number, lLoc: number): ExampleResult {
+  const acc = e.outerPos.map((pos, i) => (pos.every((t) => outerArgmax[i][t] === e.outerLabels[i][t]) ? 1 : 0));
+  const loc = e.locPos.map((pos, i) => pos.filter((t) => locPre[i][t] === locPost[i][t]).length / pos.length);
+  const avg = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  return { lEdit, lLoc, editAcc: avg(acc), locUnchanged: avg(loc) };
 }
 
 /**
@@ -173,7 +188,7 @@ export function metaExampleGrads(
     const locPre = tf.tidy(() => tf.argMax(pre, -1));
     const [losses, outerAm, locPost] = stash;
     const [lEdit, lLoc] = losses.dataSync();
-    const result = summarise(e, (outerAm.arraySync() as number[][])[0], (locPre.arraySync() as number[][])[0], (locPost.arraySync() as number[][])[0], lEdit, lLoc);
+    const result = summarise(e, outerAm.arraySync() as number[][], locPre.arraySync() as number[][], locPost.arraySync() as number[][], lEdit, lLoc);
     const sq = tf.tidy(() => tf.addN(Object.values(grads).map((g) => tf.sum(tf.square(g)))));
     const finite = Number.isFinite(sq.dataSync()[0]) && Number.isFinite(value.dataSync()[0]);
     tf.dispose([value, pre, locPre, sq, ...stash]);
@@ -204,7 +219,7 @@ export function metaExampleEval(m: ModelView, editor: Editor, ex: MetaExample, c
     });
     const [l, oa, lp, lq] = out;
     const [lEdit, lLoc] = l.dataSync();
-    const res = summarise(e, (oa.arraySync() as number[][])[0], (lp.arraySync() as number[][])[0], (lq.arraySync() as number[][])[0], lEdit, lLoc);
+    const res = summarise(e, oa.arraySync() as number[][], lp.arraySync() as number[][], lq.arraySync() as number[][], lEdit, lLoc);
     tf.dispose(out);
     return res;
   } finally {
@@ -321,7 +336,7 @@ export async function trainEditor(
       const acc: Record<string, tf.Tensor> = {};
       const rs: ExampleResult[] = [];
       for (let k = 0; k < cfg.accumulate; k++) {
-        const ex = sampleMetaExample(train[rng.int(train.length)], rng);
+        const ex = sampleMetaExample(train, rng, cfg.nEdits[rng.int(cfg.nEdits.length)]);
         const { grads, result } = metaExampleGrads(model, editor, ex, vars, cfg, true);
         st.examples++;
         rs.push(result);

@@ -43,6 +43,8 @@ export interface LocalityExample {
   class: LocalityClass;
   prompt: string;
   target: string;
+  subject: string;
+  relation: string;
 }
 
 /** One MEND edit case. `prompts` (training templates) give x_e and x_e'; `heldout_prompts` only evaluate. */
@@ -148,18 +150,22 @@ export class World {
 
   /**
    * Subjects per split. `test_subjects` are always test; the rest are shuffled (seeded) and split
-   * 70/15/15 separately for countries and people.
+   * separately for countries and people so that each split gets about `fractions` of them
+   * (default 57/10/33%: the test split then holds >= 125 distinct facts, enough for a batched edit
+   * of k = 125 distinct facts, the largest k of the paper's Table 5).
    */
-  splits(seed = 0): Record<Split, string[]> {
+  splits(seed = 0, fractions: Record<"val" | "test", number> = { val: 0.1, test: 0.33 }): Record<Split, string[]> {
     const rng = new Rng(seed);
     const out: Record<Split, string[]> = { train: [], val: [], test: [...this.spec.test_subjects] };
     for (const type of ["country", "person"] as const) {
-      const names = rng.shuffle(this.subjects.filter((s) => s.type === type && !this.spec.test_subjects.includes(s.name)).map((s) => s.name));
-      const nVal = Math.round(names.length * 0.15);
-      const nTest = Math.round(names.length * 0.15) - this.spec.test_subjects.filter((n) => this.subjects.find((s) => s.name === n)?.type === type).length;
-      out.test.push(...names.slice(0, Math.max(0, nTest)));
-      out.val.push(...names.slice(Math.max(0, nTest), Math.max(0, nTest) + nVal));
-      out.train.push(...names.slice(Math.max(0, nTest) + nVal));
+      const all = this.subjects.filter((s) => s.type === type);
+      const fixed = all.filter((s) => this.spec.test_subjects.includes(s.name)).length;
+      const names = rng.shuffle(all.filter((s) => !this.spec.test_subjects.includes(s.name)).map((s) => s.name));
+      const nTest = Math.max(0, Math.round(all.length * fractions.test) - fixed);
+      const nVal = Math.round(all.length * fractions.val);
+      out.test.push(...names.slice(0, nTest));
+      out.val.push(...names.slice(nTest, nTest + nVal));
+      out.train.push(...names.slice(nTest + nVal));
     }
     return out;
   }
@@ -173,7 +179,7 @@ export class World {
    * locality examples of every class drawn from the same split's subjects.
    */
   editRecords(split: Split, opts: { seed?: number; perFact?: number; nSameRelation?: number; nUnrelated?: number } = {}): EditRecord[] {
-    const { seed = 0, perFact = split === "train" ? 5 : split === "val" ? 1 : 3, nSameRelation = 3, nUnrelated = 3 } = opts;
+    const { seed = 0, perFact = split === "train" ? 5 : split === "val" ? 2 : 1, nSameRelation = 3, nUnrelated = 3 } = opts;
     const subjects = new Set(this.splits(seed)[split]);
     const rng = new Rng(seed * 7919 + ["train", "val", "test"].indexOf(split) + 1);
     const facts = this.facts.filter((f) => subjects.has(f.subject));
@@ -183,9 +189,9 @@ export class World {
       const candidates = this.objects(f.relation).filter((o) => o !== f.object && !this.isReserved(f.subject, f.relation, o));
       for (const target of rng.sample(candidates, perFact)) {
         const loc: LocalityExample[] = [];
-        for (const g of facts.filter((g) => g.subject === f.subject && g.relation !== f.relation)) loc.push({ class: "same_subject", prompt: anyPrompt(g), target: g.object });
-        for (const g of rng.sample(facts.filter((g) => g.subject !== f.subject && g.relation === f.relation), nSameRelation)) loc.push({ class: "same_relation", prompt: anyPrompt(g), target: g.object });
-        for (const g of rng.sample(facts.filter((g) => g.subject !== f.subject && g.relation !== f.relation), nUnrelated)) loc.push({ class: "unrelated", prompt: anyPrompt(g), target: g.object });
+        for (const g of facts.filter((g) => g.subject === f.subject && g.relation !== f.relation)) loc.push({ class: "same_subject", prompt: anyPrompt(g), target: g.object, subject: g.subject, relation: g.relation });
+        for (const g of rng.sample(facts.filter((g) => g.subject !== f.subject && g.relation === f.relation), nSameRelation)) loc.push({ class: "same_relation", prompt: anyPrompt(g), target: g.object, subject: g.subject, relation: g.relation });
+        for (const g of rng.sample(facts.filter((g) => g.subject !== f.subject && g.relation !== f.relation), nUnrelated)) loc.push({ class: "unrelated", prompt: anyPrompt(g), target: g.object, subject: g.subject, relation: g.relation });
         records.push({
           case_id: records.length,
           split,

@@ -1,0 +1,169 @@
+/**
+ * `mend eval` (MEND vs FT vs FT+KL on the test split: table, JSON, HTML report) and `mend demo`
+ * (`npm start`: the President -> Biden edit with every method, before/after, and a report).
+ */
+import * as fs from "fs";
+import * as path from "path";
+import { describeBackend, initBackend } from "./backend";
+import { DEFAULT_EDITOR_DIR, DEFAULT_MODEL_DIR, PACKAGE_ROOT, parseArgs } from "./cli";
+import { disposeEditor, Editor } from "./editor";
+import { loadEditor } from "./editorIO";
+import { DEFAULT_EVAL_CONFIG, EvalResult, evaluateMethods } from "./evaluate";
+import { disposeParams } from "./gpt";
+import { DEFAULT_FT_CONFIG, disposeMethodEdit, EditMethod, fineTuneMethod, mendMethod } from "./methods";
+import { loadModel, Model } from "./params";
+import { evalFigures, Figure, htmlReport, markdownTable } from "./plots";
+import { firstWord, formatProbeTable, ProbeResult, probesFor, runProbes } from "./report";
+import { writeFileAtomic } from "./safetensors";
+import { World } from "./world";
+
+/** Locality text for FT+KL: training-split sentences (deterministic sample). */
+function ftKlLocTexts(world: World, n = 16) {
+  const train = new Set(world.splits(0).train);
+  const facts = world.facts.filter((f) => train.has(f.subject));
+  const step = Math.max(1, Math.floor(facts.length / n));
+  return facts.filter((_, i) => i % step === 0).slice(0, n).map((f) => ({ prompt: world.prompts(f.subject, f.relation, "train")[0], target: f.object }));
+}
+
+/** The three methods compared everywhere, on the same edited weights. */
+export function standardMethods(editor: Editor, world: World, names: readonly string[] = ["MEND", "FT", "FT+KL"]): EditMethod[] {
+  const inner = editor.config.innerParams;
+  const all: Record<string, () => EditMethod> = {
+    MEND: () => mendMethod(editor),
+    FT: () => fineTuneMethod({ ...DEFAULT_FT_CONFIG, innerParams: inner, cEdit: null, locTexts: [] }),
+    "FT+KL": () => fineTuneMethod({ ...DEFAULT_FT_CONFIG, innerParams: inner, cEdit: 1e-2, locTexts: ftKlLocTexts(world) }),
+  };
+  return names.map((n) => {
+    const f = all[n];
+    if (!f) throw new Error(`unknown method "${n}"; choose from ${Object.keys(all).join(", ")}`);
+    return f();
+  });
+}
+
+/** Target checks of the MEND core and evaluation issues, as printed lines. */
+export function targetChecks(r: EvalResult): { name: string; value: number; target: string; ok: boolean }[] {
+  const m = r.methods.MEND;
+  if (!m) return [];
+  const k25 = r.batched.MEND?.find((p) => p.k === 25);
+  const ft = r.methods.FT;
+  const checks = [
+    { name: "MEND edit success (edit prompt)", value: m.es, target: ">= 0.99", ok: m.es >= 0.99 },
+    { name: "MEND held-out paraphrases", value: m.paraphrase, target: ">= 0.95", ok: m.paraphrase >= 0.95 },
+    { name: "MEND locality unchanged", value: m.locality.overall, target: ">= 0.99", ok: m.locality.overall >= 0.99 },
+    { name: "MEND locality, same subject", value: m.locality.same_subject, target: ">= 0.99", ok: m.locality.same_subject >= 0.99 },
+    { name: "MEND locality, same relation", value: m.locality.same_relation, target: ">= 0.99", ok: m.locality.same_relation >= 0.99 },
+    { name: "MEND locality, unrelated", value: m.locality.unrelated, target: ">= 0.99", ok: m.locality.unrelated >= 0.99 },
+  ];
+  if (k25) checks.push({ name: "MEND batched ES at k = 25", value: k25.es, target: ">= 0.90", ok: k25.es >= 0.9 });
+  if (ft) checks.push({ name: "FT latency / MEND latency", value: ft.latency_ms / m.latency_ms, target: ">= 10", ok: ft.latency_ms / m.latency_ms >= 10 });
+  return checks;
+}
+
+function loadBoth(a: ReturnType<typeof parseArgs>): { model: Model; editor: Editor } {
+  const model = loadModel(a.flags.model?.[0] ?? DEFAULT_MODEL_DIR);
+  try {
+    return { model, editor: loadEditor(a.flags.editor?.[0] ?? DEFAULT_EDITOR_DIR, model.config, model.params) };
+  } catch (e) {
+    disposeParams(model.params);
+    throw e;
+  }
+}
+
+export async function cmdEval(argv: string[]): Promise<void> {
+  const a = parseArgs(argv, ["json"]);
+  const allowed = ["json", "methods", "batch-sizes", "sequential", "out", "model", "editor", "limit"];
+  const bad = Object.keys(a.flags).filter((k) => !allowed.includes(k));
+  if (bad.length) throw new Error(`unknown option(s) ${bad.map((b) => "--" + b).join(", ")}`);
+  const backend = await initBackend();
+  console.error(`backend: ${describeBackend(backend)}`);
+  const { model, editor } = loadBoth(a);
+  try {
+    const world = World.load();
+    const methods = standardMethods(editor, world, (a.flags.methods?.[0] ?? "MEND,FT,FT+KL").split(",").map((s) => s.trim()));
+    let records = world.editRecords("test");
+    if (a.flags.limit) records = records.slice(0, Number(a.flags.limit[0]));
+    const cfg = {
+      ...DEFAULT_EVAL_CONFIG,
+      batchSizes: a.flags["batch-sizes"] ? a.flags["batch-sizes"][0].split(",").map(Number) : DEFAULT_EVAL_CONFIG.batchSizes,
+      sequential: a.flags.sequential ? Number(a.flags.sequential[0]) : DEFAULT_EVAL_CONFIG.sequential,
+    };
+    const r = evaluateMethods(model, world, methods, records, cfg, (s) => console.error(s));
+    const out = a.flags.out?.[0] ?? path.join(PACKAGE_ROOT, "reports", "eval");
+    writeEvalOutputs(out, r);
+    const checks = targetChecks(r);
+    if (a.flags.json?.[0] === "true") {
+      console.log(JSON.stringify({ backend: backend.kind, ...r, targets: checks, out }));
+      return;
+    }
+    console.log(markdownTable(r.methods));
+    console.log(`\nbatched edits (ES / locality unchanged):`);
+    for (const [name, pts] of Object.entries(r.batched)) console.log(`  ${name.padEnd(6)} ${pts.map((p) => `k=${p.k}: ${p.es.toFixed(3)} / ${p.locality.toFixed(3)}`).join("   ")}`);
+    for (const [name, c] of Object.entries(r.sequential)) {
+      console.log(`sequential ${name}: after ${c.retention.length} edits retention ${c.retention[c.retention.length - 1]?.toFixed(3)}, locality ${c.locality[c.locality.length - 1]?.toFixed(3)}`);
+    }
+    console.log(`\ntargets:`);
+    for (const c of checks) console.log(`  ${c.ok ? "PASS" : "MISS"}  ${c.name}: ${c.value.toFixed(3)} (${c.target})`);
+    console.log(`\n${records.length} test edits, ${r.elapsed_sec.toFixed(0)} s; wrote ${out}/results.json, results.md, report.html`);
+  } finally {
+    disposeEditor(editor);
+    disposeParams(model.params);
+  }
+}
+
+export function writeEvalOutputs(out: string, r: EvalResult): void {
+  fs.mkdirSync(out, { recursive: true });
+  writeFileAtomic(path.join(out, "results.json"), JSON.stringify(r, null, 1) + "\n");
+  const md = `# mend eval\n\n${markdownTable(r.methods)}\n`;
+  writeFileAtomic(path.join(out, "results.md"), md);
+  const intro = `MEND vs fine-tuning on ${r.n_test} test edits of the facts world (held-out subjects; paraphrases use held-out templates).\nES = every target token is the argmax; locality = fraction of locality answers whose argmax tokens are unchanged.`;
+  writeFileAtomic(path.join(out, "report.html"), htmlReport("mend-ts evaluation", intro, markdownTable(r.methods), evalFigures(r)));
+}
+
+/** Bar chart: probability of each probe's expected first word after the edit, per method. */
+function demoFigure(rows: Record<string, ProbeResult[]>): Figure {
+  return {
+    data: Object.entries(rows).map(([name, rs]) => ({
+      type: "bar",
+      name,
+      x: rs.map((r) => `${r.kind}: ${r.prompt}`),
+      y: rs.map((r) => (r.after.token === firstWord(r.expected) ? r.after.prob : 0)),
+    })),
+    layout: { title: { text: "President -> Biden: probability of the expected answer after the edit (0 when another token wins)" }, barmode: "group", height: 560, margin: { b: 260 }, xaxis: { tickangle: 40, tickfont: { size: 9 } } },
+  };
+}
+
+export async function cmdDemo(argv: string[]): Promise<void> {
+  const a = parseArgs(argv);
+  const t0 = performance.now();
+  const backend = await initBackend();
+  console.log(`backend: ${describeBackend(backend)}`);
+  const { model, editor } = loadBoth(a);
+  try {
+    const world = World.load();
+    const request = { prompt: "The president of the United States is", target: "Biden" };
+    const probes = probesFor(world, [request], ["The capital of the United States is", "The president of Russia is"]);
+    const tables: Record<string, ProbeResult[]> = {};
+    const summary: string[] = [];
+    for (const m of standardMethods(editor, world)) {
+      const e = m.edit(model, [request]);
+      const rows = runProbes(model, e.params, probes);
+      disposeMethodEdit(e);
+      tables[m.name] = rows;
+      const ok = (k: (r: ProbeResult) => boolean) => rows.filter(k).filter((r) => r.after.token === firstWord(r.expected)).length + "/" + rows.filter(k).length;
+      summary.push(`| ${m.name} | ${ok((r) => r.kind === "edit")} | ${ok((r) => r.kind === "paraphrase")} | ${ok((r) => r.kind.startsWith("locality"))} | ${e.latencyMs.toFixed(0)} ms${e.steps !== undefined ? ` (${e.steps} steps)` : ""} |`);
+      console.log(`\n== ${m.name}: "${request.prompt}" -> "${request.target}" (${e.latencyMs.toFixed(1)} ms${e.steps !== undefined ? `, ${e.steps} steps` : ""})\n`);
+      console.log(formatProbeTable(rows));
+    }
+    const table = ["| method | edit | paraphrases | locality kept | latency |", "|---|---|---|---|---|", ...summary].join("\n");
+    console.log(`\n${table}`);
+    const out = a.flags.out?.[0] ?? path.join(PACKAGE_ROOT, "reports", "demo");
+    fs.mkdirSync(out, { recursive: true });
+    const intro = Object.entries(tables).map(([n, rows]) => `== ${n}\n${formatProbeTable(rows)}`).join("\n\n");
+    writeFileAtomic(path.join(out, "report.html"), htmlReport("President -> Biden with MEND, FT and FT+KL", intro, table, [{ title: "Expected answers after the edit", fig: demoFigure(tables) }]));
+    console.log(`\nreport: ${path.join(out, "report.html")}   (total ${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+  } finally {
+    disposeEditor(editor);
+    disposeParams(model.params);
+  }
+}
+
