@@ -87,6 +87,13 @@ export function shapeKey(dIn: number, dOut: number): string {
 
 let editorCounter = 0;
 
+/** A trainable variable from an initial value; the initial tensor is released (the variable keeps its data). */
+function owned(init: tf.Tensor, name: string): tf.Variable {
+  const v = tf.variable(init, true, name);
+  init.dispose();
+  return v;
+}
+
 /** Xavier-uniform [fanIn, fanOut] with a gain; seeded. */
 function xavier(shape: [number, number], gain: number, seed: number): tf.Tensor {
   const a = gain * Math.sqrt(6 / (shape[0] + shape[1]));
@@ -118,16 +125,16 @@ export function createEditor(config: EditorConfig, shapes: Readonly<Record<strin
       const p = `${id}/${net.key}.${l}.`;
       const s0 = seed * 1000 + 2 * k++;
       net.layers.push({
-        V: tf.variable(config.init === "id" ? tf.randomNormal([D, r], 0, 1, "float32", s0) : xavier([D, r], 1, s0), true, p + "V"),
-        U: tf.variable(config.init === "id" ? tf.zeros([r, D]) : xavier([r, D], Math.SQRT2, s0 + 1), true, p + "U"),
-        bias: tf.variable(tf.zeros([D]), true, p + "bias"),
-        modeScale: tf.variable(tf.ones([M, D]), true, p + "mode_scale"),
-        modeShift: tf.variable(tf.zeros([M, D]), true, p + "mode_shift"),
+        V: owned(config.init === "id" ? tf.randomNormal([D, r], 0, 1, "float32", s0) : xavier([D, r], 1, s0), p + "V"),
+        U: owned(config.init === "id" ? tf.zeros([r, D]) : xavier([r, D], Math.SQRT2, s0 + 1), p + "U"),
+        bias: owned(tf.zeros([D]), p + "bias"),
+        modeScale: owned(tf.ones([M, D]), p + "mode_scale"),
+        modeShift: owned(tf.zeros([M, D]), p + "mode_shift"),
       });
     }
   }
   const editLrs: Record<string, tf.Variable> = {};
-  for (const name of config.innerParams) editLrs[name] = tf.variable(tf.scalar(config.editLr), true, `${id}/edit_lrs.${name}`);
+  for (const name of config.innerParams) editLrs[name] = owned(tf.scalar(config.editLr), `${id}/edit_lrs.${name}`);
   return { config, nets, editLrs };
 }
 

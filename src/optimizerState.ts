@@ -17,6 +17,8 @@ export async function saveOptimizerState(file: string, opt: tf.Optimizer): Promi
     raw[key] = { dtype: "F32", shape: w.tensor.shape, data: Float32Array.from(await w.tensor.data()) };
   }
   writeSafetensors(file, raw, { names: JSON.stringify(names), optimizer: opt.getClassName() });
+  // getWeights() returns the optimizer's own slot variables plus a fresh "iter" scalar: free only that one.
+  for (const w of weights) if (w.name === "iter") w.tensor.dispose();
 }
 
 export async function loadOptimizerState(file: string, opt: tf.Optimizer): Promise<void> {

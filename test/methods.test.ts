@@ -1,0 +1,41 @@
+import test from "node:test";
+import assert from "node:assert/strict";
+import * as tf from "@tensorflow/tfjs";
+import * as path from "path";
+import { disposeMethodEdit, disposeParams, fineTuneEdit, loadModel, scoreTargets } from "../dist";
+import { leaked, ROOT, setup, tinyModel } from "./helpers";
+
+const inner = ["h.1.mlp.c_fc.weight", "h.1.mlp.c_proj.weight"];
+const req = { prompt: "The capital of Peru is", target: "Madrid" };
+
+// A random tiny model cannot express a new argmax through its MLPs (tied wte at std 0.02 behind
+// ln_f gives logits almost no range), so this test fine-tunes the shipped base model.
+test("FT fine-tunes only the edited weights until the target is the argmax, without touching the base", async () => {
+  await setup();
+  const m = loadModel(path.join(ROOT, "checkpoints", "base"));
+  const inner = ["h.3.mlp.c_fc.weight", "h.3.mlp.c_proj.weight"];
+  const before = m.params["h.3.mlp.c_fc.weight"].arraySync();
+  const e = fineTuneEdit(m, [req], { innerParams: inner, lr: 1e-3, maxSteps: 100, cEdit: null, locTexts: [] });
+  assert.deepEqual(Object.keys(e.edited).sort(), [...inner].sort());
+  assert.ok(e.steps! > 0 && e.steps! < 100, `stopped early (${e.steps} steps)`);
+  assert.ok(scoreTargets({ ...m, params: e.params }, [req])[0].exact, "target is the argmax after FT");
+  assert.ok(!scoreTargets(m, [req])[0].exact, "base still answers otherwise");
+  assert.deepEqual(m.params["h.3.mlp.c_fc.weight"].arraySync(), before);
+  disposeMethodEdit(e);
+  disposeParams(m.params);
+});
+
+test("FT+KL runs with a locality term, respects maxSteps and leaks nothing", async () => {
+  await setup();
+  const m = tinyModel(42);
+  const cfg = { innerParams: inner, lr: 1e-4, maxSteps: 3, cEdit: 1e-2, locTexts: [{ prompt: "The capital of Chile is", target: "Santiago" }] };
+  disposeMethodEdit(fineTuneEdit(m, [req], cfg));
+  const n = await leaked(() => {
+    const e = fineTuneEdit(m, [req], cfg);
+    assert.equal(e.steps, 3);
+    disposeMethodEdit(e);
+  });
+  assert.equal(n, 0);
+  assert.equal(tf.memory().numTensors > 0, true);
+  disposeParams(m.params);
+});
