@@ -20,7 +20,7 @@ import { loadEditor } from "./editorIO";
 import { disposeParams, gptForward } from "./gpt";
 import { meanNll } from "./loss";
 import { loadModel, Model } from "./params";
-import { DEFAULT_TRAIN_EDITOR_CONFIG, metaExampleGrads, sampleMetaExample } from "./trainEditor";
+import { DEFAULT_TRAIN_EDITOR_CONFIG, metaBatchGrads, sampleMetaBatch } from "./trainEditor";
 import { Rng } from "./rng";
 import { World } from "./world";
 
@@ -106,7 +106,7 @@ async function benchMend(model: Model, world: World, editorDir: string, reps: nu
       tf.dispose(gs);
     }, reps);
     disposeBatch(b);
-    // One meta-training step: `accumulate` examples' gradients, then an Adam step (on a throwaway optimizer).
+    // One meta-training step: a batch of `accumulate` examples, then an Adam step (tiny lr; weights restored after).
     const train = world.editRecords("train");
     const rng = new Rng(1);
     const { net, editLrs } = editorVariables(editor);
@@ -114,13 +114,11 @@ async function benchMend(model: Model, world: World, editorDir: string, reps: nu
     const snapshot = Object.fromEntries(Object.entries(vars).map(([k, v]) => [k, tf.clone(v)]));
     const opt = tf.train.adam(1e-12);
     const stepMs = await timeIt(async () => {
-      const acc: tf.Tensor[] = [];
-      for (let k = 0; k < DEFAULT_TRAIN_EDITOR_CONFIG.accumulate; k++) {
-        const { grads } = metaExampleGrads(model, editor, sampleMetaExample(train, rng, 1), vars, DEFAULT_TRAIN_EDITOR_CONFIG, false);
-        if (grads) acc.push(...Object.values(grads));
-        if (grads && k === DEFAULT_TRAIN_EDITOR_CONFIG.accumulate - 1) opt.applyGradients(Object.entries(grads).map(([n, t]) => ({ name: vars[n].name, tensor: t })));
+      const { grads } = metaBatchGrads(model, editor, sampleMetaBatch(train, rng, DEFAULT_TRAIN_EDITOR_CONFIG.accumulate), vars, DEFAULT_TRAIN_EDITOR_CONFIG, false);
+      if (grads) {
+        opt.applyGradients(Object.entries(grads).map(([n, t]) => ({ name: vars[n].name, tensor: t })));
+        tf.dispose(Object.values(grads));
       }
-      tf.dispose(acc);
     }, Math.max(3, Math.ceil(reps / 3)), 1);
     opt.dispose();
     for (const [k, v] of Object.entries(vars)) v.assign(snapshot[k]);

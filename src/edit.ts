@@ -8,7 +8,8 @@
  * `mendEdit` is pure: it returns a new parameter record in which only the edited weights are new
  * tensors (the rest are the base's, shared by reference) and never mutates the base. k requests in
  * one call are one batched edit (a single mean loss over all their target tokens). Editing the
- * returned model again gives sequential edits.
+ * returned model again gives sequential edits. The edit loss is Σ over requests of each request's mean
+ * target-token NLL (`summedRequestNll`): a batched edit is the sum of the single edits.
  */
 import * as tf from "@tensorflow/tfjs";
 import { disposeBatch, makeBatch, TextExample } from "./batch";
@@ -25,14 +26,7 @@ export type EditRequest = TextExample;
  * closure (meta-training) or `tf.tidy` (editing). @returns name -> W' [d_in, d_out]
  */
 export function editedWeights(params: Readonly<Params>, editor: Editor, factors: Factors, lrScale = 1): Record<string, tf.Tensor2D> {
-  const normed: Record<string, { uBar: tf.Tensor2D; deltaBar: tf.Tensor2D }> = {};
-  for (const name of editor.config.innerParams) {
-    const u = factors.u[name];
-    const delta = factors.delta[name];
-    if (!u || !delta) throw new Error(`no factors captured for "${name}"`);
-    normed[name] = editor.config.norm ? normalizeFactors(netFor(editor, name).net.stats, u, delta) : { uBar: u, deltaBar: delta };
-  }
-  const transformed = applyEditorAll(editor, normed); // one pass per shared net
+  const transformed = transformFactors(editor, factors);
   const out: Record<string, tf.Tensor2D> = {};
   for (const name of editor.config.innerParams) {
     const { uTilde, deltaTilde } = transformed[name];
@@ -40,6 +34,44 @@ export function editedWeights(params: Readonly<Params>, editor: Editor, factors:
     out[name] = tf.add(params[name], tf.mul(tf.mul(editor.editLrs[name], lrScale), g)) as tf.Tensor2D;
   }
   return out;
+}
+
+/**
+ * Normalise every edited weight's factors and run the editor (one pass per shared net):
+ * name -> {ũ [Nk, d_in], δ̃ [Nk, d_out]}. Differentiable in φ.
+ */
+export function transformFactors(editor: Editor, factors: Factors): Record<string, { uTilde: tf.Tensor2D; deltaTilde: tf.Tensor2D }> {
+  const normed: Record<string, { uBar: tf.Tensor2D; deltaBar: tf.Tensor2D }> = {};
+  for (const name of editor.config.innerParams) {
+    const u = factors.u[name];
+    const delta = factors.delta[name];
+    if (!u || !delta) throw new Error(`no factors captured for "${name}"`);
+    normed[name] = editor.config.norm ? normalizeFactors(netFor(editor, name).net.stats, u, delta) : { uBar: u, deltaBar: delta };
+  }
+  return applyEditorAll(editor, normed);
+}
+
+/**
+ * The same edit as `editedWeights`, as low-rank factors for `gptForward({lowRank})`:
+ * α·∇̃W = (αŨ)ᵀ Δ̃, so left = αŨ [Nk, d_in] and right = Δ̃ [Nk, d_out]. Differentiable in φ and α.
+ * Pair it with `exampleMask` to run many examples, each with its own edit, in one forward.
+ */
+export function lowRankEdits(editor: Editor, factors: Factors, lrScale = 1): Record<string, { left: tf.Tensor2D; right: tf.Tensor2D }> {
+  const transformed = transformFactors(editor, factors);
+  const out: Record<string, { left: tf.Tensor2D; right: tf.Tensor2D }> = {};
+  for (const name of editor.config.innerParams) {
+    const { uTilde, deltaTilde } = transformed[name];
+    out[name] = { left: tf.mul(tf.mul(editor.editLrs[name], lrScale), uTilde) as tf.Tensor2D, right: deltaTilde };
+  }
+  return out;
+}
+
+/**
+ * [N, M] 0/1 mask: token row r may use update row j when both belong to the same example.
+ * @param tokenExample example id per token row (N) @param factorExample example id per update row (M)
+ */
+export function exampleMask(tokenExample: readonly number[], factorExample: readonly number[]): tf.Tensor2D {
+  return tf.tensor2d(tokenExample.flatMap((e) => factorExample.map((f) => (f === e ? 1 : 0))), [tokenExample.length, factorExample.length]);
 }
 
 /** Merge a batch of factors into the editor's statistics (meta-training only). */
@@ -60,7 +92,7 @@ export interface EditLayerInfo {
 
 export interface EditInfo {
   requests: EditRequest[];
-  /** Edit loss (mean NLL of the targets) before the edit. */
+  /** Edit loss before the edit (Σ over requests of the mean target-token NLL). */
   lossBefore: number;
   layers: EditLayerInfo[];
   latencyMs: number;

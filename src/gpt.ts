@@ -76,6 +76,22 @@ export interface ForwardOptions {
   capture?: readonly string[];
   /** Linear weight name -> [N, d_out] tensor added to that layer's output (zeros: δ probes). */
   probes?: Readonly<Record<string, tf.Tensor>>;
+  /**
+   * Low-rank weight updates without forming W': name -> {left [M, d_in], right [M, d_out], mask [N, M]}
+   * adds ((x leftᵀ) ⊙ mask) right to the layer output, i.e. x (W + leftᵀ right) for the rows the
+   * mask allows. With mask[r, j] = 1 when token row r and update row j belong to the same example,
+   * one forward runs many examples, each with its own edited weight (used by meta-training).
+   */
+  lowRank?: Readonly<Record<string, LowRankUpdate>>;
+}
+
+export interface LowRankUpdate {
+  /** [M, d_in] */
+  left: tf.Tensor2D;
+  /** [M, d_out] */
+  right: tf.Tensor2D;
+  /** [N, M]; omitted = every row gets every update row */
+  mask?: tf.Tensor2D;
 }
 
 export interface ForwardResult {
@@ -110,6 +126,12 @@ export function gptForward(params: Readonly<Params>, c: GPT2Config, inputIds: tf
     const wName = prefix + ".weight";
     if (capture.has(wName)) inputs[wName] = x;
     let z = tf.add(tf.matMul(x, P(wName)), P(prefix + ".bias")) as tf.Tensor2D;
+    const lr = opts.lowRank?.[wName];
+    if (lr) {
+      let coef = tf.matMul(x, tf.transpose(lr.left)) as tf.Tensor2D; // [N, M] (explicit transpose: fast path)
+      if (lr.mask) coef = tf.mul(coef, lr.mask) as tf.Tensor2D;
+      z = tf.add(z, tf.matMul(coef, lr.right)) as tf.Tensor2D;
+    }
     const probe = opts.probes?.[wName];
     if (probe) {
       tf.util.assert(probe.shape[0] === N && probe.shape[1] === z.shape[1], () => `probe for ${wName} must be [${N}, ${z.shape[1]}], got [${probe.shape}]`);

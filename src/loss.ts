@@ -28,6 +28,18 @@ export function meanNll(logits: tf.Tensor3D, labels: tf.Tensor2D): tf.Scalar {
 }
 
 /**
+ * Σ over rows (requests) of each row's mean NLL over its labelled tokens. Scalar.
+ * For one request this is `meanNll`. For k requests each row's gradient is exactly the gradient it
+ * would have alone, so a batched MEND edit is the sum of the single edits' pseudo-gradients.
+ * (The official code takes one token mean over the whole batch, which scales every δ by ~1/k and
+ * needs an editor meta-trained at that k; see README, "Deviations".)
+ */
+export function summedRequestNll(logits: tf.Tensor3D, labels: tf.Tensor2D): tf.Scalar {
+  const m = labelMask(labels);
+  return tf.sum(tf.div(tf.sum(tokenNll(logits, labels), 1), tf.maximum(tf.sum(m, 1), 1))) as tf.Scalar;
+}
+
+/**
  * KL(pre ‖ post) per position, [B, T]: Σ_v p_pre (log p_pre − log p_post). `pre` is the reference
  * (mend-spec §5.2), its logits are treated as constants by the caller.
  */

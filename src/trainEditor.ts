@@ -19,34 +19,39 @@
  *    pre-activations by O(10).)
  *  - edit lrs α get their own Adam (lr `editLrLr`). Officially they sit in two optimisers and the
  *    second never moves them (its gradients are zeroed first), so they effectively learn at 1e-6.
- *  - Optimizer steps happen every `accumulate` examples exactly (the official first step sees 11).
+ *  - The `accumulate` examples of a step run as one batched pass (each example still gets its own
+ *    edited weights, see `batchMetaLoss`); a non-finite batch is skipped whole. The official code
+ *    accumulates one example at a time and its first step sees 11 examples.
+ *  - Cosine decay of both lrs to 10% over `maxSteps` (official: constant).
  */
 import * as fs from "fs";
 import * as path from "path";
 import * as tf from "@tensorflow/tfjs";
 import { Batch, disposeBatch, encodeExamples, TextExample, toBatch } from "./batch";
-import { editedWeights, updateEditorStats } from "./edit";
+import { exampleMask, lowRankEdits, updateEditorStats } from "./edit";
 import { createEditor, disposeEditor, DEFAULT_EDITOR_CONFIG, Editor, EditorConfig, editorVariables, lastBlocksMlp } from "./editor";
 import { loadEditor, saveEditor } from "./editorIO";
-import { captureFactors, disposeFactors } from "./factor";
-import { metaLoss, MetaLossConfig, preEditLogits } from "./metaLoss";
+import { captureFactors, disposeFactors, Factors } from "./factor";
+import { gptForward } from "./gpt";
+import { summedRequestNll, tokenKl } from "./loss";
+import { MetaLossConfig, preEditLogits } from "./metaLoss";
 import { loadOptimizerState, saveOptimizerState } from "./optimizerState";
 import { ProgressBar } from "./progress";
 import { Rng } from "./rng";
 import { writeFileAtomic } from "./safetensors";
 import { ModelView } from "./score";
-import { EditRecord } from "./world";
+import { EditRecord, LocalityClass } from "./world";
 
 export interface TrainEditorConfig extends MetaLossConfig {
   seed: number;
   /** Upper bound on optimizer steps. */
   maxSteps: number;
-  /** Edits per example, drawn uniformly from this list per example (official: a fixed n_edits, 1 for zsRE). */
-  nEdits: number[];
-  /** Examples per optimizer step (gradient accumulation; official 10). */
+  /** Examples per optimizer step (official: 10, by gradient accumulation; here one batched pass). */
   accumulate: number;
   /** Adam lr for the editor networks (official 1e-6; see the header). */
   lr: number;
+  /** "cosine": both lrs decay to 10% at maxSteps (official: constant). */
+  lrSchedule: "constant" | "cosine";
   /** Adam lr for the per-matrix edit lrs α (official: effectively the main lr). */
   editLrLr: number;
   /** Global-norm gradient clip (official 100). */
@@ -65,9 +70,9 @@ export interface TrainEditorConfig extends MetaLossConfig {
 export const DEFAULT_TRAIN_EDITOR_CONFIG: Readonly<TrainEditorConfig> = Object.freeze({
   seed: 0,
   maxSteps: 1000,
-  nEdits: [1],
   accumulate: 10,
   lr: 1e-4,
+  lrSchedule: "cosine",
   editLrLr: 1e-3,
   clipNorm: 100,
   cEdit: 0.1,
@@ -79,45 +84,46 @@ export const DEFAULT_TRAIN_EDITOR_CONFIG: Readonly<TrainEditorConfig> = Object.f
   editor: {},
 });
 
-/** One meta-training example: k edits (k = 1 for a single edit) with their equivalents and locality texts. */
+/** One meta-training example: the edit (x_e, y_e), an equivalent input (x'_e, y_e) and a locality text. */
 export interface MetaExample {
-  editInner: TextExample[];
-  editOuter: TextExample[];
-  loc: TextExample[];
-  locClass: string[];
+  editInner: TextExample;
+  editOuter: TextExample;
+  loc: TextExample;
+  locClass: LocalityClass;
 }
 
 /**
- * Draw k records of distinct facts; per record x_e and x'_e are two different training templates
- * and the locality text is one of its locality examples (any class).
+ * Draw `n` examples of distinct facts; per record x_e and x'_e are two different training
+ * templates and the locality text is one of its locality examples (any class).
  */
-export function sampleMetaExample(records: readonly EditRecord[], rng: Rng, k = 1): MetaExample {
-  const ex: MetaExample = { editInner: [], editOuter: [], loc: [], locClass: [] };
+export function sampleMetaBatch(records: readonly EditRecord[], rng: Rng, n: number): MetaExample[] {
+  const out: MetaExample[] = [];
   const used = new Set<string>();
-  for (let tries = 0; ex.editInner.length < k && tries < 50 * k; tries++) {
+  for (let tries = 0; out.length < n && tries < 50 * n; tries++) {
     const r = records[rng.int(records.length)];
     const key = `${r.subject}|${r.relation}`;
     if (used.has(key)) continue;
     used.add(key);
     const [i, j] = rng.sample(r.prompts.map((_, q) => q), 2);
-    const free = r.locality.filter((l) => !used.has(`${l.subject}|${l.relation}`)); // not about a fact edited in this example
-    const loc = rng.choice(free.length ? free : r.locality);
-    ex.editInner.push({ prompt: r.prompts[i], target: r.target_new });
-    ex.editOuter.push({ prompt: r.prompts[j ?? i], target: r.target_new });
-    ex.loc.push({ prompt: loc.prompt, target: loc.target });
-    ex.locClass.push(loc.class);
+    const loc = rng.choice(r.locality);
+    out.push({
+      editInner: { prompt: r.prompts[i], target: r.target_new },
+      editOuter: { prompt: r.prompts[j ?? i], target: r.target_new },
+      loc: { prompt: loc.prompt, target: loc.target },
+      locClass: loc.class,
+    });
   }
-  return ex;
+  return out;
 }
 
 /** The fixed validation examples: first training template as x_e, second as x'_e, the k-th locality example. */
 export function fixedMetaExample(r: EditRecord, k: number): MetaExample {
   const loc = r.locality[k % r.locality.length];
   return {
-    editInner: [{ prompt: r.prompts[0], target: r.target_new }],
-    editOuter: [{ prompt: r.prompts[1 % r.prompts.length], target: r.target_new }],
-    loc: [{ prompt: loc.prompt, target: loc.target }],
-    locClass: [loc.class],
+    editInner: { prompt: r.prompts[0], target: r.target_new },
+    editOuter: { prompt: r.prompts[1 % r.prompts.length], target: r.target_new },
+    loc: { prompt: loc.prompt, target: loc.target },
+    locClass: loc.class,
   };
 }
 
@@ -126,7 +132,7 @@ export interface ExampleResult {
   lLoc: number;
   /** Edited model gets every target token of x'_e right (the paper's edit success). */
   editAcc: number;
-  /** Fraction of locality target positions whose argmax is unchanged by the edit. */
+  /** Fraction of the locality answer's tokens whose argmax is unchanged by the edit. */
   locUnchanged: number;
 }
 
@@ -139,11 +145,11 @@ interface Encoded {
   locPos: number[][];
 }
 
-function encodeMeta(m: ModelView, ex: MetaExample): Encoded {
+function encodeMeta(m: ModelView, exs: readonly MetaExample[]): Encoded {
   const T = m.config.n_positions;
-  const a = encodeExamples(m.tokenizer, ex.editInner, "target", T);
-  const o = encodeExamples(m.tokenizer, ex.editOuter, "target", T);
-  const l = encodeExamples(m.tokenizer, ex.loc, "target", T);
+  const a = encodeExamples(m.tokenizer, exs.map((e) => e.editInner), "target", T);
+  const o = encodeExamples(m.tokenizer, exs.map((e) => e.editOuter), "target", T);
+  const l = encodeExamples(m.tokenizer, exs.map((e) => e.loc), "target", T);
   return { inner: toBatch(a), outer: toBatch(o), loc: toBatch(l), outerLabels: o.labels, outerPos: o.targetPositions, locPos: l.targetPositions };
 }
 
@@ -153,53 +159,82 @@ function disposeEncoded(e: Encoded): void {
   disposeBatch(e.loc);
 }
 
-/** Metrics of one example from argmax tokens [k, T]: exact match of each x'_e, unchanged locality answers. */
-function summarise(e: Encoded, outerArgmax: number[][], locPre: number[][], locPost: number[][], lEdit: number, lLoc: number): ExampleResult {
-  const acc = e.outerPos.map((pos, i) => (pos.every((t) => outerArgmax[i][t] === e.outerLabels[i][t]) ? 1 : 0));
-  const loc = e.locPos.map((pos, i) => pos.filter((t) => locPre[i][t] === locPost[i][t]).length / pos.length);
-  const avg = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-  return { lEdit, lLoc, editAcc: avg(acc), locUnchanged: avg(loc) };
+/** Example id of each token row of a [B, T] batch (rows are flattened batch-major). */
+const rowExamples = (b: Batch): number[] => Array.from({ length: b.inputIds.size }, (_, r) => Math.floor(r / b.inputIds.shape[1]));
+
+/**
+ * The meta-loss of a batch of examples, each with its own edit, in one forward per text kind:
+ * per example L_edit (mean target NLL of x'_e) and L_loc (mean KL over x_loc's non-pad positions);
+ * returns their means and c_edit·L̄_edit + c_loc·L̄_loc. Differentiable in φ and α.
+ * Equivalent to running each example with W' = W + αG (test: "low-rank batched forward").
+ */
+function batchMetaLoss(m: ModelView, editor: Editor, e: Encoded, factors: Factors, preLoc: tf.Tensor3D, c: MetaLossConfig) {
+  const Ti = e.inner.inputIds.shape[1];
+  const K = e.inner.inputIds.shape[0];
+  const updates = lowRankEdits(editor, factors);
+  const forward = (b: Batch) => {
+    const tokenEx = rowExamples(b);
+    const lowRank = Object.fromEntries(Object.entries(updates).map(([n, u]) => [n, { ...u, mask: exampleMask(tokenEx, factors.rows[n].map((r) => Math.floor(r / Ti))) }]));
+    return gptForward(m.params, m.config, b.inputIds, { attentionMask: b.attentionMask, lowRank }).logits;
+  };
+  const outerLogits = forward(e.outer);
+  const locLogits = forward(e.loc);
+  const lEdit = tf.div(summedRequestNll(outerLogits, e.outer.labels), K) as tf.Scalar;
+  const klRows = tf.div(tf.sum(tf.mul(tokenKl(preLoc, locLogits), e.loc.attentionMask), 1), tf.sum(e.loc.attentionMask, 1)); // [K]
+  const lLoc = tf.mean(klRows) as tf.Scalar;
+  const total = tf.add(tf.mul(c.cEdit, lEdit), tf.mul(c.cLoc, lLoc)) as tf.Scalar;
+  return { total, lEdit, lLoc, outerLogits, locLogits };
+}
+
+/** Per-example metrics from argmax tokens [K, T]. */
+function summarise(e: Encoded, outerArgmax: number[][], locPre: number[][], locPost: number[][], lEdit: number, lLoc: number): ExampleResult[] {
+  return e.outerPos.map((pos, i) => ({
+    lEdit,
+    lLoc,
+    editAcc: pos.every((t) => outerArgmax[i][t] === e.outerLabels[i][t]) ? 1 : 0,
+    locUnchanged: e.locPos[i].filter((t) => locPre[i][t] === locPost[i][t]).length / e.locPos[i].length,
+  }));
 }
 
 /**
- * One meta-training example: statistics update (if `train`), meta-loss and its gradients w.r.t.
- * `vars`. Returns the gradients (caller owns them; null when not finite) and the example's metrics.
+ * One meta-training batch: statistics update (if `train`), meta-loss and its gradients w.r.t. `vars`
+ * (the mean over the batch's examples). Returns the gradients (caller owns them; null when not
+ * finite: the official code skips such examples) and per-example metrics.
  */
-export function metaExampleGrads(
+export function metaBatchGrads(
   m: ModelView,
   editor: Editor,
-  ex: MetaExample,
+  exs: readonly MetaExample[],
   vars: Record<string, tf.Variable>,
   c: MetaLossConfig,
   train = true,
-): { grads: Record<string, tf.Tensor> | null; result: ExampleResult } {
-  const e = encodeMeta(m, ex);
+): { grads: Record<string, tf.Tensor> | null; results: ExampleResult[] } {
+  const e = encodeMeta(m, exs);
   const factors = captureFactors(m.params, m.config, e.inner, editor.config.innerParams);
   try {
     if (train && editor.config.norm) updateEditorStats(editor, factors);
     const pre = preEditLogits(m.params, m.config, e.loc);
     const stash: tf.Tensor[] = [];
     const { value, grads } = tf.variableGrads(() => {
-      const edited = editedWeights(m.params, editor, factors);
-      const r = metaLoss(m.params, m.config, edited, e.outer, e.loc, pre, c);
+      const r = batchMetaLoss(m, editor, e, factors, pre, c);
       stash.push(tf.keep(tf.stack([r.lEdit, r.lLoc])), tf.keep(tf.argMax(r.outerLogits, -1)), tf.keep(tf.argMax(r.locLogits, -1)));
       return r.total;
     }, Object.values(vars));
     const locPre = tf.tidy(() => tf.argMax(pre, -1));
     const [losses, outerAm, locPost] = stash;
     const [lEdit, lLoc] = losses.dataSync();
-    const result = summarise(e, outerAm.arraySync() as number[][], locPre.arraySync() as number[][], locPost.arraySync() as number[][], lEdit, lLoc);
+    const results = summarise(e, outerAm.arraySync() as number[][], locPre.arraySync() as number[][], locPost.arraySync() as number[][], lEdit, lLoc);
     const sq = tf.tidy(() => tf.addN(Object.values(grads).map((g) => tf.sum(tf.square(g)))));
     const finite = Number.isFinite(sq.dataSync()[0]) && Number.isFinite(value.dataSync()[0]);
     tf.dispose([value, pre, locPre, sq, ...stash]);
     if (!finite) {
       tf.dispose(Object.values(grads));
-      return { grads: null, result };
+      return { grads: null, results };
     }
     // variableGrads keys grads by the variables' engine names; map back to checkpoint names.
     const byName: Record<string, tf.Tensor> = {};
     for (const [k, v] of Object.entries(vars)) byName[k] = grads[v.name];
-    return { grads: byName, result };
+    return { grads: byName, results };
   } finally {
     disposeFactors(factors);
     disposeEncoded(e);
@@ -207,14 +242,13 @@ export function metaExampleGrads(
 }
 
 /** Edit-and-measure without gradients (validation): same metrics, statistics frozen. */
-export function metaExampleEval(m: ModelView, editor: Editor, ex: MetaExample, c: MetaLossConfig): ExampleResult {
-  const e = encodeMeta(m, ex);
+export function metaBatchEval(m: ModelView, editor: Editor, exs: readonly MetaExample[], c: MetaLossConfig): ExampleResult[] {
+  const e = encodeMeta(m, exs);
   const factors = captureFactors(m.params, m.config, e.inner, editor.config.innerParams);
   try {
     const out = tf.tidy(() => {
       const pre = preEditLogits(m.params, m.config, e.loc);
-      const edited = editedWeights(m.params, editor, factors);
-      const r = metaLoss(m.params, m.config, edited, e.outer, e.loc, pre, c);
+      const r = batchMetaLoss(m, editor, e, factors, pre, c);
       return [tf.stack([r.lEdit, r.lLoc]), tf.argMax(r.outerLogits, -1), tf.argMax(pre, -1), tf.argMax(r.locLogits, -1)];
     });
     const [l, oa, lp, lq] = out;
@@ -237,11 +271,21 @@ export interface ValidationResult {
   locUnchanged: number;
 }
 
-export function validateEditor(m: ModelView, editor: Editor, examples: readonly MetaExample[], c: MetaLossConfig): ValidationResult {
-  const rs = examples.map((ex) => metaExampleEval(m, editor, ex, c));
-  const mean = (f: (r: ExampleResult) => number) => rs.reduce((s, r) => s + f(r), 0) / rs.length;
-  const lossEdit = mean((r) => r.lEdit);
-  const lossLoc = mean((r) => r.lLoc);
+export function validateEditor(m: ModelView, editor: Editor, examples: readonly MetaExample[], c: MetaLossConfig, batchSize = 20): ValidationResult {
+  const rs: ExampleResult[] = [];
+  const lossE: number[] = [];
+  const lossL: number[] = [];
+  for (let s = 0; s < examples.length; s += batchSize) {
+    const chunk = examples.slice(s, s + batchSize);
+    const r = metaBatchEval(m, editor, chunk, c);
+    rs.push(...r);
+    lossE.push(r[0].lEdit * chunk.length);
+    lossL.push(r[0].lLoc * chunk.length);
+  }
+  const n = examples.length;
+  const lossEdit = lossE.reduce((a, b) => a + b, 0) / n;
+  const lossLoc = lossL.reduce((a, b) => a + b, 0) / n;
+  const mean = (f: (r: ExampleResult) => number) => rs.reduce((s2, r) => s2 + f(r), 0) / rs.length;
   return { lossEdit, lossLoc, total: c.cEdit * lossEdit + c.cLoc * lossLoc, editAcc: mean((r) => r.editAcc), locUnchanged: mean((r) => r.locUnchanged) };
 }
 
@@ -333,33 +377,18 @@ export async function trainEditor(
 
   try {
     while (st.step < cfg.maxSteps) {
-      const acc: Record<string, tf.Tensor> = {};
-      const rs: ExampleResult[] = [];
-      for (let k = 0; k < cfg.accumulate; k++) {
-        const ex = sampleMetaExample(train, rng, cfg.nEdits[rng.int(cfg.nEdits.length)]);
-        const { grads, result } = metaExampleGrads(model, editor, ex, vars, cfg, true);
-        st.examples++;
-        rs.push(result);
-        if (!grads) {
-          st.skipped++;
-          continue;
-        }
-        for (const [n, g] of Object.entries(grads)) {
-          const scaled = tf.div(g, cfg.accumulate);
-          g.dispose();
-          if (acc[n]) {
-            const s = tf.add(acc[n], scaled);
-            tf.dispose([acc[n], scaled]);
-            acc[n] = s;
-          } else acc[n] = scaled;
-        }
-      }
-      if (Object.keys(acc).length) {
-        clipGlobalNorm(acc, cfg.clipNorm);
-        netOpt.applyGradients(Object.keys(net).map((n) => ({ name: vars[n].name, tensor: acc[n] })));
-        lrOpt.applyGradients(Object.keys(editLrs).map((n) => ({ name: vars[n].name, tensor: acc[n] })));
-        tf.dispose(Object.values(acc));
-      }
+      const decay = cfg.lrSchedule === "cosine" ? 0.1 + 0.45 * (1 + Math.cos((Math.PI * st.step) / cfg.maxSteps)) : 1;
+      (netOpt as unknown as { learningRate: number }).learningRate = cfg.lr * decay;
+      (lrOpt as unknown as { learningRate: number }).learningRate = cfg.editLrLr * decay;
+      const exs = sampleMetaBatch(train, rng, cfg.accumulate);
+      const { grads, results: rs } = metaBatchGrads(model, editor, exs, vars, cfg, true);
+      st.examples += exs.length;
+      if (grads) {
+        clipGlobalNorm(grads, cfg.clipNorm);
+        netOpt.applyGradients(Object.keys(net).map((n) => ({ name: vars[n].name, tensor: grads[n] })));
+        lrOpt.applyGradients(Object.keys(editLrs).map((n) => ({ name: vars[n].name, tensor: grads[n] })));
+        tf.dispose(Object.values(grads));
+      } else st.skipped += exs.length;
       st.step++;
       const mean = (f: (r: ExampleResult) => number) => rs.reduce((s, r) => s + f(r), 0) / rs.length;
       const p: TrainEditorProgress = {

@@ -5,8 +5,8 @@ import * as os from "os";
 import * as path from "path";
 import * as tf from "@tensorflow/tfjs";
 import {
-  captureFactors, createEditor, DEFAULT_EDITOR_CONFIG, disposeBatch, disposeEdit, disposeEditor, disposeFactors, disposeParams,
-  Editor, gptForward, lastBlocksMlp, loadEditor, makeBatch, mendEdit, Model, saveEditor, updateEditorStats,
+  captureFactors, createEditor, disposeBatch, disposeEdit, disposeEditor, disposeFactors, disposeParams, exampleMask,
+  gptForward, loadEditor, lowRankEdits, makeBatch, mendEdit, saveEditor,
 } from "../dist";
 import { leaked, maxAbsDiff, setup, tinyModel, warmEditor } from "./helpers";
 
@@ -116,6 +116,39 @@ test("editor save/load round trip keeps weights and statistics; a mismatched bas
   assert.throws(() => loadEditor(dir, other.config, other.params), /trained for a base model with n_embd = 16, but this model has n_embd = 24/);
   assert.throws(() => loadEditor("/nonexistent/editor", m.config, m.params), /editor folder "\/nonexistent\/editor" not found/);
   disposeParams(other.params);
+  disposeEditor(e);
+  disposeParams(m.params);
+});
+
+test("low-rank batched forward: each example's rows see exactly its own W + alpha G", async () => {
+  await setup();
+  const m = tinyModel(28);
+  const e = warmEditor(m);
+  const reqs = [req, { prompt: "The capital of Peru is", target: "Santiago" }, { prompt: "Biden was born in", target: "Kenya" }];
+  const probes = [{ prompt: "The leader of the United States is", target: "Biden" }, { prompt: "The capital city of Peru is", target: "Santiago" }, { prompt: "The birthplace of Biden is", target: "Kenya" }];
+  const inner = makeBatch(m.tokenizer, reqs, "target", m.config.n_positions);
+  const outer = makeBatch(m.tokenizer, probes, "target", m.config.n_positions);
+  const f = captureFactors(m.params, m.config, inner, e.config.innerParams);
+  const Ti = inner.inputIds.shape[1];
+  const To = outer.inputIds.shape[1];
+  tf.tidy(() => {
+    const updates = lowRankEdits(e, f);
+    const tokenEx = Array.from({ length: outer.inputIds.size }, (_, r) => Math.floor(r / To));
+    const lowRank = Object.fromEntries(Object.entries(updates).map(([n, u]) => [n, { ...u, mask: exampleMask(tokenEx, f.rows[n].map((r) => Math.floor(r / Ti))) }]));
+    const batched = gptForward(m.params, m.config, outer.inputIds, { attentionMask: outer.attentionMask, lowRank }).logits;
+    reqs.forEach((r, i) => {
+      const single = mendEdit(m, e, [r]);
+      const one = makeBatch(m.tokenizer, [probes[i]], "target", m.config.n_positions);
+      const ref = gptForward(single.params, m.config, one.inputIds, { attentionMask: one.attentionMask }).logits;
+      const T = ref.shape[1];
+      assert.ok(maxAbsDiff(tf.slice(batched, [i, 0, 0], [1, T, -1]), ref) < 1e-4, `example ${i}`);
+      disposeEdit(single);
+      disposeBatch(one);
+    });
+  });
+  disposeFactors(f);
+  disposeBatch(inner);
+  disposeBatch(outer);
   disposeEditor(e);
   disposeParams(m.params);
 });

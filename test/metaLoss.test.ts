@@ -22,7 +22,7 @@ test("the meta-gradient matches central finite differences", async () => {
   const e = warmEditor(m, 3);
   // Move off the identity init (U = 0 puts every pre-activation exactly at the clamp's kink).
   for (const net of Object.values(e.nets)) for (const l of net.layers) l.U.assign(tf.randomNormal(l.U.shape, 0, 0.05, "float32", 7));
-  for (const v of Object.values(e.editLrs)) v.assign(tf.scalar(0.05));
+  for (const v of Object.values(e.editLrs)) v.assign(tf.scalar(0.01)); // small edits: L is close to smooth-quadratic over ±h
   const inner = makeBatch(m.tokenizer, [{ prompt: "The president of the United States is", target: "Biden" }], "target", m.config.n_positions);
   const outer = makeBatch(m.tokenizer, [{ prompt: "The leader of the United States is", target: "Biden" }], "target", m.config.n_positions);
   const loc = makeBatch(m.tokenizer, [{ prompt: "The capital of Peru is", target: "Lima" }], "target", m.config.n_positions);
@@ -35,7 +35,8 @@ test("the meta-gradient matches central finite differences", async () => {
   for (const [v, idx] of checks) {
     const g = grads[v.name].dataSync()[idx];
     const base = v.dataSync().slice();
-    const h = Math.max(2e-2, Math.abs(base[idx]) * 0.2); // float32: the step must be large enough to see ΔL
+    // float32: the step must be large enough to see ΔL, yet small against the curvature (α ± 10%).
+    const h = v.name.includes("edit_lrs") ? 0.1 * Math.abs(base[idx]) : 2e-2;
     const at = (x: number) => {
       const arr = base.slice();
       arr[idx] = x;

@@ -4,7 +4,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import * as tf from "@tensorflow/tfjs";
-import { DEFAULT_TRAIN_EDITOR_CONFIG, disposeParams, editorTrainingInfo, loadEditor, disposeEditor, sampleMetaExample, Rng, trainEditor } from "../dist";
+import { DEFAULT_TRAIN_EDITOR_CONFIG, disposeParams, editorTrainingInfo, loadEditor, disposeEditor, sampleMetaBatch, Rng, trainEditor } from "../dist";
 import { getWorld, setup, tinyModel } from "./helpers";
 
 const cfg = { ...DEFAULT_TRAIN_EDITOR_CONFIG, maxSteps: 6, accumulate: 4, valEvery: 3, valSize: 8, lr: 1e-3, editor: { rank: 16 } };
@@ -49,10 +49,12 @@ test("training resumes from the last checkpoint with its step, statistics and op
   disposeParams(m.params);
 });
 
-test("batched meta-examples draw k distinct facts", () => {
-  const ex = sampleMetaExample(getWorld().editRecords("train"), new Rng(3), 5);
-  assert.equal(ex.editInner.length, 5);
-  assert.equal(ex.loc.length, 5);
-  assert.equal(new Set(ex.editInner.map((e) => e.prompt)).size, 5);
-  ex.editInner.forEach((e, i) => assert.equal(e.target, ex.editOuter[i].target));
+test("a meta-batch draws examples of distinct facts with two different templates each", () => {
+  const exs = sampleMetaBatch(getWorld().editRecords("train"), new Rng(3), 10);
+  assert.equal(exs.length, 10);
+  assert.equal(new Set(exs.map((e) => e.editInner.prompt)).size, 10);
+  for (const e of exs) {
+    assert.equal(e.editInner.target, e.editOuter.target);
+    assert.notEqual(e.editInner.prompt, e.editOuter.prompt);
+  }
 });
