@@ -25,3 +25,5 @@ export * from "./methods";
 export * from "./evaluate";
 export * from "./report";
 export * from "./plots";
+export * from "./display";
+export * from "./inspect";

@@ -1,0 +1,124 @@
+/**
+ * Rich output for the tslab notebooks: plotly figures and tables (danfojs DataFrames or plain rows).
+ *
+ * A figure is sent as one display bundle with two MIME types:
+ *  - `application/vnd.plotly.v1+json`: rendered natively by VS Code and JupyterLab's plotly renderer;
+ *  - `text/html`: a div plus a script, rendered by Jupyter Notebook and in offline HTML exports.
+ *    The first figure of a kernel session inlines plotly.js (so it works offline); later ones reuse
+ *    `window.Plotly`. An AMD loader (classic notebook's require.js) is hidden while plotly.js
+ *    loads so that it defines the `Plotly` global.
+ * tslab's public `display` API sends one MIME type per call, so bundles go through the same
+ * writer it uses (tslab 1.0.22 internals, pinned); outside a kernel the functions fall back to text.
+ */
+import * as fs from "fs";
+import { Figure, plotlyBundlePath } from "./plots";
+
+type Writer = (msg: { data: Record<string, unknown>; metadata: object; transient: object }, update: boolean) => void;
+
+function kernelWriter(): Writer | null {
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    const j = require("tslab/dist/jupyter") as { lastWriteDisplayData: Writer | null };
+    return j.lastWriteDisplayData ?? null;
+  } catch {
+    return null;
+  }
+}
+
+/** Send a MIME bundle to the notebook; returns false outside a tslab kernel. */
+export function displayBundle(data: Record<string, unknown>): boolean {
+  const w = kernelWriter();
+  if (!w) return false;
+  w({ data, metadata: {}, transient: {} }, false);
+  return true;
+}
+
+// Per-kernel-session display state: whether plotly.js has been sent to this page yet.
+const session = { plotlySent: false, figures: 0 };
+
+/** HTML that draws `fig` into a new div; `withBundle` inlines plotly.js first. */
+export function figureHtml(fig: Figure, id: string, withBundle: boolean): string {
+  const height = (fig.layout.height as number | undefined) ?? 440;
+  const bundle = withBundle
+    ? `<script>(function(){var d=window.define;window.define=undefined;try{${fs.readFileSync(plotlyBundlePath(), "utf8")}}finally{window.define=d;}}).call(window);</script>`
+    : "";
+  const draw = `Plotly.newPlot(${JSON.stringify(id)}, ${JSON.stringify(fig.data)}, ${JSON.stringify(fig.layout)}, {responsive: true});`;
+  return `${bundle}<div id="${id}" style="height:${height}px"></div><script>(function(){function go(){if(window.Plotly){${draw}}else{setTimeout(go,50);}}go();})();</script>`;
+}
+
+/** Show a plotly figure ({data, layout}) in the notebook. */
+export function showFigure(fig: Figure): void {
+  const id = `mend-fig-${Date.now().toString(36)}-${session.figures++}`;
+  const html = figureHtml(fig, id, !session.plotlySent);
+  if (displayBundle({ "application/vnd.plotly.v1+json": fig, "text/html": html, "text/plain": `[plotly figure: ${String((fig.layout.title as { text?: string })?.text ?? "")}]` })) {
+    session.plotlySent = true;
+  } else {
+    console.log(`[plotly figure: ${JSON.stringify(fig.layout.title)}] (not in a notebook)`);
+  }
+}
+
+/** Anything table-like: a danfojs DataFrame ({columns, values}) or a list of row objects. */
+export type TableLike = { columns: string[]; values: unknown[][] } | Record<string, unknown>[];
+
+function toColumnsValues(t: TableLike): { columns: string[]; values: unknown[][] } {
+  if (Array.isArray(t)) {
+    const columns = [...new Set(t.flatMap((r) => Object.keys(r)))];
+    return { columns, values: t.map((r) => columns.map((c) => r[c])) };
+  }
+  return { columns: t.columns, values: t.values };
+}
+
+const fmt = (v: unknown): string => (typeof v === "number" ? (Number.isInteger(v) ? String(v) : Math.abs(v) >= 1e-3 || v === 0 ? v.toFixed(4) : v.toExponential(2)) : String(v ?? ""));
+const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+
+/** An HTML table (danfojs has no HTML output). */
+export function tableHtml(t: TableLike): string {
+  const { columns, values } = toColumnsValues(t);
+  const head = columns.map((c) => `<th>${esc(c)}</th>`).join("");
+  const body = values.map((r) => `<tr>${r.map((v) => `<td style="text-align:${typeof v === "number" ? "right" : "left"}">${esc(fmt(v))}</td>`).join("")}</tr>`).join("");
+  return `<table><thead><tr>${head}</tr></thead><tbody>${body}</tbody></table>`;
+}
+
+/** A fixed-width text table (the plain-text fallback). */
+export function tableText(t: TableLike): string {
+  const { columns, values } = toColumnsValues(t);
+  const cells = [columns, ...values.map((r) => r.map(fmt))];
+  const w = columns.map((_, i) => Math.max(...cells.map((r) => String(r[i]).length)));
+  return cells.map((r) => r.map((c, i) => String(c).padEnd(w[i])).join("  ")).join("\n");
+}
+
+/** Show a table as HTML in the notebook (text elsewhere). */
+export function showTable(t: TableLike): void {
+  if (!displayBundle({ "text/html": tableHtml(t), "text/plain": tableText(t) })) console.log(tableText(t));
+}
+
+/**
+ * A figure that is redrawn in place (live training curves). Sends plotly.js once if needed, then
+ * each `update` replaces the same output.
+ */
+export function liveFigure(): { update(fig: Figure): void } {
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  let handle: { html(s: string): void } | null = null;
+  try {
+    handle = require("tslab").newDisplay();
+  } catch {
+    handle = null;
+  }
+  if (handle && !session.plotlySent && displayBundle({ "text/html": figureHtml({ data: [], layout: { height: 1 } }, `mend-init-${Date.now()}`, true) })) {
+    session.plotlySent = true;
+  }
+  const id = `mend-live-${Date.now().toString(36)}-${session.figures++}`;
+  return {
+    update(fig: Figure) {
+      if (handle) handle.html(figureHtml(fig, id, false));
+    },
+  };
+}
+
+/** Loss curves as a figure: one line per series, x = step. */
+export function curvesFigure(title: string, steps: number[], series: Record<string, number[]>, yTitle = ""): Figure {
+  return {
+    data: Object.entries(series).map(([name, y]) => ({ type: "scatter", mode: "lines", name, x: steps, y })),
+    layout: { title: { text: title }, height: 360, margin: { t: 50, l: 60, r: 20, b: 50 }, xaxis: { title: { text: "step" } }, yaxis: { title: { text: yTitle } } },
+  };
+}
