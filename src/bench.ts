@@ -20,7 +20,7 @@ import { loadEditor } from "./editorIO";
 import { disposeParams, gptForward } from "./gpt";
 import { meanNll } from "./loss";
 import { loadModel, Model } from "./params";
-import { DEFAULT_TRAIN_EDITOR_CONFIG, metaBatchGrads, sampleMetaBatch } from "./trainEditor";
+import { DEFAULT_TRAIN_EDITOR_CONFIG, metaBatchGrads, sampleMetaGroups } from "./trainEditor";
 import { Rng } from "./rng";
 import { World } from "./world";
 
@@ -114,7 +114,7 @@ async function benchMend(model: Model, world: World, editorDir: string, reps: nu
     const snapshot = Object.fromEntries(Object.entries(vars).map(([k, v]) => [k, tf.clone(v)]));
     const opt = tf.train.adam(1e-12);
     const stepMs = await timeIt(async () => {
-      const { grads } = metaBatchGrads(model, editor, sampleMetaBatch(train, rng, DEFAULT_TRAIN_EDITOR_CONFIG.accumulate), vars, DEFAULT_TRAIN_EDITOR_CONFIG, false);
+      const { grads } = metaBatchGrads(model, editor, sampleMetaGroups(train, rng, DEFAULT_TRAIN_EDITOR_CONFIG.accumulate), vars, DEFAULT_TRAIN_EDITOR_CONFIG, false);
       if (grads) {
         opt.applyGradients(Object.entries(grads).map(([n, t]) => ({ name: vars[n].name, tensor: t })));
         tf.dispose(Object.values(grads));

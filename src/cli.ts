@@ -66,7 +66,8 @@ const USAGE = `mend: MEND (Model Editor Networks with Gradient Decomposition) on
   mend edit --prompt TEXT --target TEXT [--probe TEXT ...] [--model DIR] [--editor DIR] [--save DIR] [--json]
   mend edit --requests FILE.json [...]          FILE: [{"prompt": ..., "target": ...}, ...]
   mend pretrain [--out DIR] [--run-dir DIR] [--steps N] [--seed S] [--resume]
-  mend train-editor [--model DIR] [--out DIR] [--run-dir DIR] [--steps N] [--seed S] [--resume]
+  mend train-editor [--model DIR] [--out DIR] [--run-dir DIR] [--steps N] [--seed S] [--resume] [--inner-params A,B,...]
+                    [--n-edits 1,5,25] [--init EDITOR_DIR] [--accumulate N]   (edits per example; start from an editor; examples per step)
   mend eval [--json] [--methods MEND,FT,FT+KL] [--batch-sizes 1,5,25,75,125] [--sequential N] [--out DIR] [--limit N]
   mend demo [--out DIR]                         President -> Biden with MEND, FT and FT+KL (npm start)
   mend world [--out DIR]                        write the generated corpus and edit records
@@ -198,7 +199,7 @@ async function cmdPretrain(argv: string[]): Promise<void> {
 
 async function cmdTrainEditor(argv: string[]): Promise<void> {
   const a = parseArgs(argv, ["resume"]);
-  checkFlags(a, ["model", "out", "run-dir", "steps", "seed", "resume", "time-budget", "lr"]);
+  checkFlags(a, ["model", "out", "run-dir", "steps", "seed", "resume", "time-budget", "lr", "inner-params", "n-edits", "init", "accumulate"]);
   const backend = await initBackend();
   console.error(`backend: ${describeBackend(backend)}`);
   const model = loadModel(str(a, "model", DEFAULT_MODEL_DIR)!);
@@ -206,7 +207,13 @@ async function cmdTrainEditor(argv: string[]): Promise<void> {
   const out = str(a, "out", DEFAULT_EDITOR_DIR)!;
   const runDir = str(a, "run-dir", path.join(PACKAGE_ROOT, "runs", "editor"))!;
   const d = DEFAULT_TRAIN_EDITOR_CONFIG;
-  const cfg = { ...d, maxSteps: num(a, "steps", d.maxSteps), seed: num(a, "seed", d.seed), timeBudgetSec: num(a, "time-budget", d.timeBudgetSec), lr: num(a, "lr", d.lr) };
+  const inner = str(a, "inner-params")?.split(",").map((s) => s.trim()).filter(Boolean);
+  const cfg = { ...d, maxSteps: num(a, "steps", d.maxSteps), seed: num(a, "seed", d.seed), timeBudgetSec: num(a, "time-budget", d.timeBudgetSec), lr: num(a, "lr", d.lr), editor: inner ? { ...d.editor, innerParams: inner } : d.editor,
+    nEdits: str(a, "n-edits") ? str(a, "n-edits")!.split(",").map(Number) : d.nEdits,
+    initEditor: str(a, "init") ?? null,
+    accumulate: num(a, "accumulate", d.accumulate),
+  };
+  if (cfg.nEdits.some((k) => !Number.isInteger(k) || k < 1)) throw new Error(`--n-edits must be positive integers, got "${str(a, "n-edits")}"`);
   const r = await trainEditor(model, world.editRecords("train"), world.editRecords("val"), runDir, cfg, { resume: bool(a, "resume") });
   fs.mkdirSync(out, { recursive: true });
   for (const f of ["config.json", "editor.safetensors"]) writeFileAtomic(path.join(out, f), fs.readFileSync(path.join(r.bestDir, f)));

@@ -58,14 +58,15 @@ export function showFigure(fig: Figure): void {
 }
 
 /** Anything table-like: a danfojs DataFrame ({columns, values}) or a list of row objects. */
-export type TableLike = { columns: string[]; values: unknown[][] } | Record<string, unknown>[];
+export type TableLike = { columns: string[]; values: unknown } | Record<string, unknown>[];
 
 function toColumnsValues(t: TableLike): { columns: string[]; values: unknown[][] } {
   if (Array.isArray(t)) {
     const columns = [...new Set(t.flatMap((r) => Object.keys(r)))];
     return { columns, values: t.map((r) => columns.map((c) => r[c])) };
   }
-  return { columns: t.columns, values: t.values };
+  const v = t.values as unknown[];
+  return { columns: t.columns, values: v.map((r) => (Array.isArray(r) ? r : [r])) };
 }
 
 const fmt = (v: unknown): string => (typeof v === "number" ? (Number.isInteger(v) ? String(v) : Math.abs(v) >= 1e-3 || v === 0 ? v.toFixed(4) : v.toExponential(2)) : String(v ?? ""));

@@ -8,8 +8,8 @@
  * `mendEdit` is pure: it returns a new parameter record in which only the edited weights are new
  * tensors (the rest are the base's, shared by reference) and never mutates the base. k requests in
  * one call are one batched edit (a single mean loss over all their target tokens). Editing the
- * returned model again gives sequential edits. The edit loss is Σ over requests of each request's mean
- * target-token NLL (`summedRequestNll`): a batched edit is the sum of the single edits.
+ * returned model again gives sequential edits. As in the official code, the edit loss of a call is
+ * the mean NLL over all target tokens of all its requests (so each δ carries a 1/#tokens factor).
  */
 import * as tf from "@tensorflow/tfjs";
 import { disposeBatch, makeBatch, TextExample } from "./batch";
@@ -92,7 +92,7 @@ export interface EditLayerInfo {
 
 export interface EditInfo {
   requests: EditRequest[];
-  /** Edit loss before the edit (Σ over requests of the mean target-token NLL). */
+  /** Edit loss before the edit (mean NLL over all target tokens). */
   lossBefore: number;
   layers: EditLayerInfo[];
   latencyMs: number;

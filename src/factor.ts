@@ -19,7 +19,7 @@ import * as tf from "@tensorflow/tfjs";
 import { Batch } from "./batch";
 import { GPT2Config } from "./config";
 import { gptForward, Params } from "./gpt";
-import { summedRequestNll } from "./loss";
+import { groupedMeanNll, meanNll } from "./loss";
 
 export interface Factors {
   /** Kept layer inputs, name -> [Nk, d_in]. */
@@ -28,15 +28,17 @@ export interface Factors {
   delta: Record<string, tf.Tensor2D>;
   /** Indices of the kept rows (into the B*T flattened rows), per name. */
   rows: Record<string, number[]>;
-  /** The edit loss the gradients are of: Σ over requests of each request's mean target-token NLL. */
+  /** The edit loss the gradients are of (mean target-token NLL; per group with `group`). */
   loss: number;
 }
 
 /**
  * One forward/backward pass over the edit batch: returns u and δ for each name in `innerParams`
- * (zero rows dropped). The caller owns the returned tensors (`disposeFactors`).
+ * (zero rows dropped). The loss is the mean NLL over all target tokens of the batch (official: one
+ * edit call, k requests included); with `group` (batch row -> independent edit call, used by
+ * meta-training) it is the sum of per-group means. The caller owns the returned tensors.
  */
-export function captureFactors(params: Readonly<Params>, config: GPT2Config, batch: Batch, innerParams: readonly string[]): Factors {
+export function captureFactors(params: Readonly<Params>, config: GPT2Config, batch: Batch, innerParams: readonly string[], group?: readonly number[]): Factors {
   const [B, T] = batch.inputIds.shape;
   const N = B * T;
   const probes: Record<string, tf.Tensor> = {};
@@ -52,7 +54,7 @@ export function captureFactors(params: Readonly<Params>, config: GPT2Config, bat
       const probeMap = Object.fromEntries(innerParams.map((n, i) => [n, ps[i]]));
       const out = gptForward(params, config, batch.inputIds, { attentionMask: batch.attentionMask, capture: innerParams, probes: probeMap });
       for (const n of innerParams) captured[n] = tf.keep(out.inputs[n]);
-      return summedRequestNll(out.logits, batch.labels);
+      return group ? groupedMeanNll(out.logits, batch.labels, group) : meanNll(out.logits, batch.labels);
     })(innerParams.map((n) => probes[n])),
   );
   tf.dispose(Object.values(probes));
@@ -98,10 +100,10 @@ export function outerProductSum(u: tf.Tensor2D, delta: tf.Tensor2D): tf.Tensor2D
   return tf.tidy(() => tf.matMul(tf.transpose(u), delta)); // explicit transpose: fast path on wasm
 }
 
-/** The autodiff gradient ∂L/∂W of the same edit loss (`summedRequestNll`), for checking the identity. Caller owns it. */
+/** The autodiff gradient ∂L/∂W of the same edit loss (mean NLL), for checking the identity. Caller owns it. */
 export function autodiffWeightGradient(params: Readonly<Params>, config: GPT2Config, batch: Batch, name: string): tf.Tensor2D {
   return tf.tidy(() => {
-    const g = tf.grad((w: tf.Tensor) => summedRequestNll(gptForward(params, config, batch.inputIds, { attentionMask: batch.attentionMask, replace: { [name]: w } }).logits, batch.labels));
+    const g = tf.grad((w: tf.Tensor) => meanNll(gptForward(params, config, batch.inputIds, { attentionMask: batch.attentionMask, replace: { [name]: w } }).logits, batch.labels));
     return g(params[name]) as tf.Tensor2D;
   });
 }

@@ -28,15 +28,20 @@ export function meanNll(logits: tf.Tensor3D, labels: tf.Tensor2D): tf.Scalar {
 }
 
 /**
- * Σ over rows (requests) of each row's mean NLL over its labelled tokens. Scalar.
- * For one request this is `meanNll`. For k requests each row's gradient is exactly the gradient it
- * would have alone, so a batched MEND edit is the sum of the single edits' pseudo-gradients.
- * (The official code takes one token mean over the whole batch, which scales every δ by ~1/k and
- * needs an editor meta-trained at that k; see README, "Deviations".)
+ * Σ over groups of each group's mean NLL over its labelled tokens. Scalar. `group[r]` is the group
+ * of batch row r. With one group this is `meanNll` (the official edit loss of one edit call, k
+ * requests included). Meta-training runs several independent edit calls in one batch; per-group
+ * means give each call's δ exactly the scale it would have alone.
  */
-export function summedRequestNll(logits: tf.Tensor3D, labels: tf.Tensor2D): tf.Scalar {
-  const m = labelMask(labels);
-  return tf.sum(tf.div(tf.sum(tokenNll(logits, labels), 1), tf.maximum(tf.sum(m, 1), 1))) as tf.Scalar;
+export function groupedMeanNll(logits: tf.Tensor3D, labels: tf.Tensor2D, group: readonly number[]): tf.Scalar {
+  return tf.tidy(() => {
+    const s = tf.sum(tokenNll(logits, labels), 1); // [R]
+    const c = tf.sum(labelMask(labels), 1); // [R]
+    const oh = tf.cast(tf.oneHot(tf.tensor1d(group as number[], "int32"), Math.max(...group) + 1), "float32") as tf.Tensor2D; // [R, G]
+    const perGroup = tf.matMul(tf.transpose(oh), tf.reshape(c, [-1, 1])); // [G, 1] labelled tokens per group
+    const perRow = tf.reshape(tf.matMul(oh, perGroup), [-1]); // [R]
+    return tf.sum(tf.div(s, tf.maximum(perRow, 1))) as tf.Scalar;
+  });
 }
 
 /**

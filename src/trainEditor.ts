@@ -33,7 +33,7 @@ import { createEditor, disposeEditor, DEFAULT_EDITOR_CONFIG, Editor, EditorConfi
 import { loadEditor, saveEditor } from "./editorIO";
 import { captureFactors, disposeFactors, Factors } from "./factor";
 import { gptForward } from "./gpt";
-import { summedRequestNll, tokenKl } from "./loss";
+import { tokenKl, tokenNll } from "./loss";
 import { MetaLossConfig, preEditLogits } from "./metaLoss";
 import { loadOptimizerState, saveOptimizerState } from "./optimizerState";
 import { ProgressBar } from "./progress";
@@ -46,7 +46,11 @@ export interface TrainEditorConfig extends MetaLossConfig {
   seed: number;
   /** Upper bound on optimizer steps. */
   maxSteps: number;
-  /** Examples per optimizer step (official: 10, by gradient accumulation; here one batched pass). */
+  /** Edits per example (group), drawn per group from this list (official: a fixed n_edits; 1 for zsRE). */
+  nEdits: number[];
+  /** Start from this editor folder instead of a fresh editor (second training stage). */
+  initEditor: string | null;
+  /** Examples (groups) per optimizer step (official: 10, by gradient accumulation; here one batched pass). */
   accumulate: number;
   /** Adam lr for the editor networks (official 1e-6; see the header). */
   lr: number;
@@ -69,7 +73,9 @@ export interface TrainEditorConfig extends MetaLossConfig {
 
 export const DEFAULT_TRAIN_EDITOR_CONFIG: Readonly<TrainEditorConfig> = Object.freeze({
   seed: 0,
-  maxSteps: 1000,
+  maxSteps: 1500,
+  nEdits: [1],
+  initEditor: null,
   accumulate: 10,
   lr: 1e-4,
   lrSchedule: "cosine",
@@ -77,9 +83,9 @@ export const DEFAULT_TRAIN_EDITOR_CONFIG: Readonly<TrainEditorConfig> = Object.f
   clipNorm: 100,
   cEdit: 0.1,
   cLoc: 1.0,
-  valEvery: 25,
-  valSize: 60,
-  patience: 200,
+  valEvery: 50,
+  valSize: 80,
+  patience: 500,
   timeBudgetSec: 540,
   editor: {},
 });
@@ -105,7 +111,8 @@ export function sampleMetaBatch(records: readonly EditRecord[], rng: Rng, n: num
     if (used.has(key)) continue;
     used.add(key);
     const [i, j] = rng.sample(r.prompts.map((_, q) => q), 2);
-    const loc = rng.choice(r.locality);
+    const free = r.locality.filter((l) => !used.has(`${l.subject}|${l.relation}`)); // not about a fact edited alongside
+    const loc = rng.choice(free.length ? free : r.locality);
     out.push({
       editInner: { prompt: r.prompts[i], target: r.target_new },
       editOuter: { prompt: r.prompts[j ?? i], target: r.target_new },
@@ -114,6 +121,14 @@ export function sampleMetaBatch(records: readonly EditRecord[], rng: Rng, n: num
     });
   }
   return out;
+}
+
+/**
+ * A meta-training batch of `n` groups; each group is one (batched) edit of k distinct facts, with k
+ * drawn from `kChoices`. A group of k = 1 is an ordinary single edit.
+ */
+export function sampleMetaGroups(records: readonly EditRecord[], rng: Rng, n: number, kChoices: readonly number[] = [1]): MetaExample[][] {
+  return Array.from({ length: n }, () => sampleMetaBatch(records, rng, kChoices[rng.int(kChoices.length)]));
 }
 
 /** The fixed validation examples: first training template as x_e, second as x'_e, the k-th locality example. */
@@ -143,24 +158,32 @@ interface Encoded {
   outerLabels: number[][];
   outerPos: number[][];
   locPos: number[][];
+  /** Group (= one edit call) of each text row; rows are aligned across inner/outer/loc. */
+  group: number[];
+  /** [R] loss weight of each row: 1 / (#groups · #edits in its group), so every group counts once. */
+  weight: tf.Tensor1D;
 }
 
-function encodeMeta(m: ModelView, exs: readonly MetaExample[]): Encoded {
+function encodeMeta(m: ModelView, groups: readonly (readonly MetaExample[])[]): Encoded {
   const T = m.config.n_positions;
+  const exs = groups.flat();
+  const group = groups.flatMap((g, i) => g.map(() => i));
   const a = encodeExamples(m.tokenizer, exs.map((e) => e.editInner), "target", T);
   const o = encodeExamples(m.tokenizer, exs.map((e) => e.editOuter), "target", T);
   const l = encodeExamples(m.tokenizer, exs.map((e) => e.loc), "target", T);
-  return { inner: toBatch(a), outer: toBatch(o), loc: toBatch(l), outerLabels: o.labels, outerPos: o.targetPositions, locPos: l.targetPositions };
+  const weight = tf.tensor1d(groups.flatMap((g) => g.map(() => 1 / (groups.length * g.length))));
+  return { inner: toBatch(a), outer: toBatch(o), loc: toBatch(l), outerLabels: o.labels, outerPos: o.targetPositions, locPos: l.targetPositions, group, weight };
 }
 
 function disposeEncoded(e: Encoded): void {
   disposeBatch(e.inner);
   disposeBatch(e.outer);
   disposeBatch(e.loc);
+  e.weight.dispose();
 }
 
-/** Example id of each token row of a [B, T] batch (rows are flattened batch-major). */
-const rowExamples = (b: Batch): number[] => Array.from({ length: b.inputIds.size }, (_, r) => Math.floor(r / b.inputIds.shape[1]));
+/** Group id of each token row of a [R, T] batch (rows are flattened batch-major). */
+const rowGroups = (b: Batch, group: readonly number[]): number[] => Array.from({ length: b.inputIds.size }, (_, r) => group[Math.floor(r / b.inputIds.shape[1])]);
 
 /**
  * The meta-loss of a batch of examples, each with its own edit, in one forward per text kind:
@@ -170,18 +193,19 @@ const rowExamples = (b: Batch): number[] => Array.from({ length: b.inputIds.size
  */
 function batchMetaLoss(m: ModelView, editor: Editor, e: Encoded, factors: Factors, preLoc: tf.Tensor3D, c: MetaLossConfig) {
   const Ti = e.inner.inputIds.shape[1];
-  const K = e.inner.inputIds.shape[0];
   const updates = lowRankEdits(editor, factors);
   const forward = (b: Batch) => {
-    const tokenEx = rowExamples(b);
-    const lowRank = Object.fromEntries(Object.entries(updates).map(([n, u]) => [n, { ...u, mask: exampleMask(tokenEx, factors.rows[n].map((r) => Math.floor(r / Ti))) }]));
+    const tokenGroup = rowGroups(b, e.group);
+    const lowRank = Object.fromEntries(Object.entries(updates).map(([n, u]) => [n, { ...u, mask: exampleMask(tokenGroup, factors.rows[n].map((r) => e.group[Math.floor(r / Ti)])) }]));
     return gptForward(m.params, m.config, b.inputIds, { attentionMask: b.attentionMask, lowRank }).logits;
   };
   const outerLogits = forward(e.outer);
   const locLogits = forward(e.loc);
-  const lEdit = tf.div(summedRequestNll(outerLogits, e.outer.labels), K) as tf.Scalar;
-  const klRows = tf.div(tf.sum(tf.mul(tokenKl(preLoc, locLogits), e.loc.attentionMask), 1), tf.sum(e.loc.attentionMask, 1)); // [K]
-  const lLoc = tf.mean(klRows) as tf.Scalar;
+  const outerMask = tf.cast(tf.greaterEqual(e.outer.labels, 0), "float32");
+  const nllRows = tf.div(tf.sum(tokenNll(outerLogits, e.outer.labels), 1), tf.maximum(tf.sum(outerMask, 1), 1)); // [R]
+  const klRows = tf.div(tf.sum(tf.mul(tokenKl(preLoc, locLogits), e.loc.attentionMask), 1), tf.sum(e.loc.attentionMask, 1)); // [R]
+  const lEdit = tf.sum(tf.mul(nllRows, e.weight)) as tf.Scalar;
+  const lLoc = tf.sum(tf.mul(klRows, e.weight)) as tf.Scalar;
   const total = tf.add(tf.mul(c.cEdit, lEdit), tf.mul(c.cLoc, lLoc)) as tf.Scalar;
   return { total, lEdit, lLoc, outerLogits, locLogits };
 }
@@ -197,20 +221,20 @@ function summarise(e: Encoded, outerArgmax: number[][], locPre: number[][], locP
 }
 
 /**
- * One meta-training batch: statistics update (if `train`), meta-loss and its gradients w.r.t. `vars`
- * (the mean over the batch's examples). Returns the gradients (caller owns them; null when not
+ * One meta-training batch of groups (each group one edit call of k ≥ 1 edits): statistics update
+ * (if `train`), meta-loss and its gradients w.r.t. `vars` (every group weighted equally). Returns the gradients (caller owns them; null when not
  * finite: the official code skips such examples) and per-example metrics.
  */
 export function metaBatchGrads(
   m: ModelView,
   editor: Editor,
-  exs: readonly MetaExample[],
+  groups: readonly (readonly MetaExample[])[],
   vars: Record<string, tf.Variable>,
   c: MetaLossConfig,
   train = true,
 ): { grads: Record<string, tf.Tensor> | null; results: ExampleResult[] } {
-  const e = encodeMeta(m, exs);
-  const factors = captureFactors(m.params, m.config, e.inner, editor.config.innerParams);
+  const e = encodeMeta(m, groups);
+  const factors = captureFactors(m.params, m.config, e.inner, editor.config.innerParams, e.group);
   try {
     if (train && editor.config.norm) updateEditorStats(editor, factors);
     const pre = preEditLogits(m.params, m.config, e.loc);
@@ -242,9 +266,9 @@ export function metaBatchGrads(
 }
 
 /** Edit-and-measure without gradients (validation): same metrics, statistics frozen. */
-export function metaBatchEval(m: ModelView, editor: Editor, exs: readonly MetaExample[], c: MetaLossConfig): ExampleResult[] {
-  const e = encodeMeta(m, exs);
-  const factors = captureFactors(m.params, m.config, e.inner, editor.config.innerParams);
+export function metaBatchEval(m: ModelView, editor: Editor, groups: readonly (readonly MetaExample[])[], c: MetaLossConfig): ExampleResult[] {
+  const e = encodeMeta(m, groups);
+  const factors = captureFactors(m.params, m.config, e.inner, editor.config.innerParams, e.group);
   try {
     const out = tf.tidy(() => {
       const pre = preEditLogits(m.params, m.config, e.loc);
@@ -271,22 +295,40 @@ export interface ValidationResult {
   locUnchanged: number;
 }
 
-export function validateEditor(m: ModelView, editor: Editor, examples: readonly MetaExample[], c: MetaLossConfig, batchSize = 20): ValidationResult {
+/**
+ * Validation on fixed groups (each group one edit call): losses weighted per group as in training,
+ * edit accuracy and locality averaged over all edits.
+ */
+export function validateEditor(m: ModelView, editor: Editor, groups: readonly (readonly MetaExample[])[], c: MetaLossConfig, maxEditsPerPass = 40): ValidationResult {
   const rs: ExampleResult[] = [];
-  const lossE: number[] = [];
-  const lossL: number[] = [];
-  for (let s = 0; s < examples.length; s += batchSize) {
-    const chunk = examples.slice(s, s + batchSize);
+  let lossEdit = 0;
+  let lossLoc = 0;
+  for (let s = 0; s < groups.length; ) {
+    const chunk: (readonly MetaExample[])[] = [];
+    let edits = 0;
+    while (s < groups.length && (chunk.length === 0 || edits + groups[s].length <= maxEditsPerPass)) {
+      edits += groups[s].length;
+      chunk.push(groups[s++]);
+    }
     const r = metaBatchEval(m, editor, chunk, c);
     rs.push(...r);
-    lossE.push(r[0].lEdit * chunk.length);
-    lossL.push(r[0].lLoc * chunk.length);
+    lossEdit += r[0].lEdit * chunk.length;
+    lossLoc += r[0].lLoc * chunk.length;
   }
-  const n = examples.length;
-  const lossEdit = lossE.reduce((a, b) => a + b, 0) / n;
-  const lossLoc = lossL.reduce((a, b) => a + b, 0) / n;
-  const mean = (f: (r: ExampleResult) => number) => rs.reduce((s2, r) => s2 + f(r), 0) / rs.length;
+  lossEdit /= groups.length;
+  lossLoc /= groups.length;
+  const mean = (f: (r: ExampleResult) => number) => rs.reduce((a, r) => a + f(r), 0) / rs.length;
   return { lossEdit, lossLoc, total: c.cEdit * lossEdit + c.cLoc * lossLoc, editAcc: mean((r) => r.editAcc), locUnchanged: mean((r) => r.locUnchanged) };
+}
+
+/** Fixed validation groups: for each k in `kChoices`, consecutive runs of k records (k = 1: single edits). */
+export function fixedValGroups(val: readonly EditRecord[], size: number, kChoices: readonly number[] = [1]): MetaExample[][] {
+  const recs = val.slice(0, size);
+  const groups: MetaExample[][] = [];
+  for (const k of [...new Set(kChoices)].sort((a, b) => a - b)) {
+    for (let i = 0; i + k <= recs.length; i += k) groups.push(recs.slice(i, i + k).map((r, j) => fixedMetaExample(r, i + j)));
+  }
+  return groups;
 }
 
 export interface TrainEditorProgress {
@@ -354,6 +396,9 @@ export async function trainEditor(
     st = JSON.parse(fs.readFileSync(statePath, "utf8")) as TrainerState;
     cfg = st.config;
     editor = loadEditor(lastDir, model.config, model.params);
+  } else if (cfg.initEditor) {
+    editor = loadEditor(cfg.initEditor, model.config, model.params);
+    st = { step: 0, examples: 0, skipped: 0, rngState: new Rng(cfg.seed).state, bestVal: Infinity, bestStep: 0, elapsedSec: 0, history: [], config: cfg };
   } else {
     const ecfg: EditorConfig = { ...DEFAULT_EDITOR_CONFIG, innerParams: lastBlocksMlp(model.config.n_layer), ...cfg.editor };
     const shapes = Object.fromEntries(ecfg.innerParams.map((n) => [n, model.params[n]?.shape ?? []]));
@@ -370,7 +415,7 @@ export async function trainEditor(
     await loadOptimizerState(path.join(lastDir, "optimizer_net.safetensors"), netOpt);
     await loadOptimizerState(path.join(lastDir, "optimizer_lr.safetensors"), lrOpt);
   }
-  const valExamples = val.slice(0, cfg.valSize).map((r, k) => fixedMetaExample(r, k));
+  const valExamples = fixedValGroups(val, cfg.valSize, cfg.nEdits);
   const bar = opts.quiet ? null : new ProgressBar(cfg.maxSteps, "train-editor");
   const t0 = Date.now() - st.elapsedSec * 1000;
   const training = (extra: Record<string, unknown>) => ({ steps: st.step, examples: st.examples, skipped: st.skipped, config: cfg, ...extra });
@@ -380,15 +425,16 @@ export async function trainEditor(
       const decay = cfg.lrSchedule === "cosine" ? 0.1 + 0.45 * (1 + Math.cos((Math.PI * st.step) / cfg.maxSteps)) : 1;
       (netOpt as unknown as { learningRate: number }).learningRate = cfg.lr * decay;
       (lrOpt as unknown as { learningRate: number }).learningRate = cfg.editLrLr * decay;
-      const exs = sampleMetaBatch(train, rng, cfg.accumulate);
-      const { grads, results: rs } = metaBatchGrads(model, editor, exs, vars, cfg, true);
-      st.examples += exs.length;
+      const groups = sampleMetaGroups(train, rng, cfg.accumulate, cfg.nEdits);
+      const { grads, results: rs } = metaBatchGrads(model, editor, groups, vars, cfg, true);
+      const nEx = groups.reduce((a, g) => a + g.length, 0);
+      st.examples += nEx;
       if (grads) {
         clipGlobalNorm(grads, cfg.clipNorm);
         netOpt.applyGradients(Object.keys(net).map((n) => ({ name: vars[n].name, tensor: grads[n] })));
         lrOpt.applyGradients(Object.keys(editLrs).map((n) => ({ name: vars[n].name, tensor: grads[n] })));
         tf.dispose(Object.values(grads));
-      } else st.skipped += exs.length;
+      } else st.skipped += nEx;
       st.step++;
       const mean = (f: (r: ExampleResult) => number) => rs.reduce((s, r) => s + f(r), 0) / rs.length;
       const p: TrainEditorProgress = {

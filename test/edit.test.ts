@@ -128,7 +128,7 @@ test("low-rank batched forward: each example's rows see exactly its own W + alph
   const probes = [{ prompt: "The leader of the United States is", target: "Biden" }, { prompt: "The capital city of Peru is", target: "Santiago" }, { prompt: "The birthplace of Biden is", target: "Kenya" }];
   const inner = makeBatch(m.tokenizer, reqs, "target", m.config.n_positions);
   const outer = makeBatch(m.tokenizer, probes, "target", m.config.n_positions);
-  const f = captureFactors(m.params, m.config, inner, e.config.innerParams);
+  const f = captureFactors(m.params, m.config, inner, e.config.innerParams, [0, 1, 2]); // three independent edit calls
   const Ti = inner.inputIds.shape[1];
   const To = outer.inputIds.shape[1];
   tf.tidy(() => {

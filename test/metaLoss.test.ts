@@ -16,13 +16,13 @@ test("L_loc = 0 for an unedited model", async () => {
   disposeParams(m.params);
 });
 
-test("the meta-gradient matches central finite differences", async () => {
+test("the meta-gradient matches finite differences of the meta-loss", async () => {
   await setup();
   const m = tinyModel(32);
   const e = warmEditor(m, 3);
   // Move off the identity init (U = 0 puts every pre-activation exactly at the clamp's kink).
   for (const net of Object.values(e.nets)) for (const l of net.layers) l.U.assign(tf.randomNormal(l.U.shape, 0, 0.05, "float32", 7));
-  for (const v of Object.values(e.editLrs)) v.assign(tf.scalar(0.01)); // small edits: L is close to smooth-quadratic over ±h
+  for (const v of Object.values(e.editLrs)) v.assign(tf.scalar(0.05));
   const inner = makeBatch(m.tokenizer, [{ prompt: "The president of the United States is", target: "Biden" }], "target", m.config.n_positions);
   const outer = makeBatch(m.tokenizer, [{ prompt: "The leader of the United States is", target: "Biden" }], "target", m.config.n_positions);
   const loc = makeBatch(m.tokenizer, [{ prompt: "The capital of Peru is", target: "Lima" }], "target", m.config.n_positions);
@@ -31,23 +31,37 @@ test("the meta-gradient matches central finite differences", async () => {
   const loss = () => metaLoss(m.params, m.config, editedWeights(m.params, e, f), outer, loc, pre).total;
   const { net, editLrs } = editorVariables(e);
   const checks: [tf.Variable, number][] = [[editLrs[`edit_lrs.${e.config.innerParams[0]}`], 0], [net[`${Object.keys(e.nets)[0]}.0.bias`], 3], [net[`${Object.keys(e.nets)[1]}.1.mode_shift`], 5]];
-  const { value, grads } = tf.variableGrads(loss, checks.map(([v]) => v));
+  // For each checked scalar x: L(x + h) − L(x − h) must equal ∫ dL/dx over [x − h, x + h], which
+  // Simpson's rule gives from the autodiff gradient at x − h, x, x + h to O(h^5). Unlike a plain
+  // finite difference this stays accurate where L is strongly curved (large edits) and float32
+  // rounding forbids small h.
   for (const [v, idx] of checks) {
-    const g = grads[v.name].dataSync()[idx];
     const base = v.dataSync().slice();
-    // float32: the step must be large enough to see ΔL, yet small against the curvature (α ± 10%).
-    const h = v.name.includes("edit_lrs") ? 0.1 * Math.abs(base[idx]) : 2e-2;
-    const at = (x: number) => {
+    const setTo = (x: number) => {
       const arr = base.slice();
       arr[idx] = x;
       v.assign(tf.tensor(arr, v.shape));
+    };
+    const gradAt = (x: number) => {
+      setTo(x);
+      const { value, grads } = tf.variableGrads(loss, [v]);
+      const g = grads[v.name].dataSync()[idx];
+      tf.dispose([value, ...Object.values(grads)]);
+      return g;
+    };
+    const lossAt = (x: number) => {
+      setTo(x);
       return tf.tidy(() => loss().dataSync()[0]);
     };
-    const fd = (at(base[idx] + h) - at(base[idx] - h)) / (2 * h);
+    const x = base[idx];
+    const h = v.name.includes("edit_lrs") ? 0.2 * Math.abs(x) : 2e-2;
+    const simpson = (h / 3) * (gradAt(x - h) + 4 * gradAt(x) + gradAt(x + h));
+    const diff = lossAt(x + h) - lossAt(x - h);
     v.assign(tf.tensor(base, v.shape));
-    assert.ok(Math.abs(fd - g) <= 0.05 * Math.abs(g) + 1e-4, `${v.name}[${idx}]: autodiff ${g} vs finite difference ${fd}`);
+    assert.ok(Math.abs(diff - simpson) <= 0.05 * Math.abs(diff) + 2e-6, `${v.name}[${idx}]: L(x+h) − L(x−h) = ${diff} but ∫ autodiff gradient = ${simpson}`);
+    assert.ok(Math.abs(diff) > 1e-5, `${v.name}[${idx}]: the loss must actually depend on it (${diff})`);
   }
-  tf.dispose([value, ...Object.values(grads), pre]);
+  pre.dispose();
   disposeFactors(f);
   [inner, outer, loc].forEach(disposeBatch);
   disposeEditor(e);
