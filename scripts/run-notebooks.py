@@ -2,8 +2,10 @@
 
 tslab reports a failing cell's error in the cell's stderr stream and leaves nbconvert's message
 empty, so on failure this prints the failing cell's source and every stream/error output.
-Usage: run-notebooks.py [--write] [--timeout SEC] [NOTEBOOK ...]
-  --write  store the executed outputs back into the .ipynb files (to refresh committed outputs)
+Usage: run-notebooks.py [--write] [--html DIR] [--timeout SEC] [NOTEBOOK ...]
+  --write     store the executed outputs back into the .ipynb files
+  --html DIR  export each executed notebook to DIR/<name>.html; plotly.js is written once to
+              DIR/plotly.min.js and referenced, instead of being inlined in every page
 Exit code: number of failed notebooks (0 = all passed). Last line: "N passed, N failed".
 """
 import glob
@@ -18,9 +20,29 @@ from nbclient.exceptions import CellExecutionError
 args = sys.argv[1:]
 write = "--write" in args
 timeout = 300
+html_dir = args[args.index("--html") + 1] if "--html" in args else None
 if "--timeout" in args:
     timeout = int(args[args.index("--timeout") + 1])
 paths = [a for a in args if a.endswith(".ipynb")]
+
+
+def export_html(nb, path):
+    """Write an HTML export whose plotly.js comes from a shared file next to it."""
+    import re
+    import shutil
+    from nbconvert import HTMLExporter
+
+    os.makedirs(html_dir, exist_ok=True)
+    bundle = os.path.join(root, "node_modules", "plotly.js-dist-min", "plotly.min.js")
+    shutil.copyfile(bundle, os.path.join(html_dir, "plotly.min.js"))
+    body, _ = HTMLExporter().from_notebook_node(nb)
+    # the first figure of a kernel session inlines plotly.js (see src/display.ts): point it at the shared copy
+    shared = '<script>var __d=window.define;window.define=undefined;</script><script src="plotly.min.js"></script><script>window.define=__d;</script>'
+    body = re.sub(r"<script>\(function\(\)\{var d=window\.define;window\.define=undefined;try\{.*?\}finally\{window\.define=d;\}\}\)\.call\(window\);</script>", lambda m: shared, body, flags=re.S)
+    name = os.path.splitext(os.path.basename(path))[0] + ".html"
+    with open(os.path.join(html_dir, name), "w") as f:
+        f.write(body)
+
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if not paths:
     paths = sorted(glob.glob(os.path.join(root, "notebooks", "*.ipynb")))
@@ -48,6 +70,8 @@ for path in paths:
     print(f"ok   {os.path.relpath(path, root)} ({time.time() - t0:.0f}s)")
     if write:
         nbformat.write(nb, path)
+    if html_dir:
+        export_html(nb, path)
 
 print(f"notebooks: {passed} passed, {failed} failed")
 sys.exit(min(failed, 100))
