@@ -106,6 +106,19 @@ export interface EditResult {
   info: EditInfo;
 }
 
+const normCache = new WeakMap<tf.Tensor, number>();
+/** ‖W‖_F, computed once per weight tensor (base weights are immutable). */
+function weightNorm(w: tf.Tensor): number {
+  let n = normCache.get(w);
+  if (n === undefined) {
+    const t = tf.norm(w);
+    n = t.dataSync()[0];
+    t.dispose();
+    normCache.set(w, n);
+  }
+  return n;
+}
+
 export function validateRequests(requests: readonly EditRequest[]): void {
   if (!Array.isArray(requests) || requests.length === 0) throw new Error("no edit requests given");
   requests.forEach((r, i) => {
@@ -129,19 +142,28 @@ export function mendEdit(model: ModelView, editor: Editor, requests: readonly Ed
     disposeBatch(batch);
   }
   const lrScale = opts.lrScale ?? 1;
-  const edited = tf.tidy(() => editedWeights(model.params, editor, factors, lrScale));
-  const norms = tf.tidy(() =>
-    tf.stack(editor.config.innerParams.flatMap((n) => [tf.norm(tf.sub(edited[n], model.params[n])), tf.norm(model.params[n])])),
-  );
-  const lrs = tf.stack(editor.config.innerParams.map((n) => editor.editLrs[n]));
-  const [normArr, lrArr] = [norms.dataSync(), lrs.dataSync()];
-  tf.dispose([norms, lrs]);
+  // ‖α ∇̃W‖_F from the small Gram matrices: ‖ŨᵀΔ̃‖² = Σ (ŨŨᵀ) ⊙ (Δ̃Δ̃ᵀ)  ([Nk, Nk], not [d_in, d_out]).
+  const [edited, sq] = tf.tidy(() => {
+    const t = transformFactors(editor, factors);
+    const out: Record<string, tf.Tensor2D> = {};
+    const norms: tf.Tensor[] = [];
+    for (const name of editor.config.innerParams) {
+      const { uTilde, deltaTilde } = t[name];
+      const a = tf.mul(editor.editLrs[name], lrScale);
+      out[name] = tf.add(model.params[name], tf.mul(a, pseudoGradient(uTilde, deltaTilde))) as tf.Tensor2D;
+      const gram = tf.sum(tf.mul(tf.matMul(uTilde, tf.transpose(uTilde)), tf.matMul(deltaTilde, tf.transpose(deltaTilde))));
+      norms.push(tf.mul(tf.square(a), gram), a);
+    }
+    return [out, tf.stack(norms)] as const;
+  });
+  const vals = sq.dataSync();
+  sq.dispose();
   const layers = editor.config.innerParams.map((name, i) => ({
     name,
     rows: factors.rows[name].length,
-    editLr: lrArr[i] * lrScale,
-    updateNorm: normArr[2 * i],
-    weightNorm: normArr[2 * i + 1],
+    editLr: vals[2 * i + 1],
+    updateNorm: Math.sqrt(Math.max(0, vals[2 * i])),
+    weightNorm: weightNorm(model.params[name]),
   }));
   const lossBefore = factors.loss;
   disposeFactors(factors);

@@ -36,9 +36,18 @@ export interface Factors {
  * One forward/backward pass over the edit batch: returns u and δ for each name in `innerParams`
  * (zero rows dropped). The loss is the mean NLL over all target tokens of the batch (official: one
  * edit call, k requests included); with `group` (batch row -> independent edit call, used by
- * meta-training) it is the sum of per-group means. The caller owns the returned tensors.
+ * meta-training) it is the sum of per-group means. Rows are filtered `structural`ly (from the labels,
+ * no device read) or by reading the `data` (official: rows whose u or δ is all zero); both give the
+ * same rows for this architecture (tested). The caller owns the returned tensors.
  */
-export function captureFactors(params: Readonly<Params>, config: GPT2Config, batch: Batch, innerParams: readonly string[], group?: readonly number[]): Factors {
+export function captureFactors(
+  params: Readonly<Params>,
+  config: GPT2Config,
+  batch: Batch,
+  innerParams: readonly string[],
+  group?: readonly number[],
+  rowFilter: "structural" | "data" = "structural",
+): Factors {
   const [B, T] = batch.inputIds.shape;
   const N = B * T;
   const probes: Record<string, tf.Tensor> = {};
@@ -65,15 +74,11 @@ export function captureFactors(params: Readonly<Params>, config: GPT2Config, bat
     throw new Error(`edit loss is ${loss}: the base model produced non-finite values on the edit example`);
   }
   const f: Factors = { u: {}, delta: {}, rows: {}, loss };
-  // Keep rows where u and δ are both non-zero; one read of all the layers' [N] masks.
-  const masks = tf.tidy(() => tf.stack(innerParams.map((n, i) => tf.logicalAnd(tf.any(tf.notEqual(captured[n], 0), 1), tf.any(tf.notEqual(grads[i], 0), 1)))));
-  const flags = masks.dataSync();
-  masks.dispose();
+  const keep = rowFilter === "data" ? dataRowFilter(captured, grads as tf.Tensor2D[], innerParams, N) : structuralRowFilter(batch, innerParams, config.n_layer);
   innerParams.forEach((name, i) => {
     const u = captured[name];
     const d = grads[i] as tf.Tensor2D;
-    const rows: number[] = [];
-    for (let r = 0; r < N; r++) if (flags[i * N + r]) rows.push(r);
+    const rows = keep[name];
     f.rows[name] = rows;
     if (rows.length === N) {
       f.u[name] = u;
@@ -86,6 +91,33 @@ export function captureFactors(params: Readonly<Params>, config: GPT2Config, bat
     }
   });
   return f;
+}
+
+/** Official filter: rows where u and δ are both non-zero, from one read of all the layers' [N] masks. */
+function dataRowFilter(u: Record<string, tf.Tensor2D>, d: tf.Tensor2D[], innerParams: readonly string[], N: number): Record<string, number[]> {
+  const masks = tf.tidy(() => tf.stack(innerParams.map((n, i) => tf.logicalAnd(tf.any(tf.notEqual(u[n], 0), 1), tf.any(tf.notEqual(d[i], 0), 1)))));
+  const flags = masks.dataSync();
+  masks.dispose();
+  return Object.fromEntries(innerParams.map((n, i) => [n, Array.from({ length: N }, (_, r) => r).filter((r) => flags[i * N + r])]));
+}
+
+/**
+ * The rows where δ is non-zero, known from the batch alone (right-padded, causal GPT-2): δ reaches
+ * every real position up to the row's last label through later attention layers, except in the
+ * last block, whose MLP output reaches only its own position's logits, so only labelled positions.
+ * (u, a LayerNorm/GELU output, is never all-zero at real positions.)
+ */
+export function structuralRowFilter(batch: Batch, innerParams: readonly string[], nLayer: number): Record<string, number[]> {
+  const labels = batch.labels.arraySync() as number[][];
+  const T = batch.inputIds.shape[1];
+  const upToLast: number[] = [];
+  const labelled: number[] = [];
+  labels.forEach((row, b) => {
+    const last = row.reduce((acc, l, t) => (l >= 0 ? t : acc), -1);
+    for (let t = 0; t <= last; t++) upToLast.push(b * T + t);
+    row.forEach((l, t) => l >= 0 && labelled.push(b * T + t));
+  });
+  return Object.fromEntries(innerParams.map((n) => [n, n.startsWith(`h.${nLayer - 1}.`) ? labelled : upToLast]));
 }
 
 export function disposeFactors(f: Factors): void {
