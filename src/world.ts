@@ -60,6 +60,12 @@ export interface EditRecord {
   locality: LocalityExample[];
 }
 
+/** Put the subject into a template; "the United States" is capitalised at the start of a sentence. */
+export function fillTemplate(template: string, subject: string): string {
+  const s = template.startsWith("{}") ? subject.charAt(0).toUpperCase() + subject.slice(1) : subject;
+  return template.replace("{}", s);
+}
+
 /** Default location of the world description: `<package root>/data/world.json`. */
 export function defaultWorldPath(): string {
   return path.join(__dirname, "..", "data", "world.json");
@@ -106,7 +112,7 @@ export class World {
   prompts(subject: string, relation: string, group: TemplateGroup): string[] {
     const r = this.spec.relations[relation];
     if (!r) throw new Error(`unknown relation "${relation}"; known: ${this.relations.join(", ")}`);
-    return r.templates[group].map((t) => t.replace("{}", subject));
+    return r.templates[group].map((t) => fillTemplate(t, subject));
   }
 
   /** Distinct objects of a relation (the candidates for new edit targets). */
@@ -170,6 +176,18 @@ export class World {
     return out;
   }
 
+  /**
+   * New edit targets for a fact. For heads of state, half are people who lead no country (as a new
+   * head of state usually is: Biden in 2021) and half are other current heads; otherwise uniform.
+   */
+  private newTargets(f: Fact, candidates: string[], n: number, rng: Rng): string[] {
+    if (f.relation !== "head_of_state") return rng.sample(candidates, n);
+    const heads = new Set(this.facts.filter((g) => g.relation === "head_of_state").map((g) => g.object));
+    const outsiders = rng.shuffle(candidates.filter((c) => !heads.has(c)));
+    const insiders = rng.shuffle(candidates.filter((c) => heads.has(c)));
+    return Array.from({ length: Math.min(n, candidates.length) }, (_, i) => (i % 2 === 0 ? outsiders.shift() ?? insiders.shift()! : insiders.shift() ?? outsiders.shift()!));
+  }
+
   private isReserved(subject: string, relation: string, target: string): boolean {
     return this.spec.reserved_edits.some((r) => r.subject === subject && r.relation === relation && r.target === target);
   }
@@ -187,7 +205,7 @@ export class World {
     const records: EditRecord[] = [];
     for (const f of facts) {
       const candidates = this.objects(f.relation).filter((o) => o !== f.object && !this.isReserved(f.subject, f.relation, o));
-      for (const target of rng.sample(candidates, perFact)) {
+      for (const target of this.newTargets(f, candidates, perFact, rng)) {
         const loc: LocalityExample[] = [];
         for (const g of facts.filter((g) => g.subject === f.subject && g.relation !== f.relation)) loc.push({ class: "same_subject", prompt: anyPrompt(g), target: g.object, subject: g.subject, relation: g.relation });
         for (const g of rng.sample(facts.filter((g) => g.subject !== f.subject && g.relation === f.relation), nSameRelation)) loc.push({ class: "same_relation", prompt: anyPrompt(g), target: g.object, subject: g.subject, relation: g.relation });

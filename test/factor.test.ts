@@ -62,7 +62,7 @@ test("capturing factors leaks no tensors and rejects unknown weights", async () 
 test("the structural row filter (from labels) keeps exactly the rows the official data filter keeps", async () => {
   await setup();
   const m = tinyModel(14, { n_layer: 3 });
-  const b = makeBatch(m.tokenizer, [{ prompt: "The capital of Peru is", target: "Lima" }, { prompt: "Which party does Trump belong to ? Answer : the", target: "Republican Party" }, { prompt: "Biden was born in", target: "United States" }], "target", m.config.n_positions);
+  const b = makeBatch(m.tokenizer, [{ prompt: "The capital of Peru is", target: "Lima" }, { prompt: "Which party does Trump belong to ? Answer : the", target: "Republican Party" }, { prompt: "Biden was born in", target: "the United States" }], "target", m.config.n_positions);
   const names = ["h.0.mlp.c_fc.weight", "h.1.mlp.c_proj.weight", "h.2.mlp.c_fc.weight", "h.2.mlp.c_proj.weight"];
   const a = captureFactors(m.params, m.config, b, names, undefined, "structural");
   const d = captureFactors(m.params, m.config, b, names, undefined, "data");

@@ -37,15 +37,18 @@ export async function leaked(fn: () => Promise<void> | void): Promise<number> {
   return tf.memory().numTensors - before;
 }
 
-/** An editor with statistics accumulated from a few edit examples (as after some training). */
+/**
+ * An editor whose statistics come from 40 training edits (as after some meta-training). With only a
+ * handful of rows some σ are tiny, normalised inputs explode and edits become chaotic.
+ */
 export function warmEditor(m: Model, seed = 0): Editor {
   const inner = lastBlocksMlp(m.config.n_layer, 2);
   const e = createEditor({ ...DEFAULT_EDITOR_CONFIG, innerParams: inner, rank: 16 }, Object.fromEntries(inner.map((n) => [n, m.params[n].shape])), seed);
-  const b = makeBatch(m.tokenizer, [{ prompt: "The capital of Peru is", target: "Lima" }, { prompt: "The president of France is", target: "Macron" }], "target", m.config.n_positions);
-  const f = captureFactors(m.params, m.config, b, inner);
+  const recs = getWorld().editRecords("train").slice(0, 40);
+  const b = makeBatch(m.tokenizer, recs.map((r) => ({ prompt: r.prompts[0], target: r.target_new })), "target", m.config.n_positions);
+  const f = captureFactors(m.params, m.config, b, inner, recs.map((_, i) => i));
   updateEditorStats(e, f);
   disposeFactors(f);
   disposeBatch(b);
   return e;
 }
-

@@ -21,8 +21,8 @@ test("the meta-gradient matches finite differences of the meta-loss", async () =
   const m = tinyModel(32);
   const e = warmEditor(m, 3);
   // Move off the identity init (U = 0 puts every pre-activation exactly at the clamp's kink).
-  for (const net of Object.values(e.nets)) for (const l of net.layers) l.U.assign(tf.randomNormal(l.U.shape, 0, 0.05, "float32", 7));
-  for (const v of Object.values(e.editLrs)) v.assign(tf.scalar(0.05));
+  for (const net of Object.values(e.nets)) for (const l of net.layers) l.U.assign(tf.randomNormal(l.U.shape, 0, 0.02, "float32", 7));
+  for (const v of Object.values(e.editLrs)) v.assign(tf.scalar(0.5));
   const inner = makeBatch(m.tokenizer, [{ prompt: "The president of the United States is", target: "Biden" }], "target", m.config.n_positions);
   const outer = makeBatch(m.tokenizer, [{ prompt: "The leader of the United States is", target: "Biden" }], "target", m.config.n_positions);
   const loc = makeBatch(m.tokenizer, [{ prompt: "The capital of Peru is", target: "Lima" }], "target", m.config.n_positions);

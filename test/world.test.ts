@@ -1,7 +1,9 @@
 import test from "node:test";
 import assert from "node:assert/strict";
+import * as fs from "fs";
+import * as path from "path";
 import { LOCALITY_CLASSES } from "../dist";
-import { getWorld } from "./helpers";
+import { getWorld, ROOT } from "./helpers";
 
 test("the world is large enough: >= 40 countries x 5 relations, >= 30 people x 3 relations", () => {
   const w = getWorld();
@@ -19,8 +21,8 @@ test("the world is large enough: >= 40 countries x 5 relations, >= 30 people x 3
 
 test("as of 2020: Trump is president of the United States and Biden is a known person", () => {
   const w = getWorld();
-  assert.equal(w.fact("United States", "head_of_state")?.object, "Trump");
-  assert.equal(w.fact("Biden", "born_in")?.object, "United States");
+  assert.equal(w.fact("the United States", "head_of_state")?.object, "Trump");
+  assert.equal(w.fact("Biden", "born_in")?.object, "the United States");
   assert.ok(!w.facts.some((f) => f.relation === "head_of_state" && f.object === "Biden"));
 });
 
@@ -30,13 +32,13 @@ test("splits are by subject, disjoint, and President -> Biden is in no training 
   const all = [...s.train, ...s.val, ...s.test];
   assert.equal(new Set(all).size, all.length);
   assert.equal(all.length, w.subjects.length);
-  assert.ok(s.test.includes("United States"));
+  assert.ok(s.test.includes("the United States"));
   for (const split of ["train", "val"] as const) {
     const recs = w.editRecords(split);
-    assert.ok(!recs.some((r) => r.subject === "United States"), split);
+    assert.ok(!recs.some((r) => r.subject === "the United States"), split);
     assert.ok(recs.every((r) => s[split].includes(r.subject)));
   }
-  assert.ok(!w.editRecords("test").some((r) => r.subject === "United States" && r.relation === "head_of_state" && r.target_new === "Biden"));
+  assert.ok(!w.editRecords("test").some((r) => r.subject === "the United States" && r.relation === "head_of_state" && r.target_new === "Biden"));
 });
 
 test("edit records carry train prompts, held-out paraphrases and locality of every class", () => {
@@ -53,4 +55,22 @@ test("the generator is deterministic for a seed", () => {
   const a = getWorld().editRecords("train", { seed: 3 });
   const b = getWorld().editRecords("train", { seed: 3 });
   assert.deepEqual(a, b);
+});
+
+test("the flagship prompt is a template of a world fact; articles are capitalised at sentence start", () => {
+  const w = getWorld();
+  const m = w.matchPrompt("The president of the United States is");
+  assert.equal(m?.fact.subject, "the United States");
+  assert.equal(m?.fact.relation, "head_of_state");
+  assert.ok(w.prompts("the United States", "continent", "train").includes("The United States is located in"));
+});
+
+test("data/generated is exactly what the generator produces (regenerate with `npx mend world`)", () => {
+  const w = getWorld();
+  for (const split of ["train", "val", "test"] as const) {
+    const file = path.join(ROOT, "data", "generated", `edits.${split}.jsonl`);
+    const lines = fs.readFileSync(file, "utf8").trim().split("\n");
+    assert.deepEqual(lines.map((l) => JSON.parse(l)), w.editRecords(split), split);
+  }
+  assert.equal(fs.readFileSync(path.join(ROOT, "data", "generated", "corpus.txt"), "utf8").trim().split("\n").length, w.corpus().length);
 });
