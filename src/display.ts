@@ -57,16 +57,24 @@ export function showFigure(fig: Figure): void {
   }
 }
 
-/** Anything table-like: a danfojs DataFrame ({columns, values}) or a list of row objects. */
+/** Anything table-like: a danfojs DataFrame ({columns, values}) or a list of row objects (turned into one). */
 export type TableLike = { columns: string[]; values: unknown } | Record<string, unknown>[];
 
+/**
+ * Row objects become a danfojs DataFrame (loaded on first use; danfojs shares our tfjs engine
+ * through the shim in package.json overrides), so every table shown is a DataFrame.
+ */
+export function toDataFrame(rows: Record<string, unknown>[]): { columns: string[]; values: unknown } {
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  const dfd = require("danfojs-node") as { DataFrame: new (data: unknown, opts?: { columns?: string[] }) => { columns: string[]; values: unknown } };
+  const columns = [...new Set(rows.flatMap((r) => Object.keys(r)))];
+  return new dfd.DataFrame(rows.map((r) => columns.map((c) => (r[c] === undefined ? "" : r[c]))), { columns });
+}
+
 function toColumnsValues(t: TableLike): { columns: string[]; values: unknown[][] } {
-  if (Array.isArray(t)) {
-    const columns = [...new Set(t.flatMap((r) => Object.keys(r)))];
-    return { columns, values: t.map((r) => columns.map((c) => r[c])) };
-  }
-  const v = t.values as unknown[];
-  return { columns: t.columns, values: v.map((r) => (Array.isArray(r) ? r : [r])) };
+  const df = Array.isArray(t) ? toDataFrame(t) : t;
+  const v = df.values as unknown[];
+  return { columns: df.columns, values: v.map((r) => (Array.isArray(r) ? r : [r])) };
 }
 
 const fmt = (v: unknown): string => (typeof v === "number" ? (Number.isInteger(v) ? String(v) : Math.abs(v) >= 1e-3 || v === 0 ? v.toFixed(4) : v.toExponential(2)) : String(v ?? ""));
