@@ -67,7 +67,8 @@ const USAGE = `mend: MEND (Model Editor Networks with Gradient Decomposition) on
   mend edit --requests FILE.json [...]          FILE: [{"prompt": ..., "target": ...}, ...]
   mend pretrain [--out DIR] [--run-dir DIR] [--steps N] [--seed S] [--resume]
   mend train-editor [--model DIR] [--out DIR] [--run-dir DIR] [--steps N] [--seed S] [--resume] [--inner-params A,B,...]
-                    [--n-edits 1,5,25] [--init EDITOR_DIR] [--accumulate N]   (edits per example; start from an editor; examples per step)
+                    [--n-edits 1,5,25] [--init EDITOR_DIR] [--accumulate N] [--outer-is-edit P]
+                    (edits per example; start from an editor; examples per step; P(x'_e = x_e))
   mend eval [--json] [--methods MEND,FT,FT+KL] [--batch-sizes 1,5,25,75,125] [--sequential N] [--out DIR] [--limit N]
   mend demo [--out DIR]                         President -> Biden with MEND, FT and FT+KL (npm start)
   mend world [--out DIR]                        write the generated corpus and edit records
@@ -199,7 +200,7 @@ async function cmdPretrain(argv: string[]): Promise<void> {
 
 async function cmdTrainEditor(argv: string[]): Promise<void> {
   const a = parseArgs(argv, ["resume"]);
-  checkFlags(a, ["model", "out", "run-dir", "steps", "seed", "resume", "time-budget", "lr", "inner-params", "n-edits", "init", "accumulate"]);
+  checkFlags(a, ["model", "out", "run-dir", "steps", "seed", "resume", "time-budget", "lr", "inner-params", "n-edits", "init", "accumulate", "outer-is-edit"]);
   const backend = await initBackend();
   console.error(`backend: ${describeBackend(backend)}`);
   const model = loadModel(str(a, "model", DEFAULT_MODEL_DIR)!);
@@ -212,6 +213,7 @@ async function cmdTrainEditor(argv: string[]): Promise<void> {
     nEdits: str(a, "n-edits") ? str(a, "n-edits")!.split(",").map(Number) : d.nEdits,
     initEditor: str(a, "init") ?? null,
     accumulate: num(a, "accumulate", d.accumulate),
+    outerIsEdit: num(a, "outer-is-edit", d.outerIsEdit),
   };
   if (cfg.nEdits.some((k) => !Number.isInteger(k) || k < 1)) throw new Error(`--n-edits must be positive integers, got "${str(a, "n-edits")}"`);
   const r = await trainEditor(model, world.editRecords("train"), world.editRecords("val"), runDir, cfg, { resume: bool(a, "resume") });

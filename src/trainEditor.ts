@@ -48,6 +48,11 @@ export interface TrainEditorConfig extends MetaLossConfig {
   maxSteps: number;
   /** Edits per example (group), drawn per group from this list (official: a fixed n_edits; 1 for zsRE). */
   nEdits: number[];
+  /**
+   * Probability that the equivalent input x'_e is x_e itself (official zsRE: 0, always a rephrase;
+   * EasyEdit: 1). Scores the edit on its own prompt too.
+   */
+  outerIsEdit: number;
   /** Start from this editor folder instead of a fresh editor (second training stage). */
   initEditor: string | null;
   /** Examples (groups) per optimizer step (official: 10, by gradient accumulation; here one batched pass). */
@@ -75,6 +80,7 @@ export const DEFAULT_TRAIN_EDITOR_CONFIG: Readonly<TrainEditorConfig> = Object.f
   seed: 0,
   maxSteps: 1500,
   nEdits: [1],
+  outerIsEdit: 0,
   initEditor: null,
   accumulate: 10,
   lr: 1e-4,
@@ -102,7 +108,7 @@ export interface MetaExample {
  * Draw `n` examples of distinct facts; per record x_e and x'_e are two different training
  * templates and the locality text is one of its locality examples (any class).
  */
-export function sampleMetaBatch(records: readonly EditRecord[], rng: Rng, n: number): MetaExample[] {
+export function sampleMetaBatch(records: readonly EditRecord[], rng: Rng, n: number, outerIsEdit = 0): MetaExample[] {
   const out: MetaExample[] = [];
   const used = new Set<string>();
   for (let tries = 0; out.length < n && tries < 50 * n; tries++) {
@@ -110,7 +116,8 @@ export function sampleMetaBatch(records: readonly EditRecord[], rng: Rng, n: num
     const key = `${r.subject}|${r.relation}`;
     if (used.has(key)) continue;
     used.add(key);
-    const [i, j] = rng.sample(r.prompts.map((_, q) => q), 2);
+    const [i, j0] = rng.sample(r.prompts.map((_, q) => q), 2);
+    const j = outerIsEdit > 0 && rng.next() < outerIsEdit ? i : j0; // sometimes L_edit on x_e itself
     const free = r.locality.filter((l) => !used.has(`${l.subject}|${l.relation}`)); // not about a fact edited alongside
     const loc = rng.choice(free.length ? free : r.locality);
     out.push({
@@ -127,8 +134,8 @@ export function sampleMetaBatch(records: readonly EditRecord[], rng: Rng, n: num
  * A meta-training batch of `n` groups; each group is one (batched) edit of k distinct facts, with k
  * drawn from `kChoices`. A group of k = 1 is an ordinary single edit.
  */
-export function sampleMetaGroups(records: readonly EditRecord[], rng: Rng, n: number, kChoices: readonly number[] = [1]): MetaExample[][] {
-  return Array.from({ length: n }, () => sampleMetaBatch(records, rng, kChoices[rng.int(kChoices.length)]));
+export function sampleMetaGroups(records: readonly EditRecord[], rng: Rng, n: number, kChoices: readonly number[] = [1], outerIsEdit = 0): MetaExample[][] {
+  return Array.from({ length: n }, () => sampleMetaBatch(records, rng, kChoices[rng.int(kChoices.length)], outerIsEdit));
 }
 
 /** The fixed validation examples: first training template as x_e, second as x'_e, the k-th locality example. */
@@ -425,7 +432,7 @@ export async function trainEditor(
       const decay = cfg.lrSchedule === "cosine" ? 0.1 + 0.45 * (1 + Math.cos((Math.PI * st.step) / cfg.maxSteps)) : 1;
       (netOpt as unknown as { learningRate: number }).learningRate = cfg.lr * decay;
       (lrOpt as unknown as { learningRate: number }).learningRate = cfg.editLrLr * decay;
-      const groups = sampleMetaGroups(train, rng, cfg.accumulate, cfg.nEdits);
+      const groups = sampleMetaGroups(train, rng, cfg.accumulate, cfg.nEdits, cfg.outerIsEdit);
       const { grads, results: rs } = metaBatchGrads(model, editor, groups, vars, cfg, true);
       const nEx = groups.reduce((a, g) => a + g.length, 0);
       st.examples += nEx;
