@@ -12,7 +12,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { describeBackend, initBackend, useFastMatMulGradient } from "./backend";
-import { disposeBatch, makeBatch } from "./batch";
+import { Batch, disposeBatch, makeBatch } from "./batch";
 import { DEFAULT_EDITOR_DIR, DEFAULT_MODEL_DIR, parseArgs } from "./cli";
 import { disposeEdit, mendEdit } from "./edit";
 import { DEFAULT_FT_CONFIG, disposeMethodEdit, fineTuneEdit } from "./methods";
@@ -69,6 +69,13 @@ export async function timeIt(fn: () => Promise<void> | void, reps: number, warmu
   return ts[Math.floor(ts.length / 2)];
 }
 
+/** Gradients of the mean NLL of `b` w.r.t. the named weights, read back (one timed forward+backward). */
+async function gradsOf(model: Model, b: Batch, names: readonly string[]): Promise<void> {
+  const gs = tf.tidy(() => tf.grads((...ws: tf.Tensor[]) => meanNll(gptForward(model.params, model.config, b.inputIds, { attentionMask: b.attentionMask, replace: Object.fromEntries(names.map((n, i) => [n, ws[i]])) }).logits, b.labels))(names.map((n) => model.params[n])));
+  await gs[0].data();
+  tf.dispose(gs);
+}
+
 async function benchBase(model: Model, world: World, reps: number): Promise<BenchResult["base"]> {
   const rows = world.corpus().slice(0, 64).map((c) => ({ prompt: c.prompt, target: c.object }));
   const b = makeBatch(model.tokenizer, rows, "all", model.config.n_positions);
@@ -80,11 +87,7 @@ async function benchBase(model: Model, world: World, reps: number): Promise<Benc
     await l.data();
     l.dispose();
   };
-  const fwdBwd = async () => {
-    const gs = tf.tidy(() => tf.grads((...ws: tf.Tensor[]) => meanNll(gptForward(model.params, model.config, b.inputIds, { attentionMask: b.attentionMask, replace: Object.fromEntries(names.map((n, i) => [n, ws[i]])) }).logits, b.labels))(names.map((n) => model.params[n])));
-    await gs[0].data();
-    tf.dispose(gs);
-  };
+  const fwdBwd = () => gradsOf(model, b, names);
   const fMs = await timeIt(fwd, reps);
   const fbMs = await timeIt(fwdBwd, reps);
   const prev = useFastMatMulGradient(false);
@@ -106,11 +109,7 @@ async function benchMend(model: Model, world: World, editorDir: string, reps: nu
     }, reps);
     const b = makeBatch(model.tokenizer, [request], "target", model.config.n_positions);
     const inner = editor.config.innerParams;
-    const fbMs = await timeIt(async () => {
-      const gs = tf.tidy(() => tf.grads((...ws: tf.Tensor[]) => meanNll(gptForward(model.params, model.config, b.inputIds, { attentionMask: b.attentionMask, replace: Object.fromEntries(inner.map((n, i) => [n, ws[i]])) }).logits, b.labels))(inner.map((n) => model.params[n])));
-      await gs[0].data();
-      tf.dispose(gs);
-    }, reps);
+    const fbMs = await timeIt(() => gradsOf(model, b, inner), reps);
     disposeBatch(b);
     // One meta-training step: a batch of `accumulate` examples, then an Adam step (tiny lr; weights restored after).
     const train = world.editRecords("train");

@@ -55,7 +55,7 @@ const num = (a: Args, k: string, d: number) => {
 };
 const bool = (a: Args, k: string) => str(a, k) === "true";
 
-function checkFlags(a: Args, allowed: string[]): void {
+export function checkFlags(a: Args, allowed: string[]): void {
   const bad = Object.keys(a.flags).filter((k) => !allowed.includes(k));
   if (bad.length) throw new Error(`unknown option${bad.length > 1 ? "s" : ""} ${bad.map((b) => "--" + b).join(", ")}; expected ${allowed.map((k) => "--" + k).join(", ")}`);
 }

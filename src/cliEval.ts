@@ -7,10 +7,10 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { describeBackend, initBackend } from "./backend";
-import { DEFAULT_EDITOR_DIR, DEFAULT_MODEL_DIR, PACKAGE_ROOT, parseArgs } from "./cli";
+import { checkFlags, DEFAULT_EDITOR_DIR, DEFAULT_MODEL_DIR, PACKAGE_ROOT, parseArgs } from "./cli";
 import { disposeEditor, Editor } from "./editor";
 import { loadEditor } from "./editorIO";
-import { DEFAULT_EVAL_CONFIG, EvalResult, evaluateMethods } from "./evaluate";
+import { DEFAULT_EVAL_CONFIG, EvalResult, evaluateMethods, trainingSplitProbes } from "./evaluate";
 import { disposeParams } from "./gpt";
 import { DEFAULT_FT_CONFIG, disposeMethodEdit, EditMethod, fineTuneMethod, mendMethod } from "./methods";
 import { loadModel, Model } from "./params";
@@ -19,21 +19,13 @@ import { firstWord, formatProbeTable, ProbeResult, probesFor, runProbes } from "
 import { writeFileAtomic } from "./safetensors";
 import { World } from "./world";
 
-/** Locality text for FT+KL: training-split sentences (deterministic sample). */
-function ftKlLocTexts(world: World, n = 16) {
-  const train = new Set(world.splits(0).train);
-  const facts = world.facts.filter((f) => train.has(f.subject));
-  const step = Math.max(1, Math.floor(facts.length / n));
-  return facts.filter((_, i) => i % step === 0).slice(0, n).map((f) => ({ prompt: world.prompts(f.subject, f.relation, "train")[0], target: f.object }));
-}
-
 /** The three methods compared everywhere, on the same edited weights. */
 export function standardMethods(editor: Editor, world: World, names: readonly string[] = ["MEND", "FT", "FT+KL"]): EditMethod[] {
   const inner = editor.config.innerParams;
   const all: Record<string, () => EditMethod> = {
     MEND: () => mendMethod(editor),
     FT: () => fineTuneMethod({ ...DEFAULT_FT_CONFIG, innerParams: inner, cEdit: null, locTexts: [] }),
-    "FT+KL": () => fineTuneMethod({ ...DEFAULT_FT_CONFIG, innerParams: inner, cEdit: 1e-2, locTexts: ftKlLocTexts(world) }),
+    "FT+KL": () => fineTuneMethod({ ...DEFAULT_FT_CONFIG, innerParams: inner, cEdit: 1e-2, locTexts: trainingSplitProbes(world, 16) }),
   };
   return names.map((n) => {
     const f = all[n];
@@ -73,9 +65,7 @@ function loadBoth(a: ReturnType<typeof parseArgs>): { model: Model; editor: Edit
 
 export async function cmdEval(argv: string[]): Promise<void> {
   const a = parseArgs(argv, ["json"]);
-  const allowed = ["json", "methods", "batch-sizes", "sequential", "out", "model", "editor", "limit", "jobs", "worker"];
-  const bad = Object.keys(a.flags).filter((k) => !allowed.includes(k));
-  if (bad.length) throw new Error(`unknown option(s) ${bad.map((b) => "--" + b).join(", ")}`);
+  checkFlags(a, ["json", "methods", "batch-sizes", "sequential", "out", "model", "editor", "limit", "jobs", "worker"]);
   const names = (a.flags.methods?.[0] ?? "MEND,FT,FT+KL").split(",").map((x) => x.trim());
   const jobs = Math.max(1, Math.min(names.length, a.flags.jobs ? Number(a.flags.jobs[0]) : os.cpus().length));
   const backend = await initBackend();

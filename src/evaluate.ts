@@ -267,8 +267,11 @@ function evalSequential(model: ModelView, method: EditMethod, records: readonly 
   return curve;
 }
 
-/** Probe facts for the sequential run: training-split facts (never edited in evaluation). */
-export function sequentialProbes(world: World, n: number): TextExample[] {
+/**
+ * A deterministic sample of training-split facts (first training template + true answer): never
+ * edited in evaluation, so usable as fixed probes (sequential run) or FT+KL's locality text.
+ */
+export function trainingSplitProbes(world: World, n: number): TextExample[] {
   const train = new Set(world.splits(0).train);
   const facts = world.facts.filter((f) => train.has(f.subject));
   const step = Math.max(1, Math.floor(facts.length / n));
@@ -287,7 +290,7 @@ export function evaluateMethods(
   const t0 = performance.now();
   const ppl = perplexityText(world, cfg.pplSentences);
   const heatRecords = [...records.slice(0, cfg.heatmapEdits)].sort((a, b) => a.relation.localeCompare(b.relation) || a.subject.localeCompare(b.subject));
-  const probes = sequentialProbes(world, cfg.sequentialProbes);
+  const probes = trainingSplitProbes(world, cfg.sequentialProbes);
   const res: EvalResult = { n_test: records.length, methods: {}, drift: {}, heatmap: {}, batched: {}, sequential: {}, elapsed_sec: 0 };
   for (const m of methods) {
     let t = performance.now();

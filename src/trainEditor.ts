@@ -239,7 +239,7 @@ export function metaBatchGrads(
   vars: Record<string, tf.Variable>,
   c: MetaLossConfig,
   train = true,
-): { grads: Record<string, tf.Tensor> | null; results: ExampleResult[] } {
+): { grads: Record<string, tf.Tensor> | null; gradNorm: number; results: ExampleResult[] } {
   const e = encodeMeta(m, groups);
   const factors = captureFactors(m.params, m.config, e.inner, editor.config.innerParams, e.group);
   try {
@@ -256,16 +256,17 @@ export function metaBatchGrads(
     const [lEdit, lLoc] = losses.dataSync();
     const results = summarise(e, outerAm.arraySync() as number[][], locPre.arraySync() as number[][], locPost.arraySync() as number[][], lEdit, lLoc);
     const sq = tf.tidy(() => tf.addN(Object.values(grads).map((g) => tf.sum(tf.square(g)))));
-    const finite = Number.isFinite(sq.dataSync()[0]) && Number.isFinite(value.dataSync()[0]);
+    const gradNorm = Math.sqrt(sq.dataSync()[0]);
+    const finite = Number.isFinite(gradNorm) && Number.isFinite(value.dataSync()[0]);
     tf.dispose([value, pre, locPre, sq, ...stash]);
     if (!finite) {
       tf.dispose(Object.values(grads));
-      return { grads: null, results };
+      return { grads: null, gradNorm, results };
     }
     // variableGrads keys grads by the variables' engine names; map back to checkpoint names.
     const byName: Record<string, tf.Tensor> = {};
     for (const [k, v] of Object.entries(vars)) byName[k] = grads[v.name];
-    return { grads: byName, results };
+    return { grads: byName, gradNorm, results };
   } finally {
     disposeFactors(factors);
     disposeEncoded(e);
@@ -363,11 +364,8 @@ interface TrainerState {
   config: TrainEditorConfig;
 }
 
-/** Global-norm clip of a gradient record, in place (returns the norm before clipping). */
-function clipGlobalNorm(grads: Record<string, tf.Tensor>, maxNorm: number): number {
-  const sq = tf.tidy(() => tf.addN(Object.values(grads).map((g) => tf.sum(tf.square(g)))));
-  const norm = Math.sqrt(sq.dataSync()[0]);
-  sq.dispose();
+/** Global-norm clip of a gradient record whose norm is `norm`, in place. */
+function clipGlobalNorm(grads: Record<string, tf.Tensor>, norm: number, maxNorm: number): void {
   if (norm > maxNorm) {
     for (const k of Object.keys(grads)) {
       const g = grads[k];
@@ -375,7 +373,6 @@ function clipGlobalNorm(grads: Record<string, tf.Tensor>, maxNorm: number): numb
       g.dispose();
     }
   }
-  return norm;
 }
 
 /**
@@ -433,11 +430,11 @@ export async function trainEditor(
       (netOpt as unknown as { learningRate: number }).learningRate = cfg.lr * decay;
       (lrOpt as unknown as { learningRate: number }).learningRate = cfg.editLrLr * decay;
       const groups = sampleMetaGroups(train, rng, cfg.accumulate, cfg.nEdits, cfg.outerIsEdit);
-      const { grads, results: rs } = metaBatchGrads(model, editor, groups, vars, cfg, true);
+      const { grads, gradNorm, results: rs } = metaBatchGrads(model, editor, groups, vars, cfg, true);
       const nEx = groups.reduce((a, g) => a + g.length, 0);
       st.examples += nEx;
       if (grads) {
-        clipGlobalNorm(grads, cfg.clipNorm);
+        clipGlobalNorm(grads, gradNorm, cfg.clipNorm);
         netOpt.applyGradients(Object.keys(net).map((n) => ({ name: vars[n].name, tensor: grads[n] })));
         lrOpt.applyGradients(Object.keys(editLrs).map((n) => ({ name: vars[n].name, tensor: grads[n] })));
         tf.dispose(Object.values(grads));
