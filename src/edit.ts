@@ -13,7 +13,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { disposeBatch, makeBatch, TextExample } from "./batch";
-import { Editor, applyEditorAll, netFor, pseudoGradient } from "./editor";
+import { Editor, applyEditorAll, lossGroups, netFor, pseudoGradient } from "./editor";
 import { captureFactors, disposeFactors, Factors } from "./factor";
 import { Params } from "./gpt";
 import { normalizeFactors, updateStats } from "./stats";
@@ -137,7 +137,7 @@ export function mendEdit(model: ModelView, editor: Editor, requests: readonly Ed
   const batch = makeBatch(model.tokenizer, requests, "target", model.config.n_positions);
   let factors: Factors;
   try {
-    factors = captureFactors(model.params, model.config, batch, editor.config.innerParams);
+    factors = captureFactors(model.params, model.config, batch, editor.config.innerParams, lossGroups(editor.config, requests.map(() => 0)));
   } finally {
     disposeBatch(batch);
   }

@@ -32,6 +32,21 @@ export interface EditorConfig {
   norm: boolean;
   /** Initial per-matrix edit learning rate α (official 1e-4). */
   editLr: number;
+  /**
+   * Activation of the last layer. "clamp" (official): z + max(pre, 0), so every output coordinate is
+   * ≥ its input and the net cannot remove a component of ū or δ̄. "linear" (our deviation, opt-in):
+   * z + pre on the last layer, so the net can represent any affine map of its hidden state (gradient
+   * 1 everywhere, identity at init as well). Absent in older editor folders = "clamp".
+   */
+  outAct?: "clamp" | "linear";
+  /**
+   * The edit loss of a call with k requests. "mean" (official): one token-mean over all their target
+   * tokens, so each request's δ shrinks as 1/k. "sum" (our deviation, opt-in): the sum of each request's
+   * own token-mean, so a request's gradient does not depend on how many edits share the call and a
+   * batched edit is the sum of the single edits' inputs (the paper: "MEND sums the per-example edits").
+   * Training and editing use the same rule. Absent in older editor folders = "mean".
+   */
+  batchLoss?: "mean" | "sum";
 }
 
 /** Names of MEND's default edited weights: the MLP c_fc and c_proj weights of the last `k` blocks. */
@@ -146,6 +161,14 @@ export function disposeEditor(e: Editor): void {
   tf.dispose(Object.values(e.editLrs));
 }
 
+/**
+ * Loss group of each request row for `captureFactors`: undefined (one token-mean over the call) for
+ * batchLoss "mean", one group per request for "sum". `callGroup` maps rows to edit calls (training).
+ */
+export function lossGroups(config: EditorConfig, callGroup: readonly number[]): readonly number[] | undefined {
+  return config.batchLoss === "sum" ? callGroup.map((_, i) => i) : undefined;
+}
+
 /** The net and mode that edit a weight. */
 export function netFor(e: Editor, name: string): { net: EditorNet; mode: number } {
   for (const net of Object.values(e.nets)) {
@@ -183,15 +206,16 @@ export function editorVariables(e: Editor): { net: Record<string, tf.Variable>; 
  * pass, once instead of once per weight). A single mode's scale/shift rows are taken with
  * `tf.slice` (gather's gradient is missing on wasm).
  */
-export function netForward(net: EditorNet, mode: number | tf.Tensor2D, z: tf.Tensor2D, init: EditorConfig["init"]): tf.Tensor2D {
+export function netForward(net: EditorNet, mode: number | tf.Tensor2D, z: tf.Tensor2D, init: EditorConfig["init"], outAct: EditorConfig["outAct"] = "clamp"): tf.Tensor2D {
   const D = net.dIn + net.dOut;
   tf.util.assert(z.rank === 2 && z.shape[1] === D, () => `editor ${net.key}: input must be [N, ${D}], got [${z.shape}]`);
   let h = z;
-  for (const l of net.layers) {
+  for (const [i, l] of net.layers.entries()) {
     const scale = typeof mode === "number" ? tf.slice(l.modeScale, [mode, 0], [1, D]) : tf.matMul(mode, l.modeScale); // [1 | Nk, D]
     const shift = typeof mode === "number" ? tf.slice(l.modeShift, [mode, 0], [1, D]) : tf.matMul(mode, l.modeShift);
     const pre = tf.add(tf.mul(tf.add(tf.matMul(tf.matMul(h, l.V), l.U), l.bias), scale), shift); // [Nk, D]
-    const act = tf.maximum(pre, 0) as tf.Tensor2D; // clamp(min=0): gradient 1 at exactly 0
+    const linear = outAct === "linear" && i === net.layers.length - 1;
+    const act = (linear ? pre : tf.maximum(pre, 0)) as tf.Tensor2D; // clamp(min=0): gradient 1 at exactly 0
     h = init === "id" ? (tf.add(h, act) as tf.Tensor2D) : act;
   }
   return h;
@@ -203,7 +227,7 @@ export function netForward(net: EditorNet, mode: number | tf.Tensor2D, z: tf.Ten
  */
 export function applyEditor(e: Editor, name: string, uBar: tf.Tensor2D, deltaBar: tf.Tensor2D): { uTilde: tf.Tensor2D; deltaTilde: tf.Tensor2D } {
   const { net, mode } = netFor(e, name);
-  const out = netForward(net, mode, tf.concat([uBar, deltaBar], 1), e.config.init);
+  const out = netForward(net, mode, tf.concat([uBar, deltaBar], 1), e.config.init, e.config.outAct);
   const [uTilde, deltaTilde] = tf.split(out, [net.dIn, net.dOut], 1) as tf.Tensor2D[];
   return { uTilde, deltaTilde };
 }
@@ -228,7 +252,7 @@ export function applyEditorAll(
     const z = tf.concat(names.map((n) => tf.concat([inputs[n].uBar, inputs[n].deltaBar], 1)), 0) as tf.Tensor2D; // [ΣNk, D]
     const modeIdx = names.flatMap((n, i) => new Array<number>(rows[i]).fill(net.modes.indexOf(n)));
     const onehot = tf.cast(tf.oneHot(tf.tensor1d(modeIdx, "int32"), net.modes.length), "float32") as tf.Tensor2D; // [ΣNk, M]
-    const res = netForward(net, onehot, z, e.config.init);
+    const res = netForward(net, onehot, z, e.config.init, e.config.outAct);
     const parts = tf.split(res, rows, 0) as tf.Tensor2D[];
     names.forEach((n, i) => {
       const [uTilde, deltaTilde] = tf.split(parts[i], [net.dIn, net.dOut], 1) as tf.Tensor2D[];

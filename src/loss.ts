@@ -37,7 +37,7 @@ export function groupedMeanNll(logits: tf.Tensor3D, labels: tf.Tensor2D, group: 
   return tf.tidy(() => {
     const s = tf.sum(tokenNll(logits, labels), 1); // [R]
     const c = tf.sum(labelMask(labels), 1); // [R]
-    const oh = tf.cast(tf.oneHot(tf.tensor1d(group as number[], "int32"), Math.max(...group) + 1), "float32") as tf.Tensor2D; // [R, G]
+    const oh = tf.cast(tf.oneHot(tf.tensor1d(group as number[], "int32"), Math.max(2, Math.max(...group) + 1)), "float32") as tf.Tensor2D; // [R, G] (tfjs needs depth >= 2; an empty group is harmless)
     const perGroup = tf.matMul(tf.transpose(oh), tf.reshape(c, [-1, 1])); // [G, 1] labelled tokens per group
     const perRow = tf.reshape(tf.matMul(oh, perGroup), [-1]); // [R]
     return tf.sum(tf.div(s, tf.maximum(perRow, 1))) as tf.Scalar;

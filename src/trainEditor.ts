@@ -29,7 +29,7 @@ import * as path from "path";
 import * as tf from "@tensorflow/tfjs";
 import { Batch, disposeBatch, encodeExamples, TextExample, toBatch } from "./batch";
 import { exampleMask, lowRankEdits, updateEditorStats } from "./edit";
-import { createEditor, disposeEditor, DEFAULT_EDITOR_CONFIG, Editor, EditorConfig, editorVariables, lastBlocksMlp } from "./editor";
+import { createEditor, disposeEditor, DEFAULT_EDITOR_CONFIG, Editor, EditorConfig, editorVariables, lastBlocksMlp, lossGroups } from "./editor";
 import { loadEditor, saveEditor } from "./editorIO";
 import { captureFactors, disposeFactors, Factors } from "./factor";
 import { gptForward } from "./gpt";
@@ -241,7 +241,7 @@ export function metaBatchGrads(
   train = true,
 ): { grads: Record<string, tf.Tensor> | null; gradNorm: number; results: ExampleResult[] } {
   const e = encodeMeta(m, groups);
-  const factors = captureFactors(m.params, m.config, e.inner, editor.config.innerParams, e.group);
+  const factors = captureFactors(m.params, m.config, e.inner, editor.config.innerParams, lossGroups(editor.config, e.group) ?? e.group);
   try {
     if (train && editor.config.norm) updateEditorStats(editor, factors);
     const pre = preEditLogits(m.params, m.config, e.loc);
@@ -276,7 +276,7 @@ export function metaBatchGrads(
 /** Edit-and-measure without gradients (validation): same metrics, statistics frozen. */
 export function metaBatchEval(m: ModelView, editor: Editor, groups: readonly (readonly MetaExample[])[], c: MetaLossConfig): ExampleResult[] {
   const e = encodeMeta(m, groups);
-  const factors = captureFactors(m.params, m.config, e.inner, editor.config.innerParams, e.group);
+  const factors = captureFactors(m.params, m.config, e.inner, editor.config.innerParams, lossGroups(editor.config, e.group) ?? e.group);
   try {
     const out = tf.tidy(() => {
       const pre = preEditLogits(m.params, m.config, e.loc);
@@ -402,6 +402,7 @@ export async function trainEditor(
     editor = loadEditor(lastDir, model.config, model.params);
   } else if (cfg.initEditor) {
     editor = loadEditor(cfg.initEditor, model.config, model.params);
+    if (cfg.editor.batchLoss) editor.config = { ...editor.config, batchLoss: cfg.editor.batchLoss }; // the only setting a second stage may change
     st = { step: 0, examples: 0, skipped: 0, rngState: new Rng(cfg.seed).state, bestVal: Infinity, bestStep: 0, elapsedSec: 0, history: [], config: cfg };
   } else {
     const ecfg: EditorConfig = { ...DEFAULT_EDITOR_CONFIG, innerParams: lastBlocksMlp(model.config.n_layer), ...cfg.editor };

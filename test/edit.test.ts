@@ -64,6 +64,29 @@ test("batched edits (k requests in one call) and sequential edits work", async (
   disposeParams(m.params);
 });
 
+test("batchLoss 'sum': a k-request edit is exactly the sum of the k single edits; 'mean' (official) is not", async () => {
+  await setup();
+  const m = tinyModel(24);
+  const reqs = [req, { prompt: "The capital of Peru is", target: "Santiago" }];
+  for (const batchLoss of ["sum", "mean"] as const) {
+    const e = warmEditor(m);
+    e.config = { ...e.config, batchLoss };
+    const both = mendEdit(m, e, reqs);
+    const singles = reqs.map((r) => mendEdit(m, e, [r]));
+    for (const n of e.config.innerParams) {
+      const summed = tf.tidy(() => tf.add(m.params[n], tf.add(tf.sub(singles[0].params[n], m.params[n]), tf.sub(singles[1].params[n], m.params[n]))));
+      const scale = tf.tidy(() => tf.max(tf.abs(tf.sub(both.params[n], m.params[n]))).dataSync()[0]);
+      const d = maxAbsDiff(both.params[n], summed);
+      if (batchLoss === "sum") assert.ok(d <= 1e-4 * scale + 1e-7, `${n}: ${d} vs update scale ${scale}`);
+      else assert.ok(d > 1e-2 * scale, `${n}: the official token-mean loss scales each request's δ by 1/k`);
+      summed.dispose();
+    }
+    [both, ...singles].forEach(disposeEdit);
+    disposeEditor(e);
+  }
+  disposeParams(m.params);
+});
+
 test("no tensor leak over 100 edits", async () => {
   await setup();
   const m = tinyModel(24);
