@@ -20,6 +20,8 @@ import { World } from "./world";
 export const PACKAGE_ROOT = path.join(__dirname, "..");
 export const DEFAULT_MODEL_DIR = path.join(PACKAGE_ROOT, "checkpoints", "base");
 export const DEFAULT_EDITOR_DIR = path.join(PACKAGE_ROOT, "checkpoints", "editor");
+/** The editor trained for batched edits (second stage, k in {1, 5, 25}, batchLoss "sum"); see README. */
+export const DEFAULT_BATCH_EDITOR_DIR = path.join(PACKAGE_ROOT, "checkpoints", "editor-batch");
 
 export interface Args {
   _: string[];
@@ -67,9 +69,11 @@ const USAGE = `mend: MEND (Model Editor Networks with Gradient Decomposition) on
   mend edit --requests FILE.json [...]          FILE: [{"prompt": ..., "target": ...}, ...]
   mend pretrain [--out DIR] [--run-dir DIR] [--steps N] [--seed S] [--resume]
   mend train-editor [--model DIR] [--out DIR] [--run-dir DIR] [--steps N] [--seed S] [--resume] [--inner-params A,B,...]
-                    [--n-edits 1,5,25] [--init EDITOR_DIR] [--accumulate N] [--outer-is-edit P]
-                    (edits per example; start from an editor; examples per step; P(x'_e = x_e))
-  mend eval [--json] [--methods MEND,FT,FT+KL] [--batch-sizes 1,5,25,75,125] [--sequential N] [--out DIR] [--limit N]
+                    [--n-edits 1,5,25] [--init EDITOR_DIR] [--accumulate N] [--outer-is-edit P] [--per-fact N] [--batch-loss mean|sum]
+                    (edits per example; start from an editor; examples per step; P(x'_e = x_e);
+                     new targets per training fact, default 20; loss of a k-request edit, default mean = official)
+  mend eval [--json] [--methods MEND,MEND-batch,FT,FT+KL] [--batch-sizes 1,5,25,75,125] [--sequential N] [--out DIR] [--limit N]
+            [--batch-editor DIR]                MEND-batch: the editor trained for batched edits (checkpoints/editor-batch)
   mend demo [--out DIR]                         President -> Biden with MEND, FT and FT+KL (npm start)
   mend world [--out DIR]                        write the generated corpus and edit records
   mend bench [--json]                           throughput and latency, ratios from one run
@@ -200,7 +204,7 @@ async function cmdPretrain(argv: string[]): Promise<void> {
 
 async function cmdTrainEditor(argv: string[]): Promise<void> {
   const a = parseArgs(argv, ["resume"]);
-  checkFlags(a, ["model", "out", "run-dir", "steps", "seed", "resume", "time-budget", "lr", "inner-params", "n-edits", "init", "accumulate", "outer-is-edit"]);
+  checkFlags(a, ["model", "out", "run-dir", "steps", "seed", "resume", "time-budget", "lr", "inner-params", "n-edits", "init", "accumulate", "outer-is-edit", "per-fact", "batch-loss"]);
   const backend = await initBackend();
   console.error(`backend: ${describeBackend(backend)}`);
   const model = loadModel(str(a, "model", DEFAULT_MODEL_DIR)!);
@@ -214,9 +218,16 @@ async function cmdTrainEditor(argv: string[]): Promise<void> {
     initEditor: str(a, "init") ?? null,
     accumulate: num(a, "accumulate", d.accumulate),
     outerIsEdit: num(a, "outer-is-edit", d.outerIsEdit),
+    perFact: num(a, "per-fact", d.perFact),
   };
+  const batchLoss = str(a, "batch-loss");
+  if (batchLoss !== undefined) {
+    if (batchLoss !== "mean" && batchLoss !== "sum") throw new Error(`--batch-loss must be "mean" (official) or "sum", got "${batchLoss}"`);
+    cfg.editor = { ...cfg.editor, batchLoss };
+  }
+  if (!Number.isInteger(cfg.perFact) || cfg.perFact < 1) throw new Error(`--per-fact must be a positive integer, got "${str(a, "per-fact")}"`);
   if (cfg.nEdits.some((k) => !Number.isInteger(k) || k < 1)) throw new Error(`--n-edits must be positive integers, got "${str(a, "n-edits")}"`);
-  const r = await trainEditor(model, world.editRecords("train"), world.editRecords("val"), runDir, cfg, { resume: bool(a, "resume") });
+  const r = await trainEditor(model, world.editRecords("train", { perFact: cfg.perFact }), world.editRecords("val"), runDir, cfg, { resume: bool(a, "resume") });
   fs.mkdirSync(out, { recursive: true });
   for (const f of ["config.json", "editor.safetensors"]) writeFileAtomic(path.join(out, f), fs.readFileSync(path.join(r.bestDir, f)));
   disposeParams(model.params);

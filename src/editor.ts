@@ -138,7 +138,7 @@ export function createEditor(config: EditorConfig, shapes: Readonly<Record<strin
     const M = net.modes.length;
     for (let l = 0; l < config.nHidden + 1; l++) {
       const p = `${id}/${net.key}.${l}.`;
-      const s0 = seed * 1000 + 2 * k++;
+      const s0 = seed * 1000 + 2 * k++ + 1; // never 0: tfjs' random ops treat seed 0 as "no seed" (Math.random)
       net.layers.push({
         V: owned(config.init === "id" ? tf.randomNormal([D, r], 0, 1, "float32", s0) : xavier([D, r], 1, s0), p + "V"),
         U: owned(config.init === "id" ? tf.zeros([r, D]) : xavier([r, D], Math.SQRT2, s0 + 1), p + "U"),

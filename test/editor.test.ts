@@ -88,3 +88,16 @@ test("outAct 'linear': identity at init, and unlike the official clamp it can lo
   tf.dispose([z, out0, lin, clamp]);
   disposeEditor(e);
 });
+
+test("editor initialisation is reproducible from the seed (also seed 0, which tfjs alone treats as unseeded)", async () => {
+  await setup();
+  for (const seed of [0, 5]) {
+    const a = createEditor(cfg, shapes, seed);
+    const b = createEditor(cfg, shapes, seed);
+    for (const key of Object.keys(a.nets)) {
+      a.nets[key].layers.forEach((l, i) => assert.equal(maxAbsDiff(l.V, b.nets[key].layers[i].V), 0, `seed ${seed}, ${key}.${i}.V`));
+    }
+    disposeEditor(a);
+    disposeEditor(b);
+  }
+});
