@@ -39,3 +39,17 @@ test("FT+KL runs with a locality term, respects maxSteps and leaks nothing", asy
   assert.equal(tf.memory().numTensors > 0, true);
   disposeParams(m.params);
 });
+
+test("the standard methods: names as given, MEND-batch needs its editor, unknown names are errors", async () => {
+  await setup();
+  const { standardMethods } = await import("../dist/cliEval");
+  const { createEditor, DEFAULT_EDITOR_CONFIG, disposeEditor, World } = await import("../dist");
+  const m = tinyModel(43);
+  const e = createEditor({ ...DEFAULT_EDITOR_CONFIG, innerParams: inner, rank: 8 }, Object.fromEntries(inner.map((n) => [n, m.params[n].shape])), 0);
+  const world = World.load(path.join(ROOT, "data", "world.json"));
+  assert.deepEqual(standardMethods(e, world, ["MEND", "MEND-batch", "FT"], e).map((x) => x.name), ["MEND", "MEND-batch", "FT"]);
+  assert.throws(() => standardMethods(e, world, ["MEND-batch"]), /MEND-batch needs the batch-trained editor/);
+  assert.throws(() => standardMethods(e, world, ["ROME"]), /unknown method "ROME"/);
+  disposeEditor(e);
+  disposeParams(m.params);
+});
