@@ -69,9 +69,10 @@ const USAGE = `mend: MEND (Model Editor Networks with Gradient Decomposition) on
   mend edit --requests FILE.json [...]          FILE: [{"prompt": ..., "target": ...}, ...]
   mend pretrain [--out DIR] [--run-dir DIR] [--steps N] [--seed S] [--resume]
   mend train-editor [--model DIR] [--out DIR] [--run-dir DIR] [--steps N] [--seed S] [--resume] [--inner-params A,B,...]
-                    [--n-edits 1,5,25] [--init EDITOR_DIR] [--accumulate N] [--outer-is-edit P] [--per-fact N] [--batch-loss mean|sum]
+                    [--n-edits 1,5,25] [--init EDITOR_DIR] [--accumulate N] [--outer-is-edit P] [--per-fact N] [--batch-loss mean|sum] [--weighting call|edit]
                     (edits per example; start from an editor; examples per step; P(x'_e = x_e);
-                     new targets per training fact, default 20; loss of a k-request edit, default mean = official)
+                     new targets per training fact, default 20; loss of a k-request edit, default mean = official;
+                     meta-loss average over calls or over edits)
   mend eval [--json] [--methods MEND,MEND-batch,FT,FT+KL] [--batch-sizes 1,5,25,75,125] [--sequential N] [--out DIR] [--limit N]
             [--batch-editor DIR]                MEND-batch: the editor trained for batched edits (checkpoints/editor-batch)
   mend demo [--out DIR]                         President -> Biden with MEND, FT and FT+KL (npm start)
@@ -204,7 +205,7 @@ async function cmdPretrain(argv: string[]): Promise<void> {
 
 async function cmdTrainEditor(argv: string[]): Promise<void> {
   const a = parseArgs(argv, ["resume"]);
-  checkFlags(a, ["model", "out", "run-dir", "steps", "seed", "resume", "time-budget", "lr", "inner-params", "n-edits", "init", "accumulate", "outer-is-edit", "per-fact", "batch-loss"]);
+  checkFlags(a, ["model", "out", "run-dir", "steps", "seed", "resume", "time-budget", "lr", "inner-params", "n-edits", "init", "accumulate", "outer-is-edit", "per-fact", "batch-loss", "weighting"]);
   const backend = await initBackend();
   console.error(`backend: ${describeBackend(backend)}`);
   const model = loadModel(str(a, "model", DEFAULT_MODEL_DIR)!);
@@ -219,7 +220,9 @@ async function cmdTrainEditor(argv: string[]): Promise<void> {
     accumulate: num(a, "accumulate", d.accumulate),
     outerIsEdit: num(a, "outer-is-edit", d.outerIsEdit),
     perFact: num(a, "per-fact", d.perFact),
+    weighting: (str(a, "weighting") ?? "call") as "call" | "edit",
   };
+  if (cfg.weighting !== "call" && cfg.weighting !== "edit") throw new Error(`--weighting must be "call" or "edit", got "${cfg.weighting}"`);
   const batchLoss = str(a, "batch-loss");
   if (batchLoss !== undefined) {
     if (batchLoss !== "mean" && batchLoss !== "sum") throw new Error(`--batch-loss must be "mean" (official) or "sum", got "${batchLoss}"`);

@@ -17,6 +17,12 @@ import { meanKl, meanNll } from "./loss";
 export interface MetaLossConfig {
   cEdit: number;
   cLoc: number;
+  /**
+   * Meta-training batches of edit calls with k ≥ 1 edits each: "call" (default) averages the
+   * per-edit losses within a call, then over calls (every call counts once); "edit" averages over
+   * all edits (a call of 25 edits counts 25 times a single edit).
+   */
+  weighting?: "call" | "edit";
 }
 
 export const DEFAULT_META_LOSS_CONFIG: Readonly<MetaLossConfig> = Object.freeze({ cEdit: 0.1, cLoc: 1.0 });

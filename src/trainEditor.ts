@@ -174,18 +174,18 @@ interface Encoded {
   locPos: number[][];
   /** Group (= one edit call) of each text row; rows are aligned across inner/outer/loc. */
   group: number[];
-  /** [R] loss weight of each row: 1 / (#groups · #edits in its group), so every group counts once. */
+  /** [R] loss weight of each row: 1 / (#groups · #edits in its group), so every group counts once (or 1 / #edits: weighting "edit"). */
   weight: tf.Tensor1D;
 }
 
-function encodeMeta(m: ModelView, groups: readonly (readonly MetaExample[])[]): Encoded {
+function encodeMeta(m: ModelView, groups: readonly (readonly MetaExample[])[], weighting: MetaLossConfig["weighting"] = "call"): Encoded {
   const T = m.config.n_positions;
   const exs = groups.flat();
   const group = groups.flatMap((g, i) => g.map(() => i));
   const a = encodeExamples(m.tokenizer, exs.map((e) => e.editInner), "target", T);
   const o = encodeExamples(m.tokenizer, exs.map((e) => e.editOuter), "target", T);
   const l = encodeExamples(m.tokenizer, exs.map((e) => e.loc), "target", T);
-  const weight = tf.tensor1d(groups.flatMap((g) => g.map(() => 1 / (groups.length * g.length))));
+  const weight = tf.tensor1d(groups.flatMap((g) => g.map(() => (weighting === "edit" ? 1 / exs.length : 1 / (groups.length * g.length)))));
   return { inner: toBatch(a), outer: toBatch(o), loc: toBatch(l), outerLabels: o.labels, outerPos: o.targetPositions, locPos: l.targetPositions, group, weight };
 }
 
@@ -247,7 +247,7 @@ export function metaBatchGrads(
   c: MetaLossConfig,
   train = true,
 ): { grads: Record<string, tf.Tensor> | null; gradNorm: number; results: ExampleResult[] } {
-  const e = encodeMeta(m, groups);
+  const e = encodeMeta(m, groups, c.weighting);
   const factors = captureFactors(m.params, m.config, e.inner, editor.config.innerParams, lossGroups(editor.config, e.group) ?? e.group);
   try {
     if (train && editor.config.norm) updateEditorStats(editor, factors);
@@ -282,7 +282,7 @@ export function metaBatchGrads(
 
 /** Edit-and-measure without gradients (validation): same metrics, statistics frozen. */
 export function metaBatchEval(m: ModelView, editor: Editor, groups: readonly (readonly MetaExample[])[], c: MetaLossConfig): ExampleResult[] {
-  const e = encodeMeta(m, groups);
+  const e = encodeMeta(m, groups, c.weighting);
   const factors = captureFactors(m.params, m.config, e.inner, editor.config.innerParams, lossGroups(editor.config, e.group) ?? e.group);
   try {
     const out = tf.tidy(() => {

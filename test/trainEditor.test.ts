@@ -58,3 +58,19 @@ test("a meta-batch draws examples of distinct facts with two different templates
     assert.notEqual(e.editInner.prompt, e.editOuter.prompt);
   }
 });
+
+test("meta-loss weighting: 'call' and 'edit' agree for single edits and differ once calls hold several edits", async () => {
+  await setup();
+  const { fixedMetaExample, validateEditor } = await import("../dist");
+  const { warmEditor } = await import("./helpers");
+  const m = tinyModel(44);
+  const e = warmEditor(m);
+  const ex = getWorld().editRecords("val").slice(0, 3).map((r, i) => fixedMetaExample(r, i));
+  const loss = (groups: typeof ex[], weighting: "call" | "edit") => validateEditor(m, e, groups, { cEdit: 0.1, cLoc: 1, weighting }).total;
+  const singles = [[ex[0]], [ex[1]], [ex[2]]];
+  assert.ok(Math.abs(loss(singles, "call") - loss(singles, "edit")) < 1e-6);
+  const mixed = [[ex[0]], [ex[1], ex[2]]];
+  assert.ok(Math.abs(loss(mixed, "call") - loss(mixed, "edit")) > 1e-6);
+  disposeEditor(e);
+  disposeParams(m.params);
+});
