@@ -76,7 +76,8 @@ export async function cmdEval(argv: string[]): Promise<void> {
   const a = parseArgs(argv, ["json"]);
   checkFlags(a, ["json", "methods", "batch-sizes", "sequential", "out", "model", "editor", "batch-editor", "limit", "jobs", "worker"]);
   const batchDir = a.flags["batch-editor"]?.[0] ?? DEFAULT_BATCH_EDITOR_DIR;
-  const haveBatch = fs.existsSync(path.join(batchDir, "config.json"));
+  // Given explicitly, the batch editor is evaluated (a wrong folder is then a clear load error); by default only if shipped.
+  const haveBatch = a.flags["batch-editor"] !== undefined || fs.existsSync(path.join(batchDir, "config.json"));
   const names = (a.flags.methods?.[0] ?? (haveBatch ? "MEND,MEND-batch,FT,FT+KL" : "MEND,FT,FT+KL")).split(",").map((x) => x.trim());
   const jobs = Math.max(1, Math.min(names.length, a.flags.jobs ? Number(a.flags.jobs[0]) : os.cpus().length));
   const backend = await initBackend();

@@ -162,11 +162,12 @@ export function disposeEditor(e: Editor): void {
 }
 
 /**
- * Loss group of each request row for `captureFactors`: undefined (one token-mean over the call) for
- * batchLoss "mean", one group per request for "sum". `callGroup` maps rows to edit calls (training).
+ * Loss group of each of `nRows` request rows for `captureFactors`: one group per request for
+ * batchLoss "sum"; for "mean", `callGroup` (row -> edit call, meta-training) or undefined (one edit
+ * call: one token-mean over all its target tokens).
  */
-export function lossGroups(config: EditorConfig, callGroup: readonly number[]): readonly number[] | undefined {
-  return config.batchLoss === "sum" ? callGroup.map((_, i) => i) : undefined;
+export function lossGroups(config: EditorConfig, nRows: number, callGroup?: readonly number[]): readonly number[] | undefined {
+  return config.batchLoss === "sum" ? Array.from({ length: nRows }, (_, i) => i) : callGroup;
 }
 
 /** The net and mode that edit a weight. */
