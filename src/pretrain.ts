@@ -40,7 +40,7 @@ export interface PretrainConfig {
 
 export const DEFAULT_PRETRAIN_CONFIG: Readonly<PretrainConfig> = Object.freeze({
   seed: 0,
-  maxSteps: 1200,
+  maxSteps: 1500,
   batchSize: 64,
   lr: 3e-3,
   warmupSteps: 100,

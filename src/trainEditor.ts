@@ -110,13 +110,15 @@ export interface MetaExample {
   editOuter: TextExample;
   loc: TextExample;
   locClass: LocalityClass;
+  /** More locality texts for the same edit (`locPerEdit` > 1; a deviation, see TrainEditorConfig). */
+  extraLoc?: TextExample[];
 }
 
 /**
  * Draw `n` examples of distinct facts; per record x_e and x'_e are two different training
  * templates and the locality text is one of its locality examples (any class).
  */
-export function sampleMetaBatch(records: readonly EditRecord[], rng: Rng, n: number, outerIsEdit = 0): MetaExample[] {
+export function sampleMetaBatch(records: readonly EditRecord[], rng: Rng, n: number, outerIsEdit = 0, locPerEdit = 1): MetaExample[] {
   const out: MetaExample[] = [];
   const used = new Set<string>();
   for (let tries = 0; out.length < n && tries < 50 * n; tries++) {
@@ -127,12 +129,14 @@ export function sampleMetaBatch(records: readonly EditRecord[], rng: Rng, n: num
     const [i, j0] = rng.sample(r.prompts.map((_, q) => q), 2);
     const j = outerIsEdit > 0 && rng.next() < outerIsEdit ? i : j0; // sometimes L_edit on x_e itself
     const free = r.locality.filter((l) => !used.has(`${l.subject}|${l.relation}`)); // not about a fact edited alongside
-    const loc = rng.choice(free.length ? free : r.locality);
+    const pool = free.length ? free : r.locality;
+    const [loc, ...extra] = locPerEdit > 1 ? rng.sample(pool, locPerEdit) : [rng.choice(pool)];
     out.push({
       editInner: { prompt: r.prompts[i], target: r.target_new },
       editOuter: { prompt: r.prompts[j ?? i], target: r.target_new },
       loc: { prompt: loc.prompt, target: loc.target },
       locClass: loc.class,
+      ...(extra.length ? { extraLoc: extra.map((l) => ({ prompt: l.prompt, target: l.target })) } : {}),
     });
   }
   return out;
@@ -142,8 +146,8 @@ export function sampleMetaBatch(records: readonly EditRecord[], rng: Rng, n: num
  * A meta-training batch of `n` groups; each group is one (batched) edit of k distinct facts, with k
  * drawn from `kChoices`. A group of k = 1 is an ordinary single edit.
  */
-export function sampleMetaGroups(records: readonly EditRecord[], rng: Rng, n: number, kChoices: readonly number[] = [1], outerIsEdit = 0): MetaExample[][] {
-  return Array.from({ length: n }, () => sampleMetaBatch(records, rng, kChoices[rng.int(kChoices.length)], outerIsEdit));
+export function sampleMetaGroups(records: readonly EditRecord[], rng: Rng, n: number, kChoices: readonly number[] = [1], outerIsEdit = 0, locPerEdit = 1): MetaExample[][] {
+  return Array.from({ length: n }, () => sampleMetaBatch(records, rng, kChoices[rng.int(kChoices.length)], outerIsEdit, locPerEdit));
 }
 
 /** The fixed validation examples: first training template as x_e, second as x'_e, the k-th locality example. */
@@ -173,10 +177,14 @@ interface Encoded {
   outerLabels: number[][];
   outerPos: number[][];
   locPos: number[][];
-  /** Group (= one edit call) of each text row; rows are aligned across inner/outer/loc. */
+  /** Group (= one edit call) of each text row; rows are aligned across inner/outer. */
   group: number[];
   /** [R] loss weight of each row: 1 / (#groups · #edits in its group), so every group counts once (or 1 / #edits: weighting "edit"). */
   weight: tf.Tensor1D;
+  /** Example (row of inner/outer) that each locality row belongs to; one row per example unless `extraLoc`. */
+  locOwner: number[];
+  /** [L] weight of each locality row: its example's weight shared among the example's locality rows. */
+  locWeight: tf.Tensor1D;
 }
 
 function encodeMeta(m: ModelView, groups: readonly (readonly MetaExample[])[], weighting: MetaLossConfig["weighting"] = "call"): Encoded {
@@ -185,9 +193,13 @@ function encodeMeta(m: ModelView, groups: readonly (readonly MetaExample[])[], w
   const group = groups.flatMap((g, i) => g.map(() => i));
   const a = encodeExamples(m.tokenizer, exs.map((e) => e.editInner), "target", T);
   const o = encodeExamples(m.tokenizer, exs.map((e) => e.editOuter), "target", T);
-  const l = encodeExamples(m.tokenizer, exs.map((e) => e.loc), "target", T);
-  const weight = tf.tensor1d(groups.flatMap((g) => g.map(() => (weighting === "edit" ? 1 / exs.length : 1 / (groups.length * g.length)))));
-  return { inner: toBatch(a), outer: toBatch(o), loc: toBatch(l), outerLabels: o.labels, outerPos: o.targetPositions, locPos: l.targetPositions, group, weight };
+  const locs = exs.map((e) => [e.loc, ...(e.extraLoc ?? [])]);
+  const locOwner = locs.flatMap((ls, i) => ls.map(() => i));
+  const l = encodeExamples(m.tokenizer, locs.flat(), "target", T);
+  const w = groups.flatMap((g) => g.map(() => (weighting === "edit" ? 1 / exs.length : 1 / (groups.length * g.length))));
+  const weight = tf.tensor1d(w);
+  const locWeight = tf.tensor1d(locOwner.map((i) => w[i] / locs[i].length));
+  return { inner: toBatch(a), outer: toBatch(o), loc: toBatch(l), outerLabels: o.labels, outerPos: o.targetPositions, locPos: l.targetPositions, group, weight, locOwner, locWeight };
 }
 
 function disposeEncoded(e: Encoded): void {
@@ -195,6 +207,7 @@ function disposeEncoded(e: Encoded): void {
   disposeBatch(e.outer);
   disposeBatch(e.loc);
   e.weight.dispose();
+  e.locWeight.dispose();
 }
 
 /** Group id of each token row of a [R, T] batch (rows are flattened batch-major). */
@@ -209,18 +222,18 @@ const rowGroups = (b: Batch, group: readonly number[]): number[] => Array.from({
 function batchMetaLoss(m: ModelView, editor: Editor, e: Encoded, factors: Factors, preLoc: tf.Tensor3D, c: MetaLossConfig) {
   const Ti = e.inner.inputIds.shape[1];
   const updates = lowRankEdits(editor, factors);
-  const forward = (b: Batch) => {
-    const tokenGroup = rowGroups(b, e.group);
+  const forward = (b: Batch, textGroup: readonly number[]) => {
+    const tokenGroup = rowGroups(b, textGroup);
     const lowRank = Object.fromEntries(Object.entries(updates).map(([n, u]) => [n, { ...u, mask: exampleMask(tokenGroup, factors.rows[n].map((r) => e.group[Math.floor(r / Ti)])) }]));
     return gptForward(m.params, m.config, b.inputIds, { attentionMask: b.attentionMask, lowRank }).logits;
   };
-  const outerLogits = forward(e.outer);
-  const locLogits = forward(e.loc);
+  const outerLogits = forward(e.outer, e.group);
+  const locLogits = forward(e.loc, e.locOwner.map((i) => e.group[i]));
   const outerMask = tf.cast(tf.greaterEqual(e.outer.labels, 0), "float32");
   const nllRows = tf.div(tf.sum(tokenNll(outerLogits, e.outer.labels), 1), tf.maximum(tf.sum(outerMask, 1), 1)); // [R]
   const klRows = tf.div(tf.sum(tf.mul(tokenKl(preLoc, locLogits), e.loc.attentionMask), 1), tf.sum(e.loc.attentionMask, 1)); // [R]
   const lEdit = tf.sum(tf.mul(nllRows, e.weight)) as tf.Scalar;
-  const lLoc = tf.sum(tf.mul(klRows, e.weight)) as tf.Scalar;
+  const lLoc = tf.sum(tf.mul(klRows, e.locWeight)) as tf.Scalar;
   const total = tf.add(tf.mul(c.cEdit, lEdit), tf.mul(c.cLoc, lLoc)) as tf.Scalar;
   return { total, lEdit, lLoc, outerLogits, locLogits };
 }
@@ -231,8 +244,18 @@ function summarise(e: Encoded, outerArgmax: number[][], locPre: number[][], locP
     lEdit,
     lLoc,
     editAcc: pos.every((t) => outerArgmax[i][t] === e.outerLabels[i][t]) ? 1 : 0,
-    locUnchanged: e.locPos[i].filter((t) => locPre[i][t] === locPost[i][t]).length / e.locPos[i].length,
+    locUnchanged: locFraction(e, i, locPre, locPost),
   }));
+}
+
+/** Fraction of example i's locality answer tokens (over all its locality rows) whose argmax is unchanged. */
+function locFraction(e: Encoded, i: number, locPre: number[][], locPost: number[][]): number {
+  let same = 0, n = 0;
+  e.locOwner.forEach((owner, r) => {
+    if (owner !== i) return;
+    for (const t of e.locPos[r]) { n++; if (locPre[r][t] === locPost[r][t]) same++; }
+  });
+  return same / n;
 }
 
 /**

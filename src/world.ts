@@ -157,10 +157,10 @@ export class World {
   /**
    * Subjects per split. `test_subjects` are always test; the rest are shuffled (seeded) and split
    * separately for countries and people so that each split gets about `fractions` of them
-   * (default 57/10/33%: the test split then holds >= 125 distinct facts, enough for a batched edit
+   * (default 79/8/13%: the test split then holds >= 125 distinct facts, enough for a batched edit
    * of k = 125 distinct facts, the largest k of the paper's Table 5).
    */
-  splits(seed = 0, fractions: Record<"val" | "test", number> = { val: 0.1, test: 0.33 }): Record<Split, string[]> {
+  splits(seed = 0, fractions: Record<"val" | "test", number> = { val: 0.08, test: 0.13 }): Record<Split, string[]> {
     const rng = new Rng(seed);
     const out: Record<Split, string[]> = { train: [], val: [], test: [...this.spec.test_subjects] };
     for (const type of ["country", "person"] as const) {

@@ -5,7 +5,7 @@ import * as os from "os";
 import * as path from "path";
 import * as tf from "@tensorflow/tfjs";
 import { DEFAULT_TRAIN_EDITOR_CONFIG, disposeParams, editorTrainingInfo, loadEditor, disposeEditor, sampleMetaBatch, Rng, trainEditor } from "../dist";
-import { getWorld, setup, tinyModel } from "./helpers";
+import { getWorld, setup, tinyModel, warmEditor } from "./helpers";
 
 const cfg = { ...DEFAULT_TRAIN_EDITOR_CONFIG, maxSteps: 6, accumulate: 4, valEvery: 3, valSize: 8, lr: 1e-3, editor: { rank: 16 } };
 
@@ -71,6 +71,26 @@ test("meta-loss weighting: 'call' and 'edit' agree for single edits and differ o
   assert.ok(Math.abs(loss(singles, "call") - loss(singles, "edit")) < 1e-6);
   const mixed = [[ex[0]], [ex[1], ex[2]]];
   assert.ok(Math.abs(loss(mixed, "call") - loss(mixed, "edit")) > 1e-6);
+  disposeEditor(e);
+  disposeParams(m.params);
+});
+
+test("extra locality texts share their edit's weight: duplicating x_loc leaves the meta-loss unchanged", async () => {
+  await setup();
+  const { metaBatchEval, editorVariables } = await import("../dist");
+  const m = tinyModel(53);
+  const e = warmEditor(m, 5);
+  const vars = editorVariables(e);
+  for (const [k, v] of Object.entries(vars.net)) if (k.endsWith(".U")) v.assign(tf.randomNormal(v.shape, 0, 0.05, "float32", 7)); // a non-identity editor
+  for (const v of Object.values(vars.editLrs)) v.assign(tf.scalar(0.1)); // and edits large enough to move x_loc
+  const exs = sampleMetaBatch(getWorld().editRecords("train"), new Rng(4), 3);
+  const one = metaBatchEval(m, e, [exs], DEFAULT_TRAIN_EDITOR_CONFIG);
+  const three = metaBatchEval(m, e, [exs.map((x) => ({ ...x, extraLoc: [x.loc, x.loc] }))], DEFAULT_TRAIN_EDITOR_CONFIG);
+  assert.ok(one[0].lLoc > 0, "the edit moves the locality text");
+  assert.ok(Math.abs(three[0].lLoc - one[0].lLoc) < 1e-6 * Math.max(1, one[0].lLoc), `${three[0].lLoc} vs ${one[0].lLoc}`);
+  assert.deepEqual(three.map((r) => r.locUnchanged), one.map((r) => r.locUnchanged));
+  const drawn = sampleMetaBatch(getWorld().editRecords("train"), new Rng(4), 5, 0, 3);
+  for (const x of drawn) assert.equal(new Set([x.loc, ...(x.extraLoc ?? [])].map((l) => l.prompt)).size, 3, "three distinct locality texts");
   disposeEditor(e);
   disposeParams(m.params);
 });
