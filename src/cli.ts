@@ -70,7 +70,7 @@ const USAGE = `mend: MEND (Model Editor Networks with Gradient Decomposition) on
   mend pretrain [--out DIR] [--run-dir DIR] [--steps N] [--seed S] [--resume]
   mend train-editor [--model DIR] [--out DIR] [--run-dir DIR] [--steps N] [--seed S] [--resume] [--inner-params A,B,...]
                     [--n-edits 1,5,25] [--init EDITOR_DIR] [--accumulate N] [--outer-is-edit P] [--per-fact N] [--batch-loss mean|sum] [--weighting call|edit]
-                    [--patience STEPS] [--c-loc C]
+                    [--patience STEPS] [--c-loc C] [--loc-per-edit N]
                     (edits per example; start from an editor; examples per step; P(x'_e = x_e);
                      new targets per training fact, default 20; loss of a k-request edit, default mean = official;
                      meta-loss average over calls or over edits)
@@ -206,7 +206,7 @@ async function cmdPretrain(argv: string[]): Promise<void> {
 
 async function cmdTrainEditor(argv: string[]): Promise<void> {
   const a = parseArgs(argv, ["resume"]);
-  checkFlags(a, ["model", "out", "run-dir", "steps", "seed", "resume", "time-budget", "lr", "inner-params", "n-edits", "init", "accumulate", "outer-is-edit", "per-fact", "batch-loss", "weighting", "patience", "c-loc"]);
+  checkFlags(a, ["model", "out", "run-dir", "steps", "seed", "resume", "time-budget", "lr", "inner-params", "n-edits", "init", "accumulate", "outer-is-edit", "per-fact", "batch-loss", "weighting", "patience", "c-loc", "loc-per-edit"]);
   const backend = await initBackend();
   console.error(`backend: ${describeBackend(backend)}`);
   const model = loadModel(str(a, "model", DEFAULT_MODEL_DIR)!);
@@ -223,6 +223,7 @@ async function cmdTrainEditor(argv: string[]): Promise<void> {
     perFact: num(a, "per-fact", d.perFact),
     patience: num(a, "patience", d.patience),
     cLoc: num(a, "c-loc", d.cLoc),
+    locPerEdit: num(a, "loc-per-edit", d.locPerEdit ?? 1),
     weighting: (str(a, "weighting") ?? "call") as "call" | "edit",
   };
   if (cfg.weighting !== "call" && cfg.weighting !== "edit") throw new Error(`--weighting must be "call" or "edit", got "${cfg.weighting}"`);

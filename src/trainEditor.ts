@@ -81,6 +81,12 @@ export interface TrainEditorConfig extends MetaLossConfig {
    * 0.878-0.893 to 0.905-0.925 (three runs each; README).
    */
   perFact: number;
+  /**
+   * Locality texts per training edit (deviation; official 1: one x_loc per edit). Each is drawn from
+   * the edit's locality examples (any class) and they share the edit's c_loc weight, so the loss
+   * scale is unchanged and only its variance drops; validation keeps one per edit.
+   */
+  locPerEdit?: number;
 }
 
 export const DEFAULT_TRAIN_EDITOR_CONFIG: Readonly<TrainEditorConfig> = Object.freeze({
@@ -461,7 +467,7 @@ export async function trainEditor(
       const decay = cfg.lrSchedule === "cosine" ? 0.1 + 0.45 * (1 + Math.cos((Math.PI * st.step) / cfg.maxSteps)) : 1;
       (netOpt as unknown as { learningRate: number }).learningRate = cfg.lr * decay;
       (lrOpt as unknown as { learningRate: number }).learningRate = cfg.editLrLr * decay;
-      const groups = sampleMetaGroups(train, rng, cfg.accumulate, cfg.nEdits, cfg.outerIsEdit);
+      const groups = sampleMetaGroups(train, rng, cfg.accumulate, cfg.nEdits, cfg.outerIsEdit, cfg.locPerEdit ?? 1);
       const { grads, gradNorm, results: rs } = metaBatchGrads(model, editor, groups, vars, cfg, true);
       const nEx = groups.reduce((a, g) => a + g.length, 0);
       st.examples += nEx;
