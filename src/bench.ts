@@ -17,7 +17,7 @@ import { DEFAULT_EDITOR_DIR, DEFAULT_MODEL_DIR, parseArgs } from "./cli";
 import { disposeEdit, mendEdit } from "./edit";
 import { DEFAULT_FT_CONFIG, disposeMethodEdit, fineTuneEdit } from "./methods";
 import { disposeEditor, editorVariables } from "./editor";
-import { loadEditor } from "./editorIO";
+import { editorTrainingInfo, loadEditor } from "./editorIO";
 import { disposeParams, gptForward } from "./gpt";
 import { meanNll } from "./loss";
 import { loadModel, Model } from "./params";
@@ -51,7 +51,7 @@ export interface BenchResult {
     ftToSuccessLr1e4: BenchFigure;
     ftOverEdit: number;
     ftLr1e4OverEdit: number;
-    trainStep: BenchFigure;
+    trainStep: BenchFigure & { locPerEdit: number };
   };
   peakRssMb: number;
 }
@@ -118,8 +118,11 @@ async function benchMend(model: Model, world: World, editorDir: string, reps: nu
     const vars = { ...net, ...editLrs };
     const snapshot = Object.fromEntries(Object.entries(vars).map(([k, v]) => [k, tf.clone(v)]));
     const opt = tf.train.adam(1e-12);
+    // Time the step the shipped editor was trained with (its locality texts per edit; official: 1).
+    const trained = (editorTrainingInfo(editorDir)?.config ?? {}) as { locPerEdit?: number };
+    const locPerEdit = trained.locPerEdit ?? 1;
     const stepMs = await timeIt(async () => {
-      const { grads } = metaBatchGrads(model, editor, sampleMetaGroups(train, rng, DEFAULT_TRAIN_EDITOR_CONFIG.accumulate), vars, DEFAULT_TRAIN_EDITOR_CONFIG, false);
+      const { grads } = metaBatchGrads(model, editor, sampleMetaGroups(train, rng, DEFAULT_TRAIN_EDITOR_CONFIG.accumulate, [1], 0, locPerEdit), vars, DEFAULT_TRAIN_EDITOR_CONFIG, false);
       if (grads) {
         opt.applyGradients(Object.entries(grads).map(([n, t]) => ({ name: vars[n].name, tensor: t })));
         tf.dispose(Object.values(grads));
@@ -145,7 +148,7 @@ async function benchMend(model: Model, world: World, editorDir: string, reps: nu
       ftToSuccessLr1e4: { ms: ft4, steps: steps(1e-4) },
       ftOverEdit: ft3 / editMs,
       ftLr1e4OverEdit: ft4 / editMs,
-      trainStep: { ms: stepMs, examplesPerSec: (DEFAULT_TRAIN_EDITOR_CONFIG.accumulate / stepMs) * 1000 } };
+      trainStep: { ms: stepMs, examplesPerSec: (DEFAULT_TRAIN_EDITOR_CONFIG.accumulate / stepMs) * 1000, locPerEdit } };
   } finally {
     disposeEditor(editor);
   }
@@ -197,7 +200,7 @@ export function formatBench(r: BenchResult): string {
       `  edit / fwd+bwd                  ${r.mend.editOverFwdBwd.toFixed(2)}x`,
       `  FT-to-success, lr 1e-3          ${f(r.mend.ftToSuccess.ms)} ms (${r.mend.ftToSuccess.steps} steps), ${r.mend.ftOverEdit.toFixed(1)}x a MEND edit`,
       `  FT-to-success, lr 1e-4          ${f(r.mend.ftToSuccessLr1e4.ms)} ms (${r.mend.ftToSuccessLr1e4.steps} steps), ${r.mend.ftLr1e4OverEdit.toFixed(1)}x a MEND edit`,
-      `  editor training step (10 ex.)   ${f(r.mend.trainStep.ms)} ms  (${r.mend.trainStep.examplesPerSec.toFixed(1)} examples/s)`,
+      `  editor training step (10 ex., ${r.mend.trainStep.locPerEdit} x_loc each) ${f(r.mend.trainStep.ms)} ms  (${r.mend.trainStep.examplesPerSec.toFixed(1)} examples/s)`,
     );
   }
   lines.push(`peak RSS ${r.peakRssMb.toFixed(0)} MB`);
