@@ -58,7 +58,7 @@ export function targetChecks(r: EvalResult): { name: string; value: number; targ
   ];
   if (k25) checks.push({ name: "MEND batched ES at k = 25 (single-edit editor)", value: k25.es, target: ">= 0.90", ok: k25.es >= 0.9 });
   if (k25b) checks.push({ name: "MEND batched ES at k = 25 (batch-trained editor)", value: k25b.es, target: ">= 0.90", ok: k25b.es >= 0.9 });
-  if (ft) checks.push({ name: "FT (lr 1e-3) latency / MEND latency (mend bench also times lr 1e-4)", value: ft.latency_ms / m.latency_ms, target: ">= 10", ok: ft.latency_ms / m.latency_ms >= 10 });
+  if (ft) checks.push({ name: `FT (lr ${DEFAULT_FT_CONFIG.lr.toExponential(0)}) latency / MEND latency (mend bench also times lr 1e-4)`, value: ft.latency_ms / m.latency_ms, target: ">= 10", ok: ft.latency_ms / m.latency_ms >= 10 });
   return checks;
 }
 
