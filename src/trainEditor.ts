@@ -122,7 +122,8 @@ export interface MetaExample {
 
 /**
  * Draw `n` examples of distinct facts; per record x_e and x'_e are two different training
- * templates and the locality text is one of its locality examples (any class).
+ * templates and the locality text is one of its locality examples (any class); with
+ * `locPerEdit` > 1, that many distinct ones (the first in `loc`, the rest in `extraLoc`).
  */
 export function sampleMetaBatch(records: readonly EditRecord[], rng: Rng, n: number, outerIsEdit = 0, locPerEdit = 1): MetaExample[] {
   const out: MetaExample[] = [];
@@ -237,7 +238,7 @@ function batchMetaLoss(m: ModelView, editor: Editor, e: Encoded, factors: Factor
   const locLogits = forward(e.loc, e.locOwner.map((i) => e.group[i]));
   const outerMask = tf.cast(tf.greaterEqual(e.outer.labels, 0), "float32");
   const nllRows = tf.div(tf.sum(tokenNll(outerLogits, e.outer.labels), 1), tf.maximum(tf.sum(outerMask, 1), 1)); // [R]
-  const klRows = tf.div(tf.sum(tf.mul(tokenKl(preLoc, locLogits), e.loc.attentionMask), 1), tf.sum(e.loc.attentionMask, 1)); // [R]
+  const klRows = tf.div(tf.sum(tf.mul(tokenKl(preLoc, locLogits), e.loc.attentionMask), 1), tf.sum(e.loc.attentionMask, 1)); // [L] locality rows
   const lEdit = tf.sum(tf.mul(nllRows, e.weight)) as tf.Scalar;
   const lLoc = tf.sum(tf.mul(klRows, e.locWeight)) as tf.Scalar;
   const total = tf.add(tf.mul(c.cEdit, lEdit), tf.mul(c.cLoc, lLoc)) as tf.Scalar;
