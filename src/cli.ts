@@ -232,7 +232,10 @@ async function cmdTrainEditor(argv: string[]): Promise<void> {
     if (batchLoss !== "mean" && batchLoss !== "sum") throw new Error(`--batch-loss must be "mean" (official) or "sum", got "${batchLoss}"`);
     cfg.editor = { ...cfg.editor, batchLoss };
   }
-  if (!Number.isInteger(cfg.perFact) || cfg.perFact < 1) throw new Error(`--per-fact must be a positive integer, got "${str(a, "per-fact")}"`);
+  for (const [flag, v] of [["per-fact", cfg.perFact], ["loc-per-edit", cfg.locPerEdit], ["patience", cfg.patience]] as const) {
+    if (!Number.isInteger(v) || v < 1) throw new Error(`--${flag} must be a positive integer, got "${str(a, flag)}"`);
+  }
+  if (cfg.cLoc < 0) throw new Error(`--c-loc must be >= 0, got "${str(a, "c-loc")}"`);
   if (cfg.nEdits.some((k) => !Number.isInteger(k) || k < 1)) throw new Error(`--n-edits must be positive integers, got "${str(a, "n-edits")}"`);
   const r = await trainEditor(model, world.editRecords("train", { perFact: cfg.perFact }), world.editRecords("val"), runDir, cfg, { resume: bool(a, "resume") });
   fs.mkdirSync(out, { recursive: true });

@@ -75,6 +75,8 @@ export class World {
   readonly facts: Fact[];
   readonly subjects: { name: string; type: "country" | "person" }[];
   private readonly byKey = new Map<string, Fact>();
+  /** Current heads of state (cached: `newTargets` asks once per head-of-state fact). */
+  private heads?: Set<string>;
 
   constructor(readonly spec: WorldFile) {
     this.facts = [];
@@ -182,7 +184,7 @@ export class World {
    */
   private newTargets(f: Fact, candidates: string[], n: number, rng: Rng): string[] {
     if (f.relation !== "head_of_state") return rng.sample(candidates, n);
-    const heads = new Set(this.facts.filter((g) => g.relation === "head_of_state").map((g) => g.object));
+    const heads = (this.heads ??= new Set(this.facts.filter((g) => g.relation === "head_of_state").map((g) => g.object)));
     const outsiders = rng.shuffle(candidates.filter((c) => !heads.has(c)));
     const insiders = rng.shuffle(candidates.filter((c) => heads.has(c)));
     return Array.from({ length: Math.min(n, candidates.length) }, (_, i) => (i % 2 === 0 ? outsiders.shift() ?? insiders.shift()! : insiders.shift() ?? outsiders.shift()!));
