@@ -74,7 +74,7 @@ const USAGE = `mend: MEND (Model Editor Networks with Gradient Decomposition) on
                     (edits per example; start from an editor; examples per step; P(x'_e = x_e);
                      new targets per training fact, default 20; loss of a k-request edit, default mean = official;
                      meta-loss average over calls or over edits)
-  mend eval [--json] [--methods MEND,MEND-batch,FT,FT+KL] [--batch-sizes 1,5,25,75,125] [--sequential N] [--out DIR] [--limit N]
+  mend eval [--json] [--methods MEND,MEND-batch,FT,FT+KL] [--batch-sizes 1,5,25,75,125] [--sequential N] [--out DIR] [--limit N] [--split test|val]
             [--batch-editor DIR]                MEND-batch: the editor trained for batched edits (checkpoints/editor-batch)
   mend demo [--out DIR]                         President -> Biden with MEND, FT and FT+KL (npm start)
   mend world [--out DIR]                        write the generated corpus and edit records

@@ -1,5 +1,5 @@
 /**
- * `mend eval` (MEND vs FT vs FT+KL on the test split: table, JSON, HTML report) and `mend demo`
+ * `mend eval` (MEND vs FT vs FT+KL on the test split, or `--split val` to compare configurations: table, JSON, HTML report) and `mend demo`
  * (`npm start`: the President -> Biden edit with every method, before/after, and a report).
  */
 import { spawn } from "child_process";
@@ -74,7 +74,10 @@ function loadBoth(a: ReturnType<typeof parseArgs>): { model: Model; editor: Edit
 
 export async function cmdEval(argv: string[]): Promise<void> {
   const a = parseArgs(argv, ["json"]);
-  checkFlags(a, ["json", "methods", "batch-sizes", "sequential", "out", "model", "editor", "batch-editor", "limit", "jobs", "worker"]);
+  checkFlags(a, ["json", "methods", "batch-sizes", "sequential", "out", "model", "editor", "batch-editor", "limit", "jobs", "worker", "split"]);
+  // Compare configurations on "val"; report on "test" (the default).
+  const split = a.flags.split?.[0] ?? "test";
+  if (split !== "val" && split !== "test") throw new Error(`--split must be "val" or "test", got "${split}"`);
   const batchDir = a.flags["batch-editor"]?.[0] ?? DEFAULT_BATCH_EDITOR_DIR;
   // Given explicitly, the batch editor is evaluated (a wrong folder is then a clear load error); by default only if shipped.
   const haveBatch = a.flags["batch-editor"] !== undefined || fs.existsSync(path.join(batchDir, "config.json"));
@@ -93,7 +96,7 @@ export async function cmdEval(argv: string[]): Promise<void> {
     } else {
       batchEditor = names.includes("MEND-batch") ? loadEditor(batchDir, model.config, model.params) : undefined;
       const methods = standardMethods(editor, world, names, batchEditor);
-      let records = world.editRecords("test");
+      let records = world.editRecords(split);
       if (a.flags.limit) records = records.slice(0, Number(a.flags.limit[0]));
       const cfg = {
         ...DEFAULT_EVAL_CONFIG,
@@ -110,7 +113,7 @@ export async function cmdEval(argv: string[]): Promise<void> {
     writeEvalOutputs(out, r);
     const checks = targetChecks(r);
     if (a.flags.json?.[0] === "true") {
-      console.log(JSON.stringify({ backend: backend.kind, ...r, targets: checks, out }));
+      console.log(JSON.stringify({ backend: backend.kind, split, ...r, targets: checks, out }));
       return;
     }
     console.log(markdownTable(r.methods));
@@ -121,7 +124,7 @@ export async function cmdEval(argv: string[]): Promise<void> {
     }
     console.log(`\ntargets:`);
     for (const c of checks) console.log(`  ${c.ok ? "PASS" : "MISS"}  ${c.name}: ${c.value.toFixed(3)} (${c.target})`);
-    console.log(`\n${r.n_test} test edits, ${r.elapsed_sec.toFixed(0)} s; wrote ${out}/results.json, results.md, report.html`);
+    console.log(`\n${r.n_test} ${split} edits, ${r.elapsed_sec.toFixed(0)} s; wrote ${out}/results.json, results.md, report.html`);
   } finally {
     if (batchEditor) disposeEditor(batchEditor);
     disposeEditor(editor);

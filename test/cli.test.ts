@@ -1,0 +1,38 @@
+/** The `mend` command rejects bad input with an error that names the problem. */
+import { test } from "node:test";
+import * as assert from "node:assert/strict";
+import { spawnSync } from "child_process";
+import * as path from "path";
+import { ROOT } from "./helpers";
+
+function mend(...args: string[]): { status: number | null; stderr: string } {
+  const r = spawnSync(process.execPath, [path.join(ROOT, "bin", "mend.js"), ...args], { encoding: "utf8", timeout: 120_000 });
+  return { status: r.status, stderr: r.stderr };
+}
+
+/** Bad input exits 1; an unknown command exits 2 (usage error) with the usage text. */
+function assertFails(args: string[], message: RegExp, status = 1): void {
+  const r = mend(...args);
+  assert.equal(r.status, status, `mend ${args.join(" ")} should exit ${status}; stderr: ${r.stderr}`);
+  assert.match(r.stderr, message);
+}
+
+test("mend: unknown commands and options are named", () => {
+  assertFails(["frobnicate"], /unknown command "frobnicate"/, 2);
+  assertFails(["eval", "--bogus", "1"], /unknown option --bogus/);
+});
+
+test("mend eval: --split takes val or test", () => {
+  assertFails(["eval", "--split", "train"], /--split must be "val" or "test", got "train"/);
+});
+
+test("mend train-editor: non-positive --loc-per-edit and negative --c-loc are errors", () => {
+  assertFails(["train-editor", "--loc-per-edit", "0"], /--loc-per-edit must be a positive integer/);
+  assertFails(["train-editor", "--c-loc", "-1"], /--c-loc/);
+});
+
+test("mend edit: unknown words, empty targets and missing checkpoints are named", () => {
+  assertFails(["edit", "--prompt", "The president of Narnia is", "--target", "Biden"], /Narnia/);
+  assertFails(["edit", "--prompt", "The president of the United States is", "--target", " "], /target is empty/);
+  assertFails(["edit", "--prompt", "The president of the United States is", "--target", "Biden", "--editor", "/nonexistent/editor"], /\/nonexistent\/editor/);
+});
