@@ -4,7 +4,9 @@
  * to success for several Adam lrs, on one split's edits (validation by default, so the choice of lr
  * does not look at the test split).
  *
- *   node scripts/ft-lr-sweep.js [--split val] [--lrs 1e-4,3e-4,1e-3,3e-3]
+ *   node scripts/ft-lr-sweep.js [--split val] [--lrs 1e-4,3e-4,1e-3,3e-3] [--editor DIR]
+ *
+ * FT tunes the weights that the editor (default checkpoints/editor) edits.
  */
 const path = require("path");
 const mend = require(path.join(__dirname, "..", "dist"));
@@ -15,7 +17,7 @@ async function main() {
   await mend.initBackend();
   const root = path.join(__dirname, "..");
   const model = mend.loadModel(path.join(root, "checkpoints", "base"));
-  const editor = mend.loadEditor(path.join(root, "checkpoints", "editor"), model.config, model.params);
+  const editor = mend.loadEditor(flag("editor", path.join(root, "checkpoints", "editor")), model.config, model.params);
   const innerParams = [...editor.config.innerParams]; // FT tunes the weights MEND edits
   mend.disposeEditor(editor);
   const split = flag("split", "val");

@@ -70,7 +70,7 @@ const USAGE = `mend: MEND (Model Editor Networks with Gradient Decomposition) on
   mend pretrain [--out DIR] [--run-dir DIR] [--steps N] [--seed S] [--resume]
   mend train-editor [--model DIR] [--out DIR] [--run-dir DIR] [--steps N] [--seed S] [--resume] [--inner-params A,B,...]
                     [--n-edits 1,5,25] [--init EDITOR_DIR] [--accumulate N] [--outer-is-edit P] [--per-fact N] [--batch-loss mean|sum] [--weighting call|edit]
-                    [--patience STEPS] [--c-loc C] [--loc-per-edit N]
+                    [--patience STEPS] [--c-loc C] [--loc-per-edit N] [--rank R]
                     (edits per example; start from an editor; examples per step; P(x'_e = x_e);
                      new targets per training fact, default 20; loss of a k-request edit, default mean = official;
                      meta-loss average over calls or over edits)
@@ -206,7 +206,7 @@ async function cmdPretrain(argv: string[]): Promise<void> {
 
 async function cmdTrainEditor(argv: string[]): Promise<void> {
   const a = parseArgs(argv, ["resume"]);
-  checkFlags(a, ["model", "out", "run-dir", "steps", "seed", "resume", "time-budget", "lr", "inner-params", "n-edits", "init", "accumulate", "outer-is-edit", "per-fact", "batch-loss", "weighting", "patience", "c-loc", "loc-per-edit"]);
+  checkFlags(a, ["model", "out", "run-dir", "steps", "seed", "resume", "time-budget", "lr", "inner-params", "n-edits", "init", "accumulate", "outer-is-edit", "per-fact", "batch-loss", "weighting", "patience", "c-loc", "loc-per-edit", "rank"]);
   const backend = await initBackend();
   console.error(`backend: ${describeBackend(backend)}`);
   const model = loadModel(str(a, "model", DEFAULT_MODEL_DIR)!);
@@ -232,7 +232,11 @@ async function cmdTrainEditor(argv: string[]): Promise<void> {
     if (batchLoss !== "mean" && batchLoss !== "sum") throw new Error(`--batch-loss must be "mean" (official) or "sum", got "${batchLoss}"`);
     cfg.editor = { ...cfg.editor, batchLoss };
   }
-  for (const [flag, v] of [["per-fact", cfg.perFact], ["loc-per-edit", cfg.locPerEdit], ["patience", cfg.patience]] as const) {
+  if (str(a, "rank") !== undefined) cfg.editor = { ...cfg.editor, rank: num(a, "rank", 0) };
+  for (const flag of ["rank", "inner-params"]) {
+    if (cfg.initEditor && str(a, flag) !== undefined) throw new Error(`--${flag} shapes a new editor; with --init the editor keeps its own (drop --${flag})`);
+  }
+  for (const [flag, v] of [["per-fact", cfg.perFact], ["loc-per-edit", cfg.locPerEdit], ["patience", cfg.patience], ["rank", cfg.editor.rank ?? 1]] as const) {
     if (!Number.isInteger(v) || v < 1) throw new Error(`--${flag} must be a positive integer, got "${str(a, flag)}"`);
   }
   if (cfg.cLoc < 0) throw new Error(`--c-loc must be >= 0, got "${str(a, "c-loc")}"`);

@@ -26,9 +26,11 @@ test("mend eval: --split takes val or test", () => {
   assertFails(["eval", "--split", "train"], /--split must be "val" or "test", got "train"/);
 });
 
-test("mend train-editor: non-positive --loc-per-edit and negative --c-loc are errors", () => {
+test("mend train-editor: bad --loc-per-edit, --c-loc, --rank, and shape flags with --init are errors", () => {
   assertFails(["train-editor", "--loc-per-edit", "0"], /--loc-per-edit must be a positive integer/);
   assertFails(["train-editor", "--c-loc", "-1"], /--c-loc/);
+  assertFails(["train-editor", "--rank", "0"], /--rank must be a positive integer/);
+  assertFails(["train-editor", "--init", "checkpoints/editor", "--rank", "64"], /with --init the editor keeps its own/);
 });
 
 test("mend edit: unknown words, empty targets and missing checkpoints are named", () => {
