@@ -4,7 +4,8 @@
  *
  *  - base forward and forward+backward (all parameters) on a pretraining batch, with the project's
  *    explicit-transpose matMul gradient and with tfjs' default gradient;
- *  - MEND edit latency vs one forward+backward of the edit example (gradients of the edited weights);
+ *  - MEND edit latency vs one forward+backward of the edit example (gradients of the edited weights),
+ *    timed alternately, 5·reps runs each;
  *  - one editor meta-training step (`accumulate` examples + optimizer step);
  *  - peak RSS.
  * Each timing is the median of `reps` runs after warm-up; every run ends with a data read, so
@@ -69,6 +70,28 @@ export async function timeIt(fn: () => Promise<void> | void, reps: number, warmu
   return ts[Math.floor(ts.length / 2)];
 }
 
+/**
+ * Median wall times of `a` and `b` in ms, run alternately `reps` times each after warm-up, so that
+ * drift in the machine's speed (other processes, GC, thermal) hits both alike: for ratios.
+ */
+export async function timePair(a: () => Promise<void>, b: () => Promise<void>, reps: number, warmup = 3): Promise<[number, number]> {
+  for (let i = 0; i < warmup; i++) {
+    await a();
+    await b();
+  }
+  const ta: number[] = [];
+  const tb: number[] = [];
+  for (let i = 0; i < reps; i++) {
+    for (const [fn, ts] of [[a, ta], [b, tb]] as const) {
+      const t0 = performance.now();
+      await fn();
+      ts.push(performance.now() - t0);
+    }
+  }
+  const median = (ts: number[]) => ts.sort((x, y) => x - y)[Math.floor(ts.length / 2)];
+  return [median(ta), median(tb)];
+}
+
 /** Gradients of the mean NLL of `b` w.r.t. the named weights, read back (one timed forward+backward). */
 async function gradsOf(model: Model, b: Batch, names: readonly string[]): Promise<void> {
   const gs = tf.tidy(() => tf.grads((...ws: tf.Tensor[]) => meanNll(gptForward(model.params, model.config, b.inputIds, { attentionMask: b.attentionMask, replace: Object.fromEntries(names.map((n, i) => [n, ws[i]])) }).logits, b.labels))(names.map((n) => model.params[n])));
@@ -102,14 +125,18 @@ async function benchMend(model: Model, world: World, editorDir: string, reps: nu
   const editor = loadEditor(editorDir, model.config, model.params);
   try {
     const request = { prompt: "The president of the United States is", target: "Biden" };
-    const editMs = await timeIt(async () => {
-      const r = mendEdit(model, editor, [request]);
-      await r.edited[editor.config.innerParams[0]].data();
-      disposeEdit(r);
-    }, reps);
     const b = makeBatch(model.tokenizer, [request], "target", model.config.n_positions);
     const inner = editor.config.innerParams;
-    const fbMs = await timeIt(() => gradsOf(model, b, inner), reps);
+    // Both are ~10 ms: many alternating runs, so the ratio is not at the mercy of a slow spell.
+    const [editMs, fbMs] = await timePair(
+      async () => {
+        const r = mendEdit(model, editor, [request]);
+        await r.edited[inner[0]].data();
+        disposeEdit(r);
+      },
+      () => gradsOf(model, b, inner),
+      5 * reps,
+    );
     disposeBatch(b);
     // One meta-training step: a batch of `accumulate` examples, then an Adam step (tiny lr; weights restored after).
     const train = world.editRecords("train");

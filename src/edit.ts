@@ -142,17 +142,17 @@ export function mendEdit(model: ModelView, editor: Editor, requests: readonly Ed
     disposeBatch(batch);
   }
   const lrScale = opts.lrScale ?? 1;
-  // ‖α ∇̃W‖_F from the small Gram matrices: ‖ŨᵀΔ̃‖² = Σ (ŨŨᵀ) ⊙ (Δ̃Δ̃ᵀ)  ([Nk, Nk], not [d_in, d_out]).
+  // Few, cheap ops: on wasm an edit of this size is bound by the number of kernels, not by FLOPs.
   const [edited, sq] = tf.tidy(() => {
     const t = transformFactors(editor, factors);
     const out: Record<string, tf.Tensor2D> = {};
     const norms: tf.Tensor[] = [];
     for (const name of editor.config.innerParams) {
       const { uTilde, deltaTilde } = t[name];
-      const a = tf.mul(editor.editLrs[name], lrScale);
-      out[name] = tf.add(model.params[name], tf.mul(a, pseudoGradient(uTilde, deltaTilde))) as tf.Tensor2D;
-      const gram = tf.sum(tf.mul(tf.matMul(uTilde, tf.transpose(uTilde)), tf.matMul(deltaTilde, tf.transpose(deltaTilde))));
-      norms.push(tf.mul(tf.square(a), gram), a);
+      const a = lrScale === 1 ? editor.editLrs[name] : tf.mul(editor.editLrs[name], lrScale);
+      const update = tf.mul(a, pseudoGradient(uTilde, deltaTilde)); // α ∇̃W [d_in, d_out]
+      out[name] = tf.add(model.params[name], update) as tf.Tensor2D;
+      norms.push(tf.sum(tf.square(update)), a); // ‖α ∇̃W‖²_F, α
     }
     return [out, tf.stack(norms)] as const;
   });

@@ -12,6 +12,7 @@ import { GPT2Config } from "./config";
 import { createEditor, disposeEditor, Editor, EditorConfig, editorVariables } from "./editor";
 import { Params } from "./gpt";
 import { RawTensor, readSafetensors, writeFileAtomic, writeSafetensors } from "./safetensors";
+import { disposeStats } from "./stats";
 
 export interface EditorFolderConfig {
   format: "mend-ts-editor";
@@ -113,7 +114,7 @@ export function loadEditor(dir: string, baseConfig: GPT2Config, baseParams: Read
         u: { mean: check(`${n.key}.stats.u_mean`, s.u.mean.shape), m2: check(`${n.key}.stats.u_m2`, s.u.m2.shape) },
         delta: { mean: check(`${n.key}.stats.delta_mean`, s.delta.mean.shape), m2: check(`${n.key}.stats.delta_m2`, s.delta.m2.shape) },
       };
-      tf.dispose([s.u.mean, s.u.m2, s.delta.mean, s.delta.m2]);
+      disposeStats(s);
       n.stats = { count, u: fresh.u as typeof s.u, delta: fresh.delta as typeof s.delta };
     }
   } catch (e) {

@@ -22,6 +22,11 @@ export interface Moments {
   mean: tf.Tensor1D;
   /** [d] sum of squared deviations */
   m2: tf.Tensor1D;
+  /**
+   * [d] σ + 1e-7, computed on first use and owned with these moments (an update replaces the
+   * moments, and `disposeStats` frees it): frozen statistics are not re-derived at every edit.
+   */
+  denom?: tf.Tensor1D;
 }
 
 export interface RunningStats {
@@ -39,7 +44,7 @@ export function createStats(dIn: number, dOut: number): RunningStats {
 }
 
 export function disposeStats(s: RunningStats): void {
-  tf.dispose([s.u.mean, s.u.m2, s.delta.mean, s.delta.m2]);
+  for (const m of [s.u, s.delta]) tf.dispose([m.mean, m.m2, ...(m.denom ? [m.denom] : [])]);
 }
 
 function merge(m: Moments, count: number, x: tf.Tensor2D): Moments {
@@ -86,12 +91,16 @@ export function stdOf(m: Moments, count: number): tf.Tensor1D {
  * @param u [Nk, d_in] @param delta [Nk, d_out]
  */
 export function normalizeFactors(s: RunningStats, u: tf.Tensor2D, delta: tf.Tensor2D): { uBar: tf.Tensor2D; deltaBar: tf.Tensor2D } {
-  return tf.tidy(() => {
-    const su = stdOf(s.u, s.count);
-    const sd = stdOf(s.delta, s.count);
-    return {
-      uBar: tf.div(tf.sub(u, s.u.mean), tf.add(su, NORM_EPS)) as tf.Tensor2D,
-      deltaBar: tf.div(tf.sub(delta, s.delta.mean), tf.add(sd, NORM_EPS)) as tf.Tensor2D,
-    };
-  });
+  const du = denominator(s.u, s.count);
+  const dd = denominator(s.delta, s.count);
+  return tf.tidy(() => ({
+    uBar: tf.div(tf.sub(u, s.u.mean), du) as tf.Tensor2D,
+    deltaBar: tf.div(tf.sub(delta, s.delta.mean), dd) as tf.Tensor2D,
+  }));
+}
+
+/** σ + 1e-7 of `m`, cached on `m` (kept out of any enclosing tidy; freed with the moments). */
+function denominator(m: Moments, count: number): tf.Tensor1D {
+  m.denom ??= tf.keep(tf.tidy(() => tf.add(stdOf(m, count), NORM_EPS) as tf.Tensor1D));
+  return m.denom;
 }

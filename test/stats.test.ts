@@ -39,3 +39,26 @@ test("normalising before two rows were seen is an error", async () => {
   u.dispose();
   disposeStats(s);
 });
+
+test("normalisation follows each statistics update (the cached σ is replaced, not reused) and frees it", async () => {
+  await setup();
+  const s = createStats(3, 2);
+  const u1 = tf.randomNormal([5, 3], 0, 1, "float32", 11) as tf.Tensor2D, d1 = tf.randomNormal([5, 2], 0, 1, "float32", 12) as tf.Tensor2D;
+  const u2 = tf.randomNormal([6, 3], 4, 3, "float32", 13) as tf.Tensor2D, d2 = tf.randomNormal([6, 2], -2, 5, "float32", 14) as tf.Tensor2D;
+  updateStats(s, u1, d1);
+  const first = normalizeFactors(s, u2, d2); // caches σ of the first batch
+  updateStats(s, u2, d2);
+  const before = tf.memory().numTensors;
+  const again = normalizeFactors(s, u2, d2); // must use the merged statistics
+  assert.equal(tf.memory().numTensors, before + 2 + 2, "two outputs, plus σ + 1e-7 of u and δ cached once");
+  const third = normalizeFactors(s, u2, d2);
+  assert.equal(tf.memory().numTensors, before + 2 + 2 + 2, "frozen statistics: σ is not recomputed");
+  const maxDiff = (a: tf.Tensor, b: tf.Tensor) => tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).arraySync() as number);
+  const expected = tf.tidy(() => tf.div(tf.sub(u2, s.u.mean), tf.add(stdOf(s.u, s.count), 1e-7)));
+  assert.ok(maxDiff(again.uBar, expected) < 1e-5, "normalised with the updated statistics");
+  assert.ok(maxDiff(again.uBar, first.uBar) > 0.1, "not with the stale ones");
+  tf.dispose([first.uBar, first.deltaBar, again.uBar, again.deltaBar, third.uBar, third.deltaBar, expected, u1, d1, u2, d2]);
+  const live = tf.memory().numTensors;
+  disposeStats(s);
+  assert.equal(tf.memory().numTensors, live - 6, "mean, M2 and cached σ of u and δ are freed");
+});
