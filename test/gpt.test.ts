@@ -1,7 +1,7 @@
 import test from "node:test";
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
-import { disposeBatch, disposeParams, gptForward, makeBatch, meanNll, paramShapes, Params } from "../dist";
+import { disposeBatch, disposeParams, gelu, gptForward, makeBatch, meanNll, paramShapes, Params } from "../dist";
 import { leaked, maxAbsDiff, setup, tinyModel } from "./helpers";
 
 const examples = [
@@ -103,4 +103,20 @@ test("a sequence longer than the context is a clear error", async () => {
   const m = tinyModel(5, { n_positions: 6 });
   assert.throws(() => makeBatch(m.tokenizer, [examples[2]], "target", m.config.n_positions), /longer than the model's context of 6/);
   disposeParams(m.params);
+});
+
+test("gelu is GPT-2's tanh approximation (values and derivative, against plain JS)", async () => {
+  await setup();
+  const xs = [-6, -3, -1.5, -0.5, -1e-3, 0, 1e-3, 0.3, 1, 2.5, 6];
+  const ref = (x: number) => 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x ** 3)));
+  const x = tf.tensor2d(xs, [1, xs.length]);
+  const [yT, dyT] = tf.tidy(() => [gelu(x), tf.grad((t: tf.Tensor) => tf.sum(gelu(t as tf.Tensor2D)))(x)]);
+  const [y, dy] = [yT.dataSync(), dyT.dataSync()];
+  xs.forEach((v, i) => {
+    assert.ok(Math.abs(y[i] - ref(v)) < 1e-6, `gelu(${v}) = ${y[i]}, expected ${ref(v)}`);
+    const h = 1e-4;
+    const num = (ref(v + h) - ref(v - h)) / (2 * h);
+    assert.ok(Math.abs(dy[i] - num) < 1e-4, `gelu'(${v}) = ${dy[i]}, expected ${num}`);
+  });
+  tf.dispose([x, yT, dyT]);
 });
