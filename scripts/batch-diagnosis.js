@@ -26,10 +26,11 @@ async function main() {
   const editor = mend.loadEditor(flag("editor", path.join(root, "checkpoints", "editor")), model.config, model.params);
   const records = mend.World.load().editRecords("test");
   const acc = (params, examples) => mend.scoreTargets({ ...model, params }, examples).filter((s) => s.exact).length;
+  const first = (text) => model.tokenizer.encode(text)[0]; // first token id of a target
+  const scales = flag("scales", "0.5,1,2").split(",").map(Number);
   for (const k of flag("k", "5,25").split(",").map(Number)) {
     const n = { edits: 0, loc: 0, aEs: 0, aLoc: 0, bEs: 0, bLoc: 0 };
     const fails = { laterToken: 0, old: 0, coEditSameRelation: 0, coEditOtherRelation: 0, other: 0 };
-    const scales = flag("scales", "0.5,1,2").split(",").map(Number);
     const scaledEs = scales.map(() => 0);
     for (let s = 0; s + k <= records.length; s += k) {
       const group = records.slice(s, s + k);
@@ -39,7 +40,6 @@ async function main() {
       const call = mend.mendEdit(model, editor, reqs);
       n.aEs += acc(call.params, reqs);
       n.aLoc += acc(call.params, locs);
-      const first = (text) => model.tokenizer.encode(text)[0];
       mend.scoreTargets({ ...model, params: call.params }, reqs).forEach((s, i) => {
         if (s.exact) return;
         const answer = s.argmax[0];

@@ -59,15 +59,7 @@ export interface BenchResult {
 
 /** Median wall time of `fn` in ms over `reps` runs after `warmup` runs. */
 export async function timeIt(fn: () => Promise<void> | void, reps: number, warmup = 2): Promise<number> {
-  for (let i = 0; i < warmup; i++) await fn();
-  const ts: number[] = [];
-  for (let i = 0; i < reps; i++) {
-    const t0 = performance.now();
-    await fn();
-    ts.push(performance.now() - t0);
-  }
-  ts.sort((a, b) => a - b);
-  return ts[Math.floor(ts.length / 2)];
+  return (await timeAlternately([fn], reps, warmup))[0];
 }
 
 /**
@@ -75,21 +67,22 @@ export async function timeIt(fn: () => Promise<void> | void, reps: number, warmu
  * drift in the machine's speed (other processes, GC, thermal) hits both alike: for ratios.
  */
 export async function timePair(a: () => Promise<void>, b: () => Promise<void>, reps: number, warmup = 3): Promise<[number, number]> {
-  for (let i = 0; i < warmup; i++) {
-    await a();
-    await b();
-  }
-  const ta: number[] = [];
-  const tb: number[] = [];
+  const [ta, tb] = await timeAlternately([a, b], reps, warmup);
+  return [ta, tb];
+}
+
+/** Median wall time in ms of each of `fns`, run in turn `reps` times each after `warmup` rounds. */
+async function timeAlternately(fns: readonly (() => Promise<void> | void)[], reps: number, warmup: number): Promise<number[]> {
+  for (let i = 0; i < warmup; i++) for (const fn of fns) await fn();
+  const ts = fns.map((): number[] => []);
   for (let i = 0; i < reps; i++) {
-    for (const [fn, ts] of [[a, ta], [b, tb]] as const) {
+    for (const [j, fn] of fns.entries()) {
       const t0 = performance.now();
       await fn();
-      ts.push(performance.now() - t0);
+      ts[j].push(performance.now() - t0);
     }
   }
-  const median = (ts: number[]) => ts.sort((x, y) => x - y)[Math.floor(ts.length / 2)];
-  return [median(ta), median(tb)];
+  return ts.map((t) => t.sort((x, y) => x - y)[Math.floor(t.length / 2)]);
 }
 
 /** Gradients of the mean NLL of `b` w.r.t. the named weights, read back (one timed forward+backward). */
