@@ -70,7 +70,7 @@ const USAGE = `mend: MEND (Model Editor Networks with Gradient Decomposition) on
   mend pretrain [--out DIR] [--run-dir DIR] [--steps N] [--seed S] [--resume]
   mend train-editor [--model DIR] [--out DIR] [--run-dir DIR] [--steps N] [--seed S] [--resume] [--inner-params A,B,...]
                     [--n-edits 1,5,25] [--init EDITOR_DIR] [--accumulate N] [--outer-is-edit P] [--per-fact N] [--batch-loss mean|sum] [--weighting call|edit]
-                    [--patience STEPS] [--c-loc C] [--loc-per-edit N] [--rank R]
+                    [--patience STEPS] [--c-loc C] [--loc-per-edit N] [--rank R] [--rows all|target] [--same-answer-loc P]
                     (edits per example; start from an editor; examples per step; P(x'_e = x_e);
                      new targets per training fact, default 20; loss of a k-request edit, default mean = official;
                      meta-loss average over calls or over edits)
@@ -206,7 +206,7 @@ async function cmdPretrain(argv: string[]): Promise<void> {
 
 async function cmdTrainEditor(argv: string[]): Promise<void> {
   const a = parseArgs(argv, ["resume"]);
-  checkFlags(a, ["model", "out", "run-dir", "steps", "seed", "resume", "time-budget", "lr", "inner-params", "n-edits", "init", "accumulate", "outer-is-edit", "per-fact", "batch-loss", "weighting", "patience", "c-loc", "loc-per-edit", "rank"]);
+  checkFlags(a, ["model", "out", "run-dir", "steps", "seed", "resume", "time-budget", "lr", "inner-params", "n-edits", "init", "accumulate", "outer-is-edit", "per-fact", "batch-loss", "weighting", "patience", "c-loc", "loc-per-edit", "rank", "rows", "same-answer-loc"]);
   const backend = await initBackend();
   console.error(`backend: ${describeBackend(backend)}`);
   const model = loadModel(str(a, "model", DEFAULT_MODEL_DIR)!);
@@ -224,6 +224,7 @@ async function cmdTrainEditor(argv: string[]): Promise<void> {
     patience: num(a, "patience", d.patience),
     cLoc: num(a, "c-loc", d.cLoc),
     locPerEdit: num(a, "loc-per-edit", d.locPerEdit ?? 1),
+    sameAnswerLoc: num(a, "same-answer-loc", d.sameAnswerLoc ?? 0),
     weighting: (str(a, "weighting") ?? "call") as "call" | "edit",
   };
   if (cfg.weighting !== "call" && cfg.weighting !== "edit") throw new Error(`--weighting must be "call" or "edit", got "${cfg.weighting}"`);
@@ -233,12 +234,18 @@ async function cmdTrainEditor(argv: string[]): Promise<void> {
     cfg.editor = { ...cfg.editor, batchLoss };
   }
   if (str(a, "rank") !== undefined) cfg.editor = { ...cfg.editor, rank: num(a, "rank", 0) };
-  for (const flag of ["rank", "inner-params"]) {
+  const rows = str(a, "rows");
+  if (rows !== undefined) {
+    if (rows !== "all" && rows !== "target") throw new Error(`--rows must be "all" (official) or "target", got "${rows}"`);
+    cfg.editor = { ...cfg.editor, rows };
+  }
+  for (const flag of ["rank", "inner-params", "rows"]) {
     if (cfg.initEditor && str(a, flag) !== undefined) throw new Error(`--${flag} shapes a new editor; with --init the editor keeps its own (drop --${flag})`);
   }
   for (const [flag, v] of [["per-fact", cfg.perFact], ["loc-per-edit", cfg.locPerEdit], ["patience", cfg.patience], ["rank", cfg.editor.rank ?? 1]] as const) {
     if (!Number.isInteger(v) || v < 1) throw new Error(`--${flag} must be a positive integer, got "${str(a, flag)}"`);
   }
+  if (!(cfg.sameAnswerLoc >= 0 && cfg.sameAnswerLoc <= 1)) throw new Error(`--same-answer-loc must be a probability in [0, 1], got "${str(a, "same-answer-loc")}"`);
   if (cfg.cLoc < 0) throw new Error(`--c-loc must be >= 0, got "${str(a, "c-loc")}"`);
   if (cfg.nEdits.some((k) => !Number.isInteger(k) || k < 1)) throw new Error(`--n-edits must be positive integers, got "${str(a, "n-edits")}"`);
   const r = await trainEditor(model, world.editRecords("train", { perFact: cfg.perFact }), world.editRecords("val"), runDir, cfg, { resume: bool(a, "resume") });

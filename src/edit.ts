@@ -137,7 +137,7 @@ export function mendEdit(model: ModelView, editor: Editor, requests: readonly Ed
   const batch = makeBatch(model.tokenizer, requests, "target", model.config.n_positions);
   let factors: Factors;
   try {
-    factors = captureFactors(model.params, model.config, batch, editor.config.innerParams, lossGroups(editor.config, requests.length));
+    factors = captureFactors(model.params, model.config, batch, editor.config.innerParams, lossGroups(editor.config, requests.length), "structural", editor.config.rows);
   } finally {
     disposeBatch(batch);
   }

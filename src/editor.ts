@@ -18,6 +18,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { createStats, disposeStats, RunningStats } from "./stats";
+import type { FactorRows } from "./factor";
 
 export interface EditorConfig {
   /** Edited weights, in MEND's `inner_params` order (mode = index among weights of the same shape). */
@@ -47,6 +48,12 @@ export interface EditorConfig {
    * Training and editing use the same rule. Absent in older editor folders = "mean".
    */
   batchLoss?: "mean" | "sum";
+  /**
+   * Token rows whose (u, δ) feed the editor. "all" (official): every position with a gradient.
+   * "target" (our deviation, opt-in): only the positions whose logits predict the target, in every
+   * edited layer (see factor.ts). Training and editing use the same rule. Absent = "all".
+   */
+  rows?: FactorRows;
 }
 
 /** Names of MEND's default edited weights: the MLP c_fc and c_proj weights of the last `k` blocks. */

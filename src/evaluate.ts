@@ -48,6 +48,12 @@ export interface LocalityStats {
   same_subject: number;
   same_relation: number;
   unrelated: number;
+  /**
+   * The same-relation probes whose answer is the edited fact's old answer ("The official language of
+   * Guatemala is Spanish" for an edit of Panama's Spanish): a subset of same_relation, the probes a
+   * single edit breaks most.
+   */
+  same_relation_same_answer: number;
 }
 
 export interface MethodSummary {
@@ -124,6 +130,8 @@ interface RecordProbes {
   trainParaphrases: TextExample[];
   loc: TextExample[];
   locClass: LocalityClass[];
+  /** Per locality probe: same relation and the same answer as the edited fact's old answer. */
+  locSameAnswer: boolean[];
 }
 
 function recordProbes(r: EditRecord): RecordProbes {
@@ -133,6 +141,7 @@ function recordProbes(r: EditRecord): RecordProbes {
     trainParaphrases: r.prompts.slice(1).map((p) => ({ prompt: p, target: r.target_new })),
     loc: r.locality.map((l) => ({ prompt: l.prompt, target: l.target })),
     locClass: r.locality.map((l) => l.class),
+    locSameAnswer: r.locality.map((l) => l.class === "same_relation" && l.target === r.target_true),
   };
 }
 
@@ -140,7 +149,7 @@ function recordProbes(r: EditRecord): RecordProbes {
 function evalSingle(model: ModelView, method: EditMethod, records: readonly EditRecord[], ppl: TextExample[], heatmapRecords: readonly EditRecord[]) {
   const base = corpusNll(model, ppl);
   const pplBefore = perplexity(base.nll, base.tokens);
-  const rows: { es: number; para: number; esPaper: number; relTok: number; genTok: number; unchanged: number[]; unchangedTok: number[]; kl: number[]; classes: LocalityClass[]; accPre: number; accPost: number; pplAfter: number; ms: number; steps?: number }[] = [];
+  const rows: { es: number; para: number; esPaper: number; relTok: number; genTok: number; unchanged: number[]; unchangedTok: number[]; kl: number[]; classes: LocalityClass[]; sameAnswer: boolean[]; accPre: number; accPost: number; pplAfter: number; ms: number; steps?: number }[] = [];
   const drift: DriftPoint[] = [];
   const heat = heatmapRecords.map((r) => ({ prompt: r.prompts[0], target: r.target_true }));
   const heatPre = scoreTargets(model, heat);
@@ -172,6 +181,7 @@ function evalSingle(model: ModelView, method: EditMethod, records: readonly Edit
         unchangedTok: sLoc.map((x, i) => unchangedTokenFraction(pre[i].argmax, x.argmax)),
         kl,
         classes: p.locClass,
+        sameAnswer: p.locSameAnswer,
         accPre: mean(pre.map((x) => (x.exact ? 1 : 0))),
         accPost: mean(sLoc.map((x) => (x.exact ? 1 : 0))),
         pplAfter: perplexity(after.nll, after.tokens),
@@ -187,10 +197,11 @@ function evalSingle(model: ModelView, method: EditMethod, records: readonly Edit
       disposeMethodEdit(e);
     }
   }
-  const flat = rows.flatMap((r) => r.classes.map((c, i) => ({ c, u: r.unchanged[i], kl: r.kl[i] })));
+  const flat = rows.flatMap((r) => r.classes.map((c, i) => ({ c, u: r.unchanged[i], kl: r.kl[i], sameAnswer: r.sameAnswer[i] })));
   const byClass = (f: (x: (typeof flat)[number]) => number): LocalityStats => {
     const m = meanBy(flat, (x) => x.c, f);
-    return { overall: mean(flat.map(f)), same_subject: m.same_subject ?? NaN, same_relation: m.same_relation ?? NaN, unrelated: m.unrelated ?? NaN };
+    const sa = flat.filter((x) => x.sameAnswer);
+    return { overall: mean(flat.map(f)), same_subject: m.same_subject ?? NaN, same_relation: m.same_relation ?? NaN, unrelated: m.unrelated ?? NaN, same_relation_same_answer: sa.length ? mean(sa.map(f)) : NaN };
   };
   const summary: MethodSummary = {
     es: mean(rows.map((r) => r.es)),

@@ -12,6 +12,10 @@
  *
  * Rows (tokens) whose u or δ is entirely zero are dropped, per layer, as the official code does
  * ("skip batch elements with zero grad"): for right-padded decoder batches these are the padding rows.
+ * With `rows = "target"` (our deviation, opt-in per editor) only the rows at the labelled positions
+ * (those whose logits predict a target token) are kept in every layer: the edit is then keyed on
+ * the representation that predicts the answer, not on the subject's and relation's own tokens,
+ * which every other prompt about that subject or relation shares.
  *
  * Shapes: N = B*T token rows, Nk = kept rows, d_in/d_out of the edited weight.
  */
@@ -20,6 +24,9 @@ import { Batch } from "./batch";
 import { GPT2Config } from "./config";
 import { gptForward, Params } from "./gpt";
 import { groupedMeanNll, meanNll } from "./loss";
+
+/** Which token rows feed the editor: every row with a gradient (official) or the target positions only. */
+export type FactorRows = "all" | "target";
 
 export interface Factors {
   /** Kept layer inputs, name -> [Nk, d_in]. */
@@ -38,7 +45,8 @@ export interface Factors {
  * edit call, k requests included); with `group` (batch row -> independent edit call, used by
  * meta-training) it is the sum of per-group means. Rows are filtered `structural`ly (from the labels,
  * no device read) or by reading the `data` (official: rows whose u or δ is all zero); both give the
- * same rows for this architecture (tested). The caller owns the returned tensors.
+ * same rows for this architecture (tested). `rows`: "all" rows with a gradient (official) or the
+ * "target" rows only (see the header). The caller owns the returned tensors.
  */
 export function captureFactors(
   params: Readonly<Params>,
@@ -47,6 +55,7 @@ export function captureFactors(
   innerParams: readonly string[],
   group?: readonly number[],
   rowFilter: "structural" | "data" = "structural",
+  rows: FactorRows = "all",
 ): Factors {
   const [B, T] = batch.inputIds.shape;
   const N = B * T;
@@ -74,7 +83,11 @@ export function captureFactors(
     throw new Error(`edit loss is ${loss}: the base model produced non-finite values on the edit example`);
   }
   const f: Factors = { u: {}, delta: {}, rows: {}, loss };
-  const keep = rowFilter === "data" ? dataRowFilter(captured, grads as tf.Tensor2D[], innerParams, N) : structuralRowFilter(batch, innerParams, config.n_layer);
+  let keep = rowFilter === "data" ? dataRowFilter(captured, grads as tf.Tensor2D[], innerParams, N) : structuralRowFilter(batch, innerParams, config.n_layer);
+  if (rows === "target") {
+    const labelled = new Set(labelledRows(batch));
+    keep = Object.fromEntries(Object.entries(keep).map(([n, r]) => [n, r.filter((i) => labelled.has(i))]));
+  }
   innerParams.forEach((name, i) => {
     const u = captured[name];
     const d = grads[i] as tf.Tensor2D;
@@ -118,6 +131,14 @@ export function structuralRowFilter(batch: Batch, innerParams: readonly string[]
     row.forEach((l, t) => l >= 0 && labelled.push(b * T + t));
   });
   return Object.fromEntries(innerParams.map((n) => [n, n.startsWith(`h.${nLayer - 1}.`) ? labelled : upToLast]));
+}
+
+/** Flattened (b·T + t) indices of the labelled positions of a batch, the rows `rows = "target"` keeps. */
+export function labelledRows(batch: Batch): number[] {
+  const T = batch.inputIds.shape[1];
+  const out: number[] = [];
+  (batch.labels.arraySync() as number[][]).forEach((row, b) => row.forEach((l, t) => l >= 0 && out.push(b * T + t)));
+  return out;
 }
 
 export function disposeFactors(f: Factors): void {

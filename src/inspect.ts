@@ -52,7 +52,7 @@ export interface GradientComparison {
 /** For each edited weight: raw gradient Σ u δᵀ vs the editor's pseudo-gradient Σ ũ δ̃ᵀ. */
 export function compareWithGradient(model: ModelView, editor: Editor, requests: readonly EditRequest[]): GradientComparison[] {
   const b = makeBatch(model.tokenizer, requests, "target", model.config.n_positions);
-  const f = captureFactors(model.params, model.config, b, editor.config.innerParams);
+  const f = captureFactors(model.params, model.config, b, editor.config.innerParams, undefined, "structural", editor.config.rows);
   disposeBatch(b);
   try {
     return tf.tidy(() => {

@@ -40,7 +40,7 @@ import { ProgressBar } from "./progress";
 import { Rng } from "./rng";
 import { writeFileAtomic } from "./safetensors";
 import { ModelView } from "./score";
-import { EditRecord, LocalityClass } from "./world";
+import { EditRecord, LocalityClass, LocalityExample } from "./world";
 
 export interface TrainEditorConfig extends MetaLossConfig {
   seed: number;
@@ -87,6 +87,13 @@ export interface TrainEditorConfig extends MetaLossConfig {
    * scale is unchanged and only its variance drops; validation keeps one per edit.
    */
   locPerEdit?: number;
+  /**
+   * Probability that an edit's last locality text is another subject's fact with the same relation
+   * and the same old answer (deviation; official: locality texts unrelated to the edit). A single edit
+   * breaks these most (the update lowers the old answer wherever the relation is asked): 16 of 27
+   * on the validation edits, against 13 of 489 other same-relation probes. Default 0 (off).
+   */
+  sameAnswerLoc?: number;
 }
 
 export const DEFAULT_TRAIN_EDITOR_CONFIG: Readonly<TrainEditorConfig> = Object.freeze({
@@ -121,11 +128,41 @@ export interface MetaExample {
 }
 
 /**
+ * Locality texts that share a fact's relation and answer, keyed `relation|answer`: "The official
+ * language of Guatemala is Spanish" for an edit of Panama's language (old answer Spanish). One per
+ * (subject, training template) of `records`.
+ */
+export type SameAnswerPool = Map<string, LocalityExample[]>;
+
+export function sameAnswerPool(records: readonly EditRecord[]): SameAnswerPool {
+  const pool: SameAnswerPool = new Map();
+  const seen = new Set<string>();
+  for (const r of records) {
+    const fact = `${r.subject}|${r.relation}`;
+    if (seen.has(fact)) continue;
+    seen.add(fact);
+    const key = `${r.relation}|${r.target_true}`;
+    if (!pool.has(key)) pool.set(key, []);
+    for (const prompt of r.prompts) pool.get(key)!.push({ class: "same_relation", prompt, target: r.target_true, subject: r.subject, relation: r.relation });
+  }
+  return pool;
+}
+
+/** Same-answer locality texts for meta-training (TrainEditorConfig.sameAnswerLoc). */
+export interface SameAnswerLoc {
+  pool: SameAnswerPool;
+  /** Probability that an edit's last locality text is replaced by one from the pool (when it has one). */
+  p: number;
+}
+
+/**
  * Draw `n` examples of distinct facts; per record x_e and x'_e are two different training
  * templates and the locality text is one of its locality examples (any class); with
- * `locPerEdit` > 1, that many distinct ones (the first in `loc`, the rest in `extraLoc`).
+ * `locPerEdit` > 1, that many distinct ones (the first in `loc`, the rest in `extraLoc`). With
+ * `sameAnswer`, the last of them is, with probability `p`, a text of another subject with the
+ * edited fact's relation and old answer.
  */
-export function sampleMetaBatch(records: readonly EditRecord[], rng: Rng, n: number, outerIsEdit = 0, locPerEdit = 1): MetaExample[] {
+export function sampleMetaBatch(records: readonly EditRecord[], rng: Rng, n: number, outerIsEdit = 0, locPerEdit = 1, sameAnswer: SameAnswerLoc | null = null): MetaExample[] {
   const out: MetaExample[] = [];
   const used = new Set<string>();
   for (let tries = 0; out.length < n && tries < 50 * n; tries++) {
@@ -137,7 +174,12 @@ export function sampleMetaBatch(records: readonly EditRecord[], rng: Rng, n: num
     const j = outerIsEdit > 0 && rng.next() < outerIsEdit ? i : j0; // sometimes L_edit on x_e itself
     const free = r.locality.filter((l) => !used.has(`${l.subject}|${l.relation}`)); // not about a fact edited alongside
     const pool = free.length ? free : r.locality;
-    const [loc, ...extra] = locPerEdit > 1 ? rng.sample(pool, locPerEdit) : [rng.choice(pool)];
+    const locs = locPerEdit > 1 ? rng.sample(pool, locPerEdit) : [rng.choice(pool)];
+    if (sameAnswer && rng.next() < sameAnswer.p) {
+      const same = (sameAnswer.pool.get(`${r.relation}|${r.target_true}`) ?? []).filter((l) => l.subject !== r.subject && !used.has(`${l.subject}|${l.relation}`));
+      if (same.length) locs[locs.length - 1] = rng.choice(same);
+    }
+    const [loc, ...extra] = locs;
     out.push({
       editInner: { prompt: r.prompts[i], target: r.target_new },
       editOuter: { prompt: r.prompts[j ?? i], target: r.target_new },
@@ -153,8 +195,8 @@ export function sampleMetaBatch(records: readonly EditRecord[], rng: Rng, n: num
  * A meta-training batch of `n` groups; each group is one (batched) edit of k distinct facts, with k
  * drawn from `kChoices`. A group of k = 1 is an ordinary single edit.
  */
-export function sampleMetaGroups(records: readonly EditRecord[], rng: Rng, n: number, kChoices: readonly number[] = [1], outerIsEdit = 0, locPerEdit = 1): MetaExample[][] {
-  return Array.from({ length: n }, () => sampleMetaBatch(records, rng, kChoices[rng.int(kChoices.length)], outerIsEdit, locPerEdit));
+export function sampleMetaGroups(records: readonly EditRecord[], rng: Rng, n: number, kChoices: readonly number[] = [1], outerIsEdit = 0, locPerEdit = 1, sameAnswer: SameAnswerLoc | null = null): MetaExample[][] {
+  return Array.from({ length: n }, () => sampleMetaBatch(records, rng, kChoices[rng.int(kChoices.length)], outerIsEdit, locPerEdit, sameAnswer));
 }
 
 /** The fixed validation examples: first training template as x_e, second as x'_e, the k-th locality example. */
@@ -279,7 +321,7 @@ export function metaBatchGrads(
   train = true,
 ): { grads: Record<string, tf.Tensor> | null; gradNorm: number; results: ExampleResult[] } {
   const e = encodeMeta(m, groups, c.weighting);
-  const factors = captureFactors(m.params, m.config, e.inner, editor.config.innerParams, lossGroups(editor.config, e.group.length, e.group));
+  const factors = captureFactors(m.params, m.config, e.inner, editor.config.innerParams, lossGroups(editor.config, e.group.length, e.group), "structural", editor.config.rows);
   try {
     if (train && editor.config.norm) updateEditorStats(editor, factors);
     const pre = preEditLogits(m.params, m.config, e.loc);
@@ -314,7 +356,7 @@ export function metaBatchGrads(
 /** Edit-and-measure without gradients (validation): same metrics, statistics frozen. */
 export function metaBatchEval(m: ModelView, editor: Editor, groups: readonly (readonly MetaExample[])[], c: MetaLossConfig): ExampleResult[] {
   const e = encodeMeta(m, groups, c.weighting);
-  const factors = captureFactors(m.params, m.config, e.inner, editor.config.innerParams, lossGroups(editor.config, e.group.length, e.group));
+  const factors = captureFactors(m.params, m.config, e.inner, editor.config.innerParams, lossGroups(editor.config, e.group.length, e.group), "structural", editor.config.rows);
   try {
     const out = tf.tidy(() => {
       const pre = preEditLogits(m.params, m.config, e.loc);
@@ -450,6 +492,7 @@ export async function trainEditor(
   }
   const rng = new Rng(0);
   rng.state = st.rngState;
+  const sameAnswer = cfg.sameAnswerLoc ? { pool: sameAnswerPool(train), p: cfg.sameAnswerLoc } : null;
   const { net, editLrs } = editorVariables(editor);
   const vars = { ...net, ...editLrs };
   const netOpt = tf.train.adam(cfg.lr, 0.9, 0.999, 1e-8); // ε = 1e-8 as PyTorch (tfjs' default is 1e-7)
@@ -468,7 +511,7 @@ export async function trainEditor(
       const decay = cfg.lrSchedule === "cosine" ? 0.1 + 0.45 * (1 + Math.cos((Math.PI * st.step) / cfg.maxSteps)) : 1;
       (netOpt as unknown as { learningRate: number }).learningRate = cfg.lr * decay;
       (lrOpt as unknown as { learningRate: number }).learningRate = cfg.editLrLr * decay;
-      const groups = sampleMetaGroups(train, rng, cfg.accumulate, cfg.nEdits, cfg.outerIsEdit, cfg.locPerEdit ?? 1);
+      const groups = sampleMetaGroups(train, rng, cfg.accumulate, cfg.nEdits, cfg.outerIsEdit, cfg.locPerEdit ?? 1, sameAnswer);
       const { grads, gradNorm, results: rs } = metaBatchGrads(model, editor, groups, vars, cfg, true);
       const nEx = groups.reduce((a, g) => a + g.length, 0);
       st.examples += nEx;

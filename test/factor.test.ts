@@ -75,3 +75,28 @@ test("the structural row filter (from labels) keeps exactly the rows the officia
   disposeBatch(b);
   disposeParams(m.params);
 });
+
+test('rows = "target" keeps only the labelled positions in every layer, the same u and δ there', async () => {
+  await setup();
+  const m = tinyModel(15);
+  const b = makeBatch(m.tokenizer, [{ prompt: "The capital of Peru is", target: "Lima" }, { prompt: "Which party does Trump belong to ? Answer : the", target: "Republican Party" }], "target", m.config.n_positions);
+  const T = b.inputIds.shape[1];
+  const all = captureFactors(m.params, m.config, b, inner);
+  const tgt = captureFactors(m.params, m.config, b, inner, undefined, "structural", "target");
+  const labelled = [5, 2 * T - 2, 2 * T - 1];
+  for (const name of inner) {
+    assert.deepEqual(tgt.rows[name], labelled, name);
+    assert.equal(tgt.u[name].shape[0], labelled.length);
+    // the kept rows are the official rows at those positions, unchanged
+    const at = labelled.map((r) => all.rows[name].indexOf(r));
+    const [uAll, dAll] = tf.tidy(() => [tf.gather(all.u[name], at), tf.gather(all.delta[name], at)]);
+    assert.equal(maxAbsDiff(uAll, tgt.u[name]), 0, name);
+    assert.equal(maxAbsDiff(dAll, tgt.delta[name]), 0, name);
+    tf.dispose([uAll, dAll]);
+  }
+  assert.ok(all.rows["h.0.mlp.c_fc.weight"].length > labelled.length, "the official rows of an early block include unlabelled positions");
+  disposeFactors(all);
+  disposeFactors(tgt);
+  disposeBatch(b);
+  disposeParams(m.params);
+});

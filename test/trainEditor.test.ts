@@ -4,7 +4,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import * as tf from "@tensorflow/tfjs";
-import { DEFAULT_TRAIN_EDITOR_CONFIG, disposeParams, editorTrainingInfo, loadEditor, disposeEditor, sampleMetaBatch, Rng, trainEditor } from "../dist";
+import { DEFAULT_TRAIN_EDITOR_CONFIG, disposeParams, editorTrainingInfo, loadEditor, disposeEditor, sameAnswerPool, sampleMetaBatch, Rng, trainEditor } from "../dist";
 import { getWorld, setup, tinyModel, warmEditor } from "./helpers";
 
 const cfg = { ...DEFAULT_TRAIN_EDITOR_CONFIG, maxSteps: 6, accumulate: 4, valEvery: 3, valSize: 8, lr: 1e-3, editor: { rank: 16 } };
@@ -93,4 +93,32 @@ test("extra locality texts share their edit's weight: duplicating x_loc leaves t
   for (const x of drawn) assert.equal(new Set([x.loc, ...(x.extraLoc ?? [])].map((l) => l.prompt)).size, 3, "three distinct locality texts");
   disposeEditor(e);
   disposeParams(m.params);
+});
+
+test("same-answer locality texts: another subject's fact with the edit's relation and old answer", () => {
+  const train = getWorld().editRecords("train");
+  const pool = sameAnswerPool(train);
+  for (const [key, ls] of pool) for (const l of ls) assert.equal(`${l.relation}|${l.target}`, key);
+  const byPrompt = new Map(train.flatMap((r) => r.prompts.map((p) => [p, r] as const))); // any record of the fact
+  const byEdit = new Map(train.flatMap((r) => r.prompts.map((p) => [`${p}|${r.target_new}`, r] as const))); // the edited record
+  const exs = sampleMetaBatch(train, new Rng(5), 40, 0, 3, { pool, p: 1 });
+  let replaced = 0;
+  for (const x of exs) {
+    const edited = byEdit.get(`${x.editInner.prompt}|${x.editInner.target}`)!;
+    const last = (x.extraLoc ?? [x.loc]).at(-1)!;
+    const src = byPrompt.get(last.prompt);
+    const others = (pool.get(`${edited.relation}|${edited.target_true}`) ?? []).filter((l) => l.subject !== edited.subject);
+    if (others.length === 0) continue; // no other subject shares this answer: the drawn text stays
+    replaced++;
+    assert.ok(src, `"${last.prompt}" is a training prompt`);
+    assert.equal(src.relation, edited.relation);
+    assert.equal(last.target, edited.target_true);
+    assert.notEqual(src.subject, edited.subject);
+  }
+  assert.ok(replaced > 10, `${replaced} of 40 edits had a same-answer text`);
+  // p = 0 keeps every locality text from the edit's own locality examples
+  for (const x of sampleMetaBatch(train, new Rng(6), 20, 0, 3, { pool, p: 0 })) {
+    const edited = byEdit.get(`${x.editInner.prompt}|${x.editInner.target}`)!;
+    for (const l of [x.loc, ...(x.extraLoc ?? [])]) assert.ok(edited.locality.some((e) => e.prompt === l.prompt), l.prompt);
+  }
 });
