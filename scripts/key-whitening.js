@@ -1,0 +1,124 @@
+#!/usr/bin/env node
+/**
+ * How local can a one-layer gradient edit be, and what does the key do? For each edit of the split:
+ * the gradient of the edit loss w.r.t. one weight, from the target rows only, G = Σ_i u_i δ_iᵀ, is
+ * applied as W − η G with
+ *   plain: the key u_i as it is (a single tuned gradient step), or
+ *   white: the key C⁻¹ u_i, C = E[u uᵀ] over the training prompts' answer positions plus a ridge
+ *          λ·tr(C)/d (ROME's key covariance), rescaled so that u_i·key = u_i·u_i: the edit prompt
+ *          itself sees exactly the same update, only other prompts see less of it.
+ * η is the smallest step that makes the edit prompt right (bisection), times --margin. Reports edit
+ * success, held-out paraphrases and locality per class, with the same-relation probes that share
+ * the edited fact's old answer apart ("same answer"; the rest is "same relation" here).
+ *
+ *   node scripts/key-whitening.js [--layer h.3.mlp.c_proj.weight] [--lam 1] [--margin 1.5] [--split test|val] [--limit N]
+ */
+const path = require("path");
+const tf = require("@tensorflow/tfjs");
+const mend = require(path.join(__dirname, "..", "dist"));
+
+/** Second moment E[u uᵀ] of the layer's input at the last prompt position, float64 [d·d]. */
+function keySecondMoment(model, layer, prompts) {
+  const d = model.params[layer].shape[0];
+  const C = new Float64Array(d * d);
+  for (let s = 0; s < prompts.length; s += 256) {
+    const a = mend.encodeExamples(model.tokenizer, prompts.slice(s, s + 256).map((p) => ({ prompt: p, target: "" })), "none", model.config.n_positions);
+    const b = mend.toBatch(a);
+    const T = b.inputIds.shape[1];
+    const rows = tf.tensor1d(a.lastPosition.map((t, i) => i * T + t), "int32");
+    const U = tf.tidy(() => tf.gather(mend.gptForward(model.params, model.config, b.inputIds, { attentionMask: b.attentionMask, capture: [layer] }).inputs[layer], rows));
+    const u = U.arraySync();
+    tf.dispose([U, rows]);
+    mend.disposeBatch(b);
+    for (const v of u) for (let i = 0; i < d; i++) for (let j = 0; j < d; j++) C[i * d + j] += v[i] * v[j];
+  }
+  for (let i = 0; i < d * d; i++) C[i] /= prompts.length;
+  return { C, d };
+}
+
+/** Solver for (C + λ·tr(C)/d·I) x = b by Cholesky (float64). */
+function ridgeSolver(C, d, lam) {
+  let tr = 0;
+  for (let i = 0; i < d; i++) tr += C[i * d + i];
+  const L = new Float64Array(d * d);
+  for (let i = 0; i < d; i++) {
+    for (let j = 0; j <= i; j++) {
+      let s = C[i * d + j] + (i === j ? (lam * tr) / d : 0);
+      for (let k = 0; k < j; k++) s -= L[i * d + k] * L[j * d + k];
+      L[i * d + j] = i === j ? Math.sqrt(s) : s / L[j * d + j];
+    }
+  }
+  return (b) => {
+    const y = new Float64Array(d);
+    for (let i = 0; i < d; i++) {
+      let s = b[i];
+      for (let k = 0; k < i; k++) s -= L[i * d + k] * y[k];
+      y[i] = s / L[i * d + i];
+    }
+    const x = new Float64Array(d);
+    for (let i = d - 1; i >= 0; i--) {
+      let s = y[i];
+      for (let k = i + 1; k < d; k++) s -= L[k * d + i] * x[k];
+      x[i] = s / L[i * d + i];
+    }
+    return x;
+  };
+}
+
+async function main() {
+  const args = process.argv.slice(2);
+  const flag = (name, d) => (args.includes(`--${name}`) ? args[args.indexOf(`--${name}`) + 1] : d);
+  const layer = flag("layer", "h.3.mlp.c_proj.weight");
+  const lam = Number(flag("lam", "1"));
+  const margin = Number(flag("margin", "1.5"));
+  await mend.initBackend();
+  const model = mend.loadModel(path.join(__dirname, "..", "checkpoints", "base"));
+  if (!model.params[layer]) throw new Error(`--layer: "${layer}" is not a weight of the base model`);
+  const world = mend.World.load();
+  const trainPrompts = [...new Set(world.editRecords("train", { perFact: 1 }).flatMap((r) => r.prompts))];
+  const { C, d } = keySecondMoment(model, layer, trainPrompts);
+  const solve = ridgeSolver(C, d, lam);
+  const records = world.editRecords(flag("split", "test")).slice(0, Number(flag("limit", "100000")));
+  const dot = (a, b) => a.reduce((s, x, i) => s + x * b[i], 0);
+  for (const mode of ["plain", "white"]) {
+    const n = { es: 0, para: [0, 0], loc: {} };
+    for (const r of records) {
+      const req = { prompt: r.prompts[0], target: r.target_new };
+      const b = mend.makeBatch(model.tokenizer, [req], "target", model.config.n_positions);
+      const f = mend.captureFactors(model.params, model.config, b, [layer], undefined, "structural", "target");
+      mend.disposeBatch(b);
+      const u = f.u[layer].arraySync();
+      const delta = f.delta[layer].arraySync();
+      mend.disposeFactors(f);
+      const keys = mode === "plain" ? u : u.map((ui) => { const k = solve(ui); const s = dot(ui, ui) / dot(ui, k); return Array.from(k, (x) => x * s); });
+      const G = tf.tidy(() => tf.matMul(tf.transpose(tf.tensor2d(keys)), tf.tensor2d(delta))); // [d_in, d_out]
+      const withStep = (eta) => ({ ...model, params: { ...model.params, [layer]: tf.tidy(() => tf.sub(model.params[layer], tf.mul(eta, G))) } });
+      const right = (eta) => { const m = withStep(eta); const ok = mend.scoreTargets(m, [req])[0].exact; m.params[layer].dispose(); return ok; };
+      let lo = 0, hi = 1;
+      while (!right(hi) && hi < 1e6) [lo, hi] = [hi, hi * 2];
+      for (let it = 0; it < 12; it++) { const mid = (lo + hi) / 2; if (right(mid)) hi = mid; else lo = mid; }
+      const post = withStep(hi * margin);
+      const ex = [req, ...r.heldout_prompts.map((p) => ({ prompt: p, target: r.target_new })), ...r.locality.map((l) => ({ prompt: l.prompt, target: l.target }))];
+      const pre = mend.scoreTargets(model, ex);
+      const s = mend.scoreTargets(post, ex);
+      n.es += s[0].exact ? 1 : 0;
+      r.heldout_prompts.forEach((_, i) => { n.para[0]++; n.para[1] += s[1 + i].exact ? 1 : 0; });
+      r.locality.forEach((l, i) => {
+        const c = l.class === "same_relation" && l.target === r.target_true ? "same answer" : l.class.replace("_", " ");
+        const j = 1 + r.heldout_prompts.length + i;
+        n.loc[c] ??= [0, 0];
+        n.loc[c][0]++;
+        n.loc[c][1] += mend.unchanged(pre[j].argmax, s[j].argmax) ? 1 : 0;
+      });
+      tf.dispose([post.params[layer], G]);
+    }
+    const locAll = Object.values(n.loc).reduce((a, v) => [a[0] + v[0], a[1] + v[1]], [0, 0]);
+    console.log(`${layer} λ ${lam} margin ${margin} ${mode.padEnd(5)}  ES ${(n.es / records.length).toFixed(3)}  held-out paraphrases ${(n.para[1] / n.para[0]).toFixed(3)}  locality ${(locAll[1] / locAll[0]).toFixed(3)}  ` +
+      Object.entries(n.loc).sort().map(([c, v]) => `${c} ${(v[1] / v[0]).toFixed(3)} (${v[0]})`).join("  "));
+  }
+}
+
+main().catch((e) => {
+  console.error(e instanceof Error ? e.message : e);
+  process.exit(1);
+});
