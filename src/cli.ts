@@ -70,7 +70,7 @@ const USAGE = `mend: MEND (Model Editor Networks with Gradient Decomposition) on
   mend pretrain [--out DIR] [--run-dir DIR] [--steps N] [--seed S] [--resume]
   mend train-editor [--model DIR] [--out DIR] [--run-dir DIR] [--steps N] [--seed S] [--resume] [--inner-params A,B,...]
                     [--n-edits 1,5,25] [--init EDITOR_DIR] [--accumulate N] [--outer-is-edit P] [--per-fact N] [--batch-loss mean|sum] [--weighting call|edit]
-                    [--patience STEPS] [--c-loc C] [--loc-per-edit N] [--rank R] [--rows all|target] [--same-answer-loc P]
+                    [--patience STEPS] [--c-loc C] [--loc-per-edit N] [--rank R] [--rows all|target] [--same-answer-loc P] [--key-precond LAMBDA]
                     (edits per example; start from an editor; examples per step; P(x'_e = x_e);
                      new targets per training fact, default 20; loss of a k-request edit, default mean = official;
                      meta-loss average over calls or over edits)
@@ -206,7 +206,7 @@ async function cmdPretrain(argv: string[]): Promise<void> {
 
 async function cmdTrainEditor(argv: string[]): Promise<void> {
   const a = parseArgs(argv, ["resume"]);
-  checkFlags(a, ["model", "out", "run-dir", "steps", "seed", "resume", "time-budget", "lr", "inner-params", "n-edits", "init", "accumulate", "outer-is-edit", "per-fact", "batch-loss", "weighting", "patience", "c-loc", "loc-per-edit", "rank", "rows", "same-answer-loc"]);
+  checkFlags(a, ["model", "out", "run-dir", "steps", "seed", "resume", "time-budget", "lr", "inner-params", "n-edits", "init", "accumulate", "outer-is-edit", "per-fact", "batch-loss", "weighting", "patience", "c-loc", "loc-per-edit", "rank", "rows", "same-answer-loc", "key-precond"]);
   const backend = await initBackend();
   console.error(`backend: ${describeBackend(backend)}`);
   const model = loadModel(str(a, "model", DEFAULT_MODEL_DIR)!);
@@ -239,7 +239,12 @@ async function cmdTrainEditor(argv: string[]): Promise<void> {
     if (rows !== "all" && rows !== "target") throw new Error(`--rows must be "all" (official) or "target", got "${rows}"`);
     cfg.editor = { ...cfg.editor, rows };
   }
-  for (const flag of ["rank", "inner-params", "rows"]) {
+  if (str(a, "key-precond") !== undefined) {
+    const lam = num(a, "key-precond", NaN);
+    if (!(lam > 0)) throw new Error(`--key-precond takes the ridge λ, a number > 0, got "${str(a, "key-precond")}"`);
+    cfg.editor = { ...cfg.editor, keyPrecond: lam };
+  }
+  for (const flag of ["rank", "inner-params", "rows", "key-precond"]) {
     if (cfg.initEditor && str(a, flag) !== undefined) throw new Error(`--${flag} shapes a new editor; with --init the editor keeps its own (drop --${flag})`);
   }
   for (const [flag, v] of [["per-fact", cfg.perFact], ["loc-per-edit", cfg.locPerEdit], ["patience", cfg.patience], ["rank", cfg.editor.rank ?? 1]] as const) {

@@ -16,7 +16,7 @@ import { disposeBatch, makeBatch, TextExample } from "./batch";
 import { Editor, applyEditorAll, lossGroups, netFor, pseudoGradient } from "./editor";
 import { captureFactors, disposeFactors, Factors } from "./factor";
 import { Params } from "./gpt";
-import { normalizeFactors, updateStats } from "./stats";
+import { inputScale, normalizeFactors, updateStats } from "./stats";
 import { ModelView } from "./score";
 
 export type EditRequest = TextExample;
@@ -38,7 +38,8 @@ export function editedWeights(params: Readonly<Params>, editor: Editor, factors:
 
 /**
  * Normalise every edited weight's factors and run the editor (one pass per shared net):
- * name -> {ũ [Nk, d_in], δ̃ [Nk, d_out]}. Differentiable in φ.
+ * name -> {ũ [Nk, d_in], δ̃ [Nk, d_out]}; with key preconditioning ũ is the key (ũ ∘ σ) P
+ * (precond.ts). Differentiable in φ.
  */
 export function transformFactors(editor: Editor, factors: Factors): Record<string, { uTilde: tf.Tensor2D; deltaTilde: tf.Tensor2D }> {
   const normed: Record<string, { uBar: tf.Tensor2D; deltaBar: tf.Tensor2D }> = {};
@@ -48,7 +49,15 @@ export function transformFactors(editor: Editor, factors: Factors): Record<strin
     if (!u || !delta) throw new Error(`no factors captured for "${name}"`);
     normed[name] = editor.config.norm ? normalizeFactors(netFor(editor, name).net.stats, u, delta) : { uBar: u, deltaBar: delta };
   }
-  return applyEditorAll(editor, normed);
+  const out = applyEditorAll(editor, normed);
+  if (editor.precond) {
+    for (const name of editor.config.innerParams) {
+      const { uTilde } = out[name];
+      const scaled = editor.config.norm ? tf.mul(uTilde, inputScale(netFor(editor, name).net.stats)) : uTilde;
+      out[name] = { ...out[name], uTilde: tf.matMul(scaled, editor.precond[name]) as tf.Tensor2D }; // key = (ũ ∘ σ) P
+    }
+  }
+  return out;
 }
 
 /**

@@ -54,6 +54,12 @@ export interface EditorConfig {
    * edited layer (see factor.ts). Training and editing use the same rule. Absent = "all".
    */
   rows?: FactorRows;
+  /**
+   * Key preconditioning with ridge λ (our deviation, opt-in; see precond.ts): the key of each edited
+   * weight's update is (ũ ∘ σ) P, P = s (C + λ s I)⁻¹ from the base model's key second moment C.
+   * Absent = off (official: the key is ũ).
+   */
+  keyPrecond?: number;
 }
 
 /** Names of MEND's default edited weights: the MLP c_fc and c_proj weights of the last `k` blocks. */
@@ -101,6 +107,11 @@ export interface Editor {
   nets: Record<string, EditorNet>;
   /** Learned α per edited weight (scalar variables). */
   editLrs: Record<string, tf.Variable>;
+  /**
+   * With `config.keyPrecond`: the key preconditioner P of each edited weight, [d_in, d_in], fixed
+   * (not trained; measured when the editor is created for a base model, saved with it).
+   */
+  precond?: Record<string, tf.Tensor2D>;
 }
 
 export function shapeKey(dIn: number, dOut: number): string {
@@ -157,7 +168,24 @@ export function createEditor(config: EditorConfig, shapes: Readonly<Record<strin
   }
   const editLrs: Record<string, tf.Variable> = {};
   for (const name of config.innerParams) editLrs[name] = owned(tf.scalar(config.editLr), `${id}/edit_lrs.${name}`);
-  return { config, nets, editLrs };
+  if (config.keyPrecond === undefined) return { config, nets, editLrs };
+  if (!(config.keyPrecond > 0)) throw new Error(`editor config: keyPrecond (the ridge λ) must be > 0, got ${config.keyPrecond}`);
+  // The identity until the trainer measures P on the base model (setKeyPreconditioners) or a folder is loaded.
+  const precond = Object.fromEntries(config.innerParams.map((n) => [n, tf.eye(shapes[n][0]) as tf.Tensor2D]));
+  return { config, nets, editLrs, precond };
+}
+
+/** Replace the editor's key preconditioners (takes ownership of `p`; frees the old ones). */
+export function setKeyPreconditioners(e: Editor, p: Record<string, tf.Tensor2D>): void {
+  if (!e.precond) throw new Error("setKeyPreconditioners: the editor has no key preconditioning (config.keyPrecond)");
+  for (const n of e.config.innerParams) {
+    const t = p[n];
+    if (!t) throw new Error(`setKeyPreconditioners: no preconditioner for "${n}"`);
+    const d = e.precond[n].shape[0];
+    if (t.shape[0] !== d || t.shape[1] !== d) throw new Error(`setKeyPreconditioners: "${n}" needs [${d}, ${d}], got [${t.shape}]`);
+  }
+  tf.dispose(Object.values(e.precond));
+  e.precond = Object.fromEntries(e.config.innerParams.map((n) => [n, p[n]]));
 }
 
 export function disposeEditor(e: Editor): void {
@@ -166,6 +194,7 @@ export function disposeEditor(e: Editor): void {
     disposeStats(net.stats);
   }
   tf.dispose(Object.values(e.editLrs));
+  if (e.precond) tf.dispose(Object.values(e.precond));
 }
 
 /**

@@ -9,7 +9,7 @@ import * as fs from "fs";
 import * as path from "path";
 import * as tf from "@tensorflow/tfjs";
 import { GPT2Config } from "./config";
-import { createEditor, disposeEditor, Editor, EditorConfig, editorVariables } from "./editor";
+import { createEditor, disposeEditor, Editor, EditorConfig, editorVariables, setKeyPreconditioners } from "./editor";
 import { Params } from "./gpt";
 import { RawTensor, readSafetensors, writeFileAtomic, writeSafetensors } from "./safetensors";
 import { disposeStats } from "./stats";
@@ -31,6 +31,7 @@ function statsEntries(e: Editor): Record<string, tf.Tensor> {
     out[`${n.key}.stats.delta_mean`] = n.stats.delta.mean;
     out[`${n.key}.stats.delta_m2`] = n.stats.delta.m2;
   }
+  for (const [name, p] of Object.entries(e.precond ?? {})) out[`precond.${name}`] = p;
   return out;
 }
 
@@ -116,6 +117,10 @@ export function loadEditor(dir: string, baseConfig: GPT2Config, baseParams: Read
       };
       disposeStats(s);
       n.stats = { count, u: fresh.u as typeof s.u, delta: fresh.delta as typeof s.delta };
+    }
+    if (editor.precond) {
+      const loaded = Object.fromEntries(Object.entries(editor.precond).map(([name, p]) => [name, check(`precond.${name}`, p.shape) as tf.Tensor2D]));
+      setKeyPreconditioners(editor, loaded);
     }
   } catch (e) {
     disposeEditor(editor);

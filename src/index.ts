@@ -15,6 +15,7 @@ export * from "./optimizerState";
 export * from "./pretrain";
 export * from "./factor";
 export * from "./stats";
+export * from "./precond";
 export * from "./editor";
 export * from "./edit";
 export * from "./metaLoss";

@@ -99,6 +99,11 @@ export function normalizeFactors(s: RunningStats, u: tf.Tensor2D, delta: tf.Tens
   }));
 }
 
+/** σ_u + 1e-7 [d_in], the scale `normalizeFactors` divides u by (cached; owned by the statistics). */
+export function inputScale(s: RunningStats): tf.Tensor1D {
+  return denominator(s.u, s.count);
+}
+
 /** σ + 1e-7 of `m`, cached on `m` (kept out of any enclosing tidy; freed with the moments). */
 function denominator(m: Moments, count: number): tf.Tensor1D {
   m.denom ??= tf.keep(tf.tidy(() => tf.add(stdOf(m, count), NORM_EPS) as tf.Tensor1D));

@@ -29,7 +29,8 @@ import * as path from "path";
 import * as tf from "@tensorflow/tfjs";
 import { Batch, disposeBatch, encodeExamples, TextExample, toBatch } from "./batch";
 import { exampleMask, lowRankEdits, updateEditorStats } from "./edit";
-import { createEditor, disposeEditor, DEFAULT_EDITOR_CONFIG, Editor, EditorConfig, editorVariables, lastBlocksMlp, lossGroups } from "./editor";
+import { createEditor, disposeEditor, DEFAULT_EDITOR_CONFIG, Editor, EditorConfig, editorVariables, lastBlocksMlp, lossGroups, setKeyPreconditioners } from "./editor";
+import { keyPreconditioners } from "./precond";
 import { loadEditor, saveEditor } from "./editorIO";
 import { captureFactors, disposeFactors, Factors } from "./factor";
 import { gptForward } from "./gpt";
@@ -488,6 +489,7 @@ export async function trainEditor(
     const ecfg: EditorConfig = { ...DEFAULT_EDITOR_CONFIG, innerParams: lastBlocksMlp(model.config.n_layer), ...cfg.editor };
     const shapes = Object.fromEntries(ecfg.innerParams.map((n) => [n, model.params[n]?.shape ?? []]));
     editor = createEditor(ecfg, shapes, cfg.seed);
+    if (ecfg.keyPrecond !== undefined) setKeyPreconditioners(editor, keyPreconditioners(model, ecfg.innerParams, [...new Set(train.flatMap((r) => r.prompts))], ecfg.keyPrecond));
     st = { step: 0, examples: 0, skipped: 0, rngState: new Rng(cfg.seed).state, bestVal: Infinity, bestStep: 0, elapsedSec: 0, history: [], config: cfg };
   }
   const rng = new Rng(0);

@@ -26,12 +26,14 @@ test("mend eval: --split takes val or test", () => {
   assertFails(["eval", "--split", "train"], /--split must be "val" or "test", got "train"/);
 });
 
-test("mend train-editor: bad --loc-per-edit, --c-loc, --rank, --rows, --same-answer-loc, and shape flags with --init are errors", () => {
+test("mend train-editor: bad --loc-per-edit, --c-loc, --rank, --rows, --same-answer-loc, --key-precond, and shape flags with --init are errors", () => {
   assertFails(["train-editor", "--loc-per-edit", "0"], /--loc-per-edit must be a positive integer/);
   assertFails(["train-editor", "--c-loc", "-1"], /--c-loc/);
   assertFails(["train-editor", "--rank", "0"], /--rank must be a positive integer/);
   assertFails(["train-editor", "--init", "checkpoints/editor", "--rank", "64"], /with --init the editor keeps its own/);
   assertFails(["train-editor", "--same-answer-loc", "1.5"], /--same-answer-loc must be a probability in \[0, 1\], got "1.5"/);
+  assertFails(["train-editor", "--key-precond", "0"], /--key-precond takes the ridge λ, a number > 0, got "0"/);
+  assertFails(["train-editor", "--init", "checkpoints/editor", "--key-precond", "1"], /with --init the editor keeps its own \(drop --key-precond\)/);
   assertFails(["train-editor", "--rows", "some"], /--rows must be "all" \(official\) or "target", got "some"/);
   assertFails(["train-editor", "--init", "checkpoints/editor", "--rows", "target"], /with --init the editor keeps its own \(drop --rows\)/);
 });
