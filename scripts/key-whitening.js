@@ -5,7 +5,8 @@
  * applied as W − η G with
  *   plain: the key u_i as it is (a single tuned gradient step), or
  *   white: the key C⁻¹ u_i, C = E[u uᵀ] over the training prompts' answer positions plus a ridge
- *          λ·tr(C)/d (ROME's key covariance), rescaled so that u_i·key = u_i·u_i: the edit prompt
+ *          λ·tr(C)/d (ROME's key covariance; `keySecondMoments`, `ridgeInverse` of precond.ts),
+ *          rescaled so that u_i·key = u_i·u_i: the edit prompt
  *          itself sees exactly the same update, only other prompts see less of it.
  * η is the smallest step that makes the edit prompt right (bisection), times --margin. Reports edit
  * success, held-out paraphrases and locality per class, with the same-relation probes that share
@@ -16,54 +17,6 @@
 const path = require("path");
 const tf = require("@tensorflow/tfjs");
 const mend = require(path.join(__dirname, "..", "dist"));
-
-/** Second moment E[u uᵀ] of the layer's input at the last prompt position, float64 [d·d]. */
-function keySecondMoment(model, layer, prompts) {
-  const d = model.params[layer].shape[0];
-  const C = new Float64Array(d * d);
-  for (let s = 0; s < prompts.length; s += 256) {
-    const a = mend.encodeExamples(model.tokenizer, prompts.slice(s, s + 256).map((p) => ({ prompt: p, target: "" })), "none", model.config.n_positions);
-    const b = mend.toBatch(a);
-    const T = b.inputIds.shape[1];
-    const rows = tf.tensor1d(a.lastPosition.map((t, i) => i * T + t), "int32");
-    const U = tf.tidy(() => tf.gather(mend.gptForward(model.params, model.config, b.inputIds, { attentionMask: b.attentionMask, capture: [layer] }).inputs[layer], rows));
-    const u = U.arraySync();
-    tf.dispose([U, rows]);
-    mend.disposeBatch(b);
-    for (const v of u) for (let i = 0; i < d; i++) for (let j = 0; j < d; j++) C[i * d + j] += v[i] * v[j];
-  }
-  for (let i = 0; i < d * d; i++) C[i] /= prompts.length;
-  return { C, d };
-}
-
-/** Solver for (C + λ·tr(C)/d·I) x = b by Cholesky (float64). */
-function ridgeSolver(C, d, lam) {
-  let tr = 0;
-  for (let i = 0; i < d; i++) tr += C[i * d + i];
-  const L = new Float64Array(d * d);
-  for (let i = 0; i < d; i++) {
-    for (let j = 0; j <= i; j++) {
-      let s = C[i * d + j] + (i === j ? (lam * tr) / d : 0);
-      for (let k = 0; k < j; k++) s -= L[i * d + k] * L[j * d + k];
-      L[i * d + j] = i === j ? Math.sqrt(s) : s / L[j * d + j];
-    }
-  }
-  return (b) => {
-    const y = new Float64Array(d);
-    for (let i = 0; i < d; i++) {
-      let s = b[i];
-      for (let k = 0; k < i; k++) s -= L[i * d + k] * y[k];
-      y[i] = s / L[i * d + i];
-    }
-    const x = new Float64Array(d);
-    for (let i = d - 1; i >= 0; i--) {
-      let s = y[i];
-      for (let k = i + 1; k < d; k++) s -= L[k * d + i] * x[k];
-      x[i] = s / L[i * d + i];
-    }
-    return x;
-  };
-}
 
 async function main() {
   const args = process.argv.slice(2);
@@ -76,8 +29,9 @@ async function main() {
   if (!model.params[layer]) throw new Error(`--layer: "${layer}" is not a weight of the base model`);
   const world = mend.World.load();
   const trainPrompts = [...new Set(world.editRecords("train", { perFact: 1 }).flatMap((r) => r.prompts))];
-  const { C, d } = keySecondMoment(model, layer, trainPrompts);
-  const solve = ridgeSolver(C, d, lam);
+  const d = model.params[layer].shape[0];
+  const P = mend.ridgeInverse(mend.keySecondMoments(model, [layer], trainPrompts)[layer], d, lam); // s (C + λsI)⁻¹, symmetric
+  const precondition = (u) => Array.from({ length: d }, (_, i) => { let v = 0; for (let j = 0; j < d; j++) v += P[i * d + j] * u[j]; return v; });
   const records = world.editRecords(flag("split", "test")).slice(0, Number(flag("limit", "100000")));
   const dot = (a, b) => a.reduce((s, x, i) => s + x * b[i], 0);
   for (const mode of ["plain", "white"]) {
@@ -90,7 +44,7 @@ async function main() {
       const u = f.u[layer].arraySync();
       const delta = f.delta[layer].arraySync();
       mend.disposeFactors(f);
-      const keys = mode === "plain" ? u : u.map((ui) => { const k = solve(ui); const s = dot(ui, ui) / dot(ui, k); return Array.from(k, (x) => x * s); });
+      const keys = mode === "plain" ? u : u.map((ui) => { const k = precondition(ui); const s = dot(ui, ui) / dot(ui, k); return Array.from(k, (x) => x * s); });
       const G = tf.tidy(() => tf.matMul(tf.transpose(tf.tensor2d(keys)), tf.tensor2d(delta))); // [d_in, d_out]
       const withStep = (eta) => ({ ...model, params: { ...model.params, [layer]: tf.tidy(() => tf.sub(model.params[layer], tf.mul(eta, G))) } });
       const right = (eta) => { const m = withStep(eta); const ok = mend.scoreTargets(m, [req])[0].exact; m.params[layer].dispose(); return ok; };
