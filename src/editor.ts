@@ -139,6 +139,7 @@ function xavier(shape: [number, number], gain: number, seed: number): tf.Tensor 
  */
 export function createEditor(config: EditorConfig, shapes: Readonly<Record<string, readonly number[]>>, seed: number): Editor {
   if (config.innerParams.length === 0) throw new Error("editor config: innerParams is empty");
+  if (config.keyPrecond !== undefined && !(config.keyPrecond > 0)) throw new Error(`editor config: keyPrecond (the ridge λ) must be > 0, got ${config.keyPrecond}`);
   const id = `editor${editorCounter++}`;
   const nets: Record<string, EditorNet> = {};
   for (const name of config.innerParams) {
@@ -169,7 +170,6 @@ export function createEditor(config: EditorConfig, shapes: Readonly<Record<strin
   const editLrs: Record<string, tf.Variable> = {};
   for (const name of config.innerParams) editLrs[name] = owned(tf.scalar(config.editLr), `${id}/edit_lrs.${name}`);
   if (config.keyPrecond === undefined) return { config, nets, editLrs };
-  if (!(config.keyPrecond > 0)) throw new Error(`editor config: keyPrecond (the ridge λ) must be > 0, got ${config.keyPrecond}`);
   // The identity until the trainer measures P on the base model (setKeyPreconditioners) or a folder is loaded.
   const precond = Object.fromEntries(config.innerParams.map((n) => [n, tf.eye(shapes[n][0]) as tf.Tensor2D]));
   return { config, nets, editLrs, precond };
