@@ -83,10 +83,10 @@ export function captureFactors(
     throw new Error(`edit loss is ${loss}: the base model produced non-finite values on the edit example`);
   }
   const f: Factors = { u: {}, delta: {}, rows: {}, loss };
-  let keep = rowFilter === "data" ? dataRowFilter(captured, grads as tf.Tensor2D[], innerParams, N) : structuralRowFilter(batch, innerParams, config.n_layer);
-  if (rows === "target") {
-    const labelled = new Set(labelledRows(batch));
-    keep = Object.fromEntries(Object.entries(keep).map(([n, r]) => [n, r.filter((i) => labelled.has(i))]));
+  let keep = rowFilter === "data" ? dataRowFilter(captured, grads as tf.Tensor2D[], innerParams, N) : structuralRowFilter(batch, innerParams, config.n_layer, rows);
+  if (rowFilter === "data" && rows === "target") {
+    const target = structuralRowFilter(batch, innerParams, config.n_layer, "target");
+    keep = Object.fromEntries(innerParams.map((n) => [n, keep[n].filter((r) => target[n].includes(r))]));
   }
   innerParams.forEach((name, i) => {
     const u = captured[name];
@@ -118,9 +118,10 @@ function dataRowFilter(u: Record<string, tf.Tensor2D>, d: tf.Tensor2D[], innerPa
  * The rows where δ is non-zero, known from the batch alone (right-padded, causal GPT-2): δ reaches
  * every real position up to the row's last label through later attention layers, except in the
  * last block, whose MLP output reaches only its own position's logits, so only labelled positions.
- * (u, a LayerNorm/GELU output, is never all-zero at real positions.)
+ * (u, a LayerNorm/GELU output, is never all-zero at real positions.) With `rows = "target"`, every
+ * layer keeps the labelled positions only.
  */
-export function structuralRowFilter(batch: Batch, innerParams: readonly string[], nLayer: number): Record<string, number[]> {
+export function structuralRowFilter(batch: Batch, innerParams: readonly string[], nLayer: number, rows: FactorRows = "all"): Record<string, number[]> {
   const labels = batch.labels.arraySync() as number[][];
   const T = batch.inputIds.shape[1];
   const upToLast: number[] = [];
@@ -130,15 +131,7 @@ export function structuralRowFilter(batch: Batch, innerParams: readonly string[]
     for (let t = 0; t <= last; t++) upToLast.push(b * T + t);
     row.forEach((l, t) => l >= 0 && labelled.push(b * T + t));
   });
-  return Object.fromEntries(innerParams.map((n) => [n, n.startsWith(`h.${nLayer - 1}.`) ? labelled : upToLast]));
-}
-
-/** Flattened (b·T + t) indices of the labelled positions of a batch, the rows `rows = "target"` keeps. */
-export function labelledRows(batch: Batch): number[] {
-  const T = batch.inputIds.shape[1];
-  const out: number[] = [];
-  (batch.labels.arraySync() as number[][]).forEach((row, b) => row.forEach((l, t) => l >= 0 && out.push(b * T + t)));
-  return out;
+  return Object.fromEntries(innerParams.map((n) => [n, rows === "target" || n.startsWith(`h.${nLayer - 1}.`) ? labelled : upToLast]));
 }
 
 export function disposeFactors(f: Factors): void {
