@@ -25,37 +25,29 @@ import { ModelView } from "./score";
  */
 export function keySecondMoments(model: ModelView, names: readonly string[], prompts: readonly string[], batchSize = 256): Record<string, Float64Array> {
   if (prompts.length === 0) throw new Error("keySecondMoments: no prompts");
-  const out: Record<string, Float64Array> = {};
   for (const n of names) {
     const w = model.params[n];
     if (!w || w.rank !== 2) throw new Error(`keySecondMoments: "${n}" is not a 2-D weight of the base model`);
-    out[n] = new Float64Array(w.shape[0] * w.shape[0]);
   }
+  let sums = names.map((n) => tf.zeros([model.params[n].shape[0], model.params[n].shape[0]]) as tf.Tensor2D); // Σ u uᵀ
   for (let s = 0; s < prompts.length; s += batchSize) {
     const a = encodeExamples(model.tokenizer, prompts.slice(s, s + batchSize).map((p) => ({ prompt: p, target: "" })), "none", model.config.n_positions);
     const b = toBatch(a);
     const T = b.inputIds.shape[1];
-    const rows = tf.tensor1d(a.lastPosition.map((t, i) => i * T + t), "int32");
-    const keys = tf.tidy(() => {
+    const next = tf.tidy(() => {
+      const rows = tf.tensor1d(a.lastPosition.map((t, i) => i * T + t), "int32");
       const { inputs } = gptForward(model.params, model.config, b.inputIds, { attentionMask: b.attentionMask, capture: names });
-      return names.map((n) => tf.gather(inputs[n], rows)); // [B, d_in]
+      return names.map((n, i) => {
+        const keys = tf.gather(inputs[n], rows); // [B, d_in]
+        return tf.add(sums[i], tf.matMul(tf.transpose(keys), keys)) as tf.Tensor2D;
+      });
     });
     disposeBatch(b);
-    rows.dispose();
-    names.forEach((n, i) => {
-      const u = keys[i].dataSync();
-      const d = keys[i].shape[1];
-      const C = out[n];
-      for (let r = 0; r < keys[i].shape[0]; r++) {
-        for (let p = 0; p < d; p++) {
-          const up = u[r * d + p];
-          for (let q = 0; q < d; q++) C[p * d + q] += up * u[r * d + q];
-        }
-      }
-    });
-    tf.dispose(keys);
+    tf.dispose(sums);
+    sums = next;
   }
-  for (const C of Object.values(out)) for (let i = 0; i < C.length; i++) C[i] /= prompts.length;
+  const out = Object.fromEntries(names.map((n, i) => [n, Float64Array.from(sums[i].dataSync(), (x) => x / prompts.length)]));
+  tf.dispose(sums);
   return out;
 }
 
