@@ -58,7 +58,7 @@ async function main() {
       n.es += s[0].exact ? 1 : 0;
       r.heldout_prompts.forEach((_, i) => { n.para[0]++; n.para[1] += s[1 + i].exact ? 1 : 0; });
       r.locality.forEach((l, i) => {
-        const c = l.class === "same_relation" && l.target === r.target_true ? "same answer" : l.class.replace("_", " ");
+        const c = mend.sharesOldAnswer(r, l) ? "same answer" : l.class.replace("_", " ");
         const j = 1 + r.heldout_prompts.length + i;
         n.loc[c] ??= [0, 0];
         n.loc[c][0]++;

@@ -18,7 +18,7 @@ import { EditRequest } from "./edit";
 import { disposeMethodEdit, EditMethod } from "./methods";
 import { accuracyDrawdown, editSuccess, mean, meanBy, perplexity, perplexityDrawdown, tokenAccuracy, unchanged, unchangedTokenFraction } from "./metrics";
 import { corpusNll, klPerExample, ModelView, scoreTargets, TargetScore } from "./score";
-import { EditRecord, LocalityClass, World } from "./world";
+import { EditRecord, LocalityClass, sharesOldAnswer, World } from "./world";
 
 export interface EvalConfig {
   batchSizes: number[];
@@ -141,7 +141,7 @@ function recordProbes(r: EditRecord): RecordProbes {
     trainParaphrases: r.prompts.slice(1).map((p) => ({ prompt: p, target: r.target_new })),
     loc: r.locality.map((l) => ({ prompt: l.prompt, target: l.target })),
     locClass: r.locality.map((l) => l.class),
-    locSameAnswer: r.locality.map((l) => l.class === "same_relation" && l.target === r.target_true),
+    locSameAnswer: r.locality.map((l) => sharesOldAnswer(r, l)),
   };
 }
 

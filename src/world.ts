@@ -60,6 +60,14 @@ export interface EditRecord {
   locality: LocalityExample[];
 }
 
+/**
+ * A same-relation locality probe whose answer is the edited fact's old answer ("The official language
+ * of Guatemala is Spanish" for an edit of Panama's Spanish): the probes a single MEND edit breaks most.
+ */
+export function sharesOldAnswer(r: EditRecord, l: LocalityExample): boolean {
+  return l.class === "same_relation" && l.target === r.target_true;
+}
+
 /** Put the subject into a template; "the United States" is capitalised at the start of a sentence. */
 export function fillTemplate(template: string, subject: string): string {
   const s = template.startsWith("{}") ? subject.charAt(0).toUpperCase() + subject.slice(1) : subject;
