@@ -70,7 +70,7 @@ const USAGE = `mend: MEND (Model Editor Networks with Gradient Decomposition) on
   mend pretrain [--out DIR] [--run-dir DIR] [--steps N] [--seed S] [--resume]
   mend train-editor [--model DIR] [--out DIR] [--run-dir DIR] [--steps N] [--seed S] [--resume] [--inner-params A,B,...]
                     [--n-edits 1,5,25] [--init EDITOR_DIR] [--accumulate N] [--outer-is-edit P] [--per-fact N] [--batch-loss mean|sum] [--weighting call|edit]
-                    [--patience STEPS] [--c-loc C] [--loc-per-edit N] [--rank R] [--rows all|target] [--same-answer-loc P] [--key-precond LAMBDA]
+                    [--patience STEPS] [--c-loc C] [--loc-per-edit N] [--rank R] [--rows all|target] [--same-answer-loc P] [--key-precond LAMBDA] [--batch-precond BETA]
                     (edits per example; start from an editor; examples per step; P(x'_e = x_e);
                      new targets per training fact, default 20; loss of a k-request edit, default mean = official;
                      meta-loss average over calls or over edits)
@@ -206,7 +206,7 @@ async function cmdPretrain(argv: string[]): Promise<void> {
 
 async function cmdTrainEditor(argv: string[]): Promise<void> {
   const a = parseArgs(argv, ["resume"]);
-  checkFlags(a, ["model", "out", "run-dir", "steps", "seed", "resume", "time-budget", "lr", "inner-params", "n-edits", "init", "accumulate", "outer-is-edit", "per-fact", "batch-loss", "weighting", "patience", "c-loc", "loc-per-edit", "rank", "rows", "same-answer-loc", "key-precond"]);
+  checkFlags(a, ["model", "out", "run-dir", "steps", "seed", "resume", "time-budget", "lr", "inner-params", "n-edits", "init", "accumulate", "outer-is-edit", "per-fact", "batch-loss", "weighting", "patience", "c-loc", "loc-per-edit", "rank", "rows", "same-answer-loc", "key-precond", "batch-precond"]);
   const backend = await initBackend();
   console.error(`backend: ${describeBackend(backend)}`);
   const model = loadModel(str(a, "model", DEFAULT_MODEL_DIR)!);
@@ -243,6 +243,12 @@ async function cmdTrainEditor(argv: string[]): Promise<void> {
     const lam = num(a, "key-precond", NaN);
     if (!(lam > 0)) throw new Error(`--key-precond takes the ridge λ, a number > 0, got "${str(a, "key-precond")}"`);
     cfg.editor = { ...cfg.editor, keyPrecond: lam };
+  }
+  if (str(a, "batch-precond") !== undefined) {
+    const beta = num(a, "batch-precond", NaN);
+    if (!(beta > 0)) throw new Error(`--batch-precond takes the decorrelation strength β, a number > 0, got "${str(a, "batch-precond")}"`);
+    if (!cfg.initEditor && cfg.editor.keyPrecond === undefined) throw new Error("--batch-precond needs key preconditioning: add --key-precond LAMBDA (or --init an editor that has it)");
+    cfg.editor = { ...cfg.editor, batchPrecond: beta };
   }
   for (const flag of ["rank", "inner-params", "rows", "key-precond"]) {
     if (cfg.initEditor && str(a, flag) !== undefined) throw new Error(`--${flag} shapes a new editor; with --init the editor keeps its own (drop --${flag})`);

@@ -16,6 +16,7 @@ import { disposeBatch, makeBatch, TextExample } from "./batch";
 import { Editor, applyEditorAll, lossGroups, netFor, pseudoGradient } from "./editor";
 import { captureFactors, disposeFactors, Factors } from "./factor";
 import { Params } from "./gpt";
+import { decorrelatedKeys } from "./precond";
 import { inputScale, normalizeFactors, updateStats } from "./stats";
 import { ModelView } from "./score";
 
@@ -26,7 +27,7 @@ export type EditRequest = TextExample;
  * closure (meta-training) or `tf.tidy` (editing). @returns name -> W' [d_in, d_out]
  */
 export function editedWeights(params: Readonly<Params>, editor: Editor, factors: Factors, lrScale = 1): Record<string, tf.Tensor2D> {
-  const transformed = transformFactors(editor, factors);
+  const transformed = transformFactors(editor, factors); // one edit call
   const out: Record<string, tf.Tensor2D> = {};
   for (const name of editor.config.innerParams) {
     const { uTilde, deltaTilde } = transformed[name];
@@ -38,10 +39,12 @@ export function editedWeights(params: Readonly<Params>, editor: Editor, factors:
 
 /**
  * Normalise every edited weight's factors and run the editor (one pass per shared net):
- * name -> {ũ [Nk, d_in], δ̃ [Nk, d_out]}; with key preconditioning ũ is the key (ũ ∘ σ) P
- * (precond.ts). Differentiable in φ.
+ * name -> {ũ [Nk, d_in], δ̃ [Nk, d_out]}; with key preconditioning ũ is the key (ũ ∘ σ) P, and
+ * with batch decorrelation each edit call's keys are decorrelated from its own inputs (precond.ts).
+ * `rowCall` (flattened batch row -> edit call) tells the calls apart when one batch holds several
+ * independent edits (meta-training); without it the factors are one call. Differentiable in φ.
  */
-export function transformFactors(editor: Editor, factors: Factors): Record<string, { uTilde: tf.Tensor2D; deltaTilde: tf.Tensor2D }> {
+export function transformFactors(editor: Editor, factors: Factors, rowCall?: (row: number) => number): Record<string, { uTilde: tf.Tensor2D; deltaTilde: tf.Tensor2D }> {
   const normed: Record<string, { uBar: tf.Tensor2D; deltaBar: tf.Tensor2D }> = {};
   for (const name of editor.config.innerParams) {
     const u = factors.u[name];
@@ -54,10 +57,53 @@ export function transformFactors(editor: Editor, factors: Factors): Record<strin
     for (const name of editor.config.innerParams) {
       const { uTilde } = out[name];
       const scaled = editor.config.norm ? tf.mul(uTilde, inputScale(netFor(editor, name).net.stats)) : uTilde;
-      out[name] = { ...out[name], uTilde: tf.matMul(scaled, editor.precond[name]) as tf.Tensor2D }; // key = (ũ ∘ σ) P
+      const P = editor.precond[name];
+      const beta = editor.config.batchPrecond;
+      out[name] = { ...out[name], uTilde: beta ? callKeys(scaled as tf.Tensor2D, factors, name, P, beta, factors.seqLen, rowCall) : (tf.matMul(scaled, P) as tf.Tensor2D) }; // key = (ũ ∘ σ) P
     }
   }
   return out;
+}
+
+/**
+ * Batch-decorrelated keys of every edit call in `factors` (precond.ts `decorrelatedKeys`), rows in
+ * their original order. A request is a batch row (flattened row / `T`); a call, `rowCall` of a row.
+ */
+function callKeys(scaled: tf.Tensor2D, factors: Factors, name: string, P: tf.Tensor2D, beta: number, T: number, rowCall?: (row: number) => number): tf.Tensor2D {
+  const rows = factors.rows[name];
+  const target = new Set(factors.targetRows);
+  const calls = new Map<number, number[]>(); // call -> kept-row positions, in order of first appearance
+  rows.forEach((r, i) => {
+    const c = rowCall ? rowCall(r) : 0;
+    if (!calls.has(c)) calls.set(c, []);
+    calls.get(c)!.push(i);
+  });
+  const order = [...calls.values()].flat();
+  const parts = [...calls.values()].map((pos) => {
+    const inputs = pos.filter((i) => target.has(rows[i]));
+    const request = (i: number) => Math.floor(rows[i] / T);
+    const other = tf.tensor2d(pos.flatMap((i) => inputs.map((j) => (request(i) === request(j) ? 0 : 1))), [pos.length, inputs.length]);
+    const S = selectRows(scaled, pos);
+    const V = tf.gather(factors.u[name], tf.tensor1d(inputs, "int32")) as tf.Tensor2D;
+    return decorrelatedKeys(S, V, P, beta, other);
+  });
+  const keys = parts.length === 1 ? parts[0] : (tf.concat(parts) as tf.Tensor2D);
+  if (order.every((p, i) => p === i)) return keys;
+  const inverse = new Array<number>(order.length);
+  order.forEach((p, i) => (inverse[p] = i));
+  return selectRows(keys, inverse);
+}
+
+/**
+ * Rows `pos` of x [N, d], differentiably: a slice when they are consecutive, else a one-hot matMul
+ * (tf.gather's gradient needs UnsortedSegmentSum, which the wasm backend lacks). @returns [pos.length, d]
+ */
+function selectRows(x: tf.Tensor2D, pos: readonly number[]): tf.Tensor2D {
+  if (pos.every((p, i) => p === pos[0] + i)) return tf.slice(x, [pos[0], 0], [pos.length, x.shape[1]]);
+  const N = x.shape[0];
+  const onehot = new Float32Array(pos.length * N);
+  pos.forEach((p, i) => (onehot[i * N + p] = 1));
+  return tf.matMul(tf.tensor2d(onehot, [pos.length, N]), x);
 }
 
 /**
@@ -65,8 +111,8 @@ export function transformFactors(editor: Editor, factors: Factors): Record<strin
  * α·∇̃W = (αŨ)ᵀ Δ̃, so left = αŨ [Nk, d_in] and right = Δ̃ [Nk, d_out]. Differentiable in φ and α.
  * Pair it with `exampleMask` to run many examples, each with its own edit, in one forward.
  */
-export function lowRankEdits(editor: Editor, factors: Factors, lrScale = 1): Record<string, { left: tf.Tensor2D; right: tf.Tensor2D }> {
-  const transformed = transformFactors(editor, factors);
+export function lowRankEdits(editor: Editor, factors: Factors, lrScale = 1, rowCall?: (row: number) => number): Record<string, { left: tf.Tensor2D; right: tf.Tensor2D }> {
+  const transformed = transformFactors(editor, factors, rowCall);
   const out: Record<string, { left: tf.Tensor2D; right: tf.Tensor2D }> = {};
   for (const name of editor.config.innerParams) {
     const { uTilde, deltaTilde } = transformed[name];

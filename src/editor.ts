@@ -60,6 +60,13 @@ export interface EditorConfig {
    * Absent = off (official: the key is ũ).
    */
   keyPrecond?: number;
+  /**
+   * Batch key decorrelation with strength β (our deviation, opt-in, needs `keyPrecond`; see
+   * precond.ts `decorrelatedKeys`): each edit call's keys lose their overlap with the call's own
+   * inputs at its target positions, so k edits in one call do not overwrite each other (MEMIT's
+   * (C + K Kᵀ)⁻¹). Absent = off.
+   */
+  batchPrecond?: number;
 }
 
 /** Names of MEND's default edited weights: the MLP c_fc and c_proj weights of the last `k` blocks. */
@@ -140,6 +147,8 @@ function xavier(shape: [number, number], gain: number, seed: number): tf.Tensor 
 export function createEditor(config: EditorConfig, shapes: Readonly<Record<string, readonly number[]>>, seed: number): Editor {
   if (config.innerParams.length === 0) throw new Error("editor config: innerParams is empty");
   if (config.keyPrecond !== undefined && !(config.keyPrecond > 0)) throw new Error(`editor config: keyPrecond (the ridge λ) must be > 0, got ${config.keyPrecond}`);
+  if (config.batchPrecond !== undefined && !(config.batchPrecond > 0)) throw new Error(`editor config: batchPrecond (β) must be > 0, got ${config.batchPrecond}`);
+  if (config.batchPrecond !== undefined && config.keyPrecond === undefined) throw new Error("editor config: batchPrecond (batch key decorrelation) needs keyPrecond (key preconditioning)");
   const id = `editor${editorCounter++}`;
   const nets: Record<string, EditorNet> = {};
   for (const name of config.innerParams) {

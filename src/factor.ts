@@ -37,6 +37,10 @@ export interface Factors {
   rows: Record<string, number[]>;
   /** The edit loss the gradients are of (mean target-token NLL; per group with `group`). */
   loss: number;
+  /** The labelled rows (into the B*T flattened rows): the positions whose logits predict a target token. */
+  targetRows: number[];
+  /** T, the batch's sequence length: flattened row r is position r % T of batch row ⌊r / T⌋. */
+  seqLen: number;
 }
 
 /**
@@ -82,11 +86,12 @@ export function captureFactors(
     tf.dispose([...grads, ...Object.values(captured)]);
     throw new Error(`edit loss is ${loss}: the base model produced non-finite values on the edit example`);
   }
-  const f: Factors = { u: {}, delta: {}, rows: {}, loss };
-  let keep = rowFilter === "data" ? dataRowFilter(captured, grads as tf.Tensor2D[], innerParams, N) : structuralRowFilter(batch, innerParams, config.n_layer, rows);
+  const labelRows = labelledRows(batch);
+  const f: Factors = { u: {}, delta: {}, rows: {}, loss, targetRows: labelRows.labelled, seqLen: T };
+  let keep = rowFilter === "data" ? dataRowFilter(captured, grads as tf.Tensor2D[], innerParams, N) : rowsFromLabels(labelRows, innerParams, config.n_layer, rows);
   if (rowFilter === "data" && rows === "target") {
-    const target = structuralRowFilter(batch, innerParams, config.n_layer, "target");
-    keep = Object.fromEntries(innerParams.map((n) => [n, keep[n].filter((r) => target[n].includes(r))]));
+    const target = new Set(labelRows.labelled);
+    keep = Object.fromEntries(innerParams.map((n) => [n, keep[n].filter((r) => target.has(r))]));
   }
   innerParams.forEach((name, i) => {
     const u = captured[name];
@@ -122,6 +127,15 @@ function dataRowFilter(u: Record<string, tf.Tensor2D>, d: tf.Tensor2D[], innerPa
  * layer keeps the labelled positions only.
  */
 export function structuralRowFilter(batch: Batch, innerParams: readonly string[], nLayer: number, rows: FactorRows = "all"): Record<string, number[]> {
+  return rowsFromLabels(labelledRows(batch), innerParams, nLayer, rows);
+}
+
+function rowsFromLabels(l: { upToLast: number[]; labelled: number[] }, innerParams: readonly string[], nLayer: number, rows: FactorRows): Record<string, number[]> {
+  return Object.fromEntries(innerParams.map((n) => [n, rows === "target" || n.startsWith(`h.${nLayer - 1}.`) ? l.labelled : l.upToLast]));
+}
+
+/** From one read of the labels: the rows up to each text's last label, and the labelled rows (flattened B*T indices). */
+function labelledRows(batch: Batch): { upToLast: number[]; labelled: number[] } {
   const labels = batch.labels.arraySync() as number[][];
   const T = batch.inputIds.shape[1];
   const upToLast: number[] = [];
@@ -131,7 +145,7 @@ export function structuralRowFilter(batch: Batch, innerParams: readonly string[]
     for (let t = 0; t <= last; t++) upToLast.push(b * T + t);
     row.forEach((l, t) => l >= 0 && labelled.push(b * T + t));
   });
-  return Object.fromEntries(innerParams.map((n) => [n, rows === "target" || n.startsWith(`h.${nLayer - 1}.`) ? labelled : upToLast]));
+  return { upToLast, labelled };
 }
 
 export function disposeFactors(f: Factors): void {

@@ -62,15 +62,25 @@ export function ridgeInverse(C: Float64Array, d: number, lam: number): Float64Ar
   for (let i = 0; i < d; i++) tr += C[i * d + i];
   const s = tr / d;
   if (!(s > 0) || !Number.isFinite(s)) throw new Error(`ridgeInverse: the second moment has trace ${tr}`);
+  const A = Float64Array.from(C);
+  for (let i = 0; i < d; i++) A[i * d + i] += lam * s;
+  const P = spdInverse(A, d);
+  for (let i = 0; i < P.length; i++) P[i] *= s;
+  return P;
+}
+
+/** A⁻¹ of a symmetric positive definite A, row-major [d · d], by Cholesky (float64). */
+export function spdInverse(A: Float64Array, d: number): Float64Array {
   const L = new Float64Array(d * d);
   for (let i = 0; i < d; i++) {
     for (let j = 0; j <= i; j++) {
-      let v = C[i * d + j] + (i === j ? lam * s : 0);
+      let v = A[i * d + j];
       for (let k = 0; k < j; k++) v -= L[i * d + k] * L[j * d + k];
+      if (i === j && !(v > 0)) throw new Error(`spdInverse: the matrix is not positive definite (pivot ${i}: ${v})`);
       L[i * d + j] = i === j ? Math.sqrt(v) : v / L[j * d + j];
     }
   }
-  const P = new Float64Array(d * d);
+  const inv = new Float64Array(d * d);
   const y = new Float64Array(d);
   for (let c = 0; c < d; c++) {
     for (let i = 0; i < d; i++) { // L y = e_c
@@ -80,12 +90,48 @@ export function ridgeInverse(C: Float64Array, d: number, lam: number): Float64Ar
     }
     for (let i = d - 1; i >= 0; i--) { // Lᵀ x = y, x is column c
       let v = y[i];
-      for (let k = i + 1; k < d; k++) v -= L[k * d + i] * P[k * d + c];
-      P[i * d + c] = v / L[i * d + i];
+      for (let k = i + 1; k < d; k++) v -= L[k * d + i] * inv[k * d + c];
+      inv[i * d + c] = v / L[i * d + i];
     }
   }
-  for (let i = 0; i < P.length; i++) P[i] *= s;
-  return P;
+  return inv;
+}
+
+/**
+ * Batch key decorrelation (our deviation, opt-in: `EditorConfig.batchPrecond` β, on top of key
+ * preconditioning). MEND sums the k edits of a call, so request j's update reaches request i's
+ * input v through the cross term (v · key_j) δ̃_j: same-relation edits share much of their input
+ * and overwrite each other. MEMIT solves a batch with (C + K Kᵀ)⁻¹, the batch's own keys entering
+ * the covariance. Here each key κ = s P (s a row of S = ũ ∘ σ) is corrected, within the span of the
+ * call's target inputs (v̂ normalised to v̂ᵀ P v̂ = 1, W = V̂ P, G = W V̂ᵀ), so that its responses on
+ * the *other* requests' inputs vanish (up to the ridge 1/β) and those on its own request's inputs
+ * stay:
+ *
+ *     key = κ − ((κ V̂ᵀ) ∘ O) (I/β + G)⁻¹ W,   O[row, j] = 1 if input j belongs to another request.
+ *
+ * Then V̂ keyᵀ = r − G (I/β + G)⁻¹ (r ∘ o) → r ∘ (1 − o) as β → ∞. A call of one request is left as it
+ * is (O = 0). V̂, G and the n × n inverse are constants (MEND's u is detached): the gradient flows
+ * through S only.
+ * @param S [m, d] the call's keys before P, (ũ ∘ σ) @param V [n, d] the call's inputs at its
+ * target rows @param P [d, d] @param other [m, n] 0/1: row and input belong to different requests
+ * @returns keys [m, d]
+ */
+export function decorrelatedKeys(S: tf.Tensor2D, V: tf.Tensor2D, P: tf.Tensor2D, beta: number, other: tf.Tensor2D): tf.Tensor2D {
+  if (!(beta > 0)) throw new Error(`decorrelatedKeys: β must be > 0, got ${beta}`);
+  const n = V.shape[0];
+  if (other.shape[0] !== S.shape[0] || other.shape[1] !== n) throw new Error(`decorrelatedKeys: the mask is [${other.shape}], expected [${S.shape[0]}, ${n}]`);
+  if (n === 0) return tf.matMul(S, P);
+  return tf.tidy(() => {
+    const VP = tf.matMul(V, P); // [n, d]
+    const r = tf.reshape(tf.rsqrt(tf.sum(tf.mul(V, VP), 1)), [n, 1]); // 1/√(vᵀPv)
+    const W = tf.mul(VP, r); // V̂ P
+    const gram = tf.matMul(W, tf.transpose(tf.mul(V, r))); // G = W V̂ᵀ [n, n]
+    const M = Float64Array.from(gram.dataSync());
+    for (let i = 0; i < n; i++) M[i * n + i] += 1 / beta;
+    const Minv = tf.tensor2d(Float32Array.from(spdInverse(M, n)), [n, n]);
+    const cross = tf.mul(tf.matMul(S, tf.transpose(W)), other); // κ V̂ᵀ = S P V̂ᵀ = S Wᵀ (P symmetric), other requests only
+    return tf.sub(tf.matMul(S, P), tf.matMul(tf.matMul(cross, Minv), W)) as tf.Tensor2D;
+  });
 }
 
 /** The preconditioners P of `names` for ridge λ, measured on `prompts`. Caller owns the tensors. */

@@ -272,7 +272,7 @@ const rowGroups = (b: Batch, group: readonly number[]): number[] => Array.from({
  */
 function batchMetaLoss(m: ModelView, editor: Editor, e: Encoded, factors: Factors, preLoc: tf.Tensor3D, c: MetaLossConfig) {
   const Ti = e.inner.inputIds.shape[1];
-  const updates = lowRankEdits(editor, factors);
+  const updates = lowRankEdits(editor, factors, 1, (r) => e.group[Math.floor(r / Ti)]);
   const forward = (b: Batch, textGroup: readonly number[]) => {
     const tokenGroup = rowGroups(b, textGroup);
     const lowRank = Object.fromEntries(Object.entries(updates).map(([n, u]) => [n, { ...u, mask: exampleMask(tokenGroup, factors.rows[n].map((r) => e.group[Math.floor(r / Ti)])) }]));
@@ -484,7 +484,11 @@ export async function trainEditor(
     editor = loadEditor(lastDir, model.config, model.params);
   } else if (cfg.initEditor) {
     editor = loadEditor(cfg.initEditor, model.config, model.params);
-    if (cfg.editor.batchLoss) editor.config = { ...editor.config, batchLoss: cfg.editor.batchLoss }; // the only setting a second stage may change
+    if (cfg.editor.batchLoss) editor.config = { ...editor.config, batchLoss: cfg.editor.batchLoss }; // the settings a second stage may change
+    if (cfg.editor.batchPrecond !== undefined) {
+      if (!editor.precond) throw new Error(`batch decorrelation (batchPrecond) needs an editor with key preconditioning; "${cfg.initEditor}" has none`);
+      editor.config = { ...editor.config, batchPrecond: cfg.editor.batchPrecond };
+    }
     st = { step: 0, examples: 0, skipped: 0, rngState: new Rng(cfg.seed).state, bestVal: Infinity, bestStep: 0, elapsedSec: 0, history: [], config: cfg };
   } else {
     const ecfg: EditorConfig = { ...DEFAULT_EDITOR_CONFIG, innerParams: lastBlocksMlp(model.config.n_layer), ...cfg.editor };
