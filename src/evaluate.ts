@@ -18,7 +18,7 @@ import { EditRequest } from "./edit";
 import { disposeMethodEdit, EditMethod } from "./methods";
 import { accuracyDrawdown, editSuccess, mean, meanBy, perplexity, perplexityDrawdown, tokenAccuracy, unchanged, unchangedTokenFraction } from "./metrics";
 import { corpusNll, klPerExample, ModelView, scoreTargets, TargetScore } from "./score";
-import { EditRecord, LocalityClass, sharesOldAnswer, World } from "./world";
+import { distinctFacts, EditRecord, LocalityClass, sharesOldAnswer, World } from "./world";
 
 export interface EvalConfig {
   batchSizes: number[];
@@ -222,8 +222,9 @@ function evalSingle(model: ModelView, method: EditMethod, records: readonly Edit
   return { summary, drift, heatmap: { labels, dp } };
 }
 
-/** Batched edits: groups of k distinct facts edited in one call. */
-function evalBatched(model: ModelView, method: EditMethod, records: readonly EditRecord[], cfg: EvalConfig): BatchedPoint[] {
+/** Batched edits: groups of k distinct facts (consecutive in the split: about five subjects, all their relations) edited in one call. */
+function evalBatched(model: ModelView, method: EditMethod, allRecords: readonly EditRecord[], cfg: EvalConfig): BatchedPoint[] {
+  const records = distinctFacts(allRecords);
   const out: BatchedPoint[] = [];
   for (const k of cfg.batchSizes) {
     const nGroups = Math.min(cfg.maxBatches, Math.floor(records.length / k));

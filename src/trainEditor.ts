@@ -41,7 +41,7 @@ import { ProgressBar } from "./progress";
 import { Rng } from "./rng";
 import { writeFileAtomic } from "./safetensors";
 import { ModelView } from "./score";
-import { EditRecord, LocalityClass, LocalityExample } from "./world";
+import { distinctFacts, EditRecord, LocalityClass, LocalityExample } from "./world";
 
 export interface TrainEditorConfig extends MetaLossConfig {
   seed: number;
@@ -413,9 +413,9 @@ export function validateEditor(m: ModelView, editor: Editor, groups: readonly (r
 
 /** Fixed validation groups: for each k in `kChoices`, consecutive runs of k records (k = 1: single edits). */
 export function fixedValGroups(val: readonly EditRecord[], size: number, kChoices: readonly number[] = [1]): MetaExample[][] {
-  const recs = val.slice(0, size);
   const groups: MetaExample[][] = [];
   for (const k of [...new Set(kChoices)].sort((a, b) => a - b)) {
+    const recs = (k === 1 ? val : distinctFacts(val)).slice(0, size); // a batched call edits distinct facts
     for (let i = 0; i + k <= recs.length; i += k) groups.push(recs.slice(i, i + k).map((r, j) => fixedMetaExample(r, i + j)));
   }
   return groups;

@@ -68,6 +68,20 @@ export function sharesOldAnswer(r: EditRecord, l: LocalityExample): boolean {
   return l.class === "same_relation" && l.target === r.target_true;
 }
 
+/**
+ * The first edit record of each fact (subject, relation), in order. A split may hold several edits
+ * of one fact (other new targets); one batched edit call cannot make a fact answer two targets.
+ */
+export function distinctFacts(records: readonly EditRecord[]): EditRecord[] {
+  const seen = new Set<string>();
+  return records.filter((r) => {
+    const k = `${r.subject}|${r.relation}`;
+    if (seen.has(k)) return false;
+    seen.add(k);
+    return true;
+  });
+}
+
 /** Put the subject into a template; "the United States" is capitalised at the start of a sentence. */
 export function fillTemplate(template: string, subject: string): string {
   const s = template.startsWith("{}") ? subject.charAt(0).toUpperCase() + subject.slice(1) : subject;

@@ -4,7 +4,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import * as tf from "@tensorflow/tfjs";
-import { DEFAULT_TRAIN_EDITOR_CONFIG, disposeParams, editorTrainingInfo, loadEditor, disposeEditor, sameAnswerPool, sampleMetaBatch, Rng, trainEditor } from "../dist";
+import { DEFAULT_TRAIN_EDITOR_CONFIG, disposeParams, distinctFacts, editorTrainingInfo, fixedValGroups, loadEditor, disposeEditor, sameAnswerPool, sampleMetaBatch, Rng, trainEditor } from "../dist";
 import { getWorld, setup, tinyModel, warmEditor } from "./helpers";
 
 const cfg = { ...DEFAULT_TRAIN_EDITOR_CONFIG, maxSteps: 6, accumulate: 4, valEvery: 3, valSize: 8, lr: 1e-3, editor: { rank: 16 } };
@@ -57,6 +57,22 @@ test("a meta-batch draws examples of distinct facts with two different templates
     assert.equal(e.editInner.target, e.editOuter.target);
     assert.notEqual(e.editInner.prompt, e.editOuter.prompt);
   }
+});
+
+test("validation calls of k > 1 edits hold distinct facts (the split has several targets per fact); k = 1 keeps every edit", () => {
+  const val = getWorld().editRecords("val");
+  const facts = (rs: { subject: string; relation: string }[]) => new Set(rs.map((r) => `${r.subject}|${r.relation}`)).size;
+  assert.ok(facts(val) < val.length, "the validation split edits some facts twice");
+  const distinct = distinctFacts(val);
+  assert.equal(distinct.length, facts(val));
+  assert.deepEqual(distinct[0], val[0], "the first record of each fact, in order");
+  const groups = fixedValGroups(val, 80, [1, 25]);
+  const singles = groups.filter((g) => g.length === 1);
+  assert.equal(singles.length, 80);
+  assert.deepEqual(singles.map((g) => g[0].editInner.prompt), val.slice(0, 80).map((r) => r.prompts[0]));
+  const calls = groups.filter((g) => g.length === 25);
+  assert.equal(calls.length, Math.floor(Math.min(80, distinct.length) / 25));
+  for (const g of calls) assert.equal(new Set(g.map((x) => x.editInner.prompt)).size, 25, "25 different facts' prompts");
 });
 
 test("meta-loss weighting: 'call' and 'edit' agree for single edits and differ once calls hold several edits", async () => {
