@@ -5,9 +5,10 @@
  * paper samples zsRE batches). Reports edit success on the edit prompts, held-out paraphrases and
  * the group's locality probes (unchanged argmax).
  *
- *   node scripts/batch-groups.js [--editor DIR] [--split test|val] [--k 25] [--n 5] [--beta B]
+ *   node scripts/batch-groups.js [--editor DIR] [--split test|val] [--k 25] [--n 5] [--beta B] [--batch-loss mean|sum]
  *
- * --beta sets the editor's batch key decorrelation β at edit time (it needs key preconditioning).
+ * --beta sets the editor's batch key decorrelation β at edit time (it needs key preconditioning);
+ * --batch-loss overrides how the call's losses combine (an editor trained on single edits has "mean").
  */
 const path = require("path");
 const mend = require(path.join(__dirname, "..", "dist"));
@@ -20,6 +21,7 @@ async function main() {
   const model = mend.loadModel(path.join(root, "checkpoints", "base"));
   const editor = mend.loadEditor(flag("editor", path.join(root, "checkpoints", "editor-batch")), model.config, model.params);
   if (flag("beta") !== undefined) editor.config = { ...editor.config, batchPrecond: Number(flag("beta")) };
+  if (flag("batch-loss") !== undefined) editor.config = { ...editor.config, batchLoss: flag("batch-loss") };
   const records = mend.distinctFacts(mend.World.load().editRecords(flag("split", "test")));
   const k = Number(flag("k", "25"));
   const n = Number(flag("n", "5"));
