@@ -13,17 +13,12 @@
  *
  *   node scripts/batch-diagnosis.js [--editor DIR] [--k 5,25] [--scales 0.5,1,2]
  */
-const path = require("path");
 const tf = require("@tensorflow/tfjs");
-const mend = require(path.join(__dirname, "..", "dist"));
+const { mend, flags, loadShipped } = require("./common");
 
 async function main() {
-  const args = process.argv.slice(2);
-  const flag = (name, d) => (args.includes(`--${name}`) ? args[args.indexOf(`--${name}`) + 1] : d);
-  await mend.initBackend();
-  const root = path.join(__dirname, "..");
-  const model = mend.loadModel(path.join(root, "checkpoints", "base"));
-  const editor = mend.loadEditor(flag("editor", path.join(root, "checkpoints", "editor")), model.config, model.params);
+  const flag = flags();
+  const { model, editor } = await loadShipped(flag("editor"));
   const records = mend.World.load().editRecords("test");
   const acc = (params, examples) => mend.scoreTargets({ ...model, params }, examples).filter((s) => s.exact).length;
   const first = (text) => model.tokenizer.encode(text)[0]; // first token id of a target

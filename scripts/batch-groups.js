@@ -10,16 +10,11 @@
  * --beta sets the editor's batch key decorrelation β at edit time (it needs key preconditioning);
  * --batch-loss overrides how the call's losses combine (an editor trained on single edits has "mean").
  */
-const path = require("path");
-const mend = require(path.join(__dirname, "..", "dist"));
+const { mend, flags, loadShipped } = require("./common");
 
 async function main() {
-  const args = process.argv.slice(2);
-  const flag = (name, d) => (args.includes(`--${name}`) ? args[args.indexOf(`--${name}`) + 1] : d);
-  await mend.initBackend();
-  const root = path.join(__dirname, "..");
-  const model = mend.loadModel(path.join(root, "checkpoints", "base"));
-  const editor = mend.loadEditor(flag("editor", path.join(root, "checkpoints", "editor-batch")), model.config, model.params);
+  const flag = flags();
+  const { model, editor } = await loadShipped(flag("editor"), "editor-batch");
   if (flag("beta") !== undefined) editor.config = { ...editor.config, batchPrecond: Number(flag("beta")) };
   if (flag("batch-loss") !== undefined) editor.config = { ...editor.config, batchLoss: flag("batch-loss") };
   const records = mend.distinctFacts(mend.World.load().editRecords(flag("split", "test")));

@@ -8,16 +8,11 @@
  *
  * FT tunes the weights that the editor (default checkpoints/editor) edits.
  */
-const path = require("path");
-const mend = require(path.join(__dirname, "..", "dist"));
+const { mend, flags, loadShipped } = require("./common");
 
 async function main() {
-  const args = process.argv.slice(2);
-  const flag = (name, d) => (args.includes(`--${name}`) ? args[args.indexOf(`--${name}`) + 1] : d);
-  await mend.initBackend();
-  const root = path.join(__dirname, "..");
-  const model = mend.loadModel(path.join(root, "checkpoints", "base"));
-  const editor = mend.loadEditor(flag("editor", path.join(root, "checkpoints", "editor")), model.config, model.params);
+  const flag = flags();
+  const { model, editor } = await loadShipped(flag("editor"));
   const innerParams = [...editor.config.innerParams]; // FT tunes the weights MEND edits
   mend.disposeEditor(editor);
   const split = flag("split", "val");

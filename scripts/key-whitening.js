@@ -16,16 +16,15 @@
  */
 const path = require("path");
 const tf = require("@tensorflow/tfjs");
-const mend = require(path.join(__dirname, "..", "dist"));
+const { mend, ROOT, flags } = require("./common");
 
 async function main() {
-  const args = process.argv.slice(2);
-  const flag = (name, d) => (args.includes(`--${name}`) ? args[args.indexOf(`--${name}`) + 1] : d);
+  const flag = flags();
   const layer = flag("layer", "h.3.mlp.c_proj.weight");
   const lam = Number(flag("lam", "1"));
   const margin = Number(flag("margin", "1.5"));
   await mend.initBackend();
-  const model = mend.loadModel(path.join(__dirname, "..", "checkpoints", "base"));
+  const model = mend.loadModel(path.join(ROOT, "checkpoints", "base"));
   if (!model.params[layer]) throw new Error(`--layer: "${layer}" is not a weight of the base model`);
   const world = mend.World.load();
   const trainPrompts = [...new Set(world.editRecords("train", { perFact: 1 }).flatMap((r) => r.prompts))];
