@@ -34,3 +34,20 @@ test("locality per class, with the same-relation probes that share the edited fa
   assert.equal(f.unrelated, 1);
   disposeParams(model.params);
 });
+
+test("batched edits: every call edits k distinct facts, though the split holds several targets per fact", async () => {
+  await setup();
+  const model = loadModel(path.join(ROOT, "checkpoints", "base"));
+  const world = getWorld();
+  const records = world.editRecords("val").slice(0, 30);
+  assert.ok(new Set(records.map((r) => r.prompts[0])).size < records.length, "the records edit some facts twice");
+  const calls: string[][] = [];
+  const recorder: EditMethod = { name: "recorder", edit: (m, requests) => (calls.push(requests.map((q) => q.prompt)), { params: m.params, edited: {}, latencyMs: 0 }) };
+  const cfg = { ...DEFAULT_EVAL_CONFIG, batchSizes: [5], maxBatches: 3, sequential: 0, heatmapEdits: 0, pplSentences: 2 };
+  const r = evaluateMethods(model, world, [recorder], records, cfg);
+  const batched = calls.filter((c) => c.length === 5);
+  assert.equal(batched.length, 3);
+  assert.equal(r.batched.recorder[0].n_batches, 3);
+  for (const c of batched) assert.equal(new Set(c).size, 5, `one call edits a fact twice: ${c.join(" | ")}`);
+  disposeParams(model.params);
+});
