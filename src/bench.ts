@@ -67,8 +67,7 @@ export async function timeIt(fn: () => Promise<void> | void, reps: number, warmu
  * drift in the machine's speed (other processes, GC, thermal) hits both alike: for ratios.
  */
 export async function timePair(a: () => Promise<void>, b: () => Promise<void>, reps: number, warmup = 3): Promise<[number, number]> {
-  const [ta, tb] = await timeAlternately([a, b], reps, warmup);
-  return [ta, tb];
+  return (await timeAlternately([a, b], reps, warmup)) as [number, number];
 }
 
 /** Median wall time in ms of each of `fns`, run in turn `reps` times each after `warmup` rounds. */

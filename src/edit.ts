@@ -54,12 +54,13 @@ export function transformFactors(editor: Editor, factors: Factors, rowCall?: (ro
   }
   const out = applyEditorAll(editor, normed);
   if (editor.precond) {
+    const target = editor.config.batchPrecond ? new Set(factors.targetRows) : null;
     for (const name of editor.config.innerParams) {
       const { uTilde } = out[name];
       const scaled = editor.config.norm ? tf.mul(uTilde, inputScale(netFor(editor, name).net.stats)) : uTilde;
       const P = editor.precond[name];
-      const beta = editor.config.batchPrecond;
-      out[name] = { ...out[name], uTilde: beta ? callKeys(scaled as tf.Tensor2D, factors, name, P, beta, factors.seqLen, rowCall) : (tf.matMul(scaled, P) as tf.Tensor2D) }; // key = (ũ ∘ σ) P
+      const keys = target ? callKeys(scaled as tf.Tensor2D, factors, name, target, P, editor.config.batchPrecond!, rowCall) : tf.matMul(scaled, P);
+      out[name] = { ...out[name], uTilde: keys as tf.Tensor2D }; // key = (ũ ∘ σ) P
     }
   }
   return out;
@@ -67,11 +68,12 @@ export function transformFactors(editor: Editor, factors: Factors, rowCall?: (ro
 
 /**
  * Batch-decorrelated keys of every edit call in `factors` (precond.ts `decorrelatedKeys`), rows in
- * their original order. A request is a batch row (flattened row / `T`); a call, `rowCall` of a row.
+ * their original order. A request is a batch row (flattened row / T); a call, `rowCall` of a row.
+ * `target`: the factors' target rows.
  */
-function callKeys(scaled: tf.Tensor2D, factors: Factors, name: string, P: tf.Tensor2D, beta: number, T: number, rowCall?: (row: number) => number): tf.Tensor2D {
+function callKeys(scaled: tf.Tensor2D, factors: Factors, name: string, target: ReadonlySet<number>, P: tf.Tensor2D, beta: number, rowCall?: (row: number) => number): tf.Tensor2D {
   const rows = factors.rows[name];
-  const target = new Set(factors.targetRows);
+  const T = factors.seqLen;
   const calls = new Map<number, number[]>(); // call -> kept-row positions, in order of first appearance
   rows.forEach((r, i) => {
     const c = rowCall ? rowCall(r) : 0;

@@ -18,7 +18,7 @@ import { EditRequest } from "./edit";
 import { disposeMethodEdit, EditMethod } from "./methods";
 import { accuracyDrawdown, editSuccess, mean, meanBy, perplexity, perplexityDrawdown, tokenAccuracy, unchanged, unchangedTokenFraction } from "./metrics";
 import { corpusNll, klPerExample, ModelView, scoreTargets, TargetScore } from "./score";
-import { distinctFacts, EditRecord, LocalityClass, sharesOldAnswer, World } from "./world";
+import { distinctFacts, EditRecord, factKey, LocalityClass, sharesOldAnswer, World } from "./world";
 
 export interface EvalConfig {
   batchSizes: number[];
@@ -115,7 +115,6 @@ export interface EvalResult {
 }
 
 const editRequest = (r: EditRecord): EditRequest => ({ prompt: r.prompts[0], target: r.target_new });
-const factKey = (subject: string, relation: string) => `${subject}|${relation}`;
 
 /** Held-out-template sentences of the world for perplexity (deterministic sample). */
 export function perplexityText(world: World, n: number): TextExample[] {
@@ -235,8 +234,8 @@ function evalBatched(model: ModelView, method: EditMethod, allRecords: readonly 
     const dd: number[] = [];
     for (let g = 0; g < nGroups; g++) {
       const group = records.slice(g * k, (g + 1) * k);
-      const edited = new Set(group.map((r) => factKey(r.subject, r.relation)));
-      const locEx = group.flatMap((r) => r.locality).filter((l) => !edited.has(factKey(l.subject, l.relation)));
+      const edited = new Set(group.map((r) => factKey(r)));
+      const locEx = group.flatMap((r) => r.locality).filter((l) => !edited.has(factKey(l)));
       const locT = locEx.map((l) => ({ prompt: l.prompt, target: l.target }));
       const pre = scoreTargets(model, locT);
       const e = method.edit(model, group.map(editRequest));

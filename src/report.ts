@@ -6,7 +6,7 @@
 import { EditRequest } from "./edit";
 import { Params } from "./gpt";
 import { ModelView, nextTokenTopK } from "./score";
-import { LocalityClass, LOCALITY_CLASSES, TemplateGroup, World } from "./world";
+import { factKey, LocalityClass, LOCALITY_CLASSES, TemplateGroup, World } from "./world";
 
 export type ProbeKind = "edit" | "paraphrase" | `locality:${LocalityClass}` | "probe";
 
@@ -50,14 +50,14 @@ export function probesFor(world: World | null, requests: readonly EditRequest[],
       for (const p of world.prompts(m.fact.subject, m.fact.relation, group)) push({ prompt: p, kind: "paraphrase", expected: r.target, group });
     }
   }
-  const editedKeys = new Set(matched.filter((x) => x.m).map((x) => `${x.m!.fact.subject}|${x.m!.fact.relation}`));
+  const editedKeys = new Set(matched.filter((x) => x.m).map((x) => factKey(x.m!.fact)));
   for (const { m } of matched) {
     if (!m || !world) continue;
     const f = m.fact;
     const type = world.subjects.find((s) => s.name === f.subject)?.type;
     const pick = (cls: LocalityClass) =>
       world.facts
-        .filter((g) => !editedKeys.has(`${g.subject}|${g.relation}`))
+        .filter((g) => !editedKeys.has(factKey(g)))
         .filter((g) => {
           const sameS = g.subject === f.subject;
           const sameR = g.relation === f.relation;

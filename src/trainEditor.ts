@@ -41,7 +41,7 @@ import { ProgressBar } from "./progress";
 import { Rng } from "./rng";
 import { writeFileAtomic } from "./safetensors";
 import { ModelView } from "./score";
-import { distinctFacts, EditRecord, LocalityClass, LocalityExample } from "./world";
+import { distinctFacts, EditRecord, factKey, LocalityClass, LocalityExample } from "./world";
 
 export interface TrainEditorConfig extends MetaLossConfig {
   seed: number;
@@ -138,11 +138,7 @@ export type SameAnswerPool = Map<string, LocalityExample[]>;
 
 export function sameAnswerPool(records: readonly EditRecord[]): SameAnswerPool {
   const pool: SameAnswerPool = new Map();
-  const seen = new Set<string>();
-  for (const r of records) {
-    const fact = `${r.subject}|${r.relation}`;
-    if (seen.has(fact)) continue;
-    seen.add(fact);
+  for (const r of distinctFacts(records)) {
     const key = `${r.relation}|${r.target_true}`;
     if (!pool.has(key)) pool.set(key, []);
     for (const prompt of r.prompts) pool.get(key)!.push({ class: "same_relation", prompt, target: r.target_true, subject: r.subject, relation: r.relation });
@@ -169,16 +165,15 @@ export function sampleMetaBatch(records: readonly EditRecord[], rng: Rng, n: num
   const used = new Set<string>();
   for (let tries = 0; out.length < n && tries < 50 * n; tries++) {
     const r = records[rng.int(records.length)];
-    const key = `${r.subject}|${r.relation}`;
-    if (used.has(key)) continue;
-    used.add(key);
+    if (used.has(factKey(r))) continue;
+    used.add(factKey(r));
     const [i, j0] = rng.sample(r.prompts.map((_, q) => q), 2);
     const j = outerIsEdit > 0 && rng.next() < outerIsEdit ? i : j0; // sometimes L_edit on x_e itself
-    const free = r.locality.filter((l) => !used.has(`${l.subject}|${l.relation}`)); // not about a fact edited alongside
+    const free = r.locality.filter((l) => !used.has(factKey(l))); // not about a fact edited alongside
     const pool = free.length ? free : r.locality;
     const locs = locPerEdit > 1 ? rng.sample(pool, locPerEdit) : [rng.choice(pool)];
     if (sameAnswer && rng.next() < sameAnswer.p) {
-      const same = (sameAnswer.pool.get(`${r.relation}|${r.target_true}`) ?? []).filter((l) => l.subject !== r.subject && !used.has(`${l.subject}|${l.relation}`));
+      const same = (sameAnswer.pool.get(`${r.relation}|${r.target_true}`) ?? []).filter((l) => l.subject !== r.subject && !used.has(factKey(l)));
       if (same.length) locs[locs.length - 1] = rng.choice(same);
     }
     const [loc, ...extra] = locs;

@@ -68,6 +68,11 @@ export function sharesOldAnswer(r: EditRecord, l: LocalityExample): boolean {
   return l.class === "same_relation" && l.target === r.target_true;
 }
 
+/** The key of a fact (subject, relation): the same string wherever facts are matched. */
+export function factKey(f: { subject: string; relation: string }): string {
+  return `${f.subject}|${f.relation}`;
+}
+
 /**
  * The first edit record of each fact (subject, relation), in order. A split may hold several edits
  * of one fact (other new targets); one batched edit call cannot make a fact answer two targets.
@@ -75,7 +80,7 @@ export function sharesOldAnswer(r: EditRecord, l: LocalityExample): boolean {
 export function distinctFacts(records: readonly EditRecord[]): EditRecord[] {
   const seen = new Set<string>();
   return records.filter((r) => {
-    const k = `${r.subject}|${r.relation}`;
+    const k = factKey(r);
     if (seen.has(k)) return false;
     seen.add(k);
     return true;
