@@ -15,7 +15,13 @@ const { mend, flags, loadShipped } = require("./common");
 async function main() {
   const flag = flags();
   const { model, editor } = await loadShipped(flag("editor"), "editor-batch");
-  if (flag("beta") !== undefined) editor.config = { ...editor.config, batchPrecond: Number(flag("beta")) };
+  if (flag("beta") !== undefined) {
+    const beta = Number(flag("beta"));
+    if (!(beta > 0)) throw new Error(`--beta must be a number > 0, got "${flag("beta")}"`);
+    if (!editor.precond) throw new Error("--beta: batch key decorrelation needs an editor with key preconditioning (trained with --key-precond)");
+    editor.config = { ...editor.config, batchPrecond: beta };
+  }
+  if (!["mean", "sum", undefined].includes(flag("batch-loss"))) throw new Error(`--batch-loss must be "mean" or "sum", got "${flag("batch-loss")}"`);
   if (flag("batch-loss") !== undefined) editor.config = { ...editor.config, batchLoss: flag("batch-loss") };
   const records = mend.distinctFacts(mend.World.load().editRecords(flag("split", "test")));
   const k = Number(flag("k", "25"));
