@@ -5,6 +5,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import { describeBackend, initBackend } from "./backend";
+import { DEFAULT_CALIBRATION, validateCalibration } from "./calibrate";
 import { disposeEdit, EditRequest, mendEdit, validateRequests } from "./edit";
 import { disposeEditor } from "./editor";
 import { loadEditor } from "./editorIO";
@@ -66,6 +67,7 @@ const USAGE = `mend: MEND (Model Editor Networks with Gradient Decomposition) on
 
   mend predict --prompt TEXT [--model DIR] [--top K] [--json]
   mend edit --prompt TEXT --target TEXT [--probe TEXT ...] [--model DIR] [--editor DIR] [--save DIR] [--json]
+            [--calibrate MARGIN]                scale the step to MARGIN x the smallest one that makes the edit right (ours; 1.3)
   mend edit --requests FILE.json [...]          FILE: [{"prompt": ..., "target": ...}, ...]
   mend pretrain [--out DIR] [--run-dir DIR] [--steps N] [--seed S] [--resume]
   mend train-editor [--model DIR] [--out DIR] [--run-dir DIR] [--steps N] [--seed S] [--resume] [--inner-params A,B,...]
@@ -74,8 +76,9 @@ const USAGE = `mend: MEND (Model Editor Networks with Gradient Decomposition) on
                     (edits per example; start from an editor; examples per step; P(x'_e = x_e);
                      new targets per training fact, default 20; loss of a k-request edit, default mean = official;
                      meta-loss average over calls or over edits)
-  mend eval [--json] [--methods MEND,MEND-batch,FT,FT+KL] [--batch-sizes 1,5,25,75,125] [--sequential N] [--out DIR] [--limit N] [--split test|val]
+  mend eval [--json] [--methods MEND,MEND-cal,MEND-batch,FT,FT+KL] [--batch-sizes 1,5,25,75,125] [--sequential N] [--out DIR] [--limit N] [--split test|val]
             [--batch-editor DIR]                MEND-batch: the editor trained for batched edits (checkpoints/editor-batch)
+            [--calibrate MARGIN]                MEND-cal: MEND with edit-time step calibration at this margin (default 1.3)
   mend demo [--out DIR]                         President -> Biden with MEND, FT and FT+KL (npm start)
   mend world [--out DIR]                        write the generated corpus and edit records
   mend bench [--json]                           throughput and latency, ratios from one run
@@ -147,7 +150,9 @@ function readRequests(file: string): EditRequest[] {
 
 async function cmdEdit(argv: string[]): Promise<void> {
   const a = parseArgs(argv, ["json"]);
-  checkFlags(a, ["prompt", "target", "probe", "model", "editor", "requests", "save", "lr-scale", "json"]);
+  checkFlags(a, ["prompt", "target", "probe", "model", "editor", "requests", "save", "lr-scale", "calibrate", "json"]);
+  const calibrate = str(a, "calibrate") !== undefined ? { ...DEFAULT_CALIBRATION, margin: num(a, "calibrate", DEFAULT_CALIBRATION.margin) } : null;
+  if (calibrate) validateCalibration(calibrate);
   const requests = str(a, "requests") ? readRequests(str(a, "requests")!) : [{ prompt: str(a, "prompt") ?? "", target: str(a, "target") ?? "" }];
   if (!str(a, "requests") && (!str(a, "prompt") || !str(a, "target"))) throw new Error("give --prompt TEXT and --target TEXT, or --requests FILE.json");
   validateRequests(requests);
@@ -163,7 +168,7 @@ async function cmdEdit(argv: string[]): Promise<void> {
   try {
     const world = World.load();
     const probes = probesFor(world, requests, a.flags.probe ?? []);
-    const result = mendEdit(model, editor, requests, { lrScale: num(a, "lr-scale", 1) });
+    const result = mendEdit(model, editor, requests, { lrScale: num(a, "lr-scale", 1), calibrate });
     const rows = runProbes(model, result.params, probes);
     if (str(a, "save")) saveModel(str(a, "save")!, { ...model, params: result.params }, { edited_by: "mend-ts", edits: JSON.stringify(requests) });
     if (bool(a, "json")) {
@@ -173,12 +178,16 @@ async function cmdEdit(argv: string[]): Promise<void> {
           results: rows.map((r) => ({ prompt: r.prompt, kind: r.kind, expected: r.expected, group: r.group, before: r.before, after: r.after })),
           latency_ms: result.info.latencyMs,
           layers: result.info.layers,
+          ...(result.info.calibration ? { calibration: result.info.calibration } : {}),
           backend: backend.kind,
         }),
       );
     } else {
       console.log(`backend: ${describeBackend(backend)}`);
-      console.log(`edit: ${requests.map((r) => `"${r.prompt}" -> "${r.target}"`).join("; ")}   (${result.info.latencyMs.toFixed(1)} ms)\n`);
+      const c = result.info.calibration;
+      const steps = c?.scales.map((x, b) => (c.found[b] ? `${x.toFixed(2)}` : `1 (none right up to ${calibrate!.maxScale})`)).join(", ");
+      const step = c ? `, calibrated step ${steps} x alpha (margin ${calibrate!.margin})` : "";
+      console.log(`edit: ${requests.map((r) => `"${r.prompt}" -> "${r.target}"`).join("; ")}   (${result.info.latencyMs.toFixed(1)} ms${step})\n`);
       console.log(formatProbeTable(rows));
       if (str(a, "save")) console.log(`\nedited model saved to ${str(a, "save")}`);
     }

@@ -16,6 +16,7 @@ import { disposeBatch, makeBatch, TextExample } from "./batch";
 import { Editor, applyEditorAll, lossGroups, netFor, pseudoGradient } from "./editor";
 import { captureFactors, disposeFactors, Factors } from "./factor";
 import { Params } from "./gpt";
+import { CalibrationResult, calibrateSteps, StepCalibration, validateCalibration } from "./calibrate";
 import { decorrelatedKeys } from "./precond";
 import { inputScale, normalizeFactors, updateStats } from "./stats";
 import { ModelView } from "./score";
@@ -140,7 +141,7 @@ export interface EditLayerInfo {
   name: string;
   /** Token rows that fed the editor. */
   rows: number;
-  /** α_ℓ (times lrScale). */
+  /** α_ℓ (times lrScale; a calibrated edit's per-request steps are in `EditInfo.calibration`). */
   editLr: number;
   /** ‖W' − W‖_F and ‖W‖_F. */
   updateNorm: number;
@@ -153,6 +154,8 @@ export interface EditInfo {
   lossBefore: number;
   layers: EditLayerInfo[];
   latencyMs: number;
+  /** Edit-time step calibration (calibrate.ts), when asked for. */
+  calibration?: CalibrationResult;
 }
 
 export interface EditResult {
@@ -188,24 +191,48 @@ export function validateRequests(requests: readonly EditRequest[]): void {
  * Edit a model with MEND. The editor's statistics are frozen (test-time edit) unless `train` is set.
  * The caller owns `result.edited` (free with `disposeEdit`); the base params are untouched.
  */
-export function mendEdit(model: ModelView, editor: Editor, requests: readonly EditRequest[], opts: { lrScale?: number } = {}): EditResult {
+export function mendEdit(model: ModelView, editor: Editor, requests: readonly EditRequest[], opts: { lrScale?: number; calibrate?: StepCalibration | null } = {}): EditResult {
   validateRequests(requests);
+  if (opts.calibrate) validateCalibration(opts.calibrate);
   const t0 = performance.now();
   const batch = makeBatch(model.tokenizer, requests, "target", model.config.n_positions);
-  let factors: Factors;
+  const lrScale = opts.lrScale ?? 1;
+  let factors: Factors | undefined;
+  let transformed: Record<string, { uTilde: tf.Tensor2D; deltaTilde: tf.Tensor2D }> | undefined;
+  let calibration: CalibrationResult | undefined;
   try {
     factors = captureFactors(model.params, model.config, batch, editor.config.innerParams, lossGroups(editor.config, requests.length), "structural", editor.config.rows);
+    transformed = tf.tidy(() => transformFactors(editor, factors!));
+    if (opts.calibrate) {
+      const T = factors.seqLen;
+      const update = tf.tidy(() =>
+        Object.fromEntries(
+          Object.entries(transformed!).map(([name, t]) => [name, { left: tf.mul(tf.mul(editor.editLrs[name], lrScale), t.uTilde) as tf.Tensor2D, right: t.deltaTilde, request: factors!.rows[name].map((r) => Math.floor(r / T)) }]),
+        ),
+      );
+      try {
+        calibration = calibrateSteps(model, update, batch, opts.calibrate);
+      } finally {
+        tf.dispose(Object.values(update).map((u) => u.left));
+      }
+    }
+  } catch (e) {
+    if (factors) disposeFactors(factors);
+    if (transformed) tf.dispose(Object.values(transformed).flatMap((t) => [t.uTilde, t.deltaTilde]));
+    throw e;
   } finally {
     disposeBatch(batch);
   }
-  const lrScale = opts.lrScale ?? 1;
+  const t = transformed;
+  const T = factors.seqLen;
+  const rowScales = (name: string) => tf.tensor2d(factors!.rows[name].map((r) => calibration!.scales[Math.floor(r / T)]), [factors!.rows[name].length, 1]); // [Nk, 1]
   // Few, cheap ops: on wasm an edit of this size is bound by the number of kernels, not by FLOPs.
   const [edited, sq] = tf.tidy(() => {
-    const t = transformFactors(editor, factors);
     const out: Record<string, tf.Tensor2D> = {};
     const norms: tf.Tensor[] = [];
     for (const name of editor.config.innerParams) {
-      const { uTilde, deltaTilde } = t[name];
+      const { deltaTilde } = t[name];
+      const uTilde = calibration ? (tf.mul(t[name].uTilde, rowScales(name)) as tf.Tensor2D) : t[name].uTilde; // each request's rows times its step
       const a = lrScale === 1 ? editor.editLrs[name] : tf.mul(editor.editLrs[name], lrScale);
       const update = tf.mul(a, pseudoGradient(uTilde, deltaTilde)); // α ∇̃W [d_in, d_out]
       out[name] = tf.add(model.params[name], update) as tf.Tensor2D;
@@ -213,11 +240,12 @@ export function mendEdit(model: ModelView, editor: Editor, requests: readonly Ed
     }
     return [out, tf.stack(norms)] as const;
   });
+  tf.dispose(Object.values(t).flatMap((x) => [x.uTilde, x.deltaTilde]));
   const vals = sq.dataSync();
   sq.dispose();
   const layers = editor.config.innerParams.map((name, i) => ({
     name,
-    rows: factors.rows[name].length,
+    rows: factors!.rows[name].length,
     editLr: vals[2 * i + 1],
     updateNorm: Math.sqrt(Math.max(0, vals[2 * i])),
     weightNorm: weightNorm(model.params[name]),
@@ -233,7 +261,7 @@ export function mendEdit(model: ModelView, editor: Editor, requests: readonly Ed
   return {
     params: { ...model.params, ...edited },
     edited,
-    info: { requests: [...requests], lossBefore, layers, latencyMs: performance.now() - t0 },
+    info: { requests: [...requests], lossBefore, layers, latencyMs: performance.now() - t0, ...(calibration ? { calibration } : {}) },
   };
 }
 

@@ -17,6 +17,7 @@ export * from "./factor";
 export * from "./stats";
 export * from "./precond";
 export * from "./editor";
+export * from "./calibrate";
 export * from "./edit";
 export * from "./metaLoss";
 export * from "./editorIO";

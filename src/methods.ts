@@ -1,7 +1,8 @@
 /**
  * Editing methods behind one pure interface: model parameters in, new parameters out.
  *
- *  - MEND: one editor pass on the edit gradient (edit.ts).
+ *  - MEND: one editor pass on the edit gradient (edit.ts); MEND-cal: the same with edit-time step
+ *    calibration (calibrate.ts, our deviation).
  *  - FT: fine-tune the same edited matrices on the edit example(s) until every target token is the
  *    argmax or `maxSteps` is reached (MEND App. C.1: at most 100 steps, stop at argmax).
  *  - FT+KL: the same with the locality term, L = c_edit·NLL(edit) + KL(pre ‖ post on locality text)
@@ -17,6 +18,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { disposeBatch, makeBatch, TextExample } from "./batch";
+import { StepCalibration } from "./calibrate";
 import { EditRequest, mendEdit, validateRequests } from "./edit";
 import { Editor } from "./editor";
 import { gptForward, Params } from "./gpt";
@@ -42,11 +44,12 @@ export function disposeMethodEdit(e: MethodEdit): void {
   tf.dispose(Object.values(e.edited));
 }
 
-export function mendMethod(editor: Editor, name = "MEND"): EditMethod {
+/** MEND with the editor; `calibrate`: edit-time step calibration (calibrate.ts, our deviation). */
+export function mendMethod(editor: Editor, name = "MEND", calibrate: StepCalibration | null = null): EditMethod {
   return {
     name,
     edit(model, requests) {
-      const r = mendEdit(model, editor, requests);
+      const r = mendEdit(model, editor, requests, { calibrate });
       return { params: r.params, edited: r.edited, latencyMs: r.info.latencyMs };
     },
   };
