@@ -216,7 +216,7 @@ export async function cmdDemo(argv: string[]): Promise<void> {
     const probes = probesFor(world, [request], ["The capital of the United States is", "The president of Russia is"]);
     const tables: Record<string, ProbeResult[]> = {};
     const summary: string[] = [];
-    for (const m of standardMethods(editor, world)) {
+    for (const m of standardMethods(editor, world, ["MEND", "MEND-cal", "FT", "FT+KL"])) {
       const e = m.edit(model, [request]);
       const rows = runProbes(model, e.params, probes);
       disposeMethodEdit(e);
@@ -231,7 +231,7 @@ export async function cmdDemo(argv: string[]): Promise<void> {
     const out = a.flags.out?.[0] ?? path.join(PACKAGE_ROOT, "reports", "demo");
     fs.mkdirSync(out, { recursive: true });
     const intro = Object.entries(tables).map(([n, rows]) => `== ${n}\n${formatProbeTable(rows)}`).join("\n\n");
-    writeFileAtomic(path.join(out, "report.html"), htmlReport("President -> Biden with MEND, FT and FT+KL", intro, table, [{ title: "Expected answers after the edit", fig: demoFigure(tables) }]));
+    writeFileAtomic(path.join(out, "report.html"), htmlReport("President -> Biden with MEND, MEND-cal, FT and FT+KL", intro, table, [{ title: "Expected answers after the edit", fig: demoFigure(tables) }]));
     console.log(`\nreport: ${path.join(out, "report.html")}   (total ${((performance.now() - t0) / 1000).toFixed(1)} s)`);
   } finally {
     disposeEditor(editor);

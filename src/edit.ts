@@ -12,7 +12,7 @@
  * the mean NLL over all target tokens of all its requests (so each δ carries a 1/#tokens factor).
  */
 import * as tf from "@tensorflow/tfjs";
-import { disposeBatch, makeBatch, TextExample } from "./batch";
+import { Batch, disposeBatch, makeBatch, TextExample } from "./batch";
 import { Editor, applyEditorAll, lossGroups, netFor, pseudoGradient } from "./editor";
 import { captureFactors, disposeFactors, Factors } from "./factor";
 import { Params } from "./gpt";
@@ -187,9 +187,28 @@ export function validateRequests(requests: readonly EditRequest[]): void {
   });
 }
 
+/** The request (batch row) of every kept factor row of `name`. */
+function rowRequests(factors: Factors, name: string): number[] {
+  return factors.rows[name].map((r) => Math.floor(r / factors.seqLen));
+}
+
+/** Per-request calibrated steps (calibrate.ts) for the editor's output `transformed` on `batch`. */
+function calibrate(model: ModelView, editor: Editor, factors: Factors, transformed: Record<string, { uTilde: tf.Tensor2D; deltaTilde: tf.Tensor2D }>, batch: Batch, lrScale: number, c: StepCalibration): CalibrationResult {
+  const update = tf.tidy(() =>
+    Object.fromEntries(Object.entries(transformed).map(([name, t]) => [name, { left: tf.mul(tf.mul(editor.editLrs[name], lrScale), t.uTilde) as tf.Tensor2D, right: t.deltaTilde, request: rowRequests(factors, name) }])),
+  ); // left = α·ũ [Nk, d_in], right = δ̃ [Nk, d_out]
+  try {
+    return calibrateSteps(model, update, batch, c);
+  } finally {
+    tf.dispose(Object.values(update).map((u) => u.left));
+  }
+}
+
 /**
- * Edit a model with MEND. The editor's statistics are frozen (test-time edit) unless `train` is set.
- * The caller owns `result.edited` (free with `disposeEdit`); the base params are untouched.
+ * Edit a model with MEND. The editor's statistics are frozen (test-time edit). `lrScale` multiplies
+ * every α; `calibrate` scales each request's share of the update to its calibrated step
+ * (calibrate.ts, our deviation; null/absent = the official step). The caller owns `result.edited`
+ * (free with `disposeEdit`); the base params are untouched.
  */
 export function mendEdit(model: ModelView, editor: Editor, requests: readonly EditRequest[], opts: { lrScale?: number; calibrate?: StepCalibration | null } = {}): EditResult {
   validateRequests(requests);
@@ -203,19 +222,7 @@ export function mendEdit(model: ModelView, editor: Editor, requests: readonly Ed
   try {
     factors = captureFactors(model.params, model.config, batch, editor.config.innerParams, lossGroups(editor.config, requests.length), "structural", editor.config.rows);
     transformed = tf.tidy(() => transformFactors(editor, factors!));
-    if (opts.calibrate) {
-      const T = factors.seqLen;
-      const update = tf.tidy(() =>
-        Object.fromEntries(
-          Object.entries(transformed!).map(([name, t]) => [name, { left: tf.mul(tf.mul(editor.editLrs[name], lrScale), t.uTilde) as tf.Tensor2D, right: t.deltaTilde, request: factors!.rows[name].map((r) => Math.floor(r / T)) }]),
-        ),
-      );
-      try {
-        calibration = calibrateSteps(model, update, batch, opts.calibrate);
-      } finally {
-        tf.dispose(Object.values(update).map((u) => u.left));
-      }
-    }
+    if (opts.calibrate) calibration = calibrate(model, editor, factors, transformed, batch, lrScale, opts.calibrate);
   } catch (e) {
     if (factors) disposeFactors(factors);
     if (transformed) tf.dispose(Object.values(transformed).flatMap((t) => [t.uTilde, t.deltaTilde]));
@@ -224,8 +231,8 @@ export function mendEdit(model: ModelView, editor: Editor, requests: readonly Ed
     disposeBatch(batch);
   }
   const t = transformed;
-  const T = factors.seqLen;
-  const rowScales = (name: string) => tf.tensor2d(factors!.rows[name].map((r) => calibration!.scales[Math.floor(r / T)]), [factors!.rows[name].length, 1]); // [Nk, 1]
+  const f = factors;
+  const rowScales = (name: string) => tf.tensor2d(rowRequests(f, name).map((b) => calibration!.scales[b]), [f.rows[name].length, 1]); // [Nk, 1]
   // Few, cheap ops: on wasm an edit of this size is bound by the number of kernels, not by FLOPs.
   const [edited, sq] = tf.tidy(() => {
     const out: Record<string, tf.Tensor2D> = {};

@@ -43,3 +43,15 @@ test("mend edit: unknown words, empty targets and missing checkpoints are named"
   assertFails(["edit", "--prompt", "The president of the United States is", "--target", " "], /target is empty/);
   assertFails(["edit", "--prompt", "The president of the United States is", "--target", "Biden", "--editor", "/nonexistent/editor"], /\/nonexistent\/editor/);
 });
+
+test("mend edit --calibrate: the shipped edit with a calibrated step, in the JSON; a bad margin is named", () => {
+  const r = spawnSync(process.execPath, [path.join(ROOT, "bin", "mend.js"), "edit", "--prompt", "The president of the United States is", "--target", "Biden", "--calibrate", "1.3", "--json"], { encoding: "utf8", timeout: 120_000 });
+  assert.equal(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout) as { results: { kind: string; after: { token: string } }[]; calibration: { scales: number[]; thresholds: number[]; found: boolean[] } };
+  assert.deepEqual(out.calibration.found, [true]);
+  assert.ok(Math.abs(out.calibration.scales[0] - 1.3 * out.calibration.thresholds[0]) < 1e-9);
+  assert.ok(out.calibration.scales[0] < 1, `the Biden edit needs less than the official step: ${out.calibration.scales[0]}`);
+  for (const x of out.results.filter((x) => x.kind === "edit" || x.kind === "paraphrase")) assert.equal(x.after.token, "Biden");
+  assertFails(["edit", "--prompt", "The president of the United States is", "--target", "Biden", "--calibrate", "0"], /calibration margin must be a positive number, got 0/);
+  assertFails(["eval", "--calibrate", "-1"], /calibration margin must be a positive number, got -1/);
+});
