@@ -69,23 +69,29 @@ export function validateCalibration(c: StepCalibration): void {
 
 /**
  * For each copy g: is every target token of request b the argmax when request b' 's rows are scaled
- * by scales[g][b'] (for every b')? @param scales [G][B] @returns [G][B]
+ * by scales[g][b'] (for every b')? `labels`: the batch's labels, when the caller has read them.
+ * @param scales [G][B] @returns [G][B]
  */
-export function rightAtScales(model: ModelView, update: Readonly<Record<string, RequestUpdate>>, batch: Batch, scales: readonly (readonly number[])[]): boolean[][] {
+export function rightAtScales(model: ModelView, update: Readonly<Record<string, RequestUpdate>>, batch: Batch, scales: readonly (readonly number[])[], labels = batch.labels.arraySync() as number[][]): boolean[][] {
   const [B, T] = batch.inputIds.shape;
   const G = scales.length;
-  const labels = batch.labels.arraySync() as number[][];
   const argmax = tf.tidy(() => {
-    const lowRank: Record<string, LowRankUpdate> = {};
-    for (const [name, { left, right, request }] of Object.entries(update)) {
-      const M = request.length;
-      const mask = new Float32Array(G * B * T * M); // [G·B·T, M]: copy g's rows use scales[g][request of update row]
-      for (let g = 0; g < G; g++) {
-        const row = request.map((b) => scales[g][b]);
-        for (let r = 0; r < B * T; r++) mask.set(row, (g * B * T + r) * M);
+    const masks = new Map<string, tf.Tensor2D>(); // one mask per distinct row layout (most edited weights share one)
+    const maskFor = (request: readonly number[]) => {
+      const key = request.join(",");
+      if (!masks.has(key)) {
+        const M = request.length;
+        const mask = new Float32Array(G * B * T * M); // [G·B·T, M]: copy g's rows use scales[g][request of update row]
+        for (let g = 0; g < G; g++) {
+          const row = request.map((b) => scales[g][b]);
+          for (let r = 0; r < B * T; r++) mask.set(row, (g * B * T + r) * M);
+        }
+        masks.set(key, tf.tensor2d(mask, [G * B * T, M]));
       }
-      lowRank[name] = { left, right, mask: tf.tensor2d(mask, [G * B * T, M]) };
-    }
+      return masks.get(key)!;
+    };
+    const lowRank: Record<string, LowRankUpdate> = {};
+    for (const [name, { left, right, request }] of Object.entries(update)) lowRank[name] = { left, right, mask: maskFor(request) };
     const ids = tf.tile(batch.inputIds, [G, 1]) as tf.Tensor2D; // [G·B, T]
     const attn = tf.tile(batch.attentionMask, [G, 1]) as tf.Tensor2D;
     return tf.argMax(gptForward(model.params, model.config, ids, { attentionMask: attn, lowRank }).logits, -1); // [G·B, T]
@@ -129,8 +135,8 @@ export function smallestRightSteps(isRight: (scales: number[][]) => boolean[][],
 /** The calibrated per-request step multiples of one edit call (see the file comment). */
 export function calibrateSteps(model: ModelView, update: Readonly<Record<string, RequestUpdate>>, batch: Batch, c: StepCalibration): CalibrationResult {
   validateCalibration(c);
-  const B = batch.inputIds.shape[0];
-  const s = smallestRightSteps((scales) => rightAtScales(model, update, batch, scales), B, c.maxScale);
+  const labels = batch.labels.arraySync() as number[][]; // read once for the three rounds
+  const s = smallestRightSteps((scales) => rightAtScales(model, update, batch, scales, labels), labels.length, c.maxScale);
   const found = s.map((x) => !Number.isNaN(x));
   return { scales: s.map((x, b) => (found[b] ? c.margin * x : 1)), thresholds: s, found };
 }

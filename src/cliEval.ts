@@ -27,17 +27,15 @@ import { World } from "./world";
  */
 export function standardMethods(editor: Editor, world: World, names: readonly string[] = ["MEND", "FT", "FT+KL"], batchEditor?: Editor, margin?: number): EditMethod[] {
   const inner = editor.config.innerParams;
+  const needBatch = (name: string): Editor => {
+    if (!batchEditor) throw new Error(`method ${name} needs the batch-trained editor: train it (README) or pass --batch-editor DIR`);
+    return batchEditor;
+  };
   const all: Record<string, () => EditMethod> = {
     MEND: () => mendMethod(editor),
     "MEND-cal": () => mendMethod(editor, "MEND-cal", { ...DEFAULT_CALIBRATION, ...(margin ? { margin } : {}) }),
-    "MEND-batch": () => {
-      if (!batchEditor) throw new Error(`method MEND-batch needs the batch-trained editor: train it (README) or pass --batch-editor DIR`);
-      return mendMethod(batchEditor, "MEND-batch");
-    },
-    "MEND-batch-cal": () => {
-      if (!batchEditor) throw new Error(`method MEND-batch-cal needs the batch-trained editor: train it (README) or pass --batch-editor DIR`);
-      return mendMethod(batchEditor, "MEND-batch-cal", { ...BATCH_EDITOR_CALIBRATION, ...(margin ? { margin } : {}) });
-    },
+    "MEND-batch": () => mendMethod(needBatch("MEND-batch"), "MEND-batch"),
+    "MEND-batch-cal": () => mendMethod(needBatch("MEND-batch-cal"), "MEND-batch-cal", { ...BATCH_EDITOR_CALIBRATION, ...(margin ? { margin } : {}) }),
     FT: () => fineTuneMethod({ ...DEFAULT_FT_CONFIG, innerParams: inner, cEdit: null, locTexts: [] }),
     "FT+KL": () => fineTuneMethod({ ...DEFAULT_FT_CONFIG, innerParams: inner, cEdit: 1e-2, locTexts: trainingSplitProbes(world, 16) }),
   };

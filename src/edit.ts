@@ -15,6 +15,7 @@ import * as tf from "@tensorflow/tfjs";
 import { Batch, disposeBatch, makeBatch, TextExample } from "./batch";
 import { Editor, applyEditorAll, lossGroups, netFor, pseudoGradient } from "./editor";
 import { captureFactors, disposeFactors, Factors } from "./factor";
+import { GPT2Config } from "./config";
 import { Params } from "./gpt";
 import { CalibrationResult, calibrateSteps, StepCalibration, validateCalibration } from "./calibrate";
 import { decorrelatedKeys } from "./precond";
@@ -36,6 +37,20 @@ export function editedWeights(params: Readonly<Params>, editor: Editor, factors:
     out[name] = tf.add(params[name], tf.mul(tf.mul(editor.editLrs[name], lrScale), g)) as tf.Tensor2D;
   }
   return out;
+}
+
+/**
+ * The factors `editor` consumes for `batch`: its edited weights, its edit loss (official one mean,
+ * or per request with `batchLoss: "sum"`; `callGroup`, batch row -> edit call, keeps independent
+ * edits of one meta-training batch apart) and its token rows. The caller owns the result.
+ */
+export function captureEditorFactors(params: Readonly<Params>, config: GPT2Config, batch: Batch, editor: Editor, callGroup?: readonly number[]): Factors {
+  return captureFactors(params, config, batch, editor.config.innerParams, lossGroups(editor.config, batch.inputIds.shape[0], callGroup), "structural", editor.config.rows);
+}
+
+/** The request (batch row) of every kept factor row of `name`. */
+function rowRequests(factors: Factors, name: string): number[] {
+  return factors.rows[name].map((r) => Math.floor(r / factors.seqLen));
 }
 
 /**
@@ -74,7 +89,7 @@ export function transformFactors(editor: Editor, factors: Factors, rowCall?: (ro
  */
 function callKeys(scaled: tf.Tensor2D, factors: Factors, name: string, target: ReadonlySet<number>, P: tf.Tensor2D, beta: number, rowCall?: (row: number) => number): tf.Tensor2D {
   const rows = factors.rows[name];
-  const T = factors.seqLen;
+  const request = rowRequests(factors, name);
   const calls = new Map<number, number[]>(); // call -> kept-row positions, in order of first appearance
   rows.forEach((r, i) => {
     const c = rowCall ? rowCall(r) : 0;
@@ -84,8 +99,7 @@ function callKeys(scaled: tf.Tensor2D, factors: Factors, name: string, target: R
   const order = [...calls.values()].flat();
   const parts = [...calls.values()].map((pos) => {
     const inputs = pos.filter((i) => target.has(rows[i]));
-    const request = (i: number) => Math.floor(rows[i] / T);
-    const other = tf.tensor2d(pos.flatMap((i) => inputs.map((j) => (request(i) === request(j) ? 0 : 1))), [pos.length, inputs.length]);
+    const other = tf.tensor2d(pos.flatMap((i) => inputs.map((j) => (request[i] === request[j] ? 0 : 1))), [pos.length, inputs.length]);
     const S = selectRows(scaled, pos);
     const V = tf.gather(factors.u[name], tf.tensor1d(inputs, "int32")) as tf.Tensor2D;
     return decorrelatedKeys(S, V, P, beta, other);
@@ -187,11 +201,6 @@ export function validateRequests(requests: readonly EditRequest[]): void {
   });
 }
 
-/** The request (batch row) of every kept factor row of `name`. */
-function rowRequests(factors: Factors, name: string): number[] {
-  return factors.rows[name].map((r) => Math.floor(r / factors.seqLen));
-}
-
 /** Per-request calibrated steps (calibrate.ts) for the editor's output `transformed` on `batch`. */
 function calibrate(model: ModelView, editor: Editor, factors: Factors, transformed: Record<string, { uTilde: tf.Tensor2D; deltaTilde: tf.Tensor2D }>, batch: Batch, lrScale: number, c: StepCalibration): CalibrationResult {
   const update = tf.tidy(() =>
@@ -220,7 +229,7 @@ export function mendEdit(model: ModelView, editor: Editor, requests: readonly Ed
   let transformed: Record<string, { uTilde: tf.Tensor2D; deltaTilde: tf.Tensor2D }> | undefined;
   let calibration: CalibrationResult | undefined;
   try {
-    factors = captureFactors(model.params, model.config, batch, editor.config.innerParams, lossGroups(editor.config, requests.length), "structural", editor.config.rows);
+    factors = captureEditorFactors(model.params, model.config, batch, editor);
     transformed = tf.tidy(() => transformFactors(editor, factors!));
     if (opts.calibrate) calibration = calibrate(model, editor, factors, transformed, batch, lrScale, opts.calibrate);
   } catch (e) {

@@ -28,11 +28,11 @@ import * as fs from "fs";
 import * as path from "path";
 import * as tf from "@tensorflow/tfjs";
 import { Batch, disposeBatch, encodeExamples, TextExample, toBatch } from "./batch";
-import { exampleMask, lowRankEdits, updateEditorStats } from "./edit";
-import { createEditor, disposeEditor, DEFAULT_EDITOR_CONFIG, Editor, EditorConfig, editorVariables, lastBlocksMlp, lossGroups, setKeyPreconditioners } from "./editor";
+import { captureEditorFactors, exampleMask, lowRankEdits, updateEditorStats } from "./edit";
+import { createEditor, disposeEditor, DEFAULT_EDITOR_CONFIG, Editor, EditorConfig, editorVariables, lastBlocksMlp, setKeyPreconditioners } from "./editor";
 import { keyPreconditioners } from "./precond";
 import { loadEditor, saveEditor } from "./editorIO";
-import { captureFactors, disposeFactors, Factors } from "./factor";
+import { disposeFactors, Factors } from "./factor";
 import { gptForward } from "./gpt";
 import { tokenKl, tokenNll } from "./loss";
 import { MetaLossConfig, preEditLogits } from "./metaLoss";
@@ -318,7 +318,7 @@ export function metaBatchGrads(
   train = true,
 ): { grads: Record<string, tf.Tensor> | null; gradNorm: number; results: ExampleResult[] } {
   const e = encodeMeta(m, groups, c.weighting);
-  const factors = captureFactors(m.params, m.config, e.inner, editor.config.innerParams, lossGroups(editor.config, e.group.length, e.group), "structural", editor.config.rows);
+  const factors = captureEditorFactors(m.params, m.config, e.inner, editor, e.group);
   try {
     if (train && editor.config.norm) updateEditorStats(editor, factors);
     const pre = preEditLogits(m.params, m.config, e.loc);
@@ -353,7 +353,7 @@ export function metaBatchGrads(
 /** Edit-and-measure without gradients (validation): same metrics, statistics frozen. */
 export function metaBatchEval(m: ModelView, editor: Editor, groups: readonly (readonly MetaExample[])[], c: MetaLossConfig): ExampleResult[] {
   const e = encodeMeta(m, groups, c.weighting);
-  const factors = captureFactors(m.params, m.config, e.inner, editor.config.innerParams, lossGroups(editor.config, e.group.length, e.group), "structural", editor.config.rows);
+  const factors = captureEditorFactors(m.params, m.config, e.inner, editor, e.group);
   try {
     const out = tf.tidy(() => {
       const pre = preEditLogits(m.params, m.config, e.loc);
