@@ -49,7 +49,7 @@ export function parseArgs(argv: readonly string[], booleans: readonly string[] =
 }
 
 const str = (a: Args, k: string, d?: string) => a.flags[k]?.[a.flags[k].length - 1] ?? d;
-const num = (a: Args, k: string, d: number) => {
+export const num = (a: Args, k: string, d: number) => {
   const v = str(a, k);
   if (v === undefined) return d;
   const n = Number(v);

@@ -7,7 +7,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { describeBackend, initBackend } from "./backend";
-import { checkFlags, DEFAULT_BATCH_EDITOR_DIR, DEFAULT_EDITOR_DIR, DEFAULT_MODEL_DIR, PACKAGE_ROOT, parseArgs } from "./cli";
+import { checkFlags, DEFAULT_BATCH_EDITOR_DIR, DEFAULT_EDITOR_DIR, DEFAULT_MODEL_DIR, num, PACKAGE_ROOT, parseArgs } from "./cli";
 import { disposeEditor, Editor } from "./editor";
 import { loadEditor } from "./editorIO";
 import { DEFAULT_EVAL_CONFIG, EvalResult, evaluateMethods, trainingSplitProbes } from "./evaluate";
@@ -93,7 +93,7 @@ export async function cmdEval(argv: string[]): Promise<void> {
   // Given explicitly, the batch editor is evaluated (a wrong folder is then a clear load error); by default only if shipped.
   const haveBatch = a.flags["batch-editor"] !== undefined || fs.existsSync(path.join(batchDir, "config.json"));
   const names = (a.flags.methods?.[0] ?? (haveBatch ? "MEND,MEND-cal,MEND-batch,MEND-batch-cal,FT,FT+KL" : "MEND,MEND-cal,FT,FT+KL")).split(",").map((x) => x.trim());
-  const margin = a.flags.calibrate ? Number(a.flags.calibrate[0]) : undefined;
+  const margin = a.flags.calibrate ? num(a, "calibrate", DEFAULT_CALIBRATION.margin) : undefined;
   if (margin !== undefined) validateCalibration({ ...DEFAULT_CALIBRATION, margin });
   const jobs = Math.max(1, Math.min(names.length, a.flags.jobs ? Number(a.flags.jobs[0]) : os.cpus().length));
   const backend = await initBackend();
