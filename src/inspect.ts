@@ -5,9 +5,9 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { disposeBatch, makeBatch } from "./batch";
-import { EditRequest, transformFactors } from "./edit";
+import { captureEditorFactors, EditRequest, transformFactors } from "./edit";
 import { Editor } from "./editor";
-import { captureFactors, disposeFactors, outerProductSum } from "./factor";
+import { disposeFactors, outerProductSum } from "./factor";
 import { pseudoGradient } from "./editor";
 import { stdOf } from "./stats";
 import { ModelView } from "./score";
@@ -49,10 +49,13 @@ export interface GradientComparison {
   relativeUpdate: number;
 }
 
-/** For each edited weight: raw gradient Σ u δᵀ vs the editor's pseudo-gradient Σ ũ δ̃ᵀ. */
+/**
+ * For each edited weight: raw gradient Σ u δᵀ vs the editor's pseudo-gradient Σ ũ δ̃ᵀ, both from the
+ * factors an edit with these requests captures (the editor's loss grouping and rows, as mendEdit).
+ */
 export function compareWithGradient(model: ModelView, editor: Editor, requests: readonly EditRequest[]): GradientComparison[] {
   const b = makeBatch(model.tokenizer, requests, "target", model.config.n_positions);
-  const f = captureFactors(model.params, model.config, b, editor.config.innerParams, undefined, "structural", editor.config.rows);
+  const f = captureEditorFactors(model.params, model.config, b, editor);
   disposeBatch(b);
   try {
     return tf.tidy(() => {
