@@ -70,9 +70,11 @@ export function validateCalibration(c: StepCalibration): void {
 /**
  * For each copy g: is every target token of request b the argmax when request b' 's rows are scaled
  * by scales[g][b'] (for every b')? `labels`: the batch's labels, when the caller has read them.
+ * `calls` (request -> edit call; meta-training, where one batch holds independent edits): request b
+ * then sees only the rows of requests in its own call; without it the batch is one call.
  * @param scales [G][B] @returns [G][B]
  */
-export function rightAtScales(model: ModelView, update: Readonly<Record<string, RequestUpdate>>, batch: Batch, scales: readonly (readonly number[])[], labels = batch.labels.arraySync() as number[][]): boolean[][] {
+export function rightAtScales(model: ModelView, update: Readonly<Record<string, RequestUpdate>>, batch: Batch, scales: readonly (readonly number[])[], labels = batch.labels.arraySync() as number[][], calls?: readonly number[]): boolean[][] {
   const [B, T] = batch.inputIds.shape;
   const G = scales.length;
   const argmax = tf.tidy(() => {
@@ -83,8 +85,10 @@ export function rightAtScales(model: ModelView, update: Readonly<Record<string, 
         const M = request.length;
         const mask = new Float32Array(G * B * T * M); // [G·B·T, M]: copy g's rows use scales[g][request of update row]
         for (let g = 0; g < G; g++) {
-          const row = request.map((b) => scales[g][b]);
-          for (let r = 0; r < B * T; r++) mask.set(row, (g * B * T + r) * M);
+          for (let b = 0; b < B; b++) {
+            const row = request.map((j) => (!calls || calls[j] === calls[b] ? scales[g][j] : 0));
+            for (let t = 0; t < T; t++) mask.set(row, ((g * B + b) * T + t) * M);
+          }
         }
         masks.set(key, tf.tensor2d(mask, [G * B * T, M]));
       }
@@ -132,11 +136,14 @@ export function smallestRightSteps(isRight: (scales: number[][]) => boolean[][],
   return hi;
 }
 
-/** The calibrated per-request step multiples of one edit call (see the file comment). */
-export function calibrateSteps(model: ModelView, update: Readonly<Record<string, RequestUpdate>>, batch: Batch, c: StepCalibration): CalibrationResult {
+/**
+ * The calibrated per-request step multiples of one edit call (see the file comment), or of several
+ * independent calls in one batch (`calls`: request -> call, as in rightAtScales).
+ */
+export function calibrateSteps(model: ModelView, update: Readonly<Record<string, RequestUpdate>>, batch: Batch, c: StepCalibration, calls?: readonly number[]): CalibrationResult {
   validateCalibration(c);
   const labels = batch.labels.arraySync() as number[][]; // read once for the three rounds
-  const s = smallestRightSteps((scales) => rightAtScales(model, update, batch, scales, labels), labels.length, c.maxScale);
+  const s = smallestRightSteps((scales) => rightAtScales(model, update, batch, scales, labels, calls), labels.length, c.maxScale);
   const found = s.map((x) => !Number.isNaN(x));
   return { scales: s.map((x, b) => (found[b] ? c.margin * x : 1)), thresholds: s, found };
 }

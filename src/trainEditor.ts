@@ -28,6 +28,7 @@ import * as fs from "fs";
 import * as path from "path";
 import * as tf from "@tensorflow/tfjs";
 import { Batch, disposeBatch, encodeExamples, TextExample, toBatch } from "./batch";
+import { calibrateSteps, RequestUpdate } from "./calibrate";
 import { captureEditorFactors, exampleMask, lowRankEdits, updateEditorStats } from "./edit";
 import { createEditor, disposeEditor, DEFAULT_EDITOR_CONFIG, Editor, EditorConfig, editorVariables, lastBlocksMlp, setKeyPreconditioners } from "./editor";
 import { keyPreconditioners } from "./precond";
@@ -96,6 +97,13 @@ export interface TrainEditorConfig extends MetaLossConfig {
    * probes. p = 1 halves those breaks and costs ~0.07 edit success (README). Default 0 (off).
    */
   sameAnswerLoc?: number;
+  /**
+   * Meta-train at the calibrated step (deviation; official: W + αG). When > 0, each training edit's
+   * update is applied at this margin times its smallest right step s* (calibrate.ts, searched up to
+   * 2α without gradients), the step `mendEdit(..., { calibrate })` applies at edit time, so the
+   * meta-loss scores the update the way it is used. 0 or absent: the official step.
+   */
+  calibratedStep?: number;
 }
 
 export const DEFAULT_TRAIN_EDITOR_CONFIG: Readonly<TrainEditorConfig> = Object.freeze({
@@ -265,12 +273,17 @@ const rowGroups = (b: Batch, group: readonly number[]): number[] => Array.from({
  * returns their means and c_edit·L̄_edit + c_loc·L̄_loc. Differentiable in φ and α.
  * Equivalent to running each example with W' = W + αG (test: "low-rank batched forward").
  */
-function batchMetaLoss(m: ModelView, editor: Editor, e: Encoded, factors: Factors, preLoc: tf.Tensor3D, c: MetaLossConfig) {
+function batchMetaLoss(m: ModelView, editor: Editor, e: Encoded, factors: Factors, preLoc: tf.Tensor3D, c: MetaLossConfig, stepScales: readonly number[] | null = null) {
   const Ti = e.inner.inputIds.shape[1];
   const updates = lowRankEdits(editor, factors, 1, (r) => e.group[Math.floor(r / Ti)]);
   const forward = (b: Batch, textGroup: readonly number[]) => {
     const tokenGroup = rowGroups(b, textGroup);
-    const lowRank = Object.fromEntries(Object.entries(updates).map(([n, u]) => [n, { ...u, mask: exampleMask(tokenGroup, factors.rows[n].map((r) => e.group[Math.floor(r / Ti)])) }]));
+    const mask = (n: string) => {
+      const same = exampleMask(tokenGroup, factors.rows[n].map((r) => e.group[Math.floor(r / Ti)])); // [N, M]
+      if (!stepScales) return same;
+      return tf.mul(same, tf.tensor2d(factors.rows[n].map((r) => stepScales[Math.floor(r / Ti)]), [1, factors.rows[n].length])) as tf.Tensor2D; // each edit's rows at its step
+    };
+    const lowRank = Object.fromEntries(Object.entries(updates).map(([n, u]) => [n, { ...u, mask: mask(n) }]));
     return gptForward(m.params, m.config, b.inputIds, { attentionMask: b.attentionMask, lowRank }).logits;
   };
   const outerLogits = forward(e.outer, e.group);
@@ -282,6 +295,24 @@ function batchMetaLoss(m: ModelView, editor: Editor, e: Encoded, factors: Factor
   const lLoc = tf.sum(tf.mul(klRows, e.locWeight)) as tf.Scalar;
   const total = tf.add(tf.mul(c.cEdit, lEdit), tf.mul(c.cLoc, lLoc)) as tf.Scalar;
   return { total, lEdit, lLoc, outerLogits, locLogits };
+}
+
+/**
+ * The calibrated step multiple of every edit (inner row) of the batch, each call searched on its own
+ * (TrainEditorConfig.calibratedStep; calibrate.ts), or null when training at the official step.
+ * No gradient flows through the search: the steps are constants of the meta-loss.
+ */
+function trainingStepScales(m: ModelView, editor: Editor, e: Encoded, factors: Factors, margin: number | undefined): number[] | null {
+  if (!margin) return null;
+  const Ti = e.inner.inputIds.shape[1];
+  const update: Record<string, RequestUpdate> = tf.tidy(() =>
+    Object.fromEntries(Object.entries(lowRankEdits(editor, factors, 1, (r) => e.group[Math.floor(r / Ti)])).map(([n, u]) => [n, { ...u, request: factors.rows[n].map((r) => Math.floor(r / Ti)) }])),
+  ); // left = α·ũ [M, d_in], right = δ̃ [M, d_out], request = inner row of each update row
+  try {
+    return calibrateSteps(m, update, e.inner, { margin, maxScale: 2 }, e.group).scales;
+  } finally {
+    tf.dispose(Object.values(update).flatMap((u) => [u.left, u.right]));
+  }
 }
 
 /** Per-example metrics from argmax tokens [K, T]. */
@@ -314,17 +345,18 @@ export function metaBatchGrads(
   editor: Editor,
   groups: readonly (readonly MetaExample[])[],
   vars: Record<string, tf.Variable>,
-  c: MetaLossConfig,
+  c: MetaLossConfig & { calibratedStep?: number },
   train = true,
 ): { grads: Record<string, tf.Tensor> | null; gradNorm: number; results: ExampleResult[] } {
   const e = encodeMeta(m, groups, c.weighting);
   const factors = captureEditorFactors(m.params, m.config, e.inner, editor, e.group);
   try {
     if (train && editor.config.norm) updateEditorStats(editor, factors);
+    const scales = trainingStepScales(m, editor, e, factors, c.calibratedStep);
     const pre = preEditLogits(m.params, m.config, e.loc);
     const stash: tf.Tensor[] = [];
     const { value, grads } = tf.variableGrads(() => {
-      const r = batchMetaLoss(m, editor, e, factors, pre, c);
+      const r = batchMetaLoss(m, editor, e, factors, pre, c, scales);
       stash.push(tf.keep(tf.stack([r.lEdit, r.lLoc])), tf.keep(tf.argMax(r.outerLogits, -1)), tf.keep(tf.argMax(r.locLogits, -1)));
       return r.total;
     }, Object.values(vars));
@@ -351,13 +383,14 @@ export function metaBatchGrads(
 }
 
 /** Edit-and-measure without gradients (validation): same metrics, statistics frozen. */
-export function metaBatchEval(m: ModelView, editor: Editor, groups: readonly (readonly MetaExample[])[], c: MetaLossConfig): ExampleResult[] {
+export function metaBatchEval(m: ModelView, editor: Editor, groups: readonly (readonly MetaExample[])[], c: MetaLossConfig & { calibratedStep?: number }): ExampleResult[] {
   const e = encodeMeta(m, groups, c.weighting);
   const factors = captureEditorFactors(m.params, m.config, e.inner, editor, e.group);
   try {
+    const scales = trainingStepScales(m, editor, e, factors, c.calibratedStep);
     const out = tf.tidy(() => {
       const pre = preEditLogits(m.params, m.config, e.loc);
-      const r = batchMetaLoss(m, editor, e, factors, pre, c);
+      const r = batchMetaLoss(m, editor, e, factors, pre, c, scales);
       return [tf.stack([r.lEdit, r.lLoc]), tf.argMax(r.outerLogits, -1), tf.argMax(pre, -1), tf.argMax(r.locLogits, -1)];
     });
     const [l, oa, lp, lq] = out;
@@ -384,7 +417,7 @@ export interface ValidationResult {
  * Validation on fixed groups (each group one edit call): losses weighted per group as in training,
  * edit accuracy and locality averaged over all edits.
  */
-export function validateEditor(m: ModelView, editor: Editor, groups: readonly (readonly MetaExample[])[], c: MetaLossConfig, maxEditsPerPass = 40): ValidationResult {
+export function validateEditor(m: ModelView, editor: Editor, groups: readonly (readonly MetaExample[])[], c: MetaLossConfig & { calibratedStep?: number }, maxEditsPerPass = 40): ValidationResult {
   const rs: ExampleResult[] = [];
   let lossEdit = 0;
   let lossLoc = 0;

@@ -51,6 +51,11 @@ test("rightAtScales (one batched forward, low-rank masks) agrees with forming W 
     assert.deepEqual(fast[g], slow, `scales ${s0}, ${s1}`);
     tf.dispose(e.config.innerParams.map((n) => params[n]));
   }
+  // Independent calls (meta-training): each request sees only its own rows.
+  const separate = rightAtScales(m, update, b, scales, undefined, [0, 1]);
+  const alone0 = rightAtScales(m, update, b, scales.map(([s0]) => [s0, 0]));
+  const alone1 = rightAtScales(m, update, b, scales.map(([, s1]) => [0, s1]));
+  assert.deepEqual(separate, scales.map((_, g) => [alone0[g][0], alone1[g][1]]));
   tf.dispose(Object.values(update).flatMap((u) => [u.left, u.right]));
   disposeFactors(f);
   disposeBatch(b);

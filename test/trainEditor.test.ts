@@ -138,3 +138,33 @@ test("same-answer locality texts: another subject's fact with the edit's relatio
     for (const l of [x.loc, ...(x.extraLoc ?? [])]) assert.ok(edited.locality.some((e) => e.prompt === l.prompt), l.prompt);
   }
 });
+
+test("calibrated-step meta-training scores each edit at the step a calibrated mendEdit applies", async () => {
+  await setup();
+  const { fixedMetaExample, validateEditor, mendEdit, disposeEdit, scoreTargets } = await import("../dist");
+  const { warmEditor } = await import("./helpers");
+  const m = tinyModel(45);
+  const e = warmEditor(m);
+  for (const v of Object.values(e.editLrs)) v.assign(tf.scalar(-0.01)); // a step size at which the tiny model's edits become right
+  const ex = getWorld().editRecords("val").slice(0, 4).map((r, i) => fixedMetaExample(r, i));
+  const c = { cEdit: 0.1, cLoc: 1, calibratedStep: 1.3 };
+  const trained = validateEditor(m, e, ex.map((x) => [x]), c);
+  let nll = 0;
+  let calibrated = 0;
+  for (const x of ex) {
+    const r = mendEdit(m, e, [x.editInner], { calibrate: { margin: 1.3, maxScale: 2 } });
+    if (r.info.calibration!.found[0]) calibrated++;
+    const [s] = scoreTargets({ ...m, params: r.params }, [x.editOuter]);
+    nll += -s.logProb / s.argmax.length / ex.length;
+    disposeEdit(r);
+  }
+  assert.ok(calibrated > 0, "some edits have a calibrated step");
+  assert.ok(Math.abs(trained.lossEdit - nll) < 1e-3 * Math.max(1, nll), `meta-loss L_edit ${trained.lossEdit} vs calibrated edits' ${nll}`);
+  const official = validateEditor(m, e, ex.map((x) => [x]), { cEdit: 0.1, cLoc: 1 });
+  assert.ok(Math.abs(official.lossEdit - trained.lossEdit) > 1e-3, "the calibrated step is not the official one");
+  const before = tf.memory().numTensors;
+  validateEditor(m, e, ex.map((x) => [x]), c);
+  assert.equal(tf.memory().numTensors, before, "no tensor leak from the step search");
+  disposeEditor(e);
+  disposeParams(m.params);
+});
