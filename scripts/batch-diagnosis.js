@@ -30,8 +30,8 @@ async function main() {
     for (let s = 0; s + k <= records.length; s += k) {
       const group = records.slice(s, s + k);
       const reqs = group.map((r) => ({ prompt: r.prompts[0], target: r.target_new }));
-      const edited = new Set(group.map((r) => `${r.subject}|${r.relation}`));
-      const locs = group.flatMap((r) => r.locality).filter((l) => !edited.has(`${l.subject}|${l.relation}`)).map((l) => ({ prompt: l.prompt, target: l.target }));
+      const edited = new Set(group.map(mend.factKey));
+      const locs = group.flatMap((r) => r.locality).filter((l) => !edited.has(mend.factKey(l))).map((l) => ({ prompt: l.prompt, target: l.target }));
       const call = mend.mendEdit(model, editor, reqs);
       n.aEs += acc(call.params, reqs);
       n.aLoc += acc(call.params, locs);

@@ -31,8 +31,8 @@ async function main() {
     const c = { es: 0, edits: 0, para: 0, paras: 0, loc: 0, locs: 0 };
     for (const group of groups) {
       const reqs = group.map((r) => ({ prompt: r.prompts[0], target: r.target_new }));
-      const edited = new Set(group.map((r) => `${r.subject}|${r.relation}`));
-      const locs = group.flatMap((r) => r.locality).filter((l) => !edited.has(`${l.subject}|${l.relation}`)).map((l) => ({ prompt: l.prompt, target: l.target }));
+      const edited = new Set(group.map(mend.factKey));
+      const locs = group.flatMap((r) => r.locality).filter((l) => !edited.has(mend.factKey(l))).map((l) => ({ prompt: l.prompt, target: l.target }));
       const paras = group.flatMap((r) => r.heldout_prompts.map((p) => ({ prompt: p, target: r.target_new })));
       const pre = mend.scoreTargets(model, locs);
       const e = mend.mendEdit(model, editor, reqs);

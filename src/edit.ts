@@ -17,7 +17,7 @@ import { Editor, applyEditorAll, lossGroups, netFor, pseudoGradient } from "./ed
 import { captureFactors, disposeFactors, Factors } from "./factor";
 import { GPT2Config } from "./config";
 import { Params } from "./gpt";
-import { CalibrationResult, calibrateSteps, StepCalibration, validateCalibration } from "./calibrate";
+import { CalibrationResult, calibrateSteps, RequestUpdate, StepCalibration, validateCalibration } from "./calibrate";
 import { decorrelatedKeys } from "./precond";
 import { inputScale, normalizeFactors, updateStats } from "./stats";
 import { ModelView } from "./score";
@@ -49,7 +49,7 @@ export function captureEditorFactors(params: Readonly<Params>, config: GPT2Confi
 }
 
 /** The request (batch row) of every kept factor row of `name`. */
-function rowRequests(factors: Factors, name: string): number[] {
+export function rowRequests(factors: Factors, name: string): number[] {
   return factors.rows[name].map((r) => Math.floor(r / factors.seqLen));
 }
 
@@ -129,13 +129,22 @@ function selectRows(x: tf.Tensor2D, pos: readonly number[]): tf.Tensor2D {
  * Pair it with `exampleMask` to run many examples, each with its own edit, in one forward.
  */
 export function lowRankEdits(editor: Editor, factors: Factors, lrScale = 1, rowCall?: (row: number) => number): Record<string, { left: tf.Tensor2D; right: tf.Tensor2D }> {
-  const transformed = transformFactors(editor, factors, rowCall);
+  return lowRankOf(editor, transformFactors(editor, factors, rowCall), lrScale);
+}
+
+/** `lowRankEdits` from the editor's output `transformed` (right is its δ̃, not a copy). */
+function lowRankOf(editor: Editor, transformed: Record<string, { uTilde: tf.Tensor2D; deltaTilde: tf.Tensor2D }>, lrScale: number): Record<string, { left: tf.Tensor2D; right: tf.Tensor2D }> {
   const out: Record<string, { left: tf.Tensor2D; right: tf.Tensor2D }> = {};
   for (const name of editor.config.innerParams) {
     const { uTilde, deltaTilde } = transformed[name];
     out[name] = { left: tf.mul(tf.mul(editor.editLrs[name], lrScale), uTilde) as tf.Tensor2D, right: deltaTilde };
   }
   return out;
+}
+
+/** Low-rank updates with the request (batch row) of each of their rows, as calibrate.ts takes them. */
+export function withRequests(factors: Factors, updates: Record<string, { left: tf.Tensor2D; right: tf.Tensor2D }>): Record<string, RequestUpdate> {
+  return Object.fromEntries(Object.entries(updates).map(([name, u]) => [name, { ...u, request: rowRequests(factors, name) }]));
 }
 
 /**
@@ -203,9 +212,7 @@ export function validateRequests(requests: readonly EditRequest[]): void {
 
 /** Per-request calibrated steps (calibrate.ts) for the editor's output `transformed` on `batch`. */
 function calibrate(model: ModelView, editor: Editor, factors: Factors, transformed: Record<string, { uTilde: tf.Tensor2D; deltaTilde: tf.Tensor2D }>, batch: Batch, lrScale: number, c: StepCalibration): CalibrationResult {
-  const update = tf.tidy(() =>
-    Object.fromEntries(Object.entries(transformed).map(([name, t]) => [name, { left: tf.mul(tf.mul(editor.editLrs[name], lrScale), t.uTilde) as tf.Tensor2D, right: t.deltaTilde, request: rowRequests(factors, name) }])),
-  ); // left = α·ũ [Nk, d_in], right = δ̃ [Nk, d_out]
+  const update = withRequests(factors, tf.tidy(() => lowRankOf(editor, transformed, lrScale))); // left = α·ũ [Nk, d_in], right = δ̃ [Nk, d_out]
   try {
     return calibrateSteps(model, update, batch, c);
   } finally {
@@ -261,7 +268,7 @@ export function mendEdit(model: ModelView, editor: Editor, requests: readonly Ed
   sq.dispose();
   const layers = editor.config.innerParams.map((name, i) => ({
     name,
-    rows: factors!.rows[name].length,
+    rows: f.rows[name].length,
     editLr: vals[2 * i + 1],
     updateNorm: Math.sqrt(Math.max(0, vals[2 * i])),
     weightNorm: weightNorm(model.params[name]),

@@ -28,8 +28,8 @@ import * as fs from "fs";
 import * as path from "path";
 import * as tf from "@tensorflow/tfjs";
 import { Batch, disposeBatch, encodeExamples, TextExample, toBatch } from "./batch";
-import { calibrateSteps, RequestUpdate } from "./calibrate";
-import { captureEditorFactors, exampleMask, lowRankEdits, updateEditorStats } from "./edit";
+import { calibrateSteps } from "./calibrate";
+import { captureEditorFactors, exampleMask, lowRankEdits, rowRequests, updateEditorStats, withRequests } from "./edit";
 import { createEditor, disposeEditor, DEFAULT_EDITOR_CONFIG, Editor, EditorConfig, editorVariables, lastBlocksMlp, setKeyPreconditioners } from "./editor";
 import { keyPreconditioners } from "./precond";
 import { loadEditor, saveEditor } from "./editorIO";
@@ -280,12 +280,12 @@ function batchMetaLoss(m: ModelView, editor: Editor, e: Encoded, factors: Factor
   const updates = lowRankEdits(editor, factors, 1, (r) => e.group[Math.floor(r / Ti)]);
   const forward = (b: Batch, textGroup: readonly number[]) => {
     const tokenGroup = rowGroups(b, textGroup);
-    const mask = (n: string) => {
-      const same = exampleMask(tokenGroup, factors.rows[n].map((r) => e.group[Math.floor(r / Ti)])); // [N, M]
+    const mask = (request: readonly number[]) => {
+      const same = exampleMask(tokenGroup, request.map((q) => e.group[q])); // [N, M]
       if (!stepScales) return same;
-      return tf.mul(same, tf.tensor2d(factors.rows[n].map((r) => stepScales[Math.floor(r / Ti)]), [1, factors.rows[n].length])) as tf.Tensor2D; // each edit's rows at its step
+      return tf.mul(same, tf.tensor2d(request.map((q) => stepScales[q]), [1, request.length])) as tf.Tensor2D; // each edit's rows at its step
     };
-    const lowRank = Object.fromEntries(Object.entries(updates).map(([n, u]) => [n, { ...u, mask: mask(n) }]));
+    const lowRank = Object.fromEntries(Object.entries(updates).map(([n, u]) => [n, { ...u, mask: mask(rowRequests(factors, n)) }]));
     return gptForward(m.params, m.config, b.inputIds, { attentionMask: b.attentionMask, lowRank }).logits;
   };
   const outerLogits = forward(e.outer, e.group);
@@ -307,9 +307,7 @@ function batchMetaLoss(m: ModelView, editor: Editor, e: Encoded, factors: Factor
 function trainingStepScales(m: ModelView, editor: Editor, e: Encoded, factors: Factors, margin: number | undefined): number[] | null {
   if (!margin) return null;
   const Ti = e.inner.inputIds.shape[1];
-  const update: Record<string, RequestUpdate> = tf.tidy(() =>
-    Object.fromEntries(Object.entries(lowRankEdits(editor, factors, 1, (r) => e.group[Math.floor(r / Ti)])).map(([n, u]) => [n, { ...u, request: factors.rows[n].map((r) => Math.floor(r / Ti)) }])),
-  ); // left = α·ũ [M, d_in], right = δ̃ [M, d_out], request = inner row of each update row
+  const update = withRequests(factors, tf.tidy(() => lowRankEdits(editor, factors, 1, (r) => e.group[Math.floor(r / Ti)]))); // request = inner row (edit) of each update row
   try {
     return calibrateSteps(m, update, e.inner, { margin, maxScale: 2 }, e.group).scales;
   } finally {
