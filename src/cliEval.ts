@@ -10,7 +10,9 @@ import { describeBackend, initBackend } from "./backend";
 import { checkFlags, DEFAULT_BATCH_EDITOR_DIR, DEFAULT_EDITOR_DIR, DEFAULT_MODEL_DIR, num, PACKAGE_ROOT, parseArgs } from "./cli";
 import { disposeEditor, Editor } from "./editor";
 import { loadEditor } from "./editorIO";
-import { DEFAULT_EVAL_CONFIG, EvalResult, evaluateMethods, trainingSplitProbes } from "./evaluate";
+import { DEFAULT_EVAL_CONFIG, EvalResult, evaluateMethods, trainingSplitProbes, trainingSplitPrompts } from "./evaluate";
+import { BATCH_EDITOR_PRESERVATION, buildPreservationSet, disposePreservationSet } from "./preserve";
+import { ModelView } from "./score";
 import { disposeParams } from "./gpt";
 import { BATCH_EDITOR_CALIBRATION, DEFAULT_CALIBRATION, validateCalibration } from "./calibrate";
 import { DEFAULT_FT_CONFIG, disposeMethodEdit, EditMethod, fineTuneMethod, mendMethod } from "./methods";
@@ -22,10 +24,12 @@ import { World } from "./world";
 
 /**
  * The methods compared everywhere, on the same edited weights: MEND, FT, FT+KL, MEND-batch (MEND with
- * the editor trained for batched edits, when `batchEditor` is given), and MEND-cal / MEND-batch-cal
- * (the same editors with edit-time step calibration, calibrate.ts; `margin` overrides both margins).
+ * the editor trained for batched edits, when `batchEditor` is given), MEND-cal / MEND-batch-cal
+ * (the same editors with edit-time step calibration, calibrate.ts; `margin` overrides both margins),
+ * and MEND-batch-pres (MEND-batch-cal with edit-time preservation of same-answer knowledge,
+ * preserve.ts; needs `model`). Free the methods with their `dispose`.
  */
-export function standardMethods(editor: Editor, world: World, names: readonly string[] = ["MEND", "FT", "FT+KL"], batchEditor?: Editor, margin?: number): EditMethod[] {
+export function standardMethods(editor: Editor, world: World, names: readonly string[] = ["MEND", "FT", "FT+KL"], batchEditor?: Editor, margin?: number, model?: ModelView): EditMethod[] {
   const inner = editor.config.innerParams;
   const needBatch = (name: string): Editor => {
     if (!batchEditor) throw new Error(`method ${name} needs the batch-trained editor: train it (README) or pass --batch-editor DIR`);
@@ -36,6 +40,12 @@ export function standardMethods(editor: Editor, world: World, names: readonly st
     "MEND-cal": () => mendMethod(editor, "MEND-cal", { ...DEFAULT_CALIBRATION, ...(margin ? { margin } : {}) }),
     "MEND-batch": () => mendMethod(needBatch("MEND-batch"), "MEND-batch"),
     "MEND-batch-cal": () => mendMethod(needBatch("MEND-batch-cal"), "MEND-batch-cal", { ...BATCH_EDITOR_CALIBRATION, ...(margin ? { margin } : {}) }),
+    "MEND-batch-pres": () => {
+      if (!model) throw new Error("method MEND-batch-pres needs the base model (its preservation set is measured on it)");
+      const e = needBatch("MEND-batch-pres");
+      const set = buildPreservationSet(model, e.config.innerParams, trainingSplitPrompts(world));
+      return { ...mendMethod(e, "MEND-batch-pres", BATCH_EDITOR_CALIBRATION, { ...BATCH_EDITOR_PRESERVATION, set }), dispose: () => disposePreservationSet(set) };
+    },
     FT: () => fineTuneMethod({ ...DEFAULT_FT_CONFIG, innerParams: inner, cEdit: null, locTexts: [] }),
     "FT+KL": () => fineTuneMethod({ ...DEFAULT_FT_CONFIG, innerParams: inner, cEdit: 1e-2, locTexts: trainingSplitProbes(world, 16) }),
   };
@@ -51,7 +61,7 @@ export function targetChecks(r: EvalResult): { name: string; value: number; targ
   const m = r.methods.MEND;
   const ft = r.methods.FT;
   const checks: { name: string; value: number; target: string; ok: boolean }[] = [];
-  for (const name of ["MEND", "MEND-cal", "MEND-batch-cal"]) {
+  for (const name of ["MEND", "MEND-cal", "MEND-batch-cal", "MEND-batch-pres"]) {
     const x = r.methods[name];
     if (!x) continue;
     checks.push(
@@ -63,7 +73,7 @@ export function targetChecks(r: EvalResult): { name: string; value: number; targ
       { name: `${name} locality, unrelated`, value: x.locality.unrelated, target: ">= 0.99", ok: x.locality.unrelated >= 0.99 },
     );
   }
-  for (const name of ["MEND", "MEND-batch", "MEND-batch-cal"]) {
+  for (const name of ["MEND", "MEND-batch", "MEND-batch-cal", "MEND-batch-pres"]) {
     const k25 = r.batched[name]?.find((p) => p.k === 25);
     if (k25) checks.push({ name: `${name} batched ES at k = 25`, value: k25.es, target: ">= 0.90", ok: k25.es >= 0.9 });
   }
@@ -92,7 +102,7 @@ export async function cmdEval(argv: string[]): Promise<void> {
   const batchDir = a.flags["batch-editor"]?.[0] ?? DEFAULT_BATCH_EDITOR_DIR;
   // Given explicitly, the batch editor is evaluated (a wrong folder is then a clear load error); by default only if shipped.
   const haveBatch = a.flags["batch-editor"] !== undefined || fs.existsSync(path.join(batchDir, "config.json"));
-  const names = (a.flags.methods?.[0] ?? (haveBatch ? "MEND,MEND-cal,MEND-batch,MEND-batch-cal,FT,FT+KL" : "MEND,MEND-cal,FT,FT+KL")).split(",").map((x) => x.trim());
+  const names = (a.flags.methods?.[0] ?? (haveBatch ? "MEND,MEND-cal,MEND-batch,MEND-batch-cal,MEND-batch-pres,FT,FT+KL" : "MEND,MEND-cal,FT,FT+KL")).split(",").map((x) => x.trim());
   const margin = a.flags.calibrate ? num(a, "calibrate", DEFAULT_CALIBRATION.margin) : undefined;
   if (margin !== undefined) validateCalibration({ ...DEFAULT_CALIBRATION, margin });
   const jobs = Math.max(1, Math.min(names.length, a.flags.jobs ? Number(a.flags.jobs[0]) : os.cpus().length));
@@ -100,6 +110,7 @@ export async function cmdEval(argv: string[]): Promise<void> {
   console.error(`backend: ${describeBackend(backend)}`);
   const { model, editor } = loadBoth(a);
   let batchEditor: Editor | undefined;
+  let methods: EditMethod[] = [];
   try {
     const world = World.load();
     let r: EvalResult;
@@ -108,7 +119,7 @@ export async function cmdEval(argv: string[]): Promise<void> {
       r = await evalInWorkers(argv, names, jobs);
     } else {
       batchEditor = names.some((n) => n.startsWith("MEND-batch")) ? loadEditor(batchDir, model.config, model.params) : undefined;
-      const methods = standardMethods(editor, world, names, batchEditor, margin);
+      methods = standardMethods(editor, world, names, batchEditor, margin, model);
       let records = world.editRecords(split);
       if (a.flags.limit) records = records.slice(0, Number(a.flags.limit[0]));
       const cfg = {
@@ -139,6 +150,7 @@ export async function cmdEval(argv: string[]): Promise<void> {
     for (const c of checks) console.log(`  ${c.ok ? "PASS" : "MISS"}  ${c.name}: ${c.value.toFixed(3)} (${c.target})`);
     console.log(`\n${r.n_test} ${split} edits, ${r.elapsed_sec.toFixed(0)} s; wrote ${out}/results.json, results.md, report.html`);
   } finally {
+    for (const m of methods) m.dispose?.();
     if (batchEditor) disposeEditor(batchEditor);
     disposeEditor(editor);
     disposeParams(model.params);
@@ -148,7 +160,7 @@ export async function cmdEval(argv: string[]): Promise<void> {
 /** Run `mend eval --worker` per method, `jobs` at a time (slowest first), and merge the results. */
 async function evalInWorkers(argv: string[], names: string[], jobs: number): Promise<EvalResult> {
   const t0 = performance.now();
-  const cost: Record<string, number> = { "FT+KL": 3, FT: 2, "MEND-cal": 1.5, "MEND-batch-cal": 1.5, MEND: 1, "MEND-batch": 1 };
+  const cost: Record<string, number> = { "FT+KL": 3, FT: 2, "MEND-cal": 1.5, "MEND-batch-cal": 1.5, "MEND-batch-pres": 1.8, MEND: 1, "MEND-batch": 1 };
   const queue = [...names].sort((x, y) => (cost[y] ?? 1) - (cost[x] ?? 1));
   const base = argv.filter((x, i) => !["--methods", "--jobs", "--json", "--out"].includes(x) && !["--methods", "--jobs", "--out"].includes(argv[i - 1]) && !x.startsWith("--methods=") && !x.startsWith("--jobs="));
   const parts: EvalResult[] = [];

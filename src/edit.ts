@@ -16,13 +16,17 @@ import { Batch, disposeBatch, makeBatch, TextExample } from "./batch";
 import { Editor, applyEditorAll, lossGroups, netFor, pseudoGradient } from "./editor";
 import { captureFactors, disposeFactors, Factors } from "./factor";
 import { GPT2Config } from "./config";
-import { Params } from "./gpt";
+import { gptForward, Params } from "./gpt";
+import { firstTargetArgmax, Preservation, preservedRows, validatePreservation } from "./preserve";
 import { CalibrationResult, calibrateSteps, RequestUpdate, StepCalibration, validateCalibration } from "./calibrate";
 import { decorrelatedKeys } from "./precond";
 import { inputScale, normalizeFactors, updateStats } from "./stats";
 import { ModelView } from "./score";
 
 export type EditRequest = TextExample;
+
+/** The editor's output per edited weight: ũ (or the key) [Nk, d_in] and δ̃ [Nk, d_out]. */
+export type Transformed = Record<string, { uTilde: tf.Tensor2D; deltaTilde: tf.Tensor2D }>;
 
 /**
  * The differentiable core: W' = W + lrScale·α·∇̃W for every edited weight. Use inside a gradient
@@ -53,14 +57,22 @@ export function rowRequests(factors: Factors, name: string): number[] {
   return factors.rows[name].map((r) => Math.floor(r / factors.seqLen));
 }
 
+/** Inputs an edit call must not move (preserve.ts), per edited weight [n, d_in], and the constraint's β. */
+export interface PreservedInputs {
+  inputs: Record<string, tf.Tensor2D>;
+  beta: number;
+}
+
 /**
  * Normalise every edited weight's factors and run the editor (one pass per shared net):
  * name -> {ũ [Nk, d_in], δ̃ [Nk, d_out]}; with key preconditioning ũ is the key (ũ ∘ σ) P, and
  * with batch decorrelation each edit call's keys are decorrelated from its own inputs (precond.ts).
+ * With `preserved` (edit-time preservation, preserve.ts) every key's response on those inputs is
+ * removed while its responses on the call's own target inputs stay.
  * `rowCall` (flattened batch row -> edit call) tells the calls apart when one batch holds several
  * independent edits (meta-training); without it the factors are one call. Differentiable in φ.
  */
-export function transformFactors(editor: Editor, factors: Factors, rowCall?: (row: number) => number): Record<string, { uTilde: tf.Tensor2D; deltaTilde: tf.Tensor2D }> {
+export function transformFactors(editor: Editor, factors: Factors, rowCall?: (row: number) => number, preserved?: PreservedInputs): Transformed {
   const normed: Record<string, { uBar: tf.Tensor2D; deltaBar: tf.Tensor2D }> = {};
   for (const name of editor.config.innerParams) {
     const u = factors.u[name];
@@ -69,25 +81,26 @@ export function transformFactors(editor: Editor, factors: Factors, rowCall?: (ro
     normed[name] = editor.config.norm ? normalizeFactors(netFor(editor, name).net.stats, u, delta) : { uBar: u, deltaBar: delta };
   }
   const out = applyEditorAll(editor, normed);
-  if (editor.precond) {
-    const target = editor.config.batchPrecond ? new Set(factors.targetRows) : null;
-    for (const name of editor.config.innerParams) {
-      const { uTilde } = out[name];
-      const scaled = editor.config.norm ? tf.mul(uTilde, inputScale(netFor(editor, name).net.stats)) : uTilde;
-      const P = editor.precond[name];
-      const keys = target ? callKeys(scaled as tf.Tensor2D, factors, name, target, P, editor.config.batchPrecond!, rowCall) : tf.matMul(scaled, P);
-      out[name] = { ...out[name], uTilde: keys as tf.Tensor2D }; // key = (ũ ∘ σ) P
-    }
+  if (!editor.precond && !preserved) return out;
+  const target = editor.config.batchPrecond || preserved ? new Set(factors.targetRows) : null;
+  for (const name of editor.config.innerParams) {
+    const { uTilde } = out[name];
+    const P = editor.precond?.[name] ?? null;
+    const scaled = P && editor.config.norm ? tf.mul(uTilde, inputScale(netFor(editor, name).net.stats)) : uTilde;
+    const keys = target ? callKeys(scaled as tf.Tensor2D, factors, name, target, P, editor.config.batchPrecond, preserved && { inputs: preserved.inputs[name], beta: preserved.beta }, rowCall) : tf.matMul(scaled, P!);
+    out[name] = { ...out[name], uTilde: keys as tf.Tensor2D }; // key = (ũ ∘ σ) P, or ũ corrected
   }
   return out;
 }
 
 /**
- * Batch-decorrelated keys of every edit call in `factors` (precond.ts `decorrelatedKeys`), rows in
- * their original order. A request is a batch row (flattened row / T); a call, `rowCall` of a row.
+ * The keys of every edit call in `factors` (precond.ts `decorrelatedKeys`), rows in their original
+ * order: with `batchBeta`, decorrelated from the call's other requests' target inputs; with
+ * `preserved`, with no response on the preserved inputs; responses on the row's own request's
+ * target inputs kept. A request is a batch row (flattened row / T); a call, `rowCall` of a row.
  * `target`: the factors' target rows.
  */
-function callKeys(scaled: tf.Tensor2D, factors: Factors, name: string, target: ReadonlySet<number>, P: tf.Tensor2D, beta: number, rowCall?: (row: number) => number): tf.Tensor2D {
+function callKeys(scaled: tf.Tensor2D, factors: Factors, name: string, target: ReadonlySet<number>, P: tf.Tensor2D | null, batchBeta: number | undefined, preserved: { inputs: tf.Tensor2D; beta: number } | undefined, rowCall?: (row: number) => number): tf.Tensor2D {
   const rows = factors.rows[name];
   const request = rowRequests(factors, name);
   const calls = new Map<number, number[]>(); // call -> kept-row positions, in order of first appearance
@@ -97,12 +110,15 @@ function callKeys(scaled: tf.Tensor2D, factors: Factors, name: string, target: R
     calls.get(c)!.push(i);
   });
   const order = [...calls.values()].flat();
+  const nKeep = preserved ? preserved.inputs.shape[0] : 0;
   const parts = [...calls.values()].map((pos) => {
     const inputs = pos.filter((i) => target.has(rows[i]));
-    const other = tf.tensor2d(pos.flatMap((i) => inputs.map((j) => (request[i] === request[j] ? 0 : 1))), [pos.length, inputs.length]);
+    const betas = [...inputs.map(() => batchBeta ?? preserved!.beta), ...new Array<number>(nKeep).fill(preserved?.beta ?? 1)];
+    const other = tf.tensor2d(pos.flatMap((i) => [...inputs.map((j) => (batchBeta && request[i] !== request[j] ? 1 : 0)), ...new Array<number>(nKeep).fill(1)]), [pos.length, inputs.length + nKeep]);
     const S = selectRows(scaled, pos);
-    const V = tf.gather(factors.u[name], tf.tensor1d(inputs, "int32")) as tf.Tensor2D;
-    return decorrelatedKeys(S, V, P, beta, other);
+    const own = tf.gather(factors.u[name], tf.tensor1d(inputs, "int32")) as tf.Tensor2D;
+    const V = nKeep ? (tf.concat([own, preserved!.inputs]) as tf.Tensor2D) : own;
+    return decorrelatedKeys(S, V, P, betas, other);
   });
   const keys = parts.length === 1 ? parts[0] : (tf.concat(parts) as tf.Tensor2D);
   if (order.every((p, i) => p === i)) return keys;
@@ -133,7 +149,7 @@ export function lowRankEdits(editor: Editor, factors: Factors, lrScale = 1, rowC
 }
 
 /** `lowRankEdits` from the editor's output `transformed` (right is its δ̃, not a copy). */
-function lowRankOf(editor: Editor, transformed: Record<string, { uTilde: tf.Tensor2D; deltaTilde: tf.Tensor2D }>, lrScale: number): Record<string, { left: tf.Tensor2D; right: tf.Tensor2D }> {
+function lowRankOf(editor: Editor, transformed: Transformed, lrScale: number): Record<string, { left: tf.Tensor2D; right: tf.Tensor2D }> {
   const out: Record<string, { left: tf.Tensor2D; right: tf.Tensor2D }> = {};
   for (const name of editor.config.innerParams) {
     const { uTilde, deltaTilde } = transformed[name];
@@ -179,6 +195,8 @@ export interface EditInfo {
   latencyMs: number;
   /** Edit-time step calibration (calibrate.ts), when asked for. */
   calibration?: CalibrationResult;
+  /** With preservation asked for: whether the preserved update was applied (else the plain calibrated one). */
+  preserved?: boolean;
 }
 
 export interface EditResult {
@@ -211,7 +229,7 @@ export function validateRequests(requests: readonly EditRequest[]): void {
 }
 
 /** Per-request calibrated steps (calibrate.ts) for the editor's output `transformed` on `batch`. */
-function calibrate(model: ModelView, editor: Editor, factors: Factors, transformed: Record<string, { uTilde: tf.Tensor2D; deltaTilde: tf.Tensor2D }>, batch: Batch, lrScale: number, c: StepCalibration): CalibrationResult {
+function calibrate(model: ModelView, editor: Editor, factors: Factors, transformed: Transformed, batch: Batch, lrScale: number, c: StepCalibration): CalibrationResult {
   const update = withRequests(factors, tf.tidy(() => lowRankOf(editor, transformed, lrScale))); // left = α·ũ [Nk, d_in], right = δ̃ [Nk, d_out]
   try {
     return calibrateSteps(model, update, batch, c);
@@ -220,25 +238,68 @@ function calibrate(model: ModelView, editor: Editor, factors: Factors, transform
   }
 }
 
+/** The preserved inputs of an edit call: the set's inputs whose answer is one of the call's old answers (preserve.ts). */
+function preservedFor(model: ModelView, batch: Batch, p: Preservation, names: readonly string[]): PreservedInputs {
+  const logits = tf.tidy(() => gptForward(model.params, model.config, batch.inputIds, { attentionMask: batch.attentionMask }).logits);
+  const old = firstTargetArgmax(logits, batch.labels.arraySync() as number[][]);
+  logits.dispose();
+  const rows = preservedRows(p.set, old);
+  return { beta: p.beta, inputs: tf.tidy(() => Object.fromEntries(names.map((n) => [n, tf.gather(p.set.inputs[n], tf.tensor1d(rows, "int32")) as tf.Tensor2D]))) };
+}
+
+/**
+ * The preserved update of an edit call and its calibration (preserve.ts), or null when some request
+ * has no right step up to `p.maxStep` (the constraint removed what the edit needs).
+ */
+function preservedUpdate(model: ModelView, editor: Editor, factors: Factors, batch: Batch, lrScale: number, p: Preservation): { transformed: Transformed; calibration: CalibrationResult } | null {
+  const kept = preservedFor(model, batch, p, editor.config.innerParams);
+  let transformed: Transformed;
+  try {
+    transformed = tf.tidy(() => transformFactors(editor, factors, undefined, kept));
+  } finally {
+    tf.dispose(Object.values(kept.inputs));
+  }
+  try {
+    const calibration = calibrate(model, editor, factors, transformed, batch, lrScale, { margin: p.margin, maxScale: p.maxStep / p.margin });
+    if (calibration.found.every(Boolean)) return { transformed, calibration };
+  } catch (e) {
+    tf.dispose(Object.values(transformed).flatMap((t) => [t.uTilde, t.deltaTilde]));
+    throw e;
+  }
+  tf.dispose(Object.values(transformed).flatMap((t) => [t.uTilde, t.deltaTilde]));
+  return null;
+}
+
 /**
  * Edit a model with MEND. The editor's statistics are frozen (test-time edit). `lrScale` multiplies
  * every α; `calibrate` scales each request's share of the update to its calibrated step
  * (calibrate.ts, our deviation; null/absent = the official step). The caller owns `result.edited`
  * (free with `disposeEdit`); the base params are untouched.
  */
-export function mendEdit(model: ModelView, editor: Editor, requests: readonly EditRequest[], opts: { lrScale?: number; calibrate?: StepCalibration | null } = {}): EditResult {
+export function mendEdit(model: ModelView, editor: Editor, requests: readonly EditRequest[], opts: { lrScale?: number; calibrate?: StepCalibration | null; preserve?: Preservation | null } = {}): EditResult {
   validateRequests(requests);
   if (opts.calibrate) validateCalibration(opts.calibrate);
+  if (opts.preserve) {
+    if (!opts.calibrate) throw new Error("preservation needs step calibration (the calibration of the edit it falls back to)");
+    validatePreservation(opts.preserve, editor.config.innerParams);
+  }
   const t0 = performance.now();
   const batch = makeBatch(model.tokenizer, requests, "target", model.config.n_positions);
   const lrScale = opts.lrScale ?? 1;
   let factors: Factors | undefined;
-  let transformed: Record<string, { uTilde: tf.Tensor2D; deltaTilde: tf.Tensor2D }> | undefined;
+  let transformed: Transformed | undefined;
   let calibration: CalibrationResult | undefined;
+  let preserved = false;
   try {
     factors = captureEditorFactors(model.params, model.config, batch, editor);
-    transformed = tf.tidy(() => transformFactors(editor, factors!));
-    if (opts.calibrate) calibration = calibrate(model, editor, factors, transformed, batch, lrScale, opts.calibrate);
+    const p = opts.preserve ? preservedUpdate(model, editor, factors, batch, lrScale, opts.preserve) : null;
+    if (p) {
+      ({ transformed, calibration } = p);
+      preserved = true;
+    } else {
+      transformed = tf.tidy(() => transformFactors(editor, factors!));
+      if (opts.calibrate) calibration = calibrate(model, editor, factors, transformed, batch, lrScale, opts.calibrate);
+    }
   } catch (e) {
     if (factors) disposeFactors(factors);
     if (transformed) tf.dispose(Object.values(transformed).flatMap((t) => [t.uTilde, t.deltaTilde]));
@@ -284,7 +345,7 @@ export function mendEdit(model: ModelView, editor: Editor, requests: readonly Ed
   return {
     params: { ...model.params, ...edited },
     edited,
-    info: { requests: [...requests], lossBefore, layers, latencyMs: performance.now() - t0, ...(calibration ? { calibration } : {}) },
+    info: { requests: [...requests], lossBefore, layers, latencyMs: performance.now() - t0, ...(calibration ? { calibration } : {}), ...(opts.preserve ? { preserved } : {}) },
   };
 }
 

@@ -289,6 +289,15 @@ export function trainingSplitProbes(world: World, n: number): TextExample[] {
   return facts.filter((_, i) => i % step === 0).slice(0, n).map((f) => ({ prompt: world.prompts(f.subject, f.relation, "train")[0], target: f.object }));
 }
 
+/**
+ * Every training-template prompt of the training-split facts: what the model already knows and no
+ * evaluation edits (the preservation set of MEND-batch-pres, preserve.ts).
+ */
+export function trainingSplitPrompts(world: World): string[] {
+  const train = new Set(world.splits(0).train);
+  return world.facts.filter((f) => train.has(f.subject)).flatMap((f) => world.prompts(f.subject, f.relation, "train"));
+}
+
 /** Run every evaluation for every method on the same records and probes. */
 export function evaluateMethods(
   model: ModelView,

@@ -16,6 +16,7 @@ export * from "./pretrain";
 export * from "./factor";
 export * from "./stats";
 export * from "./precond";
+export * from "./preserve";
 export * from "./editor";
 export * from "./calibrate";
 export * from "./edit";

@@ -2,7 +2,8 @@
  * Editing methods behind one pure interface: model parameters in, new parameters out.
  *
  *  - MEND: one editor pass on the edit gradient (edit.ts); MEND-cal: the same with edit-time step
- *    calibration (calibrate.ts, our deviation).
+ *    calibration (calibrate.ts, our deviation); with `preserve`, also edit-time preservation of
+ *    same-answer knowledge (preserve.ts, our deviation).
  *  - FT: fine-tune the same edited matrices on the edit example(s) until every target token is the
  *    argmax or `maxSteps` is reached (MEND App. C.1: at most 100 steps, stop at argmax).
  *  - FT+KL: the same with the locality term, L = c_edit·NLL(edit) + KL(pre ‖ post on locality text)
@@ -23,6 +24,7 @@ import { EditRequest, mendEdit, validateRequests } from "./edit";
 import { Editor } from "./editor";
 import { gptForward, Params } from "./gpt";
 import { meanKl, meanNll } from "./loss";
+import { Preservation } from "./preserve";
 import { ModelView } from "./score";
 
 export interface MethodEdit {
@@ -38,18 +40,23 @@ export interface MethodEdit {
 export interface EditMethod {
   name: string;
   edit(model: ModelView, requests: readonly EditRequest[]): MethodEdit;
+  /** Frees what the method owns (a preservation set), if anything. */
+  dispose?(): void;
 }
 
 export function disposeMethodEdit(e: MethodEdit): void {
   tf.dispose(Object.values(e.edited));
 }
 
-/** MEND with the editor; `calibrate`: edit-time step calibration (calibrate.ts, our deviation). */
-export function mendMethod(editor: Editor, name = "MEND", calibrate: StepCalibration | null = null): EditMethod {
+/**
+ * MEND with the editor; `calibrate`: edit-time step calibration (calibrate.ts), `preserve`: edit-time
+ * preservation (preserve.ts); both our deviations. The method does not own the preservation set.
+ */
+export function mendMethod(editor: Editor, name = "MEND", calibrate: StepCalibration | null = null, preserve: Preservation | null = null): EditMethod {
   return {
     name,
     edit(model, requests) {
-      const r = mendEdit(model, editor, requests, { calibrate });
+      const r = mendEdit(model, editor, requests, { calibrate, preserve });
       return { params: r.params, edited: r.edited, latencyMs: r.info.latencyMs };
     },
   };

@@ -113,24 +113,27 @@ export function spdInverse(A: Float64Array, d: number): Float64Array {
  * is (O = 0). V̂, G and the n × n inverse are constants (MEND's u is detached): the gradient flows
  * through S only.
  * @param S [m, d] the call's keys before P, (ũ ∘ σ) @param V [n, d] the call's inputs at its
- * target rows @param P [d, d] @param other [m, n] 0/1: row and input belong to different requests
- * @returns keys [m, d]
+ * target rows (and preserved inputs, preserve.ts) @param P [d, d], or null for the identity
+ * @param beta β, one for all inputs or one per input @param other [m, n] 0/1: the input belongs to
+ * another request (or is preserved): the row's response on it is removed @returns keys [m, d]
  */
-export function decorrelatedKeys(S: tf.Tensor2D, V: tf.Tensor2D, P: tf.Tensor2D, beta: number, other: tf.Tensor2D): tf.Tensor2D {
-  if (!(beta > 0)) throw new Error(`decorrelatedKeys: β must be > 0, got ${beta}`);
+export function decorrelatedKeys(S: tf.Tensor2D, V: tf.Tensor2D, P: tf.Tensor2D | null, beta: number | readonly number[], other: tf.Tensor2D): tf.Tensor2D {
   const n = V.shape[0];
+  const betas = typeof beta === "number" ? new Array<number>(n).fill(beta) : beta;
+  if (betas.length !== n) throw new Error(`decorrelatedKeys: ${betas.length} ridges for ${n} inputs`);
+  for (const b of betas) if (!(b > 0)) throw new Error(`decorrelatedKeys: β must be > 0, got ${b}`);
   if (other.shape[0] !== S.shape[0] || other.shape[1] !== n) throw new Error(`decorrelatedKeys: the mask is [${other.shape}], expected [${S.shape[0]}, ${n}]`);
-  if (n === 0) return tf.matMul(S, P);
+  if (n === 0) return P ? tf.matMul(S, P) : tf.clone(S);
   return tf.tidy(() => {
-    const VP = tf.matMul(V, P); // [n, d]
+    const VP = P ? tf.matMul(V, P) : V; // [n, d]
     const r = tf.reshape(tf.rsqrt(tf.sum(tf.mul(V, VP), 1)), [n, 1]); // 1/√(vᵀPv)
     const W = tf.mul(VP, r); // V̂ P
     const gram = tf.matMul(W, tf.transpose(tf.mul(V, r))); // G = W V̂ᵀ [n, n]
     const M = Float64Array.from(gram.dataSync());
-    for (let i = 0; i < n; i++) M[i * n + i] += 1 / beta;
+    for (let i = 0; i < n; i++) M[i * n + i] += 1 / betas[i];
     const Minv = tf.tensor2d(Float32Array.from(spdInverse(M, n)), [n, n]);
     const cross = tf.mul(tf.matMul(S, tf.transpose(W)), other); // κ V̂ᵀ = S P V̂ᵀ = S Wᵀ (P symmetric), other requests only
-    return tf.sub(tf.matMul(S, P), tf.matMul(tf.matMul(cross, Minv), W)) as tf.Tensor2D;
+    return tf.sub(P ? tf.matMul(S, P) : S, tf.matMul(tf.matMul(cross, Minv), W)) as tf.Tensor2D;
   });
 }
 
