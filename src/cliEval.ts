@@ -102,7 +102,7 @@ export async function cmdEval(argv: string[]): Promise<void> {
   const batchDir = a.flags["batch-editor"]?.[0] ?? DEFAULT_BATCH_EDITOR_DIR;
   // Given explicitly, the batch editor is evaluated (a wrong folder is then a clear load error); by default only if shipped.
   const haveBatch = a.flags["batch-editor"] !== undefined || fs.existsSync(path.join(batchDir, "config.json"));
-  const names = (a.flags.methods?.[0] ?? (haveBatch ? "MEND,MEND-cal,MEND-batch,MEND-batch-cal,MEND-batch-pres,FT,FT+KL" : "MEND,MEND-cal,FT,FT+KL")).split(",").map((x) => x.trim());
+  const names = (a.flags.methods?.[0] ?? (haveBatch ? "MEND,MEND-cal,MEND-batch,MEND-batch-cal,FT,FT+KL" : "MEND,MEND-cal,FT,FT+KL")).split(",").map((x) => x.trim());
   const margin = a.flags.calibrate ? num(a, "calibrate", DEFAULT_CALIBRATION.margin) : undefined;
   if (margin !== undefined) validateCalibration({ ...DEFAULT_CALIBRATION, margin });
   const jobs = Math.max(1, Math.min(names.length, a.flags.jobs ? Number(a.flags.jobs[0]) : os.cpus().length));

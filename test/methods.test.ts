@@ -50,6 +50,12 @@ test("the standard methods: names as given, MEND-batch needs its editor, unknown
   assert.deepEqual(standardMethods(e, world, ["MEND", "MEND-batch", "FT"], e).map((x) => x.name), ["MEND", "MEND-batch", "FT"]);
   assert.throws(() => standardMethods(e, world, ["MEND-batch"]), /MEND-batch needs the batch-trained editor/);
   assert.throws(() => standardMethods(e, world, ["ROME"]), /unknown method "ROME"/);
+  assert.throws(() => standardMethods(e, world, ["MEND-batch-pres"], e), /MEND-batch-pres needs the base model/);
+  assert.equal(await leaked(() => {
+    const [pres] = standardMethods(e, world, ["MEND-batch-pres"], e, undefined, m); // measures its preservation set on m
+    assert.equal(pres.name, "MEND-batch-pres");
+    pres.dispose!();
+  }), 0, "dispose frees the preservation set");
   disposeEditor(e);
   disposeParams(m.params);
 });
