@@ -15,8 +15,7 @@
  * with C⁻¹u keeps edit success and paraphrases and moves locality from 0.93 to 0.98.
  */
 import * as tf from "@tensorflow/tfjs";
-import { encodeExamples, toBatch, disposeBatch } from "./batch";
-import { gptForward } from "./gpt";
+import { lastPositionInputs } from "./preserve";
 import { ModelView } from "./score";
 
 /**
@@ -25,29 +24,14 @@ import { ModelView } from "./score";
  */
 export function keySecondMoments(model: ModelView, names: readonly string[], prompts: readonly string[], batchSize = 256): Record<string, Float64Array> {
   if (prompts.length === 0) throw new Error("keySecondMoments: no prompts");
-  for (const n of names) {
-    const w = model.params[n];
-    if (!w || w.rank !== 2) throw new Error(`keySecondMoments: "${n}" is not a 2-D weight of the base model`);
-  }
-  let sums = names.map((n) => tf.zeros([model.params[n].shape[0], model.params[n].shape[0]]) as tf.Tensor2D); // Σ u uᵀ
-  for (let s = 0; s < prompts.length; s += batchSize) {
-    const a = encodeExamples(model.tokenizer, prompts.slice(s, s + batchSize).map((p) => ({ prompt: p, target: "" })), "none", model.config.n_positions);
-    const b = toBatch(a);
-    const T = b.inputIds.shape[1];
-    const next = tf.tidy(() => {
-      const rows = tf.tensor1d(a.lastPosition.map((t, i) => i * T + t), "int32");
-      const { inputs } = gptForward(model.params, model.config, b.inputIds, { attentionMask: b.attentionMask, capture: names });
-      return names.map((n, i) => {
-        const keys = tf.gather(inputs[n], rows); // [B, d_in]
-        return tf.add(sums[i], tf.matMul(tf.transpose(keys), keys)) as tf.Tensor2D;
-      });
-    });
-    disposeBatch(b);
-    tf.dispose(sums);
-    sums = next;
-  }
-  const out = Object.fromEntries(names.map((n, i) => [n, Float64Array.from(sums[i].dataSync(), (x) => x / prompts.length)]));
-  tf.dispose(sums);
+  const { inputs } = lastPositionInputs(model, names, prompts, batchSize); // name -> [n, d_in]
+  const out = Object.fromEntries(names.map((n) => {
+    const sum = tf.tidy(() => tf.matMul(tf.transpose(inputs[n]), inputs[n])); // Σ u uᵀ
+    const m = Float64Array.from(sum.dataSync(), (x) => x / prompts.length);
+    sum.dispose();
+    return [n, m];
+  }));
+  tf.dispose(Object.values(inputs));
   return out;
 }
 

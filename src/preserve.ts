@@ -62,10 +62,10 @@ export const BATCH_EDITOR_PRESERVATION: Readonly<Omit<Preservation, "set">> = Ob
  * answer) and the model's argmax there. @returns inputs name -> [n, d_in] (caller owns), answers [n]
  */
 export function lastPositionInputs(model: ModelView, names: readonly string[], prompts: readonly string[], batchSize = 256): { inputs: Record<string, tf.Tensor2D>; answers: Int32Array } {
-  if (prompts.length === 0) throw new Error("lastPositionInputs: no prompts");
+  if (prompts.length === 0) throw new Error("no prompts to measure the inputs on");
   for (const n of names) {
     const w = model.params[n];
-    if (!w || w.rank !== 2) throw new Error(`lastPositionInputs: "${n}" is not a 2-D weight of the base model`);
+    if (!w || w.rank !== 2) throw new Error(`"${n}" is not a 2-D weight of the base model`);
   }
   const chunks: tf.Tensor2D[][] = names.map(() => []);
   const answers = new Int32Array(prompts.length);
