@@ -273,7 +273,9 @@ function preservedUpdate(model: ModelView, editor: Editor, factors: Factors, bat
 /**
  * Edit a model with MEND. The editor's statistics are frozen (test-time edit). `lrScale` multiplies
  * every α; `calibrate` scales each request's share of the update to its calibrated step
- * (calibrate.ts, our deviation; null/absent = the official step). The caller owns `result.edited`
+ * (calibrate.ts, our deviation; null/absent = the official step); `preserve` (needs `calibrate`)
+ * first tries the update kept off the inputs that give the edit's old answer (preserve.ts, our
+ * deviation; `info.preserved` says whether it was applied). The caller owns `result.edited`
  * (free with `disposeEdit`); the base params are untouched.
  */
 export function mendEdit(model: ModelView, editor: Editor, requests: readonly EditRequest[], opts: { lrScale?: number; calibrate?: StepCalibration | null; preserve?: Preservation | null } = {}): EditResult {
