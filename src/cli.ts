@@ -74,6 +74,7 @@ const USAGE = `mend: MEND (Model Editor Networks with Gradient Decomposition) on
                     [--n-edits 1,5,25] [--init EDITOR_DIR] [--accumulate N] [--outer-is-edit P] [--per-fact N] [--batch-loss mean|sum] [--weighting call|edit]
                     [--patience STEPS] [--c-loc C] [--loc-per-edit N] [--rank R] [--rows all|target] [--same-answer-loc P] [--key-precond LAMBDA] [--batch-precond BETA]
                     [--calibrated-step MARGIN]          meta-train at the calibrated step (ours; edit with --calibrate MARGIN)
+                    [--preserve BETA]                   meta-train with edit-time preservation active (ours; preserve.ts)
                     (edits per example; start from an editor; examples per step; P(x'_e = x_e);
                      new targets per training fact, default 20; loss of a k-request edit, default mean = official;
                      meta-loss average over calls or over edits)
@@ -216,7 +217,7 @@ async function cmdPretrain(argv: string[]): Promise<void> {
 
 async function cmdTrainEditor(argv: string[]): Promise<void> {
   const a = parseArgs(argv, ["resume"]);
-  checkFlags(a, ["model", "out", "run-dir", "steps", "seed", "resume", "time-budget", "lr", "inner-params", "n-edits", "init", "accumulate", "outer-is-edit", "per-fact", "batch-loss", "weighting", "patience", "c-loc", "loc-per-edit", "rank", "rows", "same-answer-loc", "key-precond", "batch-precond", "calibrated-step"]);
+  checkFlags(a, ["model", "out", "run-dir", "steps", "seed", "resume", "time-budget", "lr", "inner-params", "n-edits", "init", "accumulate", "outer-is-edit", "per-fact", "batch-loss", "weighting", "patience", "c-loc", "loc-per-edit", "rank", "rows", "same-answer-loc", "key-precond", "batch-precond", "calibrated-step", "preserve"]);
   const backend = await initBackend();
   console.error(`backend: ${describeBackend(backend)}`);
   const model = loadModel(str(a, "model", DEFAULT_MODEL_DIR)!);
@@ -236,6 +237,7 @@ async function cmdTrainEditor(argv: string[]): Promise<void> {
     locPerEdit: num(a, "loc-per-edit", d.locPerEdit ?? 1),
     sameAnswerLoc: num(a, "same-answer-loc", d.sameAnswerLoc ?? 0),
     calibratedStep: num(a, "calibrated-step", d.calibratedStep ?? 0),
+    preserve: num(a, "preserve", d.preserve ?? 0),
     weighting: (str(a, "weighting") ?? "call") as "call" | "edit",
   };
   if (cfg.weighting !== "call" && cfg.weighting !== "edit") throw new Error(`--weighting must be "call" or "edit", got "${cfg.weighting}"`);
@@ -269,6 +271,7 @@ async function cmdTrainEditor(argv: string[]): Promise<void> {
   }
   if (!(cfg.sameAnswerLoc >= 0 && cfg.sameAnswerLoc <= 1)) throw new Error(`--same-answer-loc must be a probability in [0, 1], got "${str(a, "same-answer-loc")}"`);
   if (cfg.cLoc < 0) throw new Error(`--c-loc must be >= 0, got "${str(a, "c-loc")}"`);
+  if (!(cfg.preserve >= 0)) throw new Error(`--preserve takes the preservation β, a number > 0 (0 = off), got "${str(a, "preserve")}"`);
   if (!(cfg.calibratedStep >= 0)) throw new Error(`--calibrated-step takes the calibration margin, a number > 0 (0 = official step), got "${str(a, "calibrated-step")}"`);
   if (cfg.nEdits.some((k) => !Number.isInteger(k) || k < 1)) throw new Error(`--n-edits must be positive integers, got "${str(a, "n-edits")}"`);
   const r = await trainEditor(model, world.editRecords("train", { perFact: cfg.perFact }), world.editRecords("val"), runDir, cfg, { resume: bool(a, "resume") });

@@ -57,9 +57,13 @@ export function rowRequests(factors: Factors, name: string): number[] {
   return factors.rows[name].map((r) => Math.floor(r / factors.seqLen));
 }
 
-/** Inputs an edit call must not move (preserve.ts), per edited weight [n, d_in], and the constraint's β. */
+/**
+ * Inputs an edit call must not move (preserve.ts), per edited weight [n, d_in], and the constraint's
+ * β: `inputs` for every call, or `byCall` (call -> inputs) when one batch holds several calls.
+ */
 export interface PreservedInputs {
-  inputs: Record<string, tf.Tensor2D>;
+  inputs?: Record<string, tf.Tensor2D>;
+  byCall?: ReadonlyMap<number, Record<string, tf.Tensor2D>>;
   beta: number;
 }
 
@@ -87,7 +91,8 @@ export function transformFactors(editor: Editor, factors: Factors, rowCall?: (ro
     const { uTilde } = out[name];
     const P = editor.precond?.[name] ?? null;
     const scaled = P && editor.config.norm ? tf.mul(uTilde, inputScale(netFor(editor, name).net.stats)) : uTilde;
-    const keys = target ? callKeys(scaled as tf.Tensor2D, factors, name, target, P, editor.config.batchPrecond, preserved && { inputs: preserved.inputs[name], beta: preserved.beta }, rowCall) : tf.matMul(scaled, P!);
+    const of = preserved && ((call: number) => (preserved.byCall ? preserved.byCall.get(call)?.[name] : preserved.inputs?.[name]));
+    const keys = target ? callKeys(scaled as tf.Tensor2D, factors, name, target, P, editor.config.batchPrecond, of && { of, beta: preserved!.beta }, rowCall) : tf.matMul(scaled, P!);
     out[name] = { ...out[name], uTilde: keys as tf.Tensor2D }; // key = (ũ ∘ σ) P, or ũ corrected
   }
   return out;
@@ -100,7 +105,7 @@ export function transformFactors(editor: Editor, factors: Factors, rowCall?: (ro
  * target inputs kept. A request is a batch row (flattened row / T); a call, `rowCall` of a row.
  * `target`: the factors' target rows.
  */
-function callKeys(scaled: tf.Tensor2D, factors: Factors, name: string, target: ReadonlySet<number>, P: tf.Tensor2D | null, batchBeta: number | undefined, preserved: { inputs: tf.Tensor2D; beta: number } | undefined, rowCall?: (row: number) => number): tf.Tensor2D {
+function callKeys(scaled: tf.Tensor2D, factors: Factors, name: string, target: ReadonlySet<number>, P: tf.Tensor2D | null, batchBeta: number | undefined, preserved: { of: (call: number) => tf.Tensor2D | undefined; beta: number } | undefined, rowCall?: (row: number) => number): tf.Tensor2D {
   const rows = factors.rows[name];
   const request = rowRequests(factors, name);
   const calls = new Map<number, number[]>(); // call -> kept-row positions, in order of first appearance
@@ -110,14 +115,15 @@ function callKeys(scaled: tf.Tensor2D, factors: Factors, name: string, target: R
     calls.get(c)!.push(i);
   });
   const order = [...calls.values()].flat();
-  const nKeep = preserved ? preserved.inputs.shape[0] : 0;
-  const parts = [...calls.values()].map((pos) => {
+  const parts = [...calls.entries()].map(([call, pos]) => {
+    const kept = preserved?.of(call);
+    const nKeep = kept ? kept.shape[0] : 0;
     const inputs = pos.filter((i) => target.has(rows[i]));
     const betas = [...inputs.map(() => batchBeta ?? preserved!.beta), ...new Array<number>(nKeep).fill(preserved?.beta ?? 1)];
     const other = tf.tensor2d(pos.flatMap((i) => [...inputs.map((j) => (batchBeta && request[i] !== request[j] ? 1 : 0)), ...new Array<number>(nKeep).fill(1)]), [pos.length, inputs.length + nKeep]);
     const S = selectRows(scaled, pos);
     const own = tf.gather(factors.u[name], tf.tensor1d(inputs, "int32")) as tf.Tensor2D;
-    const V = nKeep ? (tf.concat([own, preserved!.inputs]) as tf.Tensor2D) : own;
+    const V = nKeep ? (tf.concat([own, kept!]) as tf.Tensor2D) : own;
     return decorrelatedKeys(S, V, P, betas, other);
   });
   const keys = parts.length === 1 ? parts[0] : (tf.concat(parts) as tf.Tensor2D);
@@ -144,8 +150,8 @@ function selectRows(x: tf.Tensor2D, pos: readonly number[]): tf.Tensor2D {
  * α·∇̃W = (αŨ)ᵀ Δ̃, so left = αŨ [Nk, d_in] and right = Δ̃ [Nk, d_out]. Differentiable in φ and α.
  * Pair it with `exampleMask` to run many examples, each with its own edit, in one forward.
  */
-export function lowRankEdits(editor: Editor, factors: Factors, lrScale = 1, rowCall?: (row: number) => number): Record<string, { left: tf.Tensor2D; right: tf.Tensor2D }> {
-  return lowRankOf(editor, transformFactors(editor, factors, rowCall), lrScale);
+export function lowRankEdits(editor: Editor, factors: Factors, lrScale = 1, rowCall?: (row: number) => number, preserved?: PreservedInputs): Record<string, { left: tf.Tensor2D; right: tf.Tensor2D }> {
+  return lowRankOf(editor, transformFactors(editor, factors, rowCall, preserved), lrScale);
 }
 
 /** `lowRankEdits` from the editor's output `transformed` (right is its δ̃, not a copy). */
@@ -257,7 +263,7 @@ function preservedUpdate(model: ModelView, editor: Editor, factors: Factors, bat
   try {
     transformed = tf.tidy(() => transformFactors(editor, factors, undefined, kept));
   } finally {
-    tf.dispose(Object.values(kept.inputs));
+    tf.dispose(Object.values(kept.inputs!));
   }
   try {
     const calibration = calibrate(model, editor, factors, transformed, batch, lrScale, { margin: p.margin, maxScale: p.maxStep / p.margin });

@@ -29,7 +29,7 @@ import * as path from "path";
 import * as tf from "@tensorflow/tfjs";
 import { Batch, disposeBatch, encodeExamples, TextExample, toBatch } from "./batch";
 import { calibrateSteps } from "./calibrate";
-import { captureEditorFactors, exampleMask, lowRankEdits, rowRequests, updateEditorStats, withRequests } from "./edit";
+import { captureEditorFactors, exampleMask, lowRankEdits, PreservedInputs, rowRequests, updateEditorStats, withRequests } from "./edit";
 import { createEditor, disposeEditor, DEFAULT_EDITOR_CONFIG, Editor, EditorConfig, editorVariables, lastBlocksMlp, setKeyPreconditioners } from "./editor";
 import { keyPreconditioners } from "./precond";
 import { loadEditor, saveEditor } from "./editorIO";
@@ -41,7 +41,8 @@ import { loadOptimizerState, saveOptimizerState } from "./optimizerState";
 import { ProgressBar } from "./progress";
 import { Rng } from "./rng";
 import { writeFileAtomic } from "./safetensors";
-import { ModelView } from "./score";
+import { buildPreservationSet, disposePreservationSet, PreservationSet, preservedRows } from "./preserve";
+import { ModelView, nextTokenTopK } from "./score";
 import { distinctFacts, EditRecord, factKey, LocalityClass, LocalityExample } from "./world";
 
 export interface TrainEditorConfig extends MetaLossConfig {
@@ -106,6 +107,13 @@ export interface TrainEditorConfig extends MetaLossConfig {
    * 0 or absent: the official step.
    */
   calibratedStep?: number;
+  /**
+   * Meta-train with edit-time preservation active (deviation; preserve.ts): each call's update keys
+   * are kept off the training-split inputs that give its edits' old answers (ridge 1/β), except the
+   * inputs of the facts it edits, so the editor learns updates that work under the constraint.
+   * 0 or absent: off.
+   */
+  preserve?: number;
 }
 
 export const DEFAULT_TRAIN_EDITOR_CONFIG: Readonly<TrainEditorConfig> = Object.freeze({
@@ -275,9 +283,9 @@ const rowGroups = (b: Batch, group: readonly number[]): number[] => Array.from({
  * returns their means and c_edit·L̄_edit + c_loc·L̄_loc. Differentiable in φ and α.
  * Equivalent to running each example with W' = W + αG (test: "low-rank batched forward").
  */
-function batchMetaLoss(m: ModelView, editor: Editor, e: Encoded, factors: Factors, preLoc: tf.Tensor3D, c: MetaLossConfig, stepScales: readonly number[] | null = null) {
+function batchMetaLoss(m: ModelView, editor: Editor, e: Encoded, factors: Factors, preLoc: tf.Tensor3D, c: MetaLossConfig, stepScales: readonly number[] | null = null, preserved: PreservedInputs | null = null) {
   const Ti = e.inner.inputIds.shape[1];
-  const updates = lowRankEdits(editor, factors, 1, (r) => e.group[Math.floor(r / Ti)]);
+  const updates = lowRankEdits(editor, factors, 1, (r) => e.group[Math.floor(r / Ti)], preserved ?? undefined);
   const forward = (b: Batch, textGroup: readonly number[]) => {
     const tokenGroup = rowGroups(b, textGroup);
     const mask = (request: readonly number[]) => {
@@ -315,6 +323,46 @@ function trainingStepScales(m: ModelView, editor: Editor, e: Encoded, factors: F
   }
 }
 
+/** Preservation during meta-training (TrainEditorConfig.preserve): the set and the fact of each of its prompts. */
+export interface TrainingPreservation {
+  set: PreservationSet;
+  /** Fact key (world.factKey) of each prompt of the set. */
+  facts: string[];
+  beta: number;
+}
+
+/** The preservation set of meta-training: every training prompt of `records`' distinct facts. Caller owns it. */
+export function trainingPreservation(m: ModelView, names: readonly string[], records: readonly EditRecord[], beta: number): TrainingPreservation {
+  const facts = distinctFacts(records);
+  const prompts = facts.flatMap((r) => r.prompts);
+  return { set: buildPreservationSet(m, names, prompts), facts: facts.flatMap((r) => r.prompts.map(() => factKey(r))), beta };
+}
+
+/**
+ * Each group's (edit call's) preserved inputs: the set's inputs that give one of its edits' old answers
+ * (the base argmax after the edit prompt), without those of the facts it edits (their prompts are the
+ * edits' own paraphrases). The caller owns the tensors.
+ */
+export function groupPreserved(m: ModelView, p: TrainingPreservation, groups: readonly (readonly MetaExample[])[], names: readonly string[]): PreservedInputs {
+  const exs = groups.flat();
+  const old = nextTokenTopK(m, exs.map((x) => x.editInner.prompt), 1).map((t) => t.top[0].id);
+  const factOf = new Map(p.set.prompts.map((q, i) => [q, p.facts[i]]));
+  let at = 0;
+  const byCall = new Map<number, Record<string, tf.Tensor2D>>();
+  groups.forEach((g, gi) => {
+    const answers = old.slice(at, at + g.length);
+    const own = new Set(g.map((x) => factOf.get(x.editInner.prompt)).filter((f): f is string => f !== undefined));
+    at += g.length;
+    const rows = preservedRows(p.set, answers).filter((r) => !own.has(p.facts[r]));
+    byCall.set(gi, tf.tidy(() => Object.fromEntries(names.map((n) => [n, tf.gather(p.set.inputs[n], tf.tensor1d(rows, "int32")) as tf.Tensor2D]))));
+  });
+  return { byCall, beta: p.beta };
+}
+
+function disposePreserved(p: PreservedInputs | null): void {
+  if (p?.byCall) for (const x of p.byCall.values()) tf.dispose(Object.values(x));
+}
+
 /** Per-example metrics from argmax tokens [K, T]. */
 function summarise(e: Encoded, outerArgmax: number[][], locPre: number[][], locPost: number[][], lEdit: number, lLoc: number): ExampleResult[] {
   return e.outerPos.map((pos, i) => ({
@@ -347,16 +395,19 @@ export function metaBatchGrads(
   vars: Record<string, tf.Variable>,
   c: MetaLossConfig & { calibratedStep?: number },
   train = true,
+  preservation: TrainingPreservation | null = null,
 ): { grads: Record<string, tf.Tensor> | null; gradNorm: number; results: ExampleResult[] } {
   const e = encodeMeta(m, groups, c.weighting);
   const factors = captureEditorFactors(m.params, m.config, e.inner, editor, e.group);
+  let preserved: PreservedInputs | null = null;
   try {
     if (train && editor.config.norm) updateEditorStats(editor, factors);
     const scales = trainingStepScales(m, editor, e, factors, c.calibratedStep);
+    if (preservation) preserved = groupPreserved(m, preservation, groups, editor.config.innerParams);
     const pre = preEditLogits(m.params, m.config, e.loc);
     const stash: tf.Tensor[] = [];
     const { value, grads } = tf.variableGrads(() => {
-      const r = batchMetaLoss(m, editor, e, factors, pre, c, scales);
+      const r = batchMetaLoss(m, editor, e, factors, pre, c, scales, preserved);
       stash.push(tf.keep(tf.stack([r.lEdit, r.lLoc])), tf.keep(tf.argMax(r.outerLogits, -1)), tf.keep(tf.argMax(r.locLogits, -1)));
       return r.total;
     }, Object.values(vars));
@@ -377,20 +428,22 @@ export function metaBatchGrads(
     for (const [k, v] of Object.entries(vars)) byName[k] = grads[v.name];
     return { grads: byName, gradNorm, results };
   } finally {
+    disposePreserved(preserved);
     disposeFactors(factors);
     disposeEncoded(e);
   }
 }
 
 /** Edit-and-measure without gradients (validation): same metrics, statistics frozen. */
-export function metaBatchEval(m: ModelView, editor: Editor, groups: readonly (readonly MetaExample[])[], c: MetaLossConfig & { calibratedStep?: number }): ExampleResult[] {
+export function metaBatchEval(m: ModelView, editor: Editor, groups: readonly (readonly MetaExample[])[], c: MetaLossConfig & { calibratedStep?: number }, preservation: TrainingPreservation | null = null): ExampleResult[] {
   const e = encodeMeta(m, groups, c.weighting);
   const factors = captureEditorFactors(m.params, m.config, e.inner, editor, e.group);
+  const preserved = preservation ? groupPreserved(m, preservation, groups, editor.config.innerParams) : null;
   try {
     const scales = trainingStepScales(m, editor, e, factors, c.calibratedStep);
     const out = tf.tidy(() => {
       const pre = preEditLogits(m.params, m.config, e.loc);
-      const r = batchMetaLoss(m, editor, e, factors, pre, c, scales);
+      const r = batchMetaLoss(m, editor, e, factors, pre, c, scales, preserved);
       return [tf.stack([r.lEdit, r.lLoc]), tf.argMax(r.outerLogits, -1), tf.argMax(pre, -1), tf.argMax(r.locLogits, -1)];
     });
     const [l, oa, lp, lq] = out;
@@ -399,6 +452,7 @@ export function metaBatchEval(m: ModelView, editor: Editor, groups: readonly (re
     tf.dispose(out);
     return res;
   } finally {
+    disposePreserved(preserved);
     disposeFactors(factors);
     disposeEncoded(e);
   }
@@ -417,7 +471,7 @@ export interface ValidationResult {
  * Validation on fixed groups (each group one edit call): losses weighted per group as in training,
  * edit accuracy and locality averaged over all edits.
  */
-export function validateEditor(m: ModelView, editor: Editor, groups: readonly (readonly MetaExample[])[], c: MetaLossConfig & { calibratedStep?: number }, maxEditsPerPass = 40): ValidationResult {
+export function validateEditor(m: ModelView, editor: Editor, groups: readonly (readonly MetaExample[])[], c: MetaLossConfig & { calibratedStep?: number }, maxEditsPerPass = 40, preservation: TrainingPreservation | null = null): ValidationResult {
   const rs: ExampleResult[] = [];
   let lossEdit = 0;
   let lossLoc = 0;
@@ -428,7 +482,7 @@ export function validateEditor(m: ModelView, editor: Editor, groups: readonly (r
       edits += groups[s].length;
       chunk.push(groups[s++]);
     }
-    const r = metaBatchEval(m, editor, chunk, c);
+    const r = metaBatchEval(m, editor, chunk, c, preservation);
     rs.push(...r);
     lossEdit += r[0].lEdit * chunk.length;
     lossLoc += r[0].lLoc * chunk.length;
@@ -528,6 +582,7 @@ export async function trainEditor(
   const rng = new Rng(0);
   rng.state = st.rngState;
   const sameAnswer = cfg.sameAnswerLoc ? { pool: sameAnswerPool(train), p: cfg.sameAnswerLoc } : null;
+  const preservation = cfg.preserve ? trainingPreservation(model, editor.config.innerParams, train, cfg.preserve) : null;
   const { net, editLrs } = editorVariables(editor);
   const vars = { ...net, ...editLrs };
   const netOpt = tf.train.adam(cfg.lr, 0.9, 0.999, 1e-8); // ε = 1e-8 as PyTorch (tfjs' default is 1e-7)
@@ -547,7 +602,7 @@ export async function trainEditor(
       (netOpt as unknown as { learningRate: number }).learningRate = cfg.lr * decay;
       (lrOpt as unknown as { learningRate: number }).learningRate = cfg.editLrLr * decay;
       const groups = sampleMetaGroups(train, rng, cfg.accumulate, cfg.nEdits, cfg.outerIsEdit, cfg.locPerEdit ?? 1, sameAnswer);
-      const { grads, gradNorm, results: rs } = metaBatchGrads(model, editor, groups, vars, cfg, true);
+      const { grads, gradNorm, results: rs } = metaBatchGrads(model, editor, groups, vars, cfg, true, preservation);
       const nEx = groups.reduce((a, g) => a + g.length, 0);
       st.examples += nEx;
       if (grads) {
@@ -570,7 +625,7 @@ export async function trainEditor(
       };
       const valNow = st.step % cfg.valEvery === 0 || st.step === cfg.maxSteps;
       if (valNow) {
-        p.val = validateEditor(model, editor, valExamples, cfg);
+        p.val = validateEditor(model, editor, valExamples, cfg, 40, preservation);
         st.history.push(p);
         st.rngState = rng.state;
         st.elapsedSec = p.elapsedSec;
@@ -596,7 +651,8 @@ export async function trainEditor(
     disposeEditor(editor);
   }
   const bestEditor = loadEditor(bestDir, model.config, model.params);
-  const best = validateEditor(model, bestEditor, valExamples, cfg);
+  const best = validateEditor(model, bestEditor, valExamples, cfg, 40, preservation);
+  if (preservation) disposePreservationSet(preservation.set);
   disposeEditor(bestEditor);
   return { bestDir, best, steps: st.step, elapsedSec: (Date.now() - t0) / 1000, history: st.history };
 }

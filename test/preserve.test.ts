@@ -1,9 +1,13 @@
 import test from "node:test";
 import assert from "node:assert/strict";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
 import * as tf from "@tensorflow/tfjs";
 import {
   buildPreservationSet, captureEditorFactors, disposeBatch, disposeEdit, disposeEditor, disposeFactors, disposeParams, disposePreservationSet, EditResult,
   editorVariables, firstTargetArgmax, gptForward, lastPositionInputs, makeBatch, mendEdit, PreservationSet, pseudoGradient, transformFactors, Transformed,
+  DEFAULT_TRAIN_EDITOR_CONFIG, fixedMetaExample, groupPreserved, metaBatchGrads, nextTokenTopK, preservedRows, trainEditor, trainingPreservation,
 } from "../dist";
 import { getWorld, leaked, maxAbsDiff, setup, tinyModel, warmEditor } from "./helpers";
 
@@ -118,5 +122,44 @@ test("mendEdit with preservation: the preserved update when its step is within m
   }), 0);
   disposePreservationSet(measured);
   disposeEditor(e);
+  disposeParams(m.params);
+});
+
+test("meta-training with preservation: each call keeps its own facts' prompts out of its preserved inputs, the meta-gradient is finite and differs from the unpreserved one; trainEditor with preserve leaves no tensors", async () => {
+  await setup();
+  const m = tinyModel(74);
+  const e = warmEditor(m);
+  const inner = e.config.innerParams;
+  const { net, editLrs } = editorVariables(e);
+  for (const [k, v] of Object.entries(net)) if (k.endsWith(".U")) v.assign(tf.tidy(() => tf.mul(0.05, tf.randomNormal(v.shape, 0, 1, "float32", 5))));
+  const w = getWorld();
+  const train = w.editRecords("train").slice(0, 60);
+  const p = trainingPreservation(m, inner, train, 10);
+  assert.equal(p.set.prompts.length, p.facts.length);
+  // a random model gives most prompts the same answer: every call's preserved set is large, minus its own fact
+  const groups = [[fixedMetaExample(train[0], 0)], [fixedMetaExample(train[5], 1), fixedMetaExample(train[9], 2)]];
+  const byCall = groupPreserved(m, p, groups, inner).byCall!;
+  const old = nextTokenTopK(m, [train[0].prompts[0]], 1)[0].top[0].id;
+  const same = preservedRows(p.set, [old]);
+  const own = train[0].prompts.map((q) => p.set.prompts.indexOf(q)).filter((i) => same.includes(i)); // its fact's prompts with the same answer
+  assert.ok(own.includes(p.set.prompts.indexOf(train[0].prompts[0])), "the edit prompt itself is in the set, with its old answer");
+  assert.equal(byCall.get(0)![inner[0]].shape[0], same.length - own.length, "call 0 preserves every same-answer prompt but its own fact's");
+  for (const x of byCall.values()) tf.dispose(Object.values(x));
+  const vars = { ...net, ...editLrs };
+  const c = { ...DEFAULT_TRAIN_EDITOR_CONFIG };
+  const withP = metaBatchGrads(m, e, groups, vars, c, false, p);
+  const without = metaBatchGrads(m, e, groups, vars, c, false, null);
+  assert.ok(withP.grads && without.grads, "finite");
+  const diff = Math.max(...Object.keys(vars).map((k) => maxAbsDiff(withP.grads![k], without.grads![k])));
+  assert.ok(diff > 1e-6, `the preserved meta-gradient differs (max diff ${diff})`);
+  tf.dispose([...Object.values(withP.grads!), ...Object.values(without.grads!)]);
+  assert.equal(await leaked(() => { const r = metaBatchGrads(m, e, groups, vars, c, false, p); tf.dispose(Object.values(r.grads ?? {})); }), 0);
+  disposePreservationSet(p.set);
+  disposeEditor(e);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "te-pres-"));
+  assert.equal(await leaked(async () => {
+    await trainEditor(m, train, w.editRecords("val").slice(0, 8), dir, { ...c, maxSteps: 2, accumulate: 2, valEvery: 1, valSize: 4, editor: { rank: 8 }, preserve: 10 }, { quiet: true });
+  }), 0, "training with preservation leaves no tensors");
+  fs.rmSync(dir, { recursive: true, force: true });
   disposeParams(m.params);
 });
