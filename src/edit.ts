@@ -245,7 +245,7 @@ function calibrate(model: ModelView, editor: Editor, factors: Factors, transform
 }
 
 /** The preserved inputs of an edit call: the set's inputs whose answer is one of the call's old answers (preserve.ts). */
-function preservedFor(model: ModelView, batch: Batch, p: Preservation, names: readonly string[]): PreservedInputs {
+function preservedFor(model: ModelView, batch: Batch, p: Preservation, names: readonly string[]): { inputs: Record<string, tf.Tensor2D>; beta: number } {
   const logits = tf.tidy(() => gptForward(model.params, model.config, batch.inputIds, { attentionMask: batch.attentionMask }).logits);
   const old = firstTargetArgmax(logits, batch.labels.arraySync() as number[][]);
   logits.dispose();
@@ -263,7 +263,7 @@ function preservedUpdate(model: ModelView, editor: Editor, factors: Factors, bat
   try {
     transformed = tf.tidy(() => transformFactors(editor, factors, undefined, kept));
   } finally {
-    tf.dispose(Object.values(kept.inputs!));
+    tf.dispose(Object.values(kept.inputs));
   }
   try {
     const calibration = calibrate(model, editor, factors, transformed, batch, lrScale, { margin: p.margin, maxScale: p.maxStep / p.margin });
