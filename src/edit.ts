@@ -17,7 +17,7 @@ import { Editor, applyEditorAll, lossGroups, netFor, pseudoGradient } from "./ed
 import { captureFactors, disposeFactors, Factors } from "./factor";
 import { GPT2Config } from "./config";
 import { gptForward, Params } from "./gpt";
-import { firstTargetArgmax, Preservation, preservedRows, validatePreservation } from "./preserve";
+import { firstTargetArgmax, Preservation, preservedInputsAt, preservedRows, validatePreservation } from "./preserve";
 import { CalibrationResult, calibrateSteps, RequestUpdate, StepCalibration, validateCalibration } from "./calibrate";
 import { decorrelatedKeys } from "./precond";
 import { inputScale, normalizeFactors, updateStats } from "./stats";
@@ -249,8 +249,7 @@ function preservedFor(model: ModelView, batch: Batch, p: Preservation, names: re
   const logits = tf.tidy(() => gptForward(model.params, model.config, batch.inputIds, { attentionMask: batch.attentionMask }).logits);
   const old = firstTargetArgmax(logits, batch.labels.arraySync() as number[][]);
   logits.dispose();
-  const rows = preservedRows(p.set, old);
-  return { beta: p.beta, inputs: tf.tidy(() => Object.fromEntries(names.map((n) => [n, tf.gather(p.set.inputs[n], tf.tensor1d(rows, "int32")) as tf.Tensor2D]))) };
+  return { beta: p.beta, inputs: preservedInputsAt(p.set, preservedRows(p.set, old), names) };
 }
 
 /**
@@ -265,15 +264,14 @@ function preservedUpdate(model: ModelView, editor: Editor, factors: Factors, bat
   } finally {
     tf.dispose(Object.values(kept.inputs));
   }
+  let used = false;
   try {
     const calibration = calibrate(model, editor, factors, transformed, batch, lrScale, { margin: p.margin, maxScale: p.maxStep / p.margin });
-    if (calibration.found.every(Boolean)) return { transformed, calibration };
-  } catch (e) {
-    tf.dispose(Object.values(transformed).flatMap((t) => [t.uTilde, t.deltaTilde]));
-    throw e;
+    used = calibration.found.every(Boolean);
+    return used ? { transformed, calibration } : null;
+  } finally {
+    if (!used) tf.dispose(Object.values(transformed).flatMap((t) => [t.uTilde, t.deltaTilde]));
   }
-  tf.dispose(Object.values(transformed).flatMap((t) => [t.uTilde, t.deltaTilde]));
-  return null;
 }
 
 /**

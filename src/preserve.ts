@@ -111,6 +111,14 @@ export function preservedRows(set: PreservationSet, answers: readonly number[]):
   return out;
 }
 
+/** The set's inputs at `rows`, per name [rows.length, d_in]. The caller owns them. */
+export function preservedInputsAt(set: PreservationSet, rows: readonly number[], names: readonly string[]): Record<string, tf.Tensor2D> {
+  return tf.tidy(() => {
+    const idx = tf.tensor1d(rows as number[], "int32");
+    return Object.fromEntries(names.map((n) => [n, tf.gather(set.inputs[n], idx) as tf.Tensor2D]));
+  });
+}
+
 /**
  * The base model's answer (argmax) at the position that predicts each batch row's first target
  * token: the edit's old answer. @param logits [B, T, V] @param labels [B, T] rows as plain arrays

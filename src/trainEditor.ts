@@ -41,7 +41,7 @@ import { loadOptimizerState, saveOptimizerState } from "./optimizerState";
 import { ProgressBar } from "./progress";
 import { Rng } from "./rng";
 import { writeFileAtomic } from "./safetensors";
-import { buildPreservationSet, disposePreservationSet, PreservationSet, preservedRows } from "./preserve";
+import { buildPreservationSet, disposePreservationSet, PreservationSet, preservedInputsAt, preservedRows } from "./preserve";
 import { ModelView, nextTokenTopK } from "./score";
 import { distinctFacts, EditRecord, factKey, LocalityClass, LocalityExample } from "./world";
 
@@ -329,6 +329,8 @@ export interface TrainingPreservation {
   set: PreservationSet;
   /** Fact key (world.factKey) of each prompt of the set. */
   facts: string[];
+  /** The set row of each of its prompts. */
+  rowOf: ReadonlyMap<string, number>;
   beta: number;
 }
 
@@ -336,7 +338,8 @@ export interface TrainingPreservation {
 export function trainingPreservation(m: ModelView, names: readonly string[], records: readonly EditRecord[], beta: number): TrainingPreservation {
   const facts = distinctFacts(records);
   const prompts = facts.flatMap((r) => r.prompts);
-  return { set: buildPreservationSet(m, names, prompts), facts: facts.flatMap((r) => r.prompts.map(() => factKey(r))), beta };
+  const set = buildPreservationSet(m, names, prompts);
+  return { set, facts: facts.flatMap((r) => r.prompts.map(() => factKey(r))), rowOf: new Map(set.prompts.map((q, i) => [q, i])), beta };
 }
 
 /**
@@ -345,17 +348,19 @@ export function trainingPreservation(m: ModelView, names: readonly string[], rec
  * edits' own paraphrases). The caller owns the tensors.
  */
 export function groupPreserved(m: ModelView, p: TrainingPreservation, groups: readonly (readonly MetaExample[])[], names: readonly string[]): PreservedInputs {
-  const exs = groups.flat();
-  const old = nextTokenTopK(m, exs.map((x) => x.editInner.prompt), 1).map((t) => t.top[0].id);
-  const factOf = new Map(p.set.prompts.map((q, i) => [q, p.facts[i]]));
+  const prompts = groups.flat().map((x) => x.editInner.prompt);
+  // A training edit prompt is in the set, which holds its answer; others (validation) need a forward.
+  const unknown = [...new Set(prompts.filter((q) => !p.rowOf.has(q)))];
+  const measured = new Map(unknown.length ? nextTokenTopK(m, unknown, 1).map((t, i) => [unknown[i], t.top[0].id]) : []);
+  const old = prompts.map((q) => (p.rowOf.has(q) ? p.set.answers[p.rowOf.get(q)!] : measured.get(q)!));
   let at = 0;
   const byCall = new Map<number, Record<string, tf.Tensor2D>>();
   groups.forEach((g, gi) => {
     const answers = old.slice(at, at + g.length);
-    const own = new Set(g.map((x) => factOf.get(x.editInner.prompt)).filter((f): f is string => f !== undefined));
+    const own = new Set(prompts.slice(at, at + g.length).filter((q) => p.rowOf.has(q)).map((q) => p.facts[p.rowOf.get(q)!]));
     at += g.length;
     const rows = preservedRows(p.set, answers).filter((r) => !own.has(p.facts[r]));
-    byCall.set(gi, tf.tidy(() => Object.fromEntries(names.map((n) => [n, tf.gather(p.set.inputs[n], tf.tensor1d(rows, "int32")) as tf.Tensor2D]))));
+    byCall.set(gi, preservedInputsAt(p.set, rows, names));
   });
   return { byCall, beta: p.beta };
 }
@@ -439,8 +444,9 @@ export function metaBatchGrads(
 export function metaBatchEval(m: ModelView, editor: Editor, groups: readonly (readonly MetaExample[])[], c: MetaLossConfig & { calibratedStep?: number }, preservation: TrainingPreservation | null = null): ExampleResult[] {
   const e = encodeMeta(m, groups, c.weighting);
   const factors = captureEditorFactors(m.params, m.config, e.inner, editor, e.group);
-  const preserved = preservation ? groupPreserved(m, preservation, groups, editor.config.innerParams) : null;
+  let preserved: PreservedInputs | null = null;
   try {
+    if (preservation) preserved = groupPreserved(m, preservation, groups, editor.config.innerParams);
     const scales = trainingStepScales(m, editor, e, factors, c.calibratedStep);
     const out = tf.tidy(() => {
       const pre = preEditLogits(m.params, m.config, e.loc);
