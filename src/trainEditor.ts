@@ -651,6 +651,9 @@ export async function trainEditor(
       bar?.update(st.step, { "L_edit": p.lossEdit, "L_loc": p.lossLoc, "edit acc": p.editAcc, "val ES": v?.editAcc ?? NaN, "val loc": v?.locUnchanged ?? NaN, skipped: st.skipped }, valNow);
       if (valNow && (st.step - st.bestStep >= cfg.patience || p.elapsedSec > cfg.timeBudgetSec)) break;
     }
+  } catch (e) {
+    if (preservation) disposePreservationSet(preservation.set);
+    throw e;
   } finally {
     bar?.done();
     netOpt.dispose();
@@ -658,8 +661,11 @@ export async function trainEditor(
     disposeEditor(editor);
   }
   const bestEditor = loadEditor(bestDir, model.config, model.params);
-  const best = validateEditor(model, bestEditor, valExamples, cfg, 40, preservation);
-  if (preservation) disposePreservationSet(preservation.set);
-  disposeEditor(bestEditor);
-  return { bestDir, best, steps: st.step, elapsedSec: (Date.now() - t0) / 1000, history: st.history };
+  try {
+    const best = validateEditor(model, bestEditor, valExamples, cfg, 40, preservation);
+    return { bestDir, best, steps: st.step, elapsedSec: (Date.now() - t0) / 1000, history: st.history };
+  } finally {
+    if (preservation) disposePreservationSet(preservation.set);
+    disposeEditor(bestEditor);
+  }
 }
