@@ -1,10 +1,10 @@
 #!/usr/bin/env node
 /**
  * The FT baseline's learning rate: edit success, held-out paraphrases, locality unchanged and steps
- * to success for several Adam lrs, on one split's edits (validation by default, so the choice of lr
+ * to success for several lrs (Adam, or the official code's RMSprop), on one split's edits (validation by default, so the choice of lr
  * does not look at the test split).
  *
- *   node scripts/ft-lr-sweep.js [--split val] [--lrs 1e-4,3e-4,1e-3,3e-3] [--editor DIR]
+ *   node scripts/ft-lr-sweep.js [--split val] [--lrs 1e-4,3e-4,4e-4,5e-4,1e-3] [--optimizer rmsprop|adam] [--editor DIR]
  *
  * FT tunes the weights that the editor (default checkpoints/editor) edits.
  */
@@ -17,12 +17,13 @@ async function main() {
   mend.disposeEditor(editor);
   const split = flag("split", "val");
   const records = mend.World.load().editRecords(split);
-  console.log(`FT (Adam, <= ${mend.DEFAULT_FT_CONFIG.maxSteps} steps, stop at argmax) on ${records.length} ${split} edits of ${innerParams.join(", ")}`);
+  const optimizer = flag("optimizer", mend.DEFAULT_FT_CONFIG.optimizer);
+  console.log(`FT (${optimizer}, <= ${mend.DEFAULT_FT_CONFIG.maxSteps} steps, stop at argmax) on ${records.length} ${split} edits of ${innerParams.join(", ")}`);
   console.log("| lr | ES | held-out paraphrases | locality unchanged | steps | ms |\n|---|---|---|---|---|---|");
-  for (const lr of flag("lrs", "1e-4,3e-4,1e-3,3e-3").split(",").map(Number)) {
+  for (const lr of flag("lrs", "1e-4,3e-4,4e-4,5e-4,1e-3").split(",").map(Number)) {
     const n = { es: 0, para: 0, nPara: 0, loc: 0, nLoc: 0, steps: 0, ms: 0 };
     for (const r of records) {
-      const e = mend.fineTuneEdit(model, [{ prompt: r.prompts[0], target: r.target_new }], { ...mend.DEFAULT_FT_CONFIG, lr, innerParams, cEdit: null, locTexts: [] });
+      const e = mend.fineTuneEdit(model, [{ prompt: r.prompts[0], target: r.target_new }], { ...mend.DEFAULT_FT_CONFIG, lr, optimizer, innerParams, cEdit: null, locTexts: [] });
       const loc = r.locality.map((l) => ({ prompt: l.prompt, target: l.target }));
       const pre = mend.scoreTargets(model, loc);
       const post = { ...model, params: e.params };

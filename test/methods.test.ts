@@ -2,7 +2,7 @@ import test from "node:test";
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import * as path from "path";
-import { disposeMethodEdit, disposeParams, fineTuneEdit, loadModel, scoreTargets } from "../dist";
+import { autodiffWeightGradient, disposeBatch, disposeMethodEdit, disposeParams, fineTuneEdit, loadModel, makeBatch, scoreTargets } from "../dist";
 import { leaked, ROOT, setup, tinyModel } from "./helpers";
 
 const inner = ["h.1.mlp.c_fc.weight", "h.1.mlp.c_proj.weight"];
@@ -37,6 +37,31 @@ test("FT+KL runs with a locality term, respects maxSteps and leaks nothing", asy
   });
   assert.equal(n, 0);
   assert.equal(tf.memory().numTensors > 0, true);
+  disposeParams(m.params);
+});
+
+test("FT with RMSprop (the official optimiser) takes PyTorch's first step, -10·lr·sign(g); unknown optimisers are errors", async () => {
+  await setup();
+  const m = tinyModel(44);
+  const name = inner[1];
+  const b = makeBatch(m.tokenizer, [req], "target", m.config.n_positions);
+  const g = autodiffWeightGradient(m.params, m.config, b, name).dataSync();
+  disposeBatch(b);
+  const lr = 1e-3;
+  const e = fineTuneEdit(m, [req], { innerParams: inner, lr, optimizer: "rmsprop", maxSteps: 1, cEdit: null, locTexts: [] });
+  assert.equal(e.steps, 1);
+  const w0 = m.params[name].dataSync();
+  const w1 = e.edited[name].dataSync();
+  let checked = 0;
+  for (let i = 0; i < g.length; i++) {
+    if (Math.abs(g[i]) < 1e-6) continue; // ε matters only for vanishing gradients
+    assert.ok(Math.abs(w1[i] - w0[i] + 10 * lr * Math.sign(g[i])) < 1e-6, `element ${i}: step ${w1[i] - w0[i]}, gradient ${g[i]}`);
+    checked++;
+  }
+  assert.ok(checked > g.length / 2, `${checked} of ${g.length} elements have a gradient`);
+  disposeMethodEdit(e);
+  assert.equal(await leaked(() => disposeMethodEdit(fineTuneEdit(m, [req], { innerParams: inner, lr, optimizer: "rmsprop", maxSteps: 3, cEdit: null, locTexts: [] }))), 0, "RMSprop's accumulators are freed");
+  assert.throws(() => fineTuneEdit(m, [req], { innerParams: inner, lr, optimizer: "sgd" as never, maxSteps: 1, cEdit: null, locTexts: [] }), /unknown FT optimizer "sgd"/);
   disposeParams(m.params);
 });
 
