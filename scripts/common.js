@@ -1,6 +1,6 @@
 /**
- * What the experiment scripts share: `--name value` flags, and the shipped base model with an editor
- * loaded on the chosen backend.
+ * What the experiment scripts share: `--name value` flags, the shipped base model with an editor
+ * loaded on the chosen backend, and where a prompt's subject is.
  */
 const path = require("path");
 const mend = require(path.join(__dirname, "..", "dist"));
@@ -20,4 +20,21 @@ async function loadShipped(dir, defaultEditor = "editor") {
   return { model, editor };
 }
 
-module.exports = { mend, ROOT, flags, loadShipped };
+/**
+ * subjectSpan(prompt): the positions (in the model's input, after <bos>) of the longest world
+ * subject in `prompt` ({start, end} half-open) and of the prompt's last token (`last`).
+ */
+function subjectFinder(tokenizer, world) {
+  const subjects = world.subjects.flatMap((s) => [s.name, s.name.charAt(0).toUpperCase() + s.name.slice(1)]).map((n) => tokenizer.encode(n));
+  return (prompt) => {
+    const p = tokenizer.encode(prompt);
+    let best = null;
+    for (const s of subjects)
+      for (let i = 0; i + s.length <= p.length; i++)
+        if (s.every((id, j) => p[i + j] === id) && (!best || s.length > best[1] - best[0])) best = [1 + i, 1 + i + s.length];
+    if (!best) throw new Error(`no subject of the world in "${prompt}"`);
+    return { start: best[0], end: best[1], last: p.length };
+  };
+}
+
+module.exports = { mend, ROOT, flags, loadShipped, subjectFinder };

@@ -18,18 +18,7 @@
  *                            [--margin 1.3] [--max 2] [--editor DIR]
  */
 const tf = require("@tensorflow/tfjs");
-const { mend, flags, loadShipped } = require("./common");
-
-/** Seq positions (after <bos>) of the longest world subject in `prompt`, and of the prompt's last token. */
-function subjectSpan(tok, subjects, prompt) {
-  const p = tok.encode(prompt);
-  let best = null;
-  for (const s of subjects)
-    for (let i = 0; i + s.length <= p.length; i++)
-      if (s.every((id, j) => p[i + j] === id) && (!best || s.length > best[1] - best[0])) best = [1 + i, 1 + i + s.length];
-  if (!best) throw new Error(`no subject of the world in "${prompt}"`);
-  return { start: best[0], end: best[1], last: p.length };
-}
+const { mend, flags, loadShipped, subjectFinder } = require("./common");
 
 const KEEP = {
   all: () => true,
@@ -39,14 +28,14 @@ const KEEP = {
 };
 
 /** A calibrated MEND edit whose update keeps only the rows `keep(position, span)` accepts. */
-function rowMethod(editor, mode, subjects, calibration, steps) {
+function rowMethod(editor, mode, subjectSpan, calibration, steps) {
   const keep = KEEP[mode];
   if (!keep) throw new Error(`unknown mode "${mode}"; choose from ${Object.keys(KEEP).join(", ")}`);
   return {
     name: mode,
     edit(model, requests) {
       const t0 = performance.now();
-      const spans = requests.map((r) => subjectSpan(model.tokenizer, subjects, r.prompt));
+      const spans = requests.map((r) => subjectSpan(r.prompt));
       const batch = mend.makeBatch(model.tokenizer, requests, "target", model.config.n_positions);
       const T = batch.inputIds.shape[1];
       const factors = mend.captureEditorFactors(model.params, model.config, batch, editor);
@@ -77,10 +66,10 @@ async function main() {
   const flag = flags();
   const { model, editor } = await loadShipped(flag("editor"));
   const world = mend.World.load();
-  const subjects = world.subjects.flatMap((s) => [s.name, s.name.charAt(0).toUpperCase() + s.name.slice(1)]).map((n) => model.tokenizer.encode(n));
+  const subjectSpan = subjectFinder(model.tokenizer, world);
   const calibration = { margin: Number(flag("margin", "1.3")), maxScale: Number(flag("max", "2")) };
   const steps = {};
-  const methods = flag("modes", "all,subject,subject+last,no-prefix").split(",").map((m) => rowMethod(editor, m, subjects, calibration, (steps[m] = [])));
+  const methods = flag("modes", "all,subject,subject+last,no-prefix").split(",").map((m) => rowMethod(editor, m, subjectSpan, calibration, (steps[m] = [])));
   const records = world.editRecords(flag("split", "val"));
   const r = mend.evaluateMethods(model, world, methods, records, { ...mend.DEFAULT_EVAL_CONFIG, batchSizes: [1], sequential: 0 }, () => {});
   console.log(`${records.length} ${flag("split", "val")} edits, calibrated at x${calibration.margin}, steps up to ${calibration.maxScale} α∇̃W`);
