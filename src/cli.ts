@@ -81,6 +81,7 @@ const USAGE = `mend: MEND (Model Editor Networks with Gradient Decomposition) on
   mend eval [--json] [--methods MEND,MEND-cal,MEND-batch,FT,FT+KL] [--batch-sizes 1,5,25,75,125] [--sequential N] [--out DIR] [--limit N] [--split test|val]
             [--batch-editor DIR]                MEND-batch: the editor trained for batched edits (checkpoints/editor-batch)
             [--calibrate MARGIN]                MEND-cal: MEND with edit-time step calibration at this margin (default 1.3)
+            [--ft-lr LR] [--ft-optimizer rmsprop|adam]  FT and FT+KL: lr and optimiser (default RMSprop 4e-4)
   mend demo [--out DIR]                         President -> Biden with MEND, MEND-cal, FT and FT+KL (npm start)
   mend world [--out DIR]                        write the generated corpus and edit records
   mend bench [--json]                           throughput and latency, ratios from one run

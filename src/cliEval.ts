@@ -15,12 +15,24 @@ import { BATCH_EDITOR_PRESERVATION, buildPreservationSet, disposePreservationSet
 import { ModelView } from "./score";
 import { disposeParams } from "./gpt";
 import { BATCH_EDITOR_CALIBRATION, DEFAULT_CALIBRATION, validateCalibration } from "./calibrate";
-import { DEFAULT_FT_CONFIG, disposeMethodEdit, EditMethod, fineTuneMethod, mendMethod } from "./methods";
+import { DEFAULT_FT_CONFIG, disposeMethodEdit, EditMethod, FineTuneConfig, FineTuneOptimizer, fineTuneMethod, mendMethod, validateFineTune } from "./methods";
 import { loadModel, Model } from "./params";
 import { evalFigures, Figure, htmlReport, markdownTable } from "./plots";
 import { firstWord, formatProbeTable, ProbeResult, probesFor, runProbes } from "./report";
 import { writeFileAtomic } from "./safetensors";
 import { World } from "./world";
+
+/** What `standardMethods` may be given beyond the single-edit editor. */
+export interface StandardMethodOptions {
+  /** The editor trained for batched edits (methods MEND-batch*). */
+  batchEditor?: Editor;
+  /** Overrides the calibration margin of MEND-cal and MEND-batch-cal. */
+  margin?: number;
+  /** The base model (MEND-batch-pres measures its preservation set on it). */
+  model?: ModelView;
+  /** Overrides FT's and FT+KL's lr and optimiser (default DEFAULT_FT_CONFIG). */
+  ft?: Partial<Pick<FineTuneConfig, "lr" | "optimizer">>;
+}
 
 /**
  * The methods compared everywhere, on the same edited weights: MEND, FT, FT+KL, MEND-batch (MEND with
@@ -29,8 +41,11 @@ import { World } from "./world";
  * and MEND-batch-pres (MEND-batch-cal with edit-time preservation of same-answer knowledge,
  * preserve.ts; needs `model`). Free the methods with their `dispose`.
  */
-export function standardMethods(editor: Editor, world: World, names: readonly string[] = ["MEND", "FT", "FT+KL"], batchEditor?: Editor, margin?: number, model?: ModelView): EditMethod[] {
+export function standardMethods(editor: Editor, world: World, names: readonly string[] = ["MEND", "FT", "FT+KL"], opts: StandardMethodOptions = {}): EditMethod[] {
+  const { batchEditor, margin, model } = opts;
   const inner = editor.config.innerParams;
+  const ft = { ...DEFAULT_FT_CONFIG, ...opts.ft };
+  validateFineTune(ft);
   const needBatch = (name: string): Editor => {
     if (!batchEditor) throw new Error(`method ${name} needs the batch-trained editor: train it (README) or pass --batch-editor DIR`);
     return batchEditor;
@@ -46,8 +61,8 @@ export function standardMethods(editor: Editor, world: World, names: readonly st
       const set = buildPreservationSet(model, e.config.innerParams, trainingSplitPrompts(world));
       return { ...mendMethod(e, "MEND-batch-pres", BATCH_EDITOR_CALIBRATION, { ...BATCH_EDITOR_PRESERVATION, set }), dispose: () => disposePreservationSet(set) };
     },
-    FT: () => fineTuneMethod({ ...DEFAULT_FT_CONFIG, innerParams: inner, cEdit: null, locTexts: [] }),
-    "FT+KL": () => fineTuneMethod({ ...DEFAULT_FT_CONFIG, innerParams: inner, cEdit: 1e-2, locTexts: trainingSplitProbes(world, 16) }),
+    FT: () => fineTuneMethod({ ...ft, innerParams: inner, cEdit: null, locTexts: [] }),
+    "FT+KL": () => fineTuneMethod({ ...ft, innerParams: inner, cEdit: 1e-2, locTexts: trainingSplitProbes(world, 16) }),
   };
   return names.map((n) => {
     const f = all[n];
@@ -95,7 +110,7 @@ function loadBoth(a: ReturnType<typeof parseArgs>): { model: Model; editor: Edit
 
 export async function cmdEval(argv: string[]): Promise<void> {
   const a = parseArgs(argv, ["json"]);
-  checkFlags(a, ["json", "methods", "batch-sizes", "sequential", "out", "model", "editor", "batch-editor", "limit", "jobs", "worker", "split", "calibrate"]);
+  checkFlags(a, ["json", "methods", "batch-sizes", "sequential", "out", "model", "editor", "batch-editor", "limit", "jobs", "worker", "split", "calibrate", "ft-lr", "ft-optimizer"]);
   // Compare configurations on "val"; report on "test" (the default).
   const split = a.flags.split?.[0] ?? "test";
   if (split !== "val" && split !== "test") throw new Error(`--split must be "val" or "test", got "${split}"`);
@@ -105,6 +120,8 @@ export async function cmdEval(argv: string[]): Promise<void> {
   const names = (a.flags.methods?.[0] ?? (haveBatch ? "MEND,MEND-cal,MEND-batch,MEND-batch-cal,FT,FT+KL" : "MEND,MEND-cal,FT,FT+KL")).split(",").map((x) => x.trim());
   const margin = a.flags.calibrate ? num(a, "calibrate", DEFAULT_CALIBRATION.margin) : undefined;
   if (margin !== undefined) validateCalibration({ ...DEFAULT_CALIBRATION, margin });
+  const ft = { lr: num(a, "ft-lr", DEFAULT_FT_CONFIG.lr), optimizer: (a.flags["ft-optimizer"]?.[0] ?? DEFAULT_FT_CONFIG.optimizer) as FineTuneOptimizer };
+  validateFineTune(ft);
   const jobs = Math.max(1, Math.min(names.length, a.flags.jobs ? Number(a.flags.jobs[0]) : os.cpus().length));
   const backend = await initBackend();
   console.error(`backend: ${describeBackend(backend)}`);
@@ -119,7 +136,7 @@ export async function cmdEval(argv: string[]): Promise<void> {
       r = await evalInWorkers(argv, names, jobs);
     } else {
       batchEditor = names.some((n) => n.startsWith("MEND-batch")) ? loadEditor(batchDir, model.config, model.params) : undefined;
-      methods = standardMethods(editor, world, names, batchEditor, margin, model);
+      methods = standardMethods(editor, world, names, { batchEditor, margin, model, ft });
       let records = world.editRecords(split);
       if (a.flags.limit) records = records.slice(0, Number(a.flags.limit[0]));
       const cfg = {

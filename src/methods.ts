@@ -78,14 +78,18 @@ export interface FineTuneConfig {
 
 export type FineTuneOptimizer = "adam" | "rmsprop";
 
+/** Throws a clear error for an lr that is not a positive number or an unknown optimiser. */
+export function validateFineTune(cfg: { lr: number; optimizer?: string }): void {
+  if (!(Number.isFinite(cfg.lr) && cfg.lr > 0)) throw new Error(`FT lr must be a positive number, got ${cfg.lr}`);
+  if (cfg.optimizer !== undefined && cfg.optimizer !== "adam" && cfg.optimizer !== "rmsprop") throw new Error(`unknown FT optimizer "${cfg.optimizer}" (adam | rmsprop)`);
+}
+
 /**
  * The optimiser of a fine-tuning run. RMSprop as PyTorch's defaults (the official FT baseline's):
  * decay 0.99, no momentum, ε 1e-8 added to √v; tfjs adds its ε inside the root, hence 1e-16.
  */
 function makeOptimizer(kind: FineTuneOptimizer, lr: number): tf.Optimizer {
-  if (kind === "adam") return tf.train.adam(lr);
-  if (kind === "rmsprop") return tf.train.rmsprop(lr, 0.99, 0, 1e-16);
-  throw new Error(`unknown FT optimizer "${kind}" (adam | rmsprop)`);
+  return kind === "adam" ? tf.train.adam(lr) : tf.train.rmsprop(lr, 0.99, 0, 1e-16);
 }
 
 export const DEFAULT_FT_CONFIG: Readonly<Required<Omit<FineTuneConfig, "innerParams" | "locTexts">>> = Object.freeze({ lr: 4e-4, optimizer: "rmsprop" as FineTuneOptimizer, maxSteps: 100, cEdit: null });
@@ -96,6 +100,7 @@ export const DEFAULT_FT_CONFIG: Readonly<Required<Omit<FineTuneConfig, "innerPar
  */
 export function fineTuneEdit(model: ModelView, requests: readonly EditRequest[], cfg: FineTuneConfig): MethodEdit {
   validateRequests(requests);
+  validateFineTune(cfg);
   const t0 = performance.now();
   const opt = makeOptimizer(cfg.optimizer ?? DEFAULT_FT_CONFIG.optimizer, cfg.lr); // holds no tensors until its first step
   const b = makeBatch(model.tokenizer, requests, "target", model.config.n_positions);

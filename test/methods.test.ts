@@ -72,15 +72,28 @@ test("the standard methods: names as given, MEND-batch needs its editor, unknown
   const m = tinyModel(43);
   const e = createEditor({ ...DEFAULT_EDITOR_CONFIG, innerParams: inner, rank: 8 }, Object.fromEntries(inner.map((n) => [n, m.params[n].shape])), 0);
   const world = World.load(path.join(ROOT, "data", "world.json"));
-  assert.deepEqual(standardMethods(e, world, ["MEND", "MEND-batch", "FT"], e).map((x) => x.name), ["MEND", "MEND-batch", "FT"]);
+  assert.deepEqual(standardMethods(e, world, ["MEND", "MEND-batch", "FT"], { batchEditor: e }).map((x) => x.name), ["MEND", "MEND-batch", "FT"]);
   assert.throws(() => standardMethods(e, world, ["MEND-batch"]), /MEND-batch needs the batch-trained editor/);
   assert.throws(() => standardMethods(e, world, ["ROME"]), /unknown method "ROME"/);
-  assert.throws(() => standardMethods(e, world, ["MEND-batch-pres"], e), /MEND-batch-pres needs the base model/);
+  assert.throws(() => standardMethods(e, world, ["MEND-batch-pres"], { batchEditor: e }), /MEND-batch-pres needs the base model/);
   assert.equal(await leaked(() => {
-    const [pres] = standardMethods(e, world, ["MEND-batch-pres"], e, undefined, m); // measures its preservation set on m
+    const [pres] = standardMethods(e, world, ["MEND-batch-pres"], { batchEditor: e, model: m }); // measures its preservation set on m
     assert.equal(pres.name, "MEND-batch-pres");
     pres.dispose!();
   }), 0, "dispose frees the preservation set");
+  // FT's lr and optimiser: checked when the methods are made, and used by the edit.
+  assert.throws(() => standardMethods(e, world, ["FT"], { ft: { optimizer: "sgd" as never } }), /unknown FT optimizer "sgd"/);
+  assert.throws(() => standardMethods(e, world, ["FT"], { ft: { lr: -1 } }), /FT lr must be a positive number, got -1/);
+  const edited = (ft: { lr?: number; optimizer?: "adam" | "rmsprop" }) => {
+    const [method] = standardMethods(e, world, ["FT"], { ft });
+    const r = method.edit(m, [req]);
+    const w = r.edited[inner[1]].dataSync().slice();
+    disposeMethodEdit(r);
+    return w;
+  };
+  const rms = edited({});
+  assert.deepEqual(edited({ optimizer: "rmsprop", lr: 4e-4 }), rms, "the default is RMSprop at 4e-4");
+  assert.notDeepEqual(edited({ optimizer: "adam" }), rms);
   disposeEditor(e);
   disposeParams(m.params);
 });
