@@ -71,8 +71,8 @@ export function standardMethods(editor: Editor, world: World, names: readonly st
   });
 }
 
-/** Target checks of the MEND core and evaluation issues, as printed lines. */
-export function targetChecks(r: EvalResult): { name: string; value: number; target: string; ok: boolean }[] {
+/** Target checks of the MEND core and evaluation issues, as printed lines; `ftConfig`: the FT settings evaluated. */
+export function targetChecks(r: EvalResult, ftConfig: { lr: number; optimizer: string } = DEFAULT_FT_CONFIG): { name: string; value: number; target: string; ok: boolean }[] {
   const m = r.methods.MEND;
   const ft = r.methods.FT;
   const checks: { name: string; value: number; target: string; ok: boolean }[] = [];
@@ -92,7 +92,7 @@ export function targetChecks(r: EvalResult): { name: string; value: number; targ
     const k25 = r.batched[name]?.find((p) => p.k === 25);
     if (k25) checks.push({ name: `${name} batched ES at k = 25`, value: k25.es, target: ">= 0.90", ok: k25.es >= 0.9 });
   }
-  if (ft && m) checks.push({ name: `FT (${DEFAULT_FT_CONFIG.optimizer} lr ${DEFAULT_FT_CONFIG.lr.toExponential(0)}) latency / MEND latency (mend bench also times lr 1e-4)`, value: ft.latency_ms / m.latency_ms, target: ">= 10", ok: ft.latency_ms / m.latency_ms >= 10 });
+  if (ft && m) checks.push({ name: `FT (${ftConfig.optimizer} lr ${ftConfig.lr.toExponential(0)}) latency / MEND latency (mend bench also times lr 1e-4)`, value: ft.latency_ms / m.latency_ms, target: ">= 10", ok: ft.latency_ms / m.latency_ms >= 10 });
   const cal = r.methods["MEND-cal"];
   if (ft && cal) checks.push({ name: `FT latency / MEND-cal latency`, value: ft.latency_ms / cal.latency_ms, target: ">= 10", ok: ft.latency_ms / cal.latency_ms >= 10 });
   return checks;
@@ -152,7 +152,7 @@ export async function cmdEval(argv: string[]): Promise<void> {
     }
     const out = a.flags.out?.[0] ?? path.join(PACKAGE_ROOT, "reports", "eval");
     writeEvalOutputs(out, r);
-    const checks = targetChecks(r);
+    const checks = targetChecks(r, ft);
     if (a.flags.json?.[0] === "true") {
       console.log(JSON.stringify({ backend: backend.kind, split, ...r, targets: checks, out }));
       return;

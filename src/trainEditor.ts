@@ -660,12 +660,13 @@ export async function trainEditor(
     lrOpt.dispose();
     disposeEditor(editor);
   }
-  const bestEditor = loadEditor(bestDir, model.config, model.params);
+  let bestEditor: Editor | undefined;
   try {
+    bestEditor = loadEditor(bestDir, model.config, model.params);
     const best = validateEditor(model, bestEditor, valExamples, cfg, 40, preservation);
     return { bestDir, best, steps: st.step, elapsedSec: (Date.now() - t0) / 1000, history: st.history };
   } finally {
     if (preservation) disposePreservationSet(preservation.set);
-    disposeEditor(bestEditor);
+    if (bestEditor) disposeEditor(bestEditor);
   }
 }
