@@ -4,11 +4,13 @@
  * edit (margin × s*, calibrate.ts) is checked on up to --n training-split prompts whose base answer
  * is the edit's old answer (subjects never edited or probed). While any of them flips, the step is
  * lowered by --shrink, down to the smallest right step s* (× --floor); if none is clean the
- * calibrated edit stays ("stuck"). Reports the usual validation figures and how many edits were
- * lowered or stuck.
+ * calibrated edit stays ("stuck"). The update is linear in the step, so the official edit
+ * W + α∇̃W is made once and each candidate is W + t·α∇̃W. Reports the usual validation figures and
+ * how many edits were lowered or stuck.
  *
  *   node scripts/step-guard.js [--editor editor|editor-batch] [--margin 1.3] [--n 64] [--shrink 0.93] [--floor 1] [--split val]
  */
+const tf = require("@tensorflow/tfjs");
 const { mend, flags, loadShipped } = require("./common");
 
 async function main() {
@@ -35,14 +37,22 @@ async function main() {
       const same = (byAnswer.get(old) ?? []).slice(0, n);
       const flips = (params) => answer({ ...m, params }, same).some((a) => a !== old);
       if (!flips(cal.params)) return done(cal);
-      for (let t = scales[0] * shrink; t >= (scales[0] / margin) * floor; t *= shrink) {
-        const e = mend.mendEdit(m, editor, requests, { lrScale: t });
-        if (!flips(e.params)) {
-          count.lowered++;
-          mend.disposeEdit(cal);
-          return done(e);
+      const official = mend.mendEdit(m, editor, requests); // W + α∇̃W, once
+      const delta = tf.tidy(() => Object.fromEntries(Object.entries(official.edited).map(([n, w]) => [n, tf.sub(w, m.params[n])])));
+      mend.disposeEdit(official);
+      try {
+        for (let t = scales[0] * shrink; t >= (scales[0] / margin) * floor; t *= shrink) {
+          const edited = tf.tidy(() => Object.fromEntries(Object.entries(delta).map(([n, d]) => [n, tf.add(m.params[n], tf.mul(d, t))])));
+          const e = { params: { ...m.params, ...edited }, edited };
+          if (!flips(e.params)) {
+            count.lowered++;
+            mend.disposeEdit(cal);
+            return done(e);
+          }
+          mend.disposeEdit(e);
         }
-        mend.disposeEdit(e);
+      } finally {
+        tf.dispose(Object.values(delta));
       }
       count.stuck++;
       return done(cal);
