@@ -15,7 +15,7 @@
  * the edited fact's old answer apart ("same answer"; the rest is "same relation" here).
  *
  *   node scripts/key-whitening.js [--layer h.3.mlp.c_proj.weight] [--lam 1] [--margin 1.5] [--split test|val] [--limit N]
- *                                 [--rows target|subject|subject-last] [--modes plain,white]
+ *                                 [--rows target|subject|subject-last] [--modes plain,white] [--model DIR]
  */
 const path = require("path");
 const tf = require("@tensorflow/tfjs");
@@ -29,7 +29,7 @@ async function main() {
   const rows = flag("rows", "target");
   if (!["target", "subject", "subject-last"].includes(rows)) throw new Error(`--rows: "${rows}" is not target, subject or subject-last`);
   await mend.initBackend();
-  const model = mend.loadModel(path.join(ROOT, "checkpoints", "base"));
+  const model = mend.loadModel(flag("model", path.join(ROOT, "checkpoints", "base")));
   if (!model.params[layer]) throw new Error(`--layer: "${layer}" is not a weight of the base model`);
   const world = mend.World.load();
   const trainPrompts = [...new Set(world.editRecords("train", { perFact: 1 }).flatMap((r) => r.prompts))];

@@ -6,6 +6,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { describeBackend, initBackend } from "./backend";
 import { DEFAULT_CALIBRATION, validateCalibration } from "./calibrate";
+import { DEFAULT_GPT2_CONFIG, GPT2Config } from "./config";
 import { disposeEdit, EditRequest, mendEdit, validateRequests } from "./edit";
 import { disposeEditor } from "./editor";
 import { loadEditor } from "./editorIO";
@@ -69,7 +70,8 @@ const USAGE = `mend: MEND (Model Editor Networks with Gradient Decomposition) on
   mend edit --prompt TEXT --target TEXT [--probe TEXT ...] [--model DIR] [--editor DIR] [--save DIR] [--json]
             [--calibrate MARGIN]                scale the step to MARGIN x the smallest one that makes the edit right (ours; 1.3)
   mend edit --requests FILE.json [...]          FILE: [{"prompt": ..., "target": ...}, ...]
-  mend pretrain [--out DIR] [--run-dir DIR] [--steps N] [--seed S] [--resume]
+  mend pretrain [--out DIR] [--run-dir DIR] [--steps N] [--seed S] [--resume] [--time-budget SEC]
+                [--n-embd D] [--n-layer L] [--n-head H]   model size (default 128, 4, 4: the shipped base)
   mend train-editor [--model DIR] [--out DIR] [--run-dir DIR] [--steps N] [--seed S] [--resume] [--inner-params A,B,...]
                     [--n-edits 1,5,25] [--init EDITOR_DIR] [--accumulate N] [--outer-is-edit P] [--per-fact N] [--batch-loss mean|sum] [--weighting call|edit]
                     [--patience STEPS] [--c-loc C] [--loc-per-edit N] [--rank R] [--rows all|target] [--same-answer-loc P] [--key-precond LAMBDA] [--batch-precond BETA]
@@ -203,12 +205,22 @@ async function cmdEdit(argv: string[]): Promise<void> {
 
 async function cmdPretrain(argv: string[]): Promise<void> {
   const a = parseArgs(argv, ["resume"]);
-  checkFlags(a, ["out", "run-dir", "steps", "seed", "resume", "time-budget"]);
+  checkFlags(a, ["out", "run-dir", "steps", "seed", "resume", "time-budget", "n-embd", "n-layer", "n-head"]);
+  const size: Partial<GPT2Config> = {};
+  for (const [flag, key] of [["n-embd", "n_embd"], ["n-layer", "n_layer"], ["n-head", "n_head"]] as const) {
+    if (str(a, flag) === undefined) continue;
+    const v = num(a, flag, 0);
+    if (!Number.isInteger(v) || v <= 0) throw new Error(`--${flag} must be a positive integer, got ${str(a, flag)}`);
+    size[key] = v;
+  }
+  if (Object.keys(size).length && bool(a, "resume")) throw new Error("--n-embd/--n-layer/--n-head cannot be combined with --resume (a resumed run keeps its model size)");
+  const { n_embd, n_head } = { ...DEFAULT_GPT2_CONFIG, ...size };
+  if (n_embd % n_head !== 0) throw new Error(`--n-embd (${n_embd}) must be divisible by --n-head (${n_head})`);
   const backend = await initBackend();
   console.error(`backend: ${describeBackend(backend)}`);
   const out = str(a, "out", DEFAULT_MODEL_DIR)!;
   const runDir = str(a, "run-dir", path.join(PACKAGE_ROOT, "runs", "pretrain"))!;
-  const cfg = { ...DEFAULT_PRETRAIN_CONFIG, maxSteps: num(a, "steps", DEFAULT_PRETRAIN_CONFIG.maxSteps), seed: num(a, "seed", 0), timeBudgetSec: num(a, "time-budget", DEFAULT_PRETRAIN_CONFIG.timeBudgetSec) };
+  const cfg = { ...DEFAULT_PRETRAIN_CONFIG, maxSteps: num(a, "steps", DEFAULT_PRETRAIN_CONFIG.maxSteps), seed: num(a, "seed", 0), timeBudgetSec: num(a, "time-budget", DEFAULT_PRETRAIN_CONFIG.timeBudgetSec), model: size };
   const r = await pretrain(World.load(), runDir, cfg, { resume: bool(a, "resume") });
   const best = loadModel(r.bestDir);
   saveModel(out, best, { steps: String(r.steps), fact_accuracy: String(r.accuracy.overall), seed: String(cfg.seed) });

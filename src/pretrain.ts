@@ -10,7 +10,7 @@ import * as fs from "fs";
 import * as path from "path";
 import * as tf from "@tensorflow/tfjs";
 import { makeBatch, disposeBatch } from "./batch";
-import { DEFAULT_GPT2_CONFIG, GPT2Config } from "./config";
+import { DEFAULT_GPT2_CONFIG, GPT2Config, validateConfig } from "./config";
 import { gptForward, initGPT, Params } from "./gpt";
 import { meanNll } from "./loss";
 import { loadOptimizerState, saveOptimizerState } from "./optimizerState";
@@ -114,7 +114,7 @@ export async function pretrain(
     rng.state = st.rngState;
   } else {
     const tokenizer = WordTokenizer.fromTexts(world.texts());
-    const config: GPT2Config = { ...DEFAULT_GPT2_CONFIG, ...cfg.model, vocab_size: tokenizer.size };
+    const config = validateConfig({ ...DEFAULT_GPT2_CONFIG, ...cfg.model, vocab_size: tokenizer.size });
     model = { config, tokenizer, params: initGPT(config, cfg.seed) };
     st = { step: 0, rngState: rng.state, epochOrder: [], epochPos: 0, best: -1, elapsedSec: 0, config: cfg };
   }

@@ -38,6 +38,13 @@ test("mend train-editor: bad --loc-per-edit, --c-loc, --rank, --rows, --same-ans
   assertFails(["train-editor", "--init", "checkpoints/editor", "--rows", "target"], /with --init the editor keeps its own \(drop --rows\)/);
 });
 
+test("mend pretrain: bad model sizes are named before any training starts", () => {
+  assertFails(["pretrain", "--n-embd", "0"], /--n-embd must be a positive integer, got 0/);
+  assertFails(["pretrain", "--n-layer", "2.5"], /--n-layer must be a positive integer, got 2.5/);
+  assertFails(["pretrain", "--n-embd", "100", "--n-head", "3"], /--n-embd \(100\) must be divisible by --n-head \(3\)/);
+  assertFails(["pretrain", "--n-embd", "256", "--resume"], /cannot be combined with --resume/);
+});
+
 test("mend edit: unknown words, empty targets and missing checkpoints are named", () => {
   assertFails(["edit", "--prompt", "The president of Narnia is", "--target", "Biden"], /Narnia/);
   assertFails(["edit", "--prompt", "The president of the United States is", "--target", " "], /target is empty/);

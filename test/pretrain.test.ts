@@ -40,3 +40,10 @@ test("pretraining resumes from the last checkpoint", async () => {
   assert.deepEqual(steps, [5, 6, 7, 8]);
   assert.equal(r.steps, 8);
 });
+
+test("pretraining rejects a model size it cannot build, before writing anything", async () => {
+  await setup();
+  const dir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "pt-")), "run");
+  await assert.rejects(pretrain(getWorld(), dir, { ...cfg, model: { n_embd: 18, n_head: 4 } }, { quiet: true }), /n_embd \(18\) is not divisible by n_head \(4\)/);
+  assert.equal(fs.existsSync(dir), false);
+});
