@@ -12,10 +12,11 @@
  *   subject+last   the subject's tokens and the last prompt position
  *   no-prefix  every row except <bos> and the relation words before the subject
  *
- * The subject span is found by matching the world's subject names in the prompt.
+ * The subject span is found by matching the world's subject names in the prompt. `--blocks 2,3`
+ * also drops the update of every edited weight outside those blocks (which layers carry the edit).
  *
  *   node scripts/row-keys.js [--modes all,subject,subject+last,no-prefix] [--split val|test]
- *                            [--margin 1.3] [--max 2] [--editor DIR]
+ *                            [--margin 1.3] [--max 2] [--editor DIR] [--blocks 1,2,3]
  */
 const tf = require("@tensorflow/tfjs");
 const { mend, flags, loadShipped, subjectFinder } = require("./common");
@@ -28,7 +29,7 @@ const KEEP = {
 };
 
 /** A calibrated MEND edit whose update keeps only the rows `keep(position, span)` accepts. */
-function rowMethod(editor, mode, subjectSpan, calibration, steps) {
+function rowMethod(editor, mode, subjectSpan, calibration, steps, names = editor.config.innerParams) {
   const keep = KEEP[mode];
   if (!keep) throw new Error(`unknown mode "${mode}"; choose from ${Object.keys(KEEP).join(", ")}`);
   return {
@@ -41,7 +42,7 @@ function rowMethod(editor, mode, subjectSpan, calibration, steps) {
       const factors = mend.captureEditorFactors(model.params, model.config, batch, editor);
       const update = tf.tidy(() => {
         const transformed = mend.transformFactors(editor, factors);
-        return Object.fromEntries(editor.config.innerParams.map((name) => {
+        return Object.fromEntries(names.map((name) => {
           const rows = factors.rows[name];
           const mask = tf.tensor2d(rows.map((r) => (keep(r % T, spans[Math.floor(r / T)]) ? 1 : 0)), [rows.length, 1]); // [Nk, 1]
           return [name, { left: tf.mul(tf.mul(transformed[name].uTilde, mask), editor.editLrs[name]), right: transformed[name].deltaTilde }];
@@ -68,11 +69,14 @@ async function main() {
   const world = mend.World.load();
   const subjectSpan = subjectFinder(model.tokenizer, world);
   const calibration = { margin: Number(flag("margin", "1.3")), maxScale: Number(flag("max", "2")) };
+  const blocks = flag("blocks")?.split(",");
+  const names = editor.config.innerParams.filter((n) => !blocks || blocks.includes(n.split(".")[1]));
+  if (names.length === 0) throw new Error(`--blocks ${blocks}: the editor edits no weight there (it edits ${editor.config.innerParams.join(", ")})`);
   const steps = {};
-  const methods = flag("modes", "all,subject,subject+last,no-prefix").split(",").map((m) => rowMethod(editor, m, subjectSpan, calibration, (steps[m] = [])));
+  const methods = flag("modes", "all,subject,subject+last,no-prefix").split(",").map((m) => rowMethod(editor, m, subjectSpan, calibration, (steps[m] = []), names));
   const records = world.editRecords(flag("split", "val"));
   const r = mend.evaluateMethods(model, world, methods, records, { ...mend.DEFAULT_EVAL_CONFIG, batchSizes: [1], sequential: 0 }, () => {});
-  console.log(`${records.length} ${flag("split", "val")} edits, calibrated at x${calibration.margin}, steps up to ${calibration.maxScale} α∇̃W`);
+  console.log(`${records.length} ${flag("split", "val")} edits, calibrated at x${calibration.margin}, steps up to ${calibration.maxScale} α∇̃W, updates of ${names.join(", ")}`);
   console.log("| rows | ES / held-out paraphrases / locality | same subject | same relation (same answer) | unrelated | edit calls with no right step |\n|---|---|---|---|---|---|");
   for (const [name, v] of Object.entries(r.methods)) {
     const L = v.locality;
