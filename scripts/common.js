@@ -1,8 +1,9 @@
 /**
  * What the experiment scripts share: `--name value` flags, the shipped base model with an editor
- * loaded on the chosen backend, and where a prompt's subject is.
+ * loaded on the chosen backend, where a prompt's subject is, and a method edit from a scaled low-rank update.
  */
 const path = require("path");
+const tf = require("@tensorflow/tfjs");
 const mend = require(path.join(__dirname, "..", "dist"));
 
 const ROOT = path.join(__dirname, "..");
@@ -37,4 +38,18 @@ function subjectFinder(tokenizer, world) {
   };
 }
 
-module.exports = { mend, ROOT, flags, loadShipped, subjectFinder };
+/**
+ * A method edit ({params, edited, latencyMs}) from a low-rank update whose rows are scaled per
+ * request: W' = W + (s ∘ left)ᵀ right, s = scales[request of the row] (left = α·ũ [M, d_in],
+ * right = δ̃ [M, d_out]; `withRequests` of edit.ts). Frees the update; the caller owns `edited`.
+ */
+function scaledEdit(model, update, scales, t0) {
+  const edited = tf.tidy(() => Object.fromEntries(Object.entries(update).map(([name, u]) => {
+    const s = tf.tensor2d(u.request.map((b) => scales[b]), [u.request.length, 1]); // [M, 1]
+    return [name, tf.add(model.params[name], tf.matMul(tf.mul(u.left, s), u.right, true, false))];
+  })));
+  tf.dispose(Object.values(update).flatMap((u) => [u.left, u.right]));
+  return { params: { ...model.params, ...edited }, edited, latencyMs: performance.now() - t0 };
+}
+
+module.exports = { mend, ROOT, flags, loadShipped, subjectFinder, scaledEdit };

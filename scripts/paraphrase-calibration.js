@@ -12,7 +12,7 @@
  *   node scripts/paraphrase-calibration.js [--editor DIR] [--split val|test] [--margins 1,1.1,1.2] [--max 3] [--beta B]
  */
 const tf = require("@tensorflow/tfjs");
-const { mend, flags, loadShipped } = require("./common");
+const { mend, flags, loadShipped, scaledEdit } = require("./common");
 
 /** A MEND edit whose step is margin × the smallest one that makes every training-template paraphrase of the fact right. */
 function paraphraseCalibrated(editor, world, margin, maxScale, preservation) {
@@ -41,13 +41,10 @@ function paraphraseCalibrated(editor, world, margin, maxScale, preservation) {
       // Every row of the check batch is a paraphrase of request 0: a candidate step is right when all of them are.
       const allRight = (scales) => mend.rightAtScales(model, update, check, scales, labels).map((rows) => [rows.every(Boolean)]);
       const s = mend.smallestRightSteps(allRight, 1, maxScale)[0];
-      const scale = Number.isNaN(s) ? 1 : margin * s; // none right up to maxScale: the official step
-      const edited = tf.tidy(() => Object.fromEntries(Object.entries(update).map(([name, u]) => [name, tf.add(model.params[name], tf.matMul(tf.mul(u.left, scale), u.right, true, false))])));
-      tf.dispose(Object.values(update).flatMap((u) => [u.left, u.right]));
       mend.disposeFactors(factors);
       mend.disposeBatch(batch);
       mend.disposeBatch(check);
-      return { params: { ...model.params, ...edited }, edited, latencyMs: performance.now() - t0 };
+      return scaledEdit(model, update, [Number.isNaN(s) ? 1 : margin * s], t0); // none right up to maxScale: the official step
     },
   };
 }

@@ -19,7 +19,7 @@
  *                            [--margin 1.3] [--max 2] [--editor DIR] [--blocks 1,2,3]
  */
 const tf = require("@tensorflow/tfjs");
-const { mend, flags, loadShipped, subjectFinder } = require("./common");
+const { mend, flags, loadShipped, subjectFinder, scaledEdit } = require("./common");
 
 const KEEP = {
   all: () => true,
@@ -51,14 +51,9 @@ function rowMethod(editor, mode, subjectSpan, calibration, steps, names = editor
       const withReq = mend.withRequests(factors, update);
       const c = mend.calibrateSteps(model, withReq, batch, calibration);
       steps.push(...c.scales.map((s, i) => (c.found[i] ? s : NaN)));
-      const edited = tf.tidy(() => Object.fromEntries(Object.entries(withReq).map(([name, u]) => {
-        const scale = tf.tensor2d(u.request.map((b) => c.scales[b]), [u.request.length, 1]);
-        return [name, tf.add(model.params[name], tf.matMul(tf.mul(u.left, scale), u.right, true, false))]; // W + α (s∘ũ)ᵀ δ̃
-      })));
-      tf.dispose(Object.values(update).flatMap((u) => [u.left, u.right]));
       mend.disposeFactors(factors);
       mend.disposeBatch(batch);
-      return { params: { ...model.params, ...edited }, edited, latencyMs: performance.now() - t0 };
+      return scaledEdit(model, withReq, c.scales, t0); // W + α (s∘ũ)ᵀ δ̃
     },
   };
 }
