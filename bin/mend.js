@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The `mend` command: see `mend help` or README.md.
 process.setSourceMapsEnabled?.(true);
-require("../dist/cli")
+require("../dist/cli/main")
   .main(process.argv.slice(2))
   .then((code) => {
     process.exitCode = code;

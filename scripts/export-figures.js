@@ -7,7 +7,7 @@ const { spawnSync } = require("child_process");
 const fs = require("fs");
 const os = require("os");
 const path = require("path");
-const plots = require("../dist/plots");
+const plots = require("../dist/viz/plots");
 
 const root = path.join(__dirname, "..");
 const resultsPath = process.argv[2] ?? path.join(root, "reports", "eval", "results.json");

@@ -1,32 +1,18 @@
-/** mend-ts: MEND (Mitchell et al., ICLR 2022) in TypeScript on TensorFlow.js. Re-exports the library. */
-export * from "./backend";
-export * from "./config";
-export * from "./gpt";
-export * from "./loss";
-export * from "./tokenizer";
-export * from "./safetensors";
-export * from "./params";
-export * from "./rng";
-export * from "./batch";
-export * from "./score";
-export * from "./world";
-export * from "./progress";
-export * from "./optimizerState";
-export * from "./pretrain";
-export * from "./factor";
-export * from "./stats";
-export * from "./precond";
-export * from "./preserve";
-export * from "./editor";
-export * from "./calibrate";
-export * from "./edit";
-export * from "./metaLoss";
-export * from "./editorIO";
-export * from "./trainEditor";
-export * from "./metrics";
-export * from "./methods";
-export * from "./evaluate";
-export * from "./report";
-export * from "./plots";
-export * from "./display";
-export * from "./inspect";
+/**
+ * mend-ts: MEND (Mitchell et al., ICLR 2022) in TypeScript on TensorFlow.js, by namespace:
+ *
+ *   model       the base GPT-2 (pure forward, folders, tokenizer, backend)
+ *   world       the facts world, batching, seeded RNG
+ *   mend        the official algorithm (factoring, editor, update, edit, meta-loss, training)
+ *   extensions  our additions, plugged into `mend` through its hooks
+ *   baselines   FT and FT+KL
+ *   evaluation  methods, metrics, evaluation runs (the folder src/eval; `eval` is reserved in JS)
+ *   viz         figures, tables, notebook display
+ */
+export * as model from "./model";
+export * as world from "./world";
+export * as mend from "./mend";
+export * as extensions from "./extensions";
+export * as baselines from "./baselines";
+export * as evaluation from "./eval";
+export * as viz from "./viz";

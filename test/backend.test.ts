@@ -1,7 +1,7 @@
 import test from "node:test";
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
-import { backendChoice, initBackend, useFastMatMulGradient } from "../dist";
+import { backendChoice, initBackend, useFastMatMulGradient } from "../dist/model/backend";
 import { maxAbsDiff, setup } from "./helpers";
 
 test("backend picker reports its choice and why others were skipped", async () => {

@@ -1,6 +1,7 @@
 import test from "node:test";
 import assert from "node:assert/strict";
-import { encodeExamples, WordTokenizer } from "../dist";
+import { WordTokenizer } from "../dist/model/tokenizer";
+import { encodeExamples } from "../dist/world/batch";
 import { getWorld } from "./helpers";
 
 const tok = () => WordTokenizer.fromTexts(getWorld().texts());

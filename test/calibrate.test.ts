@@ -1,10 +1,14 @@
 import test from "node:test";
+import { calibration, calibrationOf } from "../dist/extensions/calibrate";
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
-import {
-  captureFactors, disposeBatch, disposeEdit, disposeEditor, disposeFactors, disposeParams, makeBatch, mendEdit, rightAtScales,
-  scoreTargets, smallestRightSteps, transformFactors,
-} from "../dist";
+import { rightAtScales, smallestRightSteps } from "../dist/extensions/calibrate";
+import { disposeEdit, mendEdit, transformFactors } from "../dist/mend/edit";
+import { disposeEditor } from "../dist/mend/editor";
+import { captureFactors, disposeFactors } from "../dist/mend/factor";
+import { disposeParams } from "../dist/model/gpt";
+import { scoreTargets } from "../dist/model/score";
+import { disposeBatch, makeBatch } from "../dist/world/batch";
 import { leaked, maxAbsDiff, setup, tinyModel, warmEditor } from "./helpers";
 
 const req = { prompt: "The president of the United States is", target: "Biden" };
@@ -70,8 +74,8 @@ test("a calibrated edit is margin x the smallest right step times the official u
   // The official code adds α∇̃W, so training makes α negative; -0.01 makes the tiny model's edit right.
   for (const v of Object.values(e.editLrs)) v.assign(tf.scalar(-0.01));
   const official = mendEdit(m, e, [req]);
-  const cal = mendEdit(m, e, [req], { calibrate: { margin: 1.2, maxScale: 4 } });
-  const c = cal.info.calibration!;
+  const cal = mendEdit(m, e, [req], { stepScale: calibration({ margin: 1.2, maxScale: 4 }) });
+  const c = calibrationOf(cal.info)!;
   assert.deepEqual(c.found, [true], "a right step exists up to 4x alpha");
   assert.ok(Math.abs(c.scales[0] - 1.2 * c.thresholds[0]) < 1e-9);
   for (const n of e.config.innerParams) {
@@ -90,18 +94,18 @@ test("calibrated edits: unreachable requests keep the official step; bad setting
   await setup();
   const m = tinyModel(73);
   const e = warmEditor(m); // α = 1e-4: the tiny model's argmax does not move within 2x alpha
-  const r = mendEdit(m, e, [req, { prompt: "The capital of Peru is", target: "Santiago" }], { calibrate: { margin: 1.3, maxScale: 2 } });
-  assert.deepEqual(r.info.calibration!.found, [false, false]);
-  assert.deepEqual(r.info.calibration!.scales, [1, 1]);
+  const r = mendEdit(m, e, [req, { prompt: "The capital of Peru is", target: "Santiago" }], { stepScale: calibration({ margin: 1.3, maxScale: 2 }) });
+  assert.deepEqual(calibrationOf(r.info)!.found, [false, false]);
+  assert.deepEqual(calibrationOf(r.info)!.scales, [1, 1]);
   const official = mendEdit(m, e, [req, { prompt: "The capital of Peru is", target: "Santiago" }]);
   for (const n of e.config.innerParams) assert.ok(tf.tidy(() => maxAbsDiff(r.params[n], official.params[n])) < 1e-6);
   disposeEdit(r);
   disposeEdit(official);
-  assert.throws(() => mendEdit(m, e, [req], { calibrate: { margin: 0, maxScale: 2 } }), /margin must be a positive number/);
-  assert.throws(() => mendEdit(m, e, [req], { calibrate: { margin: 1.3, maxScale: NaN } }), /maxScale must be a positive number/);
+  assert.throws(() => mendEdit(m, e, [req], { stepScale: calibration({ margin: 0, maxScale: 2 }) }), /margin must be a positive number/);
+  assert.throws(() => mendEdit(m, e, [req], { stepScale: calibration({ margin: 1.3, maxScale: NaN }) }), /maxScale must be a positive number/);
   for (const v of Object.values(e.editLrs)) v.assign(tf.scalar(-0.01));
   const grew = await leaked(() => {
-    for (let i = 0; i < 20; i++) disposeEdit(mendEdit(m, e, [req], { calibrate: { margin: 1.3, maxScale: 4 } }));
+    for (let i = 0; i < 20; i++) disposeEdit(mendEdit(m, e, [req], { stepScale: calibration({ margin: 1.3, maxScale: 4 }) }));
   });
   assert.equal(grew, 0);
   disposeEditor(e);

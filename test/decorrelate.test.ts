@@ -1,11 +1,13 @@
 import test from "node:test";
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
-import {
-  captureFactors, createEditor, decorrelatedKeys, DEFAULT_EDITOR_CONFIG, disposeBatch, disposeEdit, disposeEditor, disposeFactors, disposeParams,
-  editorVariables, keyPreconditioners, lastBlocksMlp, lowRankEdits, makeBatch, mendEdit, ridgeInverse, Rng, setKeyPreconditioners, transformFactors,
-  updateEditorStats,
-} from "../dist";
+import { decorrelatedKeys, keyPreconditioners, ridgeInverse } from "../dist/extensions/keyPrecond";
+import { disposeEdit, lowRankEdits, mendEdit, transformFactors, updateEditorStats } from "../dist/mend/edit";
+import { createEditor, DEFAULT_EDITOR_CONFIG, disposeEditor, editorVariables, lastBlocksMlp } from "../dist/mend/editor";
+import { captureFactors, disposeFactors } from "../dist/mend/factor";
+import { disposeParams } from "../dist/model/gpt";
+import { disposeBatch, makeBatch } from "../dist/world/batch";
+import { Rng } from "../dist/world/rng";
 import { getWorld, leaked, maxAbsDiff, setup, tinyModel } from "./helpers";
 
 /** A random symmetric positive definite P [d, d] (a ridge inverse of a random second moment). */

@@ -4,10 +4,12 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import * as tf from "@tensorflow/tfjs";
-import {
-  captureFactors, createEditor, disposeBatch, disposeEdit, disposeEditor, disposeFactors, disposeParams, exampleMask,
-  gptForward, loadEditor, lowRankEdits, makeBatch, mendEdit, saveEditor,
-} from "../dist";
+import { disposeEdit, exampleMask, lowRankEdits, mendEdit } from "../dist/mend/edit";
+import { createEditor, disposeEditor } from "../dist/mend/editor";
+import { loadEditor, saveEditor } from "../dist/mend/editorFolder";
+import { captureFactors, disposeFactors } from "../dist/mend/factor";
+import { disposeParams, gptForward } from "../dist/model/gpt";
+import { disposeBatch, makeBatch } from "../dist/world/batch";
 import { leaked, maxAbsDiff, setup, tinyModel, warmEditor } from "./helpers";
 
 const req = { prompt: "The president of the United States is", target: "Biden" };

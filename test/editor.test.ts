@@ -1,7 +1,7 @@
 import test from "node:test";
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
-import { applyEditor, countEditorParams, createEditor, DEFAULT_EDITOR_CONFIG, disposeEditor, editorVariables, EditorConfig, netForward } from "../dist";
+import { applyEditor, countEditorParams, createEditor, DEFAULT_EDITOR_CONFIG, disposeEditor, editorVariables, EditorConfig, netForward } from "../dist/mend/editor";
 import { maxAbsDiff, setup } from "./helpers";
 
 const shapes = { "h.0.mlp.c_fc.weight": [8, 32], "h.0.mlp.c_proj.weight": [32, 8], "h.1.mlp.c_fc.weight": [8, 32], "h.1.mlp.c_proj.weight": [32, 8] };

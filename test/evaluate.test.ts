@@ -2,7 +2,10 @@ import test from "node:test";
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import * as path from "path";
-import { DEFAULT_EVAL_CONFIG, disposeParams, EditMethod, evaluateMethods, loadModel } from "../dist";
+import { DEFAULT_EVAL_CONFIG, evaluateMethods } from "../dist/eval/evaluate";
+import { EditMethod } from "../dist/eval/methods";
+import { disposeParams } from "../dist/model/gpt";
+import { loadModel } from "../dist/model/modelFolder";
 import { getWorld, ROOT, setup } from "./helpers";
 
 // A stand-in edit method that makes the edited fact's old answer unpredictable everywhere (its

@@ -1,7 +1,9 @@
 import test from "node:test";
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
-import { autodiffWeightGradient, captureFactors, disposeBatch, disposeFactors, disposeParams, makeBatch, outerProductSum } from "../dist";
+import { autodiffWeightGradient, captureFactors, disposeFactors, outerProductSum } from "../dist/mend/factor";
+import { disposeParams } from "../dist/model/gpt";
+import { disposeBatch, makeBatch } from "../dist/world/batch";
 import { leaked, maxAbsDiff, setup, tinyModel } from "./helpers";
 
 const inner = ["h.1.mlp.c_fc.weight", "h.1.mlp.c_proj.weight", "h.0.mlp.c_fc.weight"];
@@ -59,11 +61,11 @@ test("capturing factors leaks no tensors and rejects unknown weights", async () 
   disposeParams(m.params);
 });
 
-test("the structural row filter (from labels) keeps exactly the rows the official data filter keeps", async () => {
+test("the structural row filter (from labels) keeps exactly the rows the official data filter keeps, for every linear weight", async () => {
   await setup();
   const m = tinyModel(14, { n_layer: 3 });
   const b = makeBatch(m.tokenizer, [{ prompt: "The capital of Peru is", target: "Lima" }, { prompt: "Which party does Trump belong to ? Answer : the", target: "Republican Party" }, { prompt: "Biden was born in", target: "the United States" }], "target", m.config.n_positions);
-  const names = ["h.0.mlp.c_fc.weight", "h.1.mlp.c_proj.weight", "h.2.mlp.c_fc.weight", "h.2.mlp.c_proj.weight"];
+  const names = [0, 1, 2].flatMap((i) => ["attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"].map((w) => `h.${i}.${w}.weight`));
   const a = captureFactors(m.params, m.config, b, names, undefined, "structural");
   const d = captureFactors(m.params, m.config, b, names, undefined, "data");
   for (const n of names) {
@@ -82,7 +84,7 @@ test('rows = "target" keeps only the labelled positions in every layer, the same
   const b = makeBatch(m.tokenizer, [{ prompt: "The capital of Peru is", target: "Lima" }, { prompt: "Which party does Trump belong to ? Answer : the", target: "Republican Party" }], "target", m.config.n_positions);
   const T = b.inputIds.shape[1];
   const all = captureFactors(m.params, m.config, b, inner);
-  const tgt = captureFactors(m.params, m.config, b, inner, undefined, "structural", "target");
+  const tgt = captureFactors(m.params, m.config, b, inner, undefined, "structural", targetRows);
   const labelled = [5, 2 * T - 2, 2 * T - 1];
   for (const name of inner) {
     assert.deepEqual(tgt.rows[name], labelled, name);

@@ -1,7 +1,9 @@
 import test from "node:test";
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
-import { disposeBatch, disposeParams, gelu, gptForward, makeBatch, meanNll, paramShapes, Params } from "../dist";
+import { disposeParams, gelu, gptForward, paramShapes, Params } from "../dist/model/gpt";
+import { meanNll } from "../dist/model/loss";
+import { disposeBatch, makeBatch } from "../dist/world/batch";
 import { leaked, maxAbsDiff, setup, tinyModel } from "./helpers";
 
 const examples = [

@@ -1,10 +1,16 @@
 /** Shared fixtures for the tests: a tiny seeded GPT-2 over the real world vocabulary. */
 import * as path from "path";
 import * as tf from "@tensorflow/tfjs";
-import {
-  captureFactors, createEditor, DEFAULT_EDITOR_CONFIG, DEFAULT_GPT2_CONFIG, disposeBatch, disposeFactors, Editor, GPT2Config,
-  initBackend, initGPT, lastBlocksMlp, makeBatch, Model, updateEditorStats, World, WordTokenizer,
-} from "../dist";
+import { updateEditorStats } from "../dist/mend/edit";
+import { createEditor, DEFAULT_EDITOR_CONFIG, Editor, lastBlocksMlp } from "../dist/mend/editor";
+import { captureFactors, disposeFactors } from "../dist/mend/factor";
+import { initBackend } from "../dist/model/backend";
+import { DEFAULT_GPT2_CONFIG, GPT2Config } from "../dist/model/config";
+import { initGPT } from "../dist/model/gpt";
+import { Model } from "../dist/model/modelFolder";
+import { WordTokenizer } from "../dist/model/tokenizer";
+import { disposeBatch, makeBatch } from "../dist/world/batch";
+import { World } from "../dist/world/world";
 
 export const ROOT = path.join(__dirname, "..");
 export const SHARED_DATA = path.join(ROOT, "..", "shared", "data");

@@ -1,6 +1,8 @@
 import test from "node:test";
 import assert from "node:assert/strict";
-import { compareWithGradient, disposeEditor, disposeParams } from "../dist";
+import { disposeEditor } from "../dist/mend/editor";
+import { disposeParams } from "../dist/model/gpt";
+import { compareWithGradient } from "../dist/viz/inspect";
 import { setup, tinyModel, warmEditor } from "./helpers";
 
 const req = { prompt: "The president of the United States is", target: "Biden" };

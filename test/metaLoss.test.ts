@@ -1,7 +1,12 @@
 import test from "node:test";
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
-import { captureFactors, disposeBatch, disposeEditor, disposeFactors, disposeParams, editedWeights, editorVariables, locLoss, makeBatch, metaLoss, preEditLogits } from "../dist";
+import { editedWeights } from "../dist/mend/edit";
+import { disposeEditor, editorVariables } from "../dist/mend/editor";
+import { captureFactors, disposeFactors } from "../dist/mend/factor";
+import { metaLoss, preEditLogits } from "../dist/mend/metaLoss";
+import { disposeParams } from "../dist/model/gpt";
+import { disposeBatch, makeBatch } from "../dist/world/batch";
 import { setup, tinyModel, warmEditor } from "./helpers";
 
 test("L_loc = 0 for an unedited model", async () => {

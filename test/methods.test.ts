@@ -2,7 +2,13 @@ import test from "node:test";
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import * as path from "path";
-import { autodiffWeightGradient, disposeBatch, disposeMethodEdit, disposeParams, fineTuneEdit, loadModel, makeBatch, scoreTargets } from "../dist";
+import { fineTuneEdit } from "../dist/baselines/fineTune";
+import { disposeMethodEdit } from "../dist/eval/methods";
+import { autodiffWeightGradient } from "../dist/mend/factor";
+import { disposeParams } from "../dist/model/gpt";
+import { loadModel } from "../dist/model/modelFolder";
+import { scoreTargets } from "../dist/model/score";
+import { disposeBatch, makeBatch } from "../dist/world/batch";
 import { leaked, ROOT, setup, tinyModel } from "./helpers";
 
 const inner = ["h.1.mlp.c_fc.weight", "h.1.mlp.c_proj.weight"];
@@ -67,8 +73,8 @@ test("FT with RMSprop (the official optimiser) takes PyTorch's first step, -10·
 
 test("the standard methods: names as given, MEND-batch needs its editor, unknown names are errors", async () => {
   await setup();
-  const { standardMethods } = await import("../dist/cliEval");
-  const { createEditor, DEFAULT_EDITOR_CONFIG, disposeEditor, World } = await import("../dist");
+  const { standardMethods } = await import("../dist/cli/eval");
+  const { createEditor, DEFAULT_EDITOR_CONFIG, disposeEditor, World } = await import("../dist/index");
   const m = tinyModel(43);
   const e = createEditor({ ...DEFAULT_EDITOR_CONFIG, innerParams: inner, rank: 8 }, Object.fromEntries(inner.map((n) => [n, m.params[n].shape])), 0);
   const world = World.load(path.join(ROOT, "data", "world.json"));

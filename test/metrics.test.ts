@@ -1,6 +1,6 @@
 import test from "node:test";
 import assert from "node:assert/strict";
-import { accuracyDrawdown, editSuccess, meanBy, perplexity, perplexityDrawdown, tokenAccuracy, unchanged, unchangedTokenFraction } from "../dist";
+import { accuracyDrawdown, editSuccess, meanBy, perplexity, perplexityDrawdown, tokenAccuracy, unchanged, unchangedTokenFraction } from "../dist/eval/metrics";
 
 test("edit success is the fraction of inputs with every target token right", () => {
   assert.equal(editSuccess([true, false, true, true]), 0.75);

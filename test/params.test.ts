@@ -3,7 +3,8 @@ import assert from "node:assert/strict";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { disposeParams, loadModel, paramsFromRaw, saveModel, toRaw } from "../dist";
+import { disposeParams } from "../dist/model/gpt";
+import { loadModel, paramsFromRaw, saveModel, toRaw } from "../dist/model/modelFolder";
 import { maxAbsDiff, setup, tinyModel } from "./helpers";
 
 test("model folder save/load round trip", async () => {

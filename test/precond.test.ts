@@ -4,10 +4,14 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import * as tf from "@tensorflow/tfjs";
-import {
-  captureFactors, createEditor, DEFAULT_EDITOR_CONFIG, disposeBatch, disposeEdit, disposeEditor, disposeFactors, disposeParams, keyPreconditioners, lastBlocksMlp,
-  loadEditor, makeBatch, mendEdit, ridgeInverse, saveEditor, setKeyPreconditioners, transformFactors, updateEditorStats, Rng,
-} from "../dist";
+import { keyPreconditioners, ridgeInverse } from "../dist/extensions/keyPrecond";
+import { disposeEdit, mendEdit, transformFactors, updateEditorStats } from "../dist/mend/edit";
+import { createEditor, DEFAULT_EDITOR_CONFIG, disposeEditor, lastBlocksMlp } from "../dist/mend/editor";
+import { loadEditor, saveEditor } from "../dist/mend/editorFolder";
+import { captureFactors, disposeFactors } from "../dist/mend/factor";
+import { disposeParams } from "../dist/model/gpt";
+import { disposeBatch, makeBatch } from "../dist/world/batch";
+import { Rng } from "../dist/world/rng";
 import { getWorld, leaked, maxAbsDiff, setup, tinyModel } from "./helpers";
 
 test("ridgeInverse: P (C + λsI) = s I, s = tr(C)/d, and P = I for C = cI", () => {

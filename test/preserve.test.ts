@@ -1,14 +1,21 @@
 import test from "node:test";
+import { calibration, calibrationOf } from "../dist/extensions/calibrate";
 import assert from "node:assert/strict";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import * as tf from "@tensorflow/tfjs";
-import {
-  buildPreservationSet, captureEditorFactors, disposeBatch, disposeEdit, disposeEditor, disposeFactors, disposeParams, disposePreservationSet, EditResult,
-  editorVariables, firstTargetArgmax, gptForward, lastPositionInputs, makeBatch, mendEdit, PreservationSet, pseudoGradient, transformFactors, Transformed,
-  DEFAULT_TRAIN_EDITOR_CONFIG, fixedMetaExample, groupPreserved, metaBatchGrads, nextTokenTopK, preservedRows, trainEditor, trainingPreservation,
-} from "../dist";
+import { buildPreservationSet, disposePreservationSet, firstTargetArgmax, lastPositionInputs, PreservationSet, preservedRows } from "../dist/extensions/preserve";
+import { captureEditorFactors, disposeEdit, EditResult, mendEdit, transformFactors } from "../dist/mend/edit";
+import { disposeEditor, editorVariables } from "../dist/mend/editor";
+import { disposeFactors } from "../dist/mend/factor";
+import { fixedMetaExample } from "../dist/mend/metaExamples";
+import { metaBatchGrads } from "../dist/mend/metaLoss";
+import { DEFAULT_TRAIN_EDITOR_CONFIG, trainEditor } from "../dist/mend/train";
+import { Transformed, pseudoGradient } from "../dist/mend/update";
+import { disposeParams, gptForward } from "../dist/model/gpt";
+import { nextTokenTopK } from "../dist/model/score";
+import { disposeBatch, makeBatch } from "../dist/world/batch";
 import { getWorld, leaked, maxAbsDiff, setup, tinyModel, warmEditor } from "./helpers";
 
 test("lastPositionInputs: the inputs at each prompt's last position and the argmax there, batched or not", async () => {
@@ -95,8 +102,8 @@ test("mendEdit with preservation: the preserved update when its step is within m
   const matching: PreservationSet = { ...measured, answers: new Int32Array(prompts.length).fill(old) }; // all preserved
   const unmatched: PreservationSet = { ...measured, answers: new Int32Array(prompts.length).fill(old === 0 ? 1 : 0) }; // none preserved
   const cal = { margin: 1.2, maxScale: 4 };
-  const plain = mendEdit(m, e, [req], { calibrate: cal });
-  assert.deepEqual(plain.info.calibration!.found, [true]);
+  const plain = mendEdit(m, e, [req], { stepScale: calibration(cal) });
+  assert.deepEqual(calibrationOf(plain.info)!.found, [true]);
   const same = (r: EditResult, what: string) => inner.forEach((n) => assert.ok(maxAbsDiff(r.edited[n], plain.edited[n]) < 1e-6, `${what}: ${n}`));
 
   const fallback = mendEdit(m, e, [req], { calibrate: cal, preserve: { set: matching, beta: 10, margin: 1.2, maxStep: 1e-3 } });
@@ -108,7 +115,7 @@ test("mendEdit with preservation: the preserved update when its step is within m
   const kept = mendEdit(m, e, [req], { calibrate: cal, preserve: { set: matching, beta: 10, margin: 1.2, maxStep: 100 } });
   assert.equal(kept.info.preserved, true, "a right step exists for the preserved update");
   assert.ok(inner.some((n) => maxAbsDiff(kept.edited[n], plain.edited[n]) > 1e-5), "the preserved update differs from the plain one");
-  const c = kept.info.calibration!;
+  const c = calibrationOf(kept.info)!;
   assert.ok(c.found[0] && Math.abs(c.scales[0] - 1.2 * c.thresholds[0]) < 1e-9 && c.scales[0] <= 100);
   [plain, fallback, nothingKept, kept].forEach(disposeEdit);
 

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { decodeSafetensors, encodeSafetensors, readSafetensors, writeSafetensors } from "../dist";
+import { decodeSafetensors, encodeSafetensors, readSafetensors, writeSafetensors } from "../dist/model/safetensors";
 
 const tensors = {
   "a.weight": { dtype: "F32" as const, shape: [2, 3], data: Float32Array.from([1, 2, 3, 4, 5, 6]) },

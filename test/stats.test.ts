@@ -1,7 +1,7 @@
 import test from "node:test";
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
-import { createStats, disposeStats, normalizeFactors, stdOf, updateStats } from "../dist";
+import { createStats, disposeStats, normalizeFactors, stdOf, updateStats } from "../dist/mend/stats";
 import { setup } from "./helpers";
 
 test("batched Chan merge equals the two-pass mean and unbiased variance over all rows", async () => {

@@ -4,7 +4,14 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import * as tf from "@tensorflow/tfjs";
-import { DEFAULT_TRAIN_EDITOR_CONFIG, disposeParams, distinctFacts, editorTrainingInfo, fixedValGroups, loadEditor, disposeEditor, sameAnswerPool, sampleMetaBatch, Rng, trainEditor } from "../dist";
+import { sameAnswerPool } from "../dist/extensions/localitySampling";
+import { disposeEditor } from "../dist/mend/editor";
+import { editorTrainingInfo, loadEditor } from "../dist/mend/editorFolder";
+import { fixedValGroups, sampleMetaBatch } from "../dist/mend/metaExamples";
+import { DEFAULT_TRAIN_EDITOR_CONFIG, trainEditor } from "../dist/mend/train";
+import { disposeParams } from "../dist/model/gpt";
+import { Rng } from "../dist/world/rng";
+import { distinctFacts } from "../dist/world/world";
 import { getWorld, setup, tinyModel, warmEditor } from "./helpers";
 
 const cfg = { ...DEFAULT_TRAIN_EDITOR_CONFIG, maxSteps: 6, accumulate: 4, valEvery: 3, valSize: 8, lr: 1e-3, editor: { rank: 16 } };
@@ -77,7 +84,7 @@ test("validation calls of k > 1 edits hold distinct facts (the split has several
 
 test("meta-loss weighting: 'call' and 'edit' agree for single edits and differ once calls hold several edits", async () => {
   await setup();
-  const { fixedMetaExample, validateEditor } = await import("../dist");
+  const { fixedMetaExample, validateEditor } = await import("../dist/index");
   const { warmEditor } = await import("./helpers");
   const m = tinyModel(44);
   const e = warmEditor(m);
@@ -93,7 +100,7 @@ test("meta-loss weighting: 'call' and 'edit' agree for single edits and differ o
 
 test("extra locality texts share their edit's weight: duplicating x_loc leaves the meta-loss unchanged", async () => {
   await setup();
-  const { metaBatchEval, editorVariables } = await import("../dist");
+  const { metaBatchEval, editorVariables } = await import("../dist/index");
   const m = tinyModel(53);
   const e = warmEditor(m, 5);
   const vars = editorVariables(e);
@@ -141,7 +148,7 @@ test("same-answer locality texts: another subject's fact with the edit's relatio
 
 test("calibrated-step meta-training scores each edit at the step a calibrated mendEdit applies", async () => {
   await setup();
-  const { fixedMetaExample, validateEditor, mendEdit, disposeEdit, scoreTargets } = await import("../dist");
+  const { fixedMetaExample, validateEditor, mendEdit, disposeEdit, scoreTargets } = await import("../dist/index");
   const { warmEditor } = await import("./helpers");
   const m = tinyModel(45);
   const e = warmEditor(m);

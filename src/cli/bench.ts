@@ -1,0 +1,280 @@
+/**
+ * `mend bench`: speed and memory figures, always as ratios against a baseline measured in the same
+ * run (absolute numbers depend on the machine; ratios are what the targets are about).
+ *
+ *  - base forward and forward+backward (all parameters) on a pretraining batch, with the project's
+ *    explicit-transpose matMul gradient and with tfjs' default gradient, timed alternately;
+ *  - MEND edit latency vs one forward+backward of the edit example (gradients of the edited weights),
+ *    timed alternately, 5·reps runs each;
+ *  - one editor meta-training step (`accumulate` examples + optimizer step);
+ *  - peak RSS.
+ * Each timing is the median of `reps` runs after warm-up; every run ends with a data read, so
+ * queued backend work is counted.
+ */
+import * as tf from "@tensorflow/tfjs";
+import { describeBackend, initBackend, useFastMatMulGradient } from "../model/backend";
+import { Batch, disposeBatch, makeBatch } from "../world/batch";
+import { DEFAULT_EDITOR_DIR, DEFAULT_MODEL_DIR } from "./common";
+import { CommandSpec, flagBool, flagNumber, Flags, flagString } from "./flags";
+import { calibration, DEFAULT_CALIBRATION } from "../extensions/calibrate";
+import { loadEditor } from "../extensions/editorExtensions";
+import { localityPicker } from "../extensions/localitySampling";
+import { disposeEdit, mendEdit } from "../mend/edit";
+import { DEFAULT_FT_CONFIG, fineTuneEdit } from "../baselines/fineTune";
+import { disposeMethodEdit } from "../eval/methods";
+import { disposeEditor, editorVariables } from "../mend/editor";
+import { editorTrainingInfo } from "../mend/editorFolder";
+import { metaBatchGrads } from "../mend/metaLoss";
+import { sampleMetaGroups } from "../mend/metaExamples";
+import { disposeParams, gptForward } from "../model/gpt";
+import { meanNll } from "../model/loss";
+import { loadModel, Model } from "../model/modelFolder";
+import { DEFAULT_TRAIN_EDITOR_CONFIG } from "../mend/train";
+import { Rng } from "../world/rng";
+import { World } from "../world/world";
+
+export interface BenchFigure {
+  ms: number;
+  [k: string]: number;
+}
+
+/** FT-to-success on the bench's edit: time, steps taken, and the lr and optimiser used. */
+export interface FineTuneFigure {
+  ms: number;
+  steps: number;
+  lr: number;
+  optimizer: string;
+}
+
+export interface BenchResult {
+  backend: string;
+  machine: { cpus: number; cpuModel: string; node: string; platform: string };
+  base: {
+    batch: [number, number];
+    forward: BenchFigure;
+    forwardBackward: BenchFigure;
+    forwardBackwardTfjsGrad: BenchFigure;
+    /** tfjs default gradient time / project gradient time (same run). */
+    gradSpeedup: number;
+  };
+  mend?: {
+    edit: BenchFigure;
+    editExampleForwardBackward: BenchFigure;
+    /** MEND edit latency / forward+backward on the edit example (target <= 1.5). */
+    editOverFwdBwd: number;
+    /** A calibrated edit (calibrate.ts) and its ratio to an official edit timed alternately with it. */
+    calibratedEdit: { ms: number; overEdit: number; margin: number };
+    /** FT until the target is the argmax (DEFAULT_FT_CONFIG: RMSprop at the eval default lr, and at the paper's largest FT lr, 1e-4). */
+    ftToSuccess: FineTuneFigure;
+    ftToSuccessLr1e4: FineTuneFigure;
+    ftOverEdit: number;
+    ftLr1e4OverEdit: number;
+    trainStep: BenchFigure & { locPerEdit: number };
+  };
+  peakRssMb: number;
+}
+
+/** Median wall time of `fn` in ms over `reps` runs after `warmup` runs. */
+export async function timeIt(fn: () => Promise<void> | void, reps: number, warmup = 2): Promise<number> {
+  return (await timeAlternately([fn], reps, warmup))[0];
+}
+
+/**
+ * Median wall times of `a` and `b` in ms, run alternately `reps` times each after warm-up, so that
+ * drift in the machine's speed (other processes, GC, thermal) hits both alike: for ratios.
+ */
+export async function timePair(a: () => Promise<void>, b: () => Promise<void>, reps: number, warmup = 3): Promise<[number, number]> {
+  return (await timeAlternately([a, b], reps, warmup)) as [number, number];
+}
+
+/** Median wall time in ms of each of `fns`, run in turn `reps` times each after `warmup` rounds. */
+async function timeAlternately(fns: readonly (() => Promise<void> | void)[], reps: number, warmup: number): Promise<number[]> {
+  for (let i = 0; i < warmup; i++) for (const fn of fns) await fn();
+  const ts = fns.map((): number[] => []);
+  for (let i = 0; i < reps; i++) {
+    for (const [j, fn] of fns.entries()) {
+      const t0 = performance.now();
+      await fn();
+      ts[j].push(performance.now() - t0);
+    }
+  }
+  return ts.map((t) => t.sort((x, y) => x - y)[Math.floor(t.length / 2)]);
+}
+
+/** Gradients of the mean NLL of `b` w.r.t. the named weights, read back (one timed forward+backward). */
+async function gradsOf(model: Model, b: Batch, names: readonly string[]): Promise<void> {
+  const gs = tf.tidy(() => tf.grads((...ws: tf.Tensor[]) => meanNll(gptForward(model.params, model.config, b.inputIds, { attentionMask: b.attentionMask, replace: Object.fromEntries(names.map((n, i) => [n, ws[i]])) }).logits, b.labels))(names.map((n) => model.params[n])));
+  await gs[0].data();
+  tf.dispose(gs);
+}
+
+async function benchBase(model: Model, world: World, reps: number): Promise<BenchResult["base"]> {
+  const rows = world.corpus().slice(0, 64).map((c) => ({ prompt: c.prompt, target: c.object }));
+  const b = makeBatch(model.tokenizer, rows, "all", model.config.n_positions);
+  const tokens = b.inputIds.size;
+  const loss = () => meanNll(gptForward(model.params, model.config, b.inputIds, { attentionMask: b.attentionMask }).logits, b.labels);
+  const names = Object.keys(model.params);
+  const fwd = async () => {
+    const l = tf.tidy(loss);
+    await l.data();
+    l.dispose();
+  };
+  const withGradient = (fast: boolean) => async () => {
+    useFastMatMulGradient(fast);
+    await gradsOf(model, b, names);
+  };
+  const fMs = await timeIt(fwd, reps);
+  const prev = useFastMatMulGradient(true);
+  // Alternately, each run with its own matMul gradient installed: drift hits both sides of the ratio.
+  const [fbMs, fbTfjsMs] = await timePair(withGradient(true), withGradient(false), reps, 1);
+  useFastMatMulGradient(prev);
+  disposeBatch(b);
+  const per = (ms: number) => ({ ms, tokensPerSec: (tokens / ms) * 1000 });
+  return { batch: [rows.length, b.inputIds.shape[1]], forward: per(fMs), forwardBackward: per(fbMs), forwardBackwardTfjsGrad: per(fbTfjsMs), gradSpeedup: fbTfjsMs / fbMs };
+}
+
+async function benchMend(model: Model, world: World, editorDir: string, reps: number): Promise<BenchResult["mend"]> {
+  const editor = loadEditor(editorDir, model.config, model.params);
+  try {
+    const request = { prompt: "The president of the United States is", target: "Biden" };
+    const b = makeBatch(model.tokenizer, [request], "target", model.config.n_positions);
+    const inner = editor.config.innerParams;
+    // Both are ~10 ms: many alternating runs, so the ratio is not at the mercy of a slow spell.
+    const [editMs, fbMs] = await timePair(
+      async () => {
+        const r = mendEdit(model, editor, [request]);
+        await r.edited[inner[0]].data();
+        disposeEdit(r);
+      },
+      () => gradsOf(model, b, inner),
+      5 * reps,
+    );
+    // The calibrated edit (calibrate.ts, our deviation): the edit plus three batched search forwards.
+    const [calMs, editMs2] = await timePair(
+      async () => {
+        const r = mendEdit(model, editor, [request], { stepScale: calibration(DEFAULT_CALIBRATION) });
+        await r.edited[inner[0]].data();
+        disposeEdit(r);
+      },
+      async () => {
+        const r = mendEdit(model, editor, [request]);
+        await r.edited[inner[0]].data();
+        disposeEdit(r);
+      },
+      2 * reps,
+    );
+    disposeBatch(b);
+    // One meta-training step: a batch of `accumulate` examples, then an Adam step (tiny lr; weights restored after).
+    const train = world.editRecords("train");
+    const rng = new Rng(1);
+    const { net, editLrs } = editorVariables(editor);
+    const vars = { ...net, ...editLrs };
+    const snapshot = Object.fromEntries(Object.entries(vars).map(([k, v]) => [k, tf.clone(v)]));
+    const opt = tf.train.adam(1e-12);
+    // Time the step the shipped editor was trained with (its locality texts per edit; official: 1).
+    const trained = (editorTrainingInfo(editorDir)?.config ?? {}) as { locPerEdit?: number; extensions?: { locPerEdit?: number } };
+    const locPerEdit = trained.extensions?.locPerEdit ?? trained.locPerEdit ?? 1;
+    const pick = localityPicker({ locPerEdit, sameAnswerLoc: 0 }, train);
+    const stepMs = await timeIt(async () => {
+      const { grads } = metaBatchGrads(model, editor, sampleMetaGroups(train, rng, DEFAULT_TRAIN_EDITOR_CONFIG.accumulate, [1], 0, pick), vars, DEFAULT_TRAIN_EDITOR_CONFIG, false);
+      if (grads) {
+        opt.applyGradients(Object.entries(grads).map(([n, t]) => ({ name: vars[n].name, tensor: t })));
+        tf.dispose(Object.values(grads));
+      }
+    }, Math.max(3, Math.ceil(reps / 3)), 1);
+    opt.dispose();
+    for (const [k, v] of Object.entries(vars)) v.assign(snapshot[k]);
+    tf.dispose(Object.values(snapshot));
+    // FT-to-success on the same request, with the eval default lr and the paper's largest FT lr (1e-4).
+    const ft = (lr: number) => async () => disposeMethodEdit(fineTuneEdit(model, [request], { ...DEFAULT_FT_CONFIG, lr, innerParams: inner, locTexts: [] }));
+    const ft3 = await timeIt(ft(DEFAULT_FT_CONFIG.lr), Math.max(3, Math.ceil(reps / 3)), 1);
+    const ft4 = await timeIt(ft(1e-4), 3, 1);
+    const steps = (lr: number) => {
+      const e = fineTuneEdit(model, [request], { ...DEFAULT_FT_CONFIG, lr, innerParams: inner, locTexts: [] });
+      disposeMethodEdit(e);
+      return e.steps ?? 0;
+    };
+    return {
+      edit: { ms: editMs },
+      editExampleForwardBackward: { ms: fbMs },
+      editOverFwdBwd: editMs / fbMs,
+      calibratedEdit: { ms: calMs, overEdit: calMs / editMs2, margin: DEFAULT_CALIBRATION.margin },
+      ftToSuccess: { ms: ft3, steps: steps(DEFAULT_FT_CONFIG.lr), lr: DEFAULT_FT_CONFIG.lr, optimizer: DEFAULT_FT_CONFIG.optimizer },
+      ftToSuccessLr1e4: { ms: ft4, steps: steps(1e-4), lr: 1e-4, optimizer: DEFAULT_FT_CONFIG.optimizer },
+      ftOverEdit: ft3 / editMs,
+      ftLr1e4OverEdit: ft4 / editMs,
+      trainStep: { ms: stepMs, examplesPerSec: (DEFAULT_TRAIN_EDITOR_CONFIG.accumulate / stepMs) * 1000, locPerEdit } };
+  } finally {
+    disposeEditor(editor);
+  }
+}
+
+export async function runBench(opts: { modelDir?: string; editorDir?: string; reps?: number; log?: (s: string) => void } = {}): Promise<BenchResult> {
+  const backend = await initBackend();
+  opts.log?.(`backend: ${describeBackend(backend)}`);
+  const os = await import("os");
+  const model = loadModel(opts.modelDir ?? DEFAULT_MODEL_DIR);
+  const world = World.load();
+  const reps = opts.reps ?? 10;
+  try {
+    opts.log?.("base model forward / forward+backward ...");
+    const base = await benchBase(model, world, reps);
+    const editorDir = opts.editorDir ?? DEFAULT_EDITOR_DIR;
+    let mend: BenchResult["mend"];
+    if (require("fs").existsSync(editorDir)) {
+      opts.log?.("MEND edit and meta-training step ...");
+      mend = await benchMend(model, world, editorDir, reps);
+    } else opts.log?.(`no editor at ${editorDir}: skipping MEND figures`);
+    return {
+      backend: backend.kind,
+      machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model ?? "unknown", node: process.version, platform: `${os.platform()} ${os.arch()}` },
+      base,
+      mend,
+      peakRssMb: process.resourceUsage().maxRSS / 1024,
+    };
+  } finally {
+    disposeParams(model.params);
+  }
+}
+
+export function formatBench(r: BenchResult): string {
+  const f = (x: number) => x.toFixed(1);
+  const lines = [
+    `machine: ${r.machine.cpus} x ${r.machine.cpuModel}, ${r.machine.platform}, node ${r.machine.node}; backend ${r.backend}`,
+    `base batch [${r.base.batch}]`,
+    `  forward                         ${f(r.base.forward.ms)} ms  (${r.base.forward.tokensPerSec.toFixed(0)} tokens/s)`,
+    `  forward+backward (project grad) ${f(r.base.forwardBackward.ms)} ms  (${r.base.forwardBackward.tokensPerSec.toFixed(0)} tokens/s)`,
+    `  forward+backward (tfjs grad)    ${f(r.base.forwardBackwardTfjsGrad.ms)} ms`,
+    `  speed-up of the project's gradient: ${r.base.gradSpeedup.toFixed(2)}x`,
+  ];
+  if (r.mend) {
+    lines.push(
+      `MEND`,
+      `  edit latency                    ${f(r.mend.edit.ms)} ms`,
+      `  fwd+bwd on the edit example     ${f(r.mend.editExampleForwardBackward.ms)} ms`,
+      `  edit / fwd+bwd                  ${r.mend.editOverFwdBwd.toFixed(2)}x`,
+      `  calibrated edit (MEND-cal)      ${f(r.mend.calibratedEdit.ms)} ms, ${r.mend.calibratedEdit.overEdit.toFixed(2)}x an official edit (same run)`,
+      `  FT-to-success, ${DEFAULT_FT_CONFIG.optimizer} ${DEFAULT_FT_CONFIG.lr.toExponential(0)}  ${f(r.mend.ftToSuccess.ms)} ms (${r.mend.ftToSuccess.steps} steps), ${r.mend.ftOverEdit.toFixed(1)}x a MEND edit`,
+      `  FT-to-success, ${DEFAULT_FT_CONFIG.optimizer} 1e-4  ${f(r.mend.ftToSuccessLr1e4.ms)} ms (${r.mend.ftToSuccessLr1e4.steps} steps), ${r.mend.ftLr1e4OverEdit.toFixed(1)}x a MEND edit`,
+      `  editor training step (10 ex., ${r.mend.trainStep.locPerEdit} x_loc each) ${f(r.mend.trainStep.ms)} ms  (${r.mend.trainStep.examplesPerSec.toFixed(1)} examples/s)`,
+    );
+  }
+  lines.push(`peak RSS ${r.peakRssMb.toFixed(0)} MB`);
+  return lines.join("\n");
+}
+
+export const spec: CommandSpec = {
+  name: "bench",
+  summary: "speed and memory: MEND edit vs its forward+backward, FT-to-success, a meta-training step, peak RSS (ratios from one run)",
+  flags: [
+    { name: "model", type: "string", value: "DIR", help: "model folder", default: "checkpoints/base" },
+    { name: "editor", type: "string", value: "DIR", help: "editor folder", default: "checkpoints/editor" },
+    { name: "reps", type: "int", value: "N", help: "timed runs per figure (median)", default: 10, min: 1 },
+    { name: "json", type: "boolean", help: "one JSON object instead of text" },
+  ],
+};
+
+export async function run(f: Flags): Promise<void> {
+  const r = await runBench({ modelDir: flagString(f, "model"), editorDir: flagString(f, "editor"), reps: flagNumber(f, "reps"), log: (s) => console.error(s) });
+  console.log(flagBool(f, "json") ? JSON.stringify(r, null, 1) : formatBench(r));
+}

@@ -1,0 +1,72 @@
+/** `mend edit`: apply a MEND edit and show the edit prompt, paraphrases and locality probes before/after. */
+import { DEFAULT_CALIBRATION, calibration, calibrationOf } from "../extensions/calibrate";
+import { describeBackend, initBackend } from "../model/backend";
+import { disposeParams } from "../model/gpt";
+import { saveModel } from "../model/modelFolder";
+import { disposeEdit, mendEdit } from "../mend/edit";
+import { disposeEditor } from "../mend/editor";
+import { formatProbeTable, probesFor, runProbes } from "../eval/report";
+import { World } from "../world/world";
+import { DEFAULT_EDITOR_DIR, DEFAULT_MODEL_DIR, loadModelAndEditor, readRequests } from "./common";
+import { CommandSpec, flagBool, flagNumber, Flags, flagString } from "./flags";
+
+export const spec: CommandSpec = {
+  name: "edit",
+  summary: "edit the model with MEND and show the edit, its paraphrases and locality probes before and after",
+  flags: [
+    { name: "prompt", type: "string", value: "TEXT", help: "the edit prompt" },
+    { name: "target", type: "string", value: "TEXT", help: "the new answer" },
+    { name: "requests", type: "string", value: "FILE.json", help: 'several edits in one call: [{"prompt": ..., "target": ...}, ...]' },
+    { name: "probe", type: "repeat", value: "TEXT", help: "an extra prompt to show before/after (repeatable)" },
+    { name: "model", type: "string", value: "DIR", help: "model folder", default: "checkpoints/base" },
+    { name: "editor", type: "string", value: "DIR", help: "editor folder (official or with extensions)", default: "checkpoints/editor" },
+    { name: "save", type: "string", value: "DIR", help: "write the edited model to this folder" },
+    { name: "json", type: "boolean", help: "one JSON object instead of text" },
+    { name: "calibrate", type: "number", value: "MARGIN", help: "step calibration: MARGIN x the smallest step that makes the edit right (our extension)", above: 0, advanced: true },
+    { name: "lr-scale", type: "number", value: "S", help: "multiply every edit lr α (ROME/EasyEdit's lr_scale)", default: 1, above: 0, advanced: true },
+  ],
+  notes: ['example: mend edit --prompt "The president of the United States is" --target Biden', "MEND_BACKEND=node-gpu|node|wasm|cpu forces a backend."],
+};
+
+export async function run(f: Flags): Promise<void> {
+  const file = flagString(f, "requests");
+  if (file && (flagString(f, "prompt") || flagString(f, "target"))) throw new Error("give either --requests FILE.json or --prompt and --target, not both");
+  if (!file && (!flagString(f, "prompt") || !flagString(f, "target"))) throw new Error("give --prompt TEXT and --target TEXT, or --requests FILE.json");
+  const requests = file ? readRequests(file) : [{ prompt: flagString(f, "prompt")!, target: flagString(f, "target")! }];
+  const margin = flagNumber(f, "calibrate");
+  const cal = margin !== undefined ? { ...DEFAULT_CALIBRATION, margin } : null;
+  const backend = await initBackend();
+  const { model, editor } = loadModelAndEditor(flagString(f, "model") ?? DEFAULT_MODEL_DIR, flagString(f, "editor") ?? DEFAULT_EDITOR_DIR);
+  try {
+    const world = World.load();
+    const probes = probesFor(world, requests, (f.probe as string[] | undefined) ?? []);
+    const result = mendEdit(model, editor, requests, { lrScale: flagNumber(f, "lr-scale") ?? 1, stepScale: cal ? calibration(cal) : null });
+    const rows = runProbes(model, result.params, probes);
+    const save = flagString(f, "save");
+    if (save) saveModel(save, { ...model, params: result.params }, { edited_by: "mend-ts", edits: JSON.stringify(requests) });
+    const c = calibrationOf(result.info);
+    if (flagBool(f, "json")) {
+      console.log(
+        JSON.stringify({
+          requests,
+          results: rows.map((r) => ({ prompt: r.prompt, kind: r.kind, expected: r.expected, group: r.group, before: r.before, after: r.after })),
+          latency_ms: result.info.latencyMs,
+          layers: result.info.layers,
+          ...(c ? { calibration: { scales: c.scales, thresholds: c.thresholds, found: c.found } } : {}),
+          backend: backend.kind,
+        }),
+      );
+    } else {
+      console.log(`backend: ${describeBackend(backend)}`);
+      const steps = c?.scales.map((x, b) => (c.found[b] ? `${x.toFixed(2)}` : `1 (none right up to ${cal!.maxScale})`)).join(", ");
+      const step = c ? `, calibrated step ${steps} x alpha (margin ${cal!.margin})` : "";
+      console.log(`edit: ${requests.map((r) => `"${r.prompt}" -> "${r.target}"`).join("; ")}   (${result.info.latencyMs.toFixed(1)} ms${step})\n`);
+      console.log(formatProbeTable(rows));
+      if (save) console.log(`\nedited model saved to ${save}`);
+    }
+    disposeEdit(result);
+  } finally {
+    disposeEditor(editor);
+    disposeParams(model.params);
+  }
+}

@@ -1,0 +1,142 @@
+/** `mend eval`: every method on the same test (or validation) edits: table, JSON, HTML report, target checks. */
+import { spawn } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { DEFAULT_FT_CONFIG, FineTuneOptimizer } from "../baselines/fineTune";
+import { DEFAULT_EVAL_CONFIG, EvalResult, evaluateMethods } from "../eval/evaluate";
+import { EditMethod, STANDARD_METHODS, standardMethods } from "../eval/methods";
+import { targetChecks } from "../eval/targets";
+import { loadEditor } from "../extensions/editorExtensions";
+import { describeBackend, initBackend } from "../model/backend";
+import { disposeParams } from "../model/gpt";
+import { writeFileAtomic } from "../model/safetensors";
+import { disposeEditor, Editor } from "../mend/editor";
+import { evalFigures, htmlReport, markdownTable } from "../viz/plots";
+import { World } from "../world/world";
+import { DEFAULT_BATCH_EDITOR_DIR, DEFAULT_EDITOR_DIR, DEFAULT_MODEL_DIR, loadModelAndEditor, PACKAGE_ROOT } from "./common";
+import { CommandSpec, flagBool, flagNumber, Flags, flagString } from "./flags";
+
+export const spec: CommandSpec = {
+  name: "eval",
+  summary: "MEND, its extensions, FT and FT+KL on the same edits: single, batched and sequential (writes reports/eval)",
+  flags: [
+    { name: "methods", type: "strings", value: "M,...", help: "methods to compare", choices: STANDARD_METHODS, default: "MEND,MEND-cal,MEND-batch,MEND-batch-cal,FT,FT+KL" },
+    { name: "split", type: "string", value: "S", help: "report on test; compare configurations on val", choices: ["test", "val"], default: "test" },
+    { name: "limit", type: "int", value: "N", help: "only the first N edits of the split", min: 1 },
+    { name: "batch-sizes", type: "ints", value: "K,...", help: "edits per call in the batched evaluation", default: DEFAULT_EVAL_CONFIG.batchSizes.join(","), min: 1 },
+    { name: "sequential", type: "int", value: "N", help: "edits applied one after another in the sequential evaluation (0: none)", default: DEFAULT_EVAL_CONFIG.sequential, min: 0 },
+    { name: "out", type: "string", value: "DIR", help: "where results.json, results.md and report.html go", default: "reports/eval" },
+    { name: "model", type: "string", value: "DIR", help: "model folder", default: "checkpoints/base" },
+    { name: "editor", type: "string", value: "DIR", help: "the single-edit editor (MEND, MEND-cal)", default: "checkpoints/editor" },
+    { name: "batch-editor", type: "string", value: "DIR", help: "the batch editor (MEND-batch*)", default: "checkpoints/editor-batch" },
+    { name: "json", type: "boolean", help: "one JSON object instead of text" },
+    { name: "jobs", type: "int", value: "N", help: "worker processes (one method each)", default: "cores", min: 1, advanced: true },
+    { name: "calibrate", type: "number", value: "MARGIN", help: "margin of MEND-cal and MEND-batch-cal (defaults 1.3 and 1.4)", above: 0, advanced: true },
+    { name: "ft-lr", type: "number", value: "LR", help: "FT and FT+KL lr", default: DEFAULT_FT_CONFIG.lr, above: 0, advanced: true },
+    { name: "ft-optimizer", type: "string", value: "OPT", help: "FT and FT+KL optimiser", choices: ["rmsprop", "adam"], default: DEFAULT_FT_CONFIG.optimizer, advanced: true },
+    { name: "worker", type: "boolean", help: "(internal) evaluate in this process and print the result as JSON", advanced: true },
+  ],
+};
+
+export async function run(f: Flags, argv: readonly string[]): Promise<void> {
+  const split = (flagString(f, "split") ?? "test") as "test" | "val";
+  const batchDir = flagString(f, "batch-editor") ?? DEFAULT_BATCH_EDITOR_DIR;
+  // Given explicitly, the batch editor is evaluated (a wrong folder is then a clear load error); by default only if shipped.
+  const haveBatch = f["batch-editor"] !== undefined || fs.existsSync(path.join(batchDir, "config.json"));
+  const names = (f.methods as string[] | undefined) ?? (haveBatch ? ["MEND", "MEND-cal", "MEND-batch", "MEND-batch-cal", "FT", "FT+KL"] : ["MEND", "MEND-cal", "FT", "FT+KL"]);
+  const margin = flagNumber(f, "calibrate");
+  const ft = { lr: flagNumber(f, "ft-lr") ?? DEFAULT_FT_CONFIG.lr, optimizer: (flagString(f, "ft-optimizer") ?? DEFAULT_FT_CONFIG.optimizer) as FineTuneOptimizer };
+  const jobs = Math.max(1, Math.min(names.length, flagNumber(f, "jobs") ?? os.cpus().length));
+  const backend = await initBackend();
+  console.error(`backend: ${describeBackend(backend)}`);
+  const { model, editor } = loadModelAndEditor(flagString(f, "model") ?? DEFAULT_MODEL_DIR, flagString(f, "editor") ?? DEFAULT_EDITOR_DIR);
+  let batchEditor: Editor | undefined;
+  let methods: EditMethod[] = [];
+  try {
+    const world = World.load();
+    let r: EvalResult;
+    if (jobs > 1 && !flagBool(f, "worker")) {
+      // The wasm backend is single-threaded: evaluate the methods in parallel worker processes.
+      r = await evalInWorkers([...argv], names, jobs);
+    } else {
+      batchEditor = names.some((n) => n.startsWith("MEND-batch")) ? loadEditor(batchDir, model.config, model.params) : undefined;
+      methods = standardMethods(editor, world, names, { batchEditor, margin, model, ft });
+      let records = world.editRecords(split);
+      const limit = flagNumber(f, "limit");
+      if (limit !== undefined) records = records.slice(0, limit);
+      const cfg = { ...DEFAULT_EVAL_CONFIG, batchSizes: (f["batch-sizes"] as number[] | undefined) ?? DEFAULT_EVAL_CONFIG.batchSizes, sequential: flagNumber(f, "sequential") ?? DEFAULT_EVAL_CONFIG.sequential };
+      r = evaluateMethods(model, world, methods, records, cfg, (s2) => console.error(s2));
+    }
+    if (flagBool(f, "worker")) {
+      console.log(JSON.stringify(r));
+      return;
+    }
+    const out = flagString(f, "out") ?? path.join(PACKAGE_ROOT, "reports", "eval");
+    writeEvalOutputs(out, r);
+    const checks = targetChecks(r, ft);
+    if (flagBool(f, "json")) {
+      console.log(JSON.stringify({ backend: backend.kind, split, ...r, targets: checks, out }));
+      return;
+    }
+    console.log(markdownTable(r.methods));
+    console.log(`\nbatched edits (ES / locality unchanged):`);
+    for (const [name, pts] of Object.entries(r.batched)) console.log(`  ${name.padEnd(10)} ${pts.map((p) => `k=${p.k}: ${p.es.toFixed(3)} / ${p.locality.toFixed(3)}`).join("   ")}`);
+    for (const [name, c] of Object.entries(r.sequential)) {
+      console.log(`sequential ${name}: after ${c.retention.length} edits retention ${c.retention[c.retention.length - 1]?.toFixed(3)}, locality ${c.locality[c.locality.length - 1]?.toFixed(3)}`);
+    }
+    console.log(`\ntargets:`);
+    for (const c of checks) console.log(`  ${c.ok ? "PASS" : "MISS"}  ${c.name}: ${c.value.toFixed(3)} (${c.target})`);
+    console.log(`\n${r.n_test} ${split} edits, ${r.elapsed_sec.toFixed(0)} s; wrote ${out}/results.json, results.md, report.html`);
+  } finally {
+    for (const m of methods) m.dispose?.();
+    if (batchEditor) disposeEditor(batchEditor);
+    disposeEditor(editor);
+    disposeParams(model.params);
+  }
+}
+
+/** Run `mend eval --worker` per method, `jobs` at a time (slowest first), and merge the results. */
+async function evalInWorkers(argv: string[], names: string[], jobs: number): Promise<EvalResult> {
+  const t0 = performance.now();
+  const cost: Record<string, number> = { "FT+KL": 3, FT: 2, "MEND-cal": 1.5, "MEND-batch-cal": 1.5, "MEND-batch-pres": 1.8, MEND: 1, "MEND-batch": 1 };
+  const queue = [...names].sort((x, y) => (cost[y] ?? 1) - (cost[x] ?? 1));
+  const base = argv.filter((x, i) => !["--methods", "--jobs", "--json", "--out"].includes(x) && !["--methods", "--jobs", "--out"].includes(argv[i - 1]) && !x.startsWith("--methods=") && !x.startsWith("--jobs="));
+  const parts: EvalResult[] = [];
+  const runOne = (name: string) =>
+    new Promise<void>((resolve, reject) => {
+      const child = spawn(process.execPath, [path.join(PACKAGE_ROOT, "bin", "mend.js"), "eval", ...base, "--methods", name, "--jobs", "1", "--worker"], { stdio: ["ignore", "pipe", "inherit"] });
+      let out = "";
+      child.stdout.on("data", (d) => (out += d));
+      child.on("close", (code) => {
+        if (code !== 0) return reject(new Error(`evaluation of ${name} failed (exit ${code})`));
+        parts.push(JSON.parse(out.trim().split("\n").pop()!));
+        resolve();
+      });
+    });
+  const workers = Array.from({ length: jobs }, async () => {
+    for (let n = queue.shift(); n; n = queue.shift()) await runOne(n);
+  });
+  await Promise.all(workers);
+  const merged: EvalResult = { n_test: parts[0].n_test, methods: {}, drift: {}, heatmap: {}, batched: {}, sequential: {}, elapsed_sec: (performance.now() - t0) / 1000 };
+  for (const n of names) {
+    const p = parts.find((x) => x.methods[n]);
+    if (!p) throw new Error(`no result for ${n}`);
+    merged.methods[n] = p.methods[n];
+    merged.drift[n] = p.drift[n];
+    merged.heatmap[n] = p.heatmap[n];
+    merged.batched[n] = p.batched[n];
+    if (p.sequential[n]) merged.sequential[n] = p.sequential[n];
+  }
+  return merged;
+}
+
+export function writeEvalOutputs(out: string, r: EvalResult): void {
+  fs.mkdirSync(out, { recursive: true });
+  writeFileAtomic(path.join(out, "results.json"), JSON.stringify(r, null, 1) + "\n");
+  const md = `# mend eval\n\n${markdownTable(r.methods)}\n`;
+  writeFileAtomic(path.join(out, "results.md"), md);
+  const intro = `MEND vs fine-tuning on ${r.n_test} test edits of the facts world (held-out subjects; paraphrases use held-out templates).\nES = every target token is the argmax; locality = fraction of locality answers whose argmax tokens are unchanged.`;
+  writeFileAtomic(path.join(out, "report.html"), htmlReport("mend-ts evaluation", intro, markdownTable(r.methods), evalFigures(r)));
+}
+

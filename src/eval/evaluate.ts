@@ -1,0 +1,317 @@
+/**
+ * Evaluating editing methods side by side on the same edits and probes (MEND §5; mend-spec §6).
+ *
+ * Single edits (k = 1), per test record: edit with the record's first training template, then
+ *  - es: exact match of the new target on the edit prompt (reliability);
+ *  - paraphrase: exact match on the held-out templates (never seen by the editor);
+ *  - es_paper: the paper's ES over the edit prompt ∪ all its paraphrases;
+ *  - reliability_token / generalization_token: EasyEdit's token-level versions;
+ *  - locality: fraction of locality examples whose answer tokens' argmax is unchanged, per class;
+ *    locality_token: EasyEdit's token-level version; kl: mean KL(pre ‖ post) per class;
+ *  - acc_dd: accuracy (exact match of the true answers of locality examples) before − after;
+ *  - ppl_dd: perplexity after − before on held-out world sentences.
+ * Batched edits: k records edited in one call, for each k. Sequential edits: N edits one after
+ * another, with retention of every earlier edit and locality on a fixed probe set after each.
+ */
+import { TextExample } from "../world/batch";
+import { EditRequest } from "../mend/edit";
+import { disposeMethodEdit, EditMethod } from "./methods";
+import { accuracyDrawdown, editSuccess, mean, meanBy, perplexity, perplexityDrawdown, tokenAccuracy, unchanged, unchangedTokenFraction } from "./metrics";
+import { corpusNll, klPerExample, ModelView, scoreTargets, TargetScore } from "../model/score";
+import { distinctFacts, EditRecord, factKey, LocalityClass, sharesOldAnswer, trainingSplitProbes, World } from "../world/world";
+
+export interface EvalConfig {
+  batchSizes: number[];
+  /** At most this many batched edits per k. */
+  maxBatches: number;
+  /** Length of the sequential-edit run (0 = skip). */
+  sequential: number;
+  /** Records whose cross-effects form the drift heatmap. */
+  heatmapEdits: number;
+  /** Held-out world sentences used for perplexity. */
+  pplSentences: number;
+  /** Fixed probe facts for the sequential run. */
+  sequentialProbes: number;
+}
+
+export const DEFAULT_EVAL_CONFIG: Readonly<EvalConfig> = Object.freeze({
+  batchSizes: [1, 5, 25, 75, 125],
+  maxBatches: 4,
+  sequential: 100,
+  heatmapEdits: 30,
+  pplSentences: 64,
+  sequentialProbes: 60,
+});
+
+export interface LocalityStats {
+  overall: number;
+  same_subject: number;
+  same_relation: number;
+  unrelated: number;
+  /**
+   * The same-relation probes whose answer is the edited fact's old answer ("The official language of
+   * Guatemala is Spanish" for an edit of Panama's Spanish): a subset of same_relation, the probes a
+   * single edit breaks most.
+   */
+  same_relation_same_answer: number;
+}
+
+export interface MethodSummary {
+  es: number;
+  paraphrase: number;
+  es_paper: number;
+  reliability_token: number;
+  generalization_token: number;
+  locality: LocalityStats;
+  locality_token: number;
+  kl: LocalityStats;
+  acc_dd: number;
+  ppl_dd: number;
+  latency_ms: number;
+  /** Mean optimizer steps (fine-tuning methods). */
+  steps?: number;
+  n_edits: number;
+}
+
+/** Per-locality-example drift, for the distribution figures. */
+export interface DriftPoint {
+  class: LocalityClass;
+  /** p(original answer's first token) after − before. */
+  dProb: number;
+  kl: number;
+}
+
+export interface BatchedPoint {
+  k: number;
+  es: number;
+  paraphrase: number;
+  locality: number;
+  acc_dd: number;
+  n_batches: number;
+}
+
+export interface SequentialCurve {
+  /** After edit i (1-based index i+1): ES over all edits so far on their edit prompts. */
+  retention: number[];
+  /** After edit i: fraction of fixed probe facts whose answer argmax is unchanged. */
+  locality: number[];
+}
+
+export interface Heatmap {
+  /** Edited facts (rows) and probed facts (columns), "subject / relation", sorted by relation. */
+  labels: string[];
+  /** dp[i][j]: change in p(original answer of fact j) after editing fact i. */
+  dp: number[][];
+}
+
+export interface EvalResult {
+  n_test: number;
+  methods: Record<string, MethodSummary>;
+  drift: Record<string, DriftPoint[]>;
+  heatmap: Record<string, Heatmap>;
+  batched: Record<string, BatchedPoint[]>;
+  sequential: Record<string, SequentialCurve>;
+  elapsed_sec: number;
+}
+
+const editRequest = (r: EditRecord): EditRequest => ({ prompt: r.prompts[0], target: r.target_new });
+
+/** Held-out-template sentences of the world for perplexity (deterministic sample). */
+export function perplexityText(world: World, n: number): TextExample[] {
+  const held = world.corpus().filter((c) => c.group === "heldout");
+  const step = Math.max(1, Math.floor(held.length / n));
+  return held.filter((_, i) => i % step === 0).slice(0, n).map((c) => ({ prompt: c.prompt, target: c.object }));
+}
+
+interface RecordProbes {
+  edit: TextExample[];
+  heldout: TextExample[];
+  trainParaphrases: TextExample[];
+  loc: TextExample[];
+  locClass: LocalityClass[];
+  /** Per locality probe: same relation and the same answer as the edited fact's old answer. */
+  locSameAnswer: boolean[];
+}
+
+function recordProbes(r: EditRecord): RecordProbes {
+  return {
+    edit: [{ prompt: r.prompts[0], target: r.target_new }],
+    heldout: r.heldout_prompts.map((p) => ({ prompt: p, target: r.target_new })),
+    trainParaphrases: r.prompts.slice(1).map((p) => ({ prompt: p, target: r.target_new })),
+    loc: r.locality.map((l) => ({ prompt: l.prompt, target: l.target })),
+    locClass: r.locality.map((l) => l.class),
+    locSameAnswer: r.locality.map((l) => sharesOldAnswer(r, l)),
+  };
+}
+
+/** Evaluate single edits (k = 1) of `method` on `records`; also fills drift points and the heatmap. */
+function evalSingle(model: ModelView, method: EditMethod, records: readonly EditRecord[], ppl: TextExample[], heatmapRecords: readonly EditRecord[]) {
+  const base = corpusNll(model, ppl);
+  const pplBefore = perplexity(base.nll, base.tokens);
+  const rows: { es: number; para: number; esPaper: number; relTok: number; genTok: number; unchanged: number[]; unchangedTok: number[]; kl: number[]; classes: LocalityClass[]; sameAnswer: boolean[]; accPre: number; accPost: number; nllAfter: number; tokensAfter: number; ms: number; steps?: number }[] = [];
+  const drift: DriftPoint[] = [];
+  const heat = heatmapRecords.map((r) => ({ prompt: r.prompts[0], target: r.target_true }));
+  const heatPre = scoreTargets(model, heat);
+  const dp: number[][] = [];
+  for (const r of records) {
+    const p = recordProbes(r);
+    const pre = scoreTargets(model, p.loc);
+    const e = method.edit(model, [editRequest(r)]);
+    try {
+      const post = { ...model, params: e.params };
+      const all = [...p.edit, ...p.heldout, ...p.trainParaphrases, ...p.loc];
+      const s = scoreTargets(post, all);
+      const nE = p.edit.length;
+      const nH = p.heldout.length;
+      const nT = p.trainParaphrases.length;
+      const sEdit = s.slice(0, nE);
+      const sHeld = s.slice(nE, nE + nH);
+      const sTrain = s.slice(nE + nH, nE + nH + nT);
+      const sLoc = s.slice(nE + nH + nT);
+      const kl = klPerExample(model, model.params, e.params, p.loc);
+      const after = corpusNll(post, ppl);
+      rows.push({
+        es: editSuccess(sEdit.map((x) => x.exact)),
+        para: editSuccess(sHeld.map((x) => x.exact)),
+        esPaper: editSuccess([...sEdit, ...sHeld, ...sTrain].map((x) => x.exact)),
+        relTok: tokenAccuracy(sEdit.map((x) => x.tokenAcc)),
+        genTok: tokenAccuracy(sHeld.map((x) => x.tokenAcc)),
+        unchanged: sLoc.map((x, i) => unchanged(pre[i].argmax, x.argmax)),
+        unchangedTok: sLoc.map((x, i) => unchangedTokenFraction(pre[i].argmax, x.argmax)),
+        kl,
+        classes: p.locClass,
+        sameAnswer: p.locSameAnswer,
+        accPre: mean(pre.map((x) => (x.exact ? 1 : 0))),
+        accPost: mean(sLoc.map((x) => (x.exact ? 1 : 0))),
+        nllAfter: after.nll,
+        tokensAfter: after.tokens,
+        ms: e.latencyMs,
+        steps: e.steps,
+      });
+      sLoc.forEach((x, i) => drift.push({ class: p.locClass[i], dProb: x.firstProb - pre[i].firstProb, kl: kl[i] }));
+      const row = heatmapRecords.indexOf(r);
+      if (row >= 0) {
+        const hs: TargetScore[] = scoreTargets(post, heat);
+        dp[row] = hs.map((x, j) => x.firstProb - heatPre[j].firstProb); // row i: the edit of labels[i]; column j: the probe of labels[j]
+      }
+    } finally {
+      disposeMethodEdit(e);
+    }
+  }
+  const flat = rows.flatMap((r) => r.classes.map((c, i) => ({ c, u: r.unchanged[i], kl: r.kl[i], sameAnswer: r.sameAnswer[i] })));
+  const byClass = (f: (x: (typeof flat)[number]) => number): LocalityStats => {
+    const m = meanBy(flat, (x) => x.c, f);
+    const sa = flat.filter((x) => x.sameAnswer);
+    return { overall: mean(flat.map(f)), same_subject: m.same_subject ?? NaN, same_relation: m.same_relation ?? NaN, unrelated: m.unrelated ?? NaN, same_relation_same_answer: sa.length ? mean(sa.map(f)) : NaN };
+  };
+  const summary: MethodSummary = {
+    es: mean(rows.map((r) => r.es)),
+    paraphrase: mean(rows.map((r) => r.para)),
+    es_paper: mean(rows.map((r) => r.esPaper)),
+    reliability_token: mean(rows.map((r) => r.relTok)),
+    generalization_token: mean(rows.map((r) => r.genTok)),
+    locality: byClass((x) => x.u),
+    locality_token: mean(rows.flatMap((r) => r.unchangedTok)),
+    kl: byClass((x) => x.kl),
+    acc_dd: accuracyDrawdown(mean(rows.map((r) => r.accPre)), mean(rows.map((r) => r.accPost))),
+    // Official: the perplexity of the token-weighted mean NLL over all edits, not a mean of perplexities.
+    ppl_dd: perplexityDrawdown(pplBefore, perplexity(rows.reduce((a, r) => a + r.nllAfter, 0), rows.reduce((a, r) => a + r.tokensAfter, 0))),
+    latency_ms: mean(rows.map((r) => r.ms)),
+    n_edits: rows.length,
+  };
+  if (rows.some((r) => r.steps !== undefined)) summary.steps = mean(rows.map((r) => r.steps ?? 0));
+  const labels = heatmapRecords.map((r) => `${r.subject} / ${r.relation}`);
+  return { summary, drift, heatmap: { labels, dp } };
+}
+
+/** Batched edits: groups of k distinct facts (consecutive in the split: about five subjects, all their relations) edited in one call. */
+function evalBatched(model: ModelView, method: EditMethod, allRecords: readonly EditRecord[], cfg: EvalConfig): BatchedPoint[] {
+  const records = distinctFacts(allRecords);
+  const out: BatchedPoint[] = [];
+  for (const k of cfg.batchSizes) {
+    const nGroups = Math.min(cfg.maxBatches, Math.floor(records.length / k));
+    if (nGroups === 0) continue;
+    const es: number[] = [];
+    const para: number[] = [];
+    const loc: number[] = [];
+    const dd: number[] = [];
+    for (let g = 0; g < nGroups; g++) {
+      const group = records.slice(g * k, (g + 1) * k);
+      const edited = new Set(group.map((r) => factKey(r)));
+      const locEx = group.flatMap((r) => r.locality).filter((l) => !edited.has(factKey(l)));
+      const locT = locEx.map((l) => ({ prompt: l.prompt, target: l.target }));
+      const pre = scoreTargets(model, locT);
+      const e = method.edit(model, group.map(editRequest));
+      try {
+        const post = { ...model, params: e.params };
+        es.push(...scoreTargets(post, group.map((r) => ({ prompt: r.prompts[0], target: r.target_new }))).map((x) => (x.exact ? 1 : 0)));
+        para.push(...scoreTargets(post, group.flatMap((r) => r.heldout_prompts.map((p) => ({ prompt: p, target: r.target_new })))).map((x) => (x.exact ? 1 : 0)));
+        const s = scoreTargets(post, locT);
+        loc.push(...s.map((x, i) => unchanged(pre[i].argmax, x.argmax)));
+        dd.push(accuracyDrawdown(mean(pre.map((x) => (x.exact ? 1 : 0))), mean(s.map((x) => (x.exact ? 1 : 0)))));
+      } finally {
+        disposeMethodEdit(e);
+      }
+    }
+    out.push({ k, es: mean(es), paraphrase: mean(para), locality: mean(loc), acc_dd: mean(dd), n_batches: nGroups });
+  }
+  return out;
+}
+
+/** Sequential edits: apply N edits one after another; after each, retention and locality. */
+function evalSequential(model: ModelView, method: EditMethod, records: readonly EditRecord[], probes: TextExample[]): SequentialCurve {
+  const preProbe = scoreTargets(model, probes);
+  const curve: SequentialCurve = { retention: [], locality: [] };
+  let current: ModelView = model;
+  let prev: ReturnType<EditMethod["edit"]> | null = null;
+  const done: EditRecord[] = [];
+  try {
+    for (const r of records) {
+      const e = method.edit(current, [editRequest(r)]);
+      if (prev) disposeMethodEdit(prev); // the new edit replaced every edited weight of the previous one
+      prev = e;
+      current = { ...model, params: e.params };
+      done.push(r);
+      curve.retention.push(editSuccess(scoreTargets(current, done.map((d) => ({ prompt: d.prompts[0], target: d.target_new }))).map((x) => x.exact)));
+      curve.locality.push(mean(scoreTargets(current, probes).map((x, i) => unchanged(preProbe[i].argmax, x.argmax))));
+    }
+  } finally {
+    if (prev) disposeMethodEdit(prev);
+  }
+  return curve;
+}
+
+/** Run every evaluation for every method on the same records and probes. */
+export function evaluateMethods(
+  model: ModelView,
+  world: World,
+  methods: readonly EditMethod[],
+  records: readonly EditRecord[],
+  cfg: EvalConfig = DEFAULT_EVAL_CONFIG,
+  log: (s: string) => void = () => {},
+): EvalResult {
+  const t0 = performance.now();
+  const ppl = perplexityText(world, cfg.pplSentences);
+  const heatRecords = [...records.slice(0, cfg.heatmapEdits)].sort((a, b) => a.relation.localeCompare(b.relation) || a.subject.localeCompare(b.subject));
+  const probes = trainingSplitProbes(world, cfg.sequentialProbes);
+  const res: EvalResult = { n_test: records.length, methods: {}, drift: {}, heatmap: {}, batched: {}, sequential: {}, elapsed_sec: 0 };
+  for (const m of methods) {
+    let t = performance.now();
+    const single = evalSingle(model, m, records, ppl, heatRecords);
+    res.methods[m.name] = single.summary;
+    res.drift[m.name] = single.drift;
+    res.heatmap[m.name] = single.heatmap;
+    log(`${m.name}: single edits of ${records.length} records in ${((performance.now() - t) / 1000).toFixed(1)} s`);
+    t = performance.now();
+    res.batched[m.name] = evalBatched(model, m, records, cfg);
+    log(`${m.name}: batched edits k = ${cfg.batchSizes.join(", ")} in ${((performance.now() - t) / 1000).toFixed(1)} s`);
+    if (cfg.sequential > 0) {
+      t = performance.now();
+      res.sequential[m.name] = evalSequential(model, m, records.slice(0, cfg.sequential), probes);
+      log(`${m.name}: ${Math.min(cfg.sequential, records.length)} sequential edits in ${((performance.now() - t) / 1000).toFixed(1)} s`);
+    }
+  }
+  res.elapsed_sec = (performance.now() - t0) / 1000;
+  return res;
+}
+

@@ -1,0 +1,154 @@
+/**
+ * Editor folders: `config.json` (editor config, the base model it was trained for, statistics
+ * counts, training summary) and `editor.safetensors` (network weights, edit learning rates, and the
+ * normalisation statistics). Unlike the official code, the statistics are part of the checkpoint,
+ * so a resumed or loaded editor normalises exactly as it did when saved.
+ * Loading validates the editor against the base model it is applied to.
+ *
+ * An editor with hooks (hooks.ts) saves what they need: `extensions` in config.json and tensors
+ * under their own names in editor.safetensors. Loading such a folder needs an `attach` function
+ * that rebuilds the hooks (src/extensions `attachExtensions`); without one it is refused, so an
+ * editor is never silently used without the additions it was trained with.
+ */
+import * as fs from "fs";
+import * as path from "path";
+import * as tf from "@tensorflow/tfjs";
+import { GPT2Config } from "../model/config";
+import { createEditor, disposeEditor, Editor, EditorConfig, editorVariables } from "./editor";
+import { Params } from "../model/gpt";
+import { RawTensor, readSafetensors, writeFileAtomic, writeSafetensors } from "../model/safetensors";
+import { disposeStats } from "./stats";
+
+export interface EditorFolderConfig {
+  format: "mend-ts-editor";
+  editor: EditorConfig;
+  /** What the editor was trained on: checked on load. */
+  base: { n_embd: number; n_layer: number; vocab_size: number; shapes: Record<string, number[]> };
+  stats: Record<string, { count: number }>;
+  /** What the editor's hooks saved (absent for an official editor). */
+  extensions?: Record<string, unknown>;
+  training?: Record<string, unknown>;
+}
+
+/**
+ * Rebuilds an editor's hooks from what they saved: `extensions` (config.json) and `tensors`
+ * (the editor.safetensors entries the core does not know, as float32 tensors the function takes
+ * ownership of). Sets `editor.hooks`.
+ */
+export type AttachHooks = (editor: Editor, extensions: Record<string, unknown>, tensors: Record<string, tf.Tensor>) => void;
+
+function statsEntries(e: Editor): Record<string, tf.Tensor> {
+  const out: Record<string, tf.Tensor> = {};
+  for (const n of Object.values(e.nets)) {
+    out[`${n.key}.stats.u_mean`] = n.stats.u.mean;
+    out[`${n.key}.stats.u_m2`] = n.stats.u.m2;
+    out[`${n.key}.stats.delta_mean`] = n.stats.delta.mean;
+    out[`${n.key}.stats.delta_m2`] = n.stats.delta.m2;
+  }
+  return out;
+}
+
+/** Save an editor folder (atomic per file). */
+export function saveEditor(dir: string, e: Editor, baseConfig: GPT2Config, baseParams: Readonly<Params>, training?: Record<string, unknown>): void {
+  const { net, editLrs } = editorVariables(e);
+  const ext = e.hooks?.save?.();
+  const all: Record<string, tf.Tensor> = { ...net, ...editLrs, ...statsEntries(e), ...(ext?.tensors ?? {}) };
+  const raw: Record<string, RawTensor> = {};
+  for (const [k, t] of Object.entries(all)) raw[k] = { dtype: "F32", shape: t.shape, data: t.dataSync() as Float32Array };
+  const cfg: EditorFolderConfig = {
+    format: "mend-ts-editor",
+    editor: e.config,
+    base: {
+      n_embd: baseConfig.n_embd,
+      n_layer: baseConfig.n_layer,
+      vocab_size: baseConfig.vocab_size,
+      shapes: Object.fromEntries(e.config.innerParams.map((n) => [n, baseParams[n].shape])),
+    },
+    stats: Object.fromEntries(Object.values(e.nets).map((n) => [n.key, { count: n.stats.count }])),
+    ...(ext ? { extensions: ext.config } : {}),
+    training,
+  };
+  fs.mkdirSync(dir, { recursive: true });
+  writeSafetensors(path.join(dir, "editor.safetensors"), raw, { format: "mend-ts-editor" });
+  writeFileAtomic(path.join(dir, "config.json"), JSON.stringify(cfg, null, 2) + "\n");
+}
+
+/**
+ * Load an editor folder for a base model. Throws a clear error when the folder is missing, a file
+ * is bad, or the editor does not fit the base model (other config, missing weight, other shape).
+ * The caller owns the editor (`disposeEditor`).
+ */
+export function loadEditor(dir: string, baseConfig: GPT2Config, baseParams: Readonly<Params>, attach?: AttachHooks): Editor {
+  const cfgPath = path.join(dir, "config.json");
+  if (!fs.existsSync(dir) || !fs.existsSync(cfgPath)) {
+    throw new Error(`editor folder "${dir}" not found (expected config.json and editor.safetensors); run "mend train-editor" or pass --editor`);
+  }
+  let cfg: EditorFolderConfig;
+  try {
+    cfg = JSON.parse(fs.readFileSync(cfgPath, "utf8"));
+  } catch (e) {
+    throw new Error(`${cfgPath}: not valid JSON (${(e as Error).message})`);
+  }
+  if (cfg.format !== "mend-ts-editor") throw new Error(`${cfgPath}: not a mend-ts editor config (format ${JSON.stringify(cfg.format)})`);
+  if (cfg.extensions && !attach) {
+    throw new Error(`editor "${dir}" was trained with additions to MEND (${Object.keys(cfg.extensions).join(", ")}); load it with extensions.loadEditor (src/extensions), which rebuilds them`);
+  }
+  for (const k of ["n_embd", "n_layer", "vocab_size"] as const) {
+    if (cfg.base[k] !== baseConfig[k]) {
+      throw new Error(`editor "${dir}" was trained for a base model with ${k} = ${cfg.base[k]}, but this model has ${k} = ${baseConfig[k]}`);
+    }
+  }
+  for (const name of cfg.editor.innerParams) {
+    const w = baseParams[name];
+    if (!w) throw new Error(`editor "${dir}" edits "${name}", which the base model does not have`);
+    const want = cfg.base.shapes[name];
+    if (!want || want.join("x") !== w.shape.join("x")) throw new Error(`editor "${dir}" expects "${name}" of shape [${want}], the base model has [${w.shape}]`);
+  }
+  const { tensors } = readSafetensors(path.join(dir, "editor.safetensors"));
+  const editor = createEditor(cfg.editor, cfg.base.shapes, 0);
+  try {
+    const { net, editLrs } = editorVariables(editor);
+    const vars: Record<string, tf.Variable> = { ...net, ...editLrs };
+    const expected = [...Object.keys(vars), ...Object.keys(statsEntries(editor))];
+    const missing = expected.filter((k) => !tensors[k]);
+    const extra = Object.keys(tensors).filter((k) => !expected.includes(k));
+    if (missing.length) throw new Error(`${dir}/editor.safetensors: missing tensor(s) ${missing.join(", ")}`);
+    if (extra.length && !cfg.extensions) throw new Error(`${dir}/editor.safetensors: unexpected tensor(s) ${extra.join(", ")}`);
+    const check = (k: string, shape: number[]) => {
+      const t = tensors[k];
+      if (t.shape.join("x") !== shape.join("x")) throw new Error(`${dir}/editor.safetensors: "${k}" has shape [${t.shape}], expected [${shape}]`);
+      if (t.data.some((x) => !Number.isFinite(x))) throw new Error(`${dir}/editor.safetensors: "${k}" contains NaN or Inf`);
+      return tf.tensor(t.data, t.shape, "float32");
+    };
+    for (const [k, v] of Object.entries(vars)) {
+      const t = check(k, v.shape);
+      v.assign(t);
+      t.dispose();
+    }
+    for (const n of Object.values(editor.nets)) {
+      const count = cfg.stats[n.key]?.count;
+      if (typeof count !== "number" || count < 0) throw new Error(`${cfgPath}: no statistics count for editor net ${n.key}`);
+      const s = n.stats;
+      const fresh = {
+        u: { mean: check(`${n.key}.stats.u_mean`, s.u.mean.shape), m2: check(`${n.key}.stats.u_m2`, s.u.m2.shape) },
+        delta: { mean: check(`${n.key}.stats.delta_mean`, s.delta.mean.shape), m2: check(`${n.key}.stats.delta_m2`, s.delta.m2.shape) },
+      };
+      disposeStats(s);
+      n.stats = { count, u: fresh.u as typeof s.u, delta: fresh.delta as typeof s.delta };
+    }
+    if (cfg.extensions && attach) {
+      const own = Object.fromEntries(extra.map((k) => [k, check(k, tensors[k].shape)]));
+      attach(editor, cfg.extensions, own);
+    }
+  } catch (e) {
+    disposeEditor(editor);
+    throw e;
+  }
+  return editor;
+}
+
+/** The training summary stored in an editor folder's config.json (or undefined). */
+export function editorTrainingInfo(dir: string): Record<string, unknown> | undefined {
+  const p = path.join(dir, "config.json");
+  return fs.existsSync(p) ? (JSON.parse(fs.readFileSync(p, "utf8")) as EditorFolderConfig).training : undefined;
+}

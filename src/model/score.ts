@@ -1,0 +1,134 @@
+/**
+ * Reading predictions out of the model: next-token top-k for prompts, and teacher-forced scores of
+ * target continuations (exact match of every target token, token accuracy, probabilities).
+ * Everything runs in `tf.tidy` and returns plain numbers.
+ */
+import * as tf from "@tensorflow/tfjs";
+import { encodeExamples, TextExample, toBatch, disposeBatch } from "../world/batch";
+import { GPT2Config } from "./config";
+import { gptForward, Params } from "./gpt";
+import { labelMask, oneHotFloat, tokenKl, tokenNll } from "./loss";
+import { WordTokenizer } from "./tokenizer";
+
+export interface ModelView {
+  config: GPT2Config;
+  params: Readonly<Params>;
+  tokenizer: WordTokenizer;
+}
+
+export interface TopK {
+  prompt: string;
+  tokens: string[];
+  ids: number[];
+  top: { token: string; id: number; prob: number }[];
+}
+
+/** Top-k next tokens after each prompt (prompts are prefixed with <bos>). */
+export function nextTokenTopK(m: ModelView, prompts: readonly string[], k = 5, batchSize = 128): TopK[] {
+  const out: TopK[] = [];
+  for (let s = 0; s < prompts.length; s += batchSize) {
+    const chunk = prompts.slice(s, s + batchSize);
+    const a = encodeExamples(m.tokenizer, chunk.map((p) => ({ prompt: p, target: "" })), "none", m.config.n_positions);
+    const b = toBatch(a);
+    const probs = tf.tidy(() => {
+      const { logits } = gptForward(m.params, m.config, b.inputIds, { attentionMask: b.attentionMask });
+      const rows = a.lastPosition.map((t, i) => tf.slice(logits, [i, t, 0], [1, 1, -1]).reshape([-1]));
+      return tf.softmax(tf.stack(rows)); // [B, V]
+    });
+    disposeBatch(b);
+    const { values, indices } = tf.topk(probs, Math.min(k, m.tokenizer.size));
+    const v = values.arraySync() as number[][];
+    const ix = indices.arraySync() as number[][];
+    tf.dispose([probs, values, indices]);
+    chunk.forEach((p, i) => {
+      const ids = a.inputIds[i].slice(0, a.lastPosition[i] + 1);
+      out.push({ prompt: p, ids, tokens: ids.map((id) => m.tokenizer.token(id)), top: ix[i].map((id, j) => ({ token: m.tokenizer.token(id), id, prob: v[i][j] })) });
+    });
+  }
+  return out;
+}
+
+export interface TargetScore {
+  /** Every target token is the teacher-forced argmax (the paper's edit success). */
+  exact: boolean;
+  /** Fraction of target tokens that are the argmax (EasyEdit's token-level accuracy). */
+  tokenAcc: number;
+  /** p(first target token | prompt). */
+  firstProb: number;
+  /** Σ log p(target tokens) (teacher forced). */
+  logProb: number;
+  /** Argmax token ids at the target positions. */
+  argmax: number[];
+}
+
+/** Teacher-forced scores of `target` after `prompt` for each example. */
+export function scoreTargets(m: ModelView, examples: readonly TextExample[], batchSize = 128): TargetScore[] {
+  const out: TargetScore[] = [];
+  for (let s = 0; s < examples.length; s += batchSize) {
+    const chunk = examples.slice(s, s + batchSize);
+    const a = encodeExamples(m.tokenizer, chunk, "target", m.config.n_positions);
+    const b = toBatch(a);
+    const [logp, am] = tf.tidy(() => {
+      const { logits } = gptForward(m.params, m.config, b.inputIds, { attentionMask: b.attentionMask });
+      const lp = tf.logSoftmax(logits); // [B, T, V]
+      const onehot = oneHotFloat(tf.maximum(b.labels, 0), m.config.vocab_size);
+      return [tf.sum(tf.mul(lp, onehot), -1), tf.argMax(logits, -1)]; // [B, T], [B, T]
+    });
+    disposeBatch(b);
+    const lpArr = logp.arraySync() as number[][];
+    const amArr = am.arraySync() as number[][];
+    tf.dispose([logp, am]);
+    chunk.forEach((_, i) => {
+      const pos = a.targetPositions[i];
+      const hits = pos.map((t) => amArr[i][t] === a.labels[i][t]);
+      out.push({
+        exact: hits.every(Boolean),
+        tokenAcc: hits.filter(Boolean).length / hits.length,
+        firstProb: Math.exp(lpArr[i][pos[0]]),
+        logProb: pos.reduce((acc, t) => acc + lpArr[i][t], 0),
+        argmax: pos.map((t) => amArr[i][t]),
+      });
+    });
+  }
+  return out;
+}
+
+/**
+ * Mean KL(p_a ‖ p_b) over the non-pad positions of each example's full text (prompt + target),
+ * the same quantity as MEND's L_loc, per example.
+ */
+export function klPerExample(m: ModelView, paramsA: Readonly<Params>, paramsB: Readonly<Params>, examples: readonly TextExample[], batchSize = 128): number[] {
+  const out: number[] = [];
+  for (let s = 0; s < examples.length; s += batchSize) {
+    const chunk = examples.slice(s, s + batchSize);
+    const b = toBatch(encodeExamples(m.tokenizer, chunk, "target", m.config.n_positions));
+    const kl = tf.tidy(() => {
+      const a = gptForward(paramsA, m.config, b.inputIds, { attentionMask: b.attentionMask }).logits;
+      const c = gptForward(paramsB, m.config, b.inputIds, { attentionMask: b.attentionMask }).logits;
+      const perPos = tf.mul(tokenKl(a, c), b.attentionMask); // [B, T]
+      return tf.div(tf.sum(perPos, 1), tf.sum(b.attentionMask, 1)); // [B]
+    });
+    disposeBatch(b);
+    out.push(...(kl.dataSync() as Float32Array));
+    kl.dispose();
+  }
+  return out;
+}
+
+/** Summed NLL and token count of full sentences (every next token incl. <eos>), for perplexity. */
+export function corpusNll(m: ModelView, examples: readonly TextExample[], batchSize = 128): { nll: number; tokens: number } {
+  let nll = 0;
+  let tokens = 0;
+  for (let s = 0; s < examples.length; s += batchSize) {
+    const b = toBatch(encodeExamples(m.tokenizer, examples.slice(s, s + batchSize), "all", m.config.n_positions));
+    const [sum, count] = tf.tidy(() => {
+      const { logits } = gptForward(m.params, m.config, b.inputIds, { attentionMask: b.attentionMask });
+      return [tf.sum(tokenNll(logits, b.labels)), tf.sum(labelMask(b.labels))];
+    });
+    disposeBatch(b);
+    nll += sum.dataSync()[0];
+    tokens += count.dataSync()[0];
+    tf.dispose([sum, count]);
+  }
+  return { nll, tokens };
+}

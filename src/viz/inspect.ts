@@ -1,0 +1,114 @@
+/**
+ * Small read-outs used by the notebooks to look inside MEND: the memory argument for gradient
+ * factoring, the editor's statistics and FiLM parameters, and how the pseudo-gradient compares
+ * with the raw gradient. Everything returns plain numbers.
+ */
+import * as tf from "@tensorflow/tfjs";
+import { disposeBatch, makeBatch } from "../world/batch";
+import { captureEditorFactors, EditRequest, transformFactors } from "../mend/edit";
+import { Editor } from "../mend/editor";
+import { disposeFactors, outerProductSum } from "../mend/factor";
+import { pseudoGradient } from "../mend/update";
+import { stdOf } from "../mend/stats";
+import { ModelView } from "../model/score";
+
+export interface MemoryRow {
+  model: string;
+  d_in: number;
+  d_out: number;
+  /** Floats in one MLP weight's gradient: d_in · d_out. */
+  full_gradient: number;
+  /** Floats MEND's editor reads per token: d_in + d_out. */
+  per_token_factors: number;
+  /** full / factored for a 10-token edit. */
+  ratio_10_tokens: number;
+}
+
+/** The memory argument of MEND §3.1 for real model sizes (MLP c_fc: d_in = d_model, d_out = 4 d_model). */
+export function gradientMemoryTable(models: { model: string; dModel: number }[] = [
+  { model: "toy (this repo)", dModel: 128 },
+  { model: "distilGPT-2 / GPT-2 small", dModel: 768 },
+  { model: "GPT-2 XL", dModel: 1600 },
+  { model: "GPT-J 6B", dModel: 4096 },
+]): MemoryRow[] {
+  return models.map(({ model, dModel }) => {
+    const dIn = dModel;
+    const dOut = 4 * dModel;
+    return { model, d_in: dIn, d_out: dOut, full_gradient: dIn * dOut, per_token_factors: dIn + dOut, ratio_10_tokens: (dIn * dOut) / (10 * (dIn + dOut)) };
+  });
+}
+
+export interface GradientComparison {
+  name: string;
+  rows: number;
+  /** cos(∇W, ∇̃W) over all entries. */
+  cosine: number;
+  rawNorm: number;
+  pseudoNorm: number;
+  /** ‖α ∇̃W‖ / ‖W‖: the relative size of the applied update. */
+  relativeUpdate: number;
+}
+
+/**
+ * For each edited weight: raw gradient Σ u δᵀ vs the editor's pseudo-gradient Σ ũ δ̃ᵀ, both from the
+ * factors an edit with these requests captures (the editor's loss grouping and rows, as mendEdit).
+ */
+export function compareWithGradient(model: ModelView, editor: Editor, requests: readonly EditRequest[]): GradientComparison[] {
+  const b = makeBatch(model.tokenizer, requests, "target", model.config.n_positions);
+  const f = captureEditorFactors(model.params, model.config, b, editor);
+  disposeBatch(b);
+  try {
+    return tf.tidy(() => {
+      const t = transformFactors(editor, f);
+      return editor.config.innerParams.map((name) => {
+        const raw = outerProductSum(f.u[name], f.delta[name]);
+        const pseudo = pseudoGradient(t[name].uTilde, t[name].deltaTilde);
+        const [dot, rn, pn, wn, a] = [tf.sum(tf.mul(raw, pseudo)), tf.norm(raw), tf.norm(pseudo), tf.norm(model.params[name]), editor.editLrs[name]].map((x) => x.dataSync()[0]);
+        return { name, rows: f.rows[name].length, cosine: dot / (rn * pn), rawNorm: rn, pseudoNorm: pn, relativeUpdate: (Math.abs(a) * pn) / wn };
+      });
+    });
+  } finally {
+    disposeFactors(f);
+  }
+}
+
+export interface EditorNetSummary {
+  net: string;
+  modes: string;
+  rows_seen: number;
+  /** Range of σ_u and σ_δ over dimensions. */
+  sigma_u: string;
+  sigma_delta: string;
+  /** Mean |scale − 1| and |shift| of each mode, per layer (how far FiLM moved from init). */
+  film: string;
+}
+
+export function editorSummary(editor: Editor): EditorNetSummary[] {
+  return Object.values(editor.nets).map((net) => {
+    const range = (t: tf.Tensor1D) => {
+      const v = t.dataSync();
+      t.dispose();
+      return `${Math.min(...v).toExponential(1)} .. ${Math.max(...v).toExponential(1)}`;
+    };
+    const film = net.layers
+      .map((l, i) => {
+        const s = tf.tidy(() => tf.mean(tf.abs(tf.sub(l.modeScale, 1)), 1).dataSync());
+        const o = tf.tidy(() => tf.mean(tf.abs(l.modeShift), 1).dataSync());
+        return `L${i}: ` + net.modes.map((_, m) => `${s[m].toFixed(3)}/${o[m].toFixed(3)}`).join(", ");
+      })
+      .join("; ");
+    return {
+      net: net.key,
+      modes: net.modes.join(", "),
+      rows_seen: net.stats.count,
+      sigma_u: net.stats.count >= 2 ? range(stdOf(net.stats.u, net.stats.count)) : "n/a",
+      sigma_delta: net.stats.count >= 2 ? range(stdOf(net.stats.delta, net.stats.count)) : "n/a",
+      film,
+    };
+  });
+}
+
+/** The learned edit learning rates α per edited weight. */
+export function editLrValues(editor: Editor): Record<string, number> {
+  return Object.fromEntries(Object.entries(editor.editLrs).map(([n, v]) => [n, v.dataSync()[0]]));
+}
