@@ -11,43 +11,44 @@ function mend(...args: string[]): { status: number | null; stderr: string } {
 }
 
 /** Bad input exits 1; an unknown command exits 2 (usage error) with the usage text. */
-function assertFails(args: string[], message: RegExp, status = 1): void {
+function assertFails(args: string[], message: RegExp, status?: number): void {
   const r = mend(...args);
-  assert.equal(r.status, status, `mend ${args.join(" ")} should exit ${status}; stderr: ${r.stderr}`);
+  if (status === undefined) assert.ok(r.status === 1 || r.status === 2, `mend ${args.join(" ")} should fail; stderr: ${r.stderr}`);
+  else assert.equal(r.status, status, `mend ${args.join(" ")} should exit ${status}; stderr: ${r.stderr}`);
   assert.match(r.stderr, message);
 }
 
 test("mend: unknown commands and options are named", () => {
   assertFails(["frobnicate"], /unknown command "frobnicate"/, 2);
-  assertFails(["eval", "--bogus", "1"], /unknown option --bogus/);
+  assertFails(["eval", "--bogus", "1"], /Unknown option '--bogus'/);
 });
 
 test("mend eval: --split takes val or test", () => {
-  assertFails(["eval", "--split", "train"], /--split must be "val" or "test", got "train"/);
+  assertFails(["eval", "--split", "train"], /--split must be one of test, val, got "train"/);
 });
 
 test("mend train-editor: bad --loc-per-edit, --c-loc, --rank, --rows, --same-answer-loc, --key-precond, and shape flags with --init are errors", () => {
-  assertFails(["train-editor", "--loc-per-edit", "0"], /--loc-per-edit must be a positive integer/);
+  assertFails(["train-editor", "--loc-per-edit", "0"], /--loc-per-edit must be >= 1, got 0/);
   assertFails(["train-editor", "--c-loc", "-1"], /--c-loc/);
-  assertFails(["train-editor", "--rank", "0"], /--rank must be a positive integer/);
+  assertFails(["train-editor", "--rank", "0"], /--rank must be >= 1, got 0/);
   assertFails(["train-editor", "--init", "checkpoints/editor", "--rank", "64"], /with --init the editor keeps its own/);
-  assertFails(["train-editor", "--same-answer-loc", "1.5"], /--same-answer-loc must be a probability in \[0, 1\], got "1.5"/);
-  assertFails(["train-editor", "--key-precond", "0"], /--key-precond takes the ridge λ, a number > 0, got "0"/);
+  assertFails(["train-editor", "--same-answer-loc", "1.5"], /--same-answer-loc must be <= 1, got 1.5/);
+  assertFails(["train-editor", "--key-precond", "0"], /--key-precond must be > 0, got 0/);
   assertFails(["train-editor", "--init", "checkpoints/editor", "--key-precond", "1"], /with --init the editor keeps its own \(drop --key-precond\)/);
-  assertFails(["train-editor", "--rows", "some"], /--rows must be "all" \(official\) or "target", got "some"/);
+  assertFails(["train-editor", "--rows", "some"], /--rows must be one of all, target, got "some"/);
   assertFails(["train-editor", "--init", "checkpoints/editor", "--rows", "target"], /with --init the editor keeps its own \(drop --rows\)/);
 });
 
 test("mend pretrain: bad model sizes are named before any training starts", () => {
-  assertFails(["pretrain", "--n-embd", "0"], /--n-embd must be a positive integer, got 0/);
-  assertFails(["pretrain", "--n-layer", "2.5"], /--n-layer must be a positive integer, got 2.5/);
+  assertFails(["pretrain", "--n-embd", "0"], /--n-embd must be >= 1, got 0/);
+  assertFails(["pretrain", "--n-layer", "2.5"], /--n-layer must be a whole number, got "2.5"/);
   assertFails(["pretrain", "--n-embd", "100", "--n-head", "3"], /--n-embd \(100\) must be divisible by --n-head \(3\)/);
   assertFails(["pretrain", "--n-embd", "256", "--resume"], /cannot be combined with --resume/);
 });
 
 test("mend edit: unknown words, empty targets and missing checkpoints are named", () => {
   assertFails(["edit", "--prompt", "The president of Narnia is", "--target", "Biden"], /Narnia/);
-  assertFails(["edit", "--prompt", "The president of the United States is", "--target", " "], /target is empty/);
+  assertFails(["edit", "--prompt", "The president of the United States is", "--target", " "], /target is empty|--target needs a value/);
   assertFails(["edit", "--prompt", "The president of the United States is", "--target", "Biden", "--editor", "/nonexistent/editor"], /\/nonexistent\/editor/);
 });
 
@@ -59,6 +60,27 @@ test("mend edit --calibrate: the shipped edit with a calibrated step, in the JSO
   assert.ok(Math.abs(out.calibration.scales[0] - 1.3 * out.calibration.thresholds[0]) < 1e-9);
   assert.ok(out.calibration.scales[0] < 1, `the Biden edit needs less than the official step: ${out.calibration.scales[0]}`);
   for (const x of out.results.filter((x) => x.kind === "edit" || x.kind === "paraphrase")) assert.equal(x.after.token, "Biden");
-  assertFails(["edit", "--prompt", "The president of the United States is", "--target", "Biden", "--calibrate", "0"], /calibration margin must be a positive number, got 0/);
-  assertFails(["eval", "--calibrate", "-1"], /calibration margin must be a positive number, got -1/);
+  assertFails(["edit", "--prompt", "The president of the United States is", "--target", "Biden", "--calibrate", "0"], /--calibrate must be > 0, got 0/);
+  assertFails(["eval", "--calibrate=-1"], /--calibrate must be > 0, got -1/);
+});
+
+test("mend <command> --help for every command, research flags under advanced; bad flags are named", () => {
+  for (const cmd of ["predict", "edit", "eval", "demo", "pretrain", "train-editor", "world", "bench"]) {
+    const r = spawnSync(process.execPath, [path.join(ROOT, "bin", "mend.js"), cmd, "--help"], { encoding: "utf8", timeout: 60_000 });
+    assert.equal(r.status, 0, `${cmd}: ${r.stderr}`);
+    assert.match(r.stdout, new RegExp(`^mend ${cmd}: `), cmd);
+    assert.match(r.stdout, /options:/, cmd);
+  }
+  const te = spawnSync(process.execPath, [path.join(ROOT, "bin", "mend.js"), "train-editor", "--help"], { encoding: "utf8" });
+  assert.match(te.stdout, /advanced[^]*--key-precond/);
+  assert.match(te.stdout, /--lr LR/);
+  assert.match(te.stdout, /--time-budget SEC/);
+  assertFails(["predict", "--prompt", "The capital of Peru is", "--top", "0"], /--top must be >= 1, got 0/);
+  assertFails(["predict", "--prompt", "The capital of Peru is", "--top", "1.5"], /--top must be a whole number, got "1.5"/);
+  assertFails(["edit", "--prompt", "The capital of Peru is", "--target", "Lima", "--save"], /--save/);
+  assertFails(["edit", "--prompt", "The capital of Peru is", "--target", "Lima", "--save", "--json"], /--save/);
+  assertFails(["predict", "--prompt", "The capital of Peru is", "stray"], /unexpected argument "stray"/);
+  assertFails(["predict", "--prompt", "The capital of Peru is", "--bogus", "1"], /bogus/);
+  assertFails(["eval", "--methods", "MEND,XYZ"], /--methods: unknown "XYZ"/);
+  assertFails(["edit", "--requests", "x.json", "--prompt", "a"], /not both/);
 });

@@ -1,4 +1,6 @@
 import test from "node:test";
+import { extendEditor, extensionsOf, validateExtensions, withKeys } from "../dist/extensions/editorExtensions";
+import { preconditionedKeys } from "../dist/extensions/keyPrecond";
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { decorrelatedKeys, keyPreconditioners, ridgeInverse } from "../dist/extensions/keyPrecond";
@@ -59,12 +61,13 @@ test("batch decorrelation in MEND: a lone edit is unchanged, a batch of calls eq
   const m = tinyModel(62);
   const inner = lastBlocksMlp(m.config.n_layer, 2);
   const shapes = Object.fromEntries(inner.map((n) => [n, m.params[n].shape]));
-  const cfg = { ...DEFAULT_EDITOR_CONFIG, innerParams: inner, rank: 8, keyPrecond: 1, batchPrecond: 10, batchLoss: "sum" as const };
-  assert.throws(() => createEditor({ ...cfg, keyPrecond: undefined }, shapes, 0), /batchPrecond .* needs keyPrecond/);
-  assert.throws(() => createEditor({ ...cfg, batchPrecond: -1 }, shapes, 0), /batchPrecond \(β\) must be > 0/);
+  const cfg = { ...DEFAULT_EDITOR_CONFIG, innerParams: inner, rank: 8 };
+  const ext = { keyPrecond: 1, batchPrecond: 10, batchLoss: "sum" as const };
+  assert.throws(() => validateExtensions({ ...ext, keyPrecond: undefined }), /batchPrecond .* needs keyPrecond/);
+  assert.throws(() => validateExtensions({ ...ext, batchPrecond: -1 }), /batchPrecond \(β\) must be a number > 0/);
   const e = createEditor(cfg, shapes, 0);
   const recs = getWorld().editRecords("train").slice(0, 30);
-  setKeyPreconditioners(e, keyPreconditioners(m, inner, recs.map((r) => r.prompts[0]), 1));
+  extendEditor(e, ext, keyPreconditioners(m, inner, recs.map((r) => r.prompts[0]), 1));
   const reqs = recs.map((r) => ({ prompt: r.prompts[0], target: r.target_new }));
   const warm = makeBatch(m.tokenizer, reqs, "target", m.config.n_positions);
   const wf = captureFactors(m.params, m.config, warm, inner, reqs.map((_, i) => i));
@@ -74,7 +77,7 @@ test("batch decorrelation in MEND: a lone edit is unchanged, a batch of calls eq
   // the editor's output layer is 0 at identity init: give it weights so the keys depend on φ
   const { net } = editorVariables(e);
   for (const [k, v] of Object.entries(net)) if (k.endsWith(".U")) v.assign(tf.tidy(() => tf.mul(0.05, tf.randomNormal(v.shape, 0, 1, "float32", 9))));
-  const off = { ...e, config: { ...e.config, batchPrecond: undefined } };
+  const off = withKeys(e, preconditionedKeys({ precond: extensionsOf(e)!.precond })); // the same editor without batch decorrelation
 
   const one = [reqs[0]];
   const [a, b] = [mendEdit(m, e, one), mendEdit(m, off, one)];

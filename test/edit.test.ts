@@ -1,4 +1,5 @@
 import test from "node:test";
+import { extendEditor } from "../dist/extensions/editorExtensions";
 import assert from "node:assert/strict";
 import * as fs from "fs";
 import * as os from "os";
@@ -72,7 +73,7 @@ test("batchLoss 'sum': a k-request edit is exactly the sum of the k single edits
   const reqs = [req, { prompt: "The capital of Peru is", target: "Santiago" }];
   for (const batchLoss of ["sum", "mean"] as const) {
     const e = warmEditor(m);
-    e.config = { ...e.config, batchLoss };
+    extendEditor(e, batchLoss === "sum" ? { batchLoss } : {});
     const both = mendEdit(m, e, reqs);
     const singles = reqs.map((r) => mendEdit(m, e, [r]));
     for (const n of e.config.innerParams) {

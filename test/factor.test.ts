@@ -1,4 +1,5 @@
 import test from "node:test";
+import { targetRows } from "../dist/extensions/targetRows";
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { autodiffWeightGradient, captureFactors, disposeFactors, outerProductSum } from "../dist/mend/factor";

@@ -1,4 +1,5 @@
 import test from "node:test";
+import { extendEditor } from "../dist/extensions/editorExtensions";
 import assert from "node:assert/strict";
 import { disposeEditor } from "../dist/mend/editor";
 import { disposeParams } from "../dist/model/gpt";
@@ -13,7 +14,7 @@ test("compareWithGradient reads the gradient the edit uses: the same request twi
   const e = warmEditor(m);
   const one = compareWithGradient(m, e, [req]);
   for (const [batchLoss, factor] of [["sum", 2], ["mean", 1]] as const) {
-    e.config = { ...e.config, batchLoss };
+    extendEditor(e, batchLoss === "sum" ? { batchLoss } : {});
     const two = compareWithGradient(m, e, [req, req]);
     two.forEach((c, i) => {
       assert.equal(c.name, one[i].name);

@@ -73,8 +73,9 @@ test("FT with RMSprop (the official optimiser) takes PyTorch's first step, -10·
 
 test("the standard methods: names as given, MEND-batch needs its editor, unknown names are errors", async () => {
   await setup();
-  const { standardMethods } = await import("../dist/cli/eval");
-  const { createEditor, DEFAULT_EDITOR_CONFIG, disposeEditor, World } = await import("../dist/index");
+  const { standardMethods } = await import("../dist/eval/methods");
+  const { createEditor, DEFAULT_EDITOR_CONFIG, disposeEditor } = await import("../dist/mend");
+  const { World } = await import("../dist/world");
   const m = tinyModel(43);
   const e = createEditor({ ...DEFAULT_EDITOR_CONFIG, innerParams: inner, rank: 8 }, Object.fromEntries(inner.map((n) => [n, m.params[n].shape])), 0);
   const world = World.load(path.join(ROOT, "data", "world.json"));

@@ -1,4 +1,6 @@
 import test from "node:test";
+import { extendEditor, extensionsOf, loadEditor } from "../dist/extensions/editorExtensions";
+import { loadEditor as loadOfficialEditor } from "../dist/mend/editorFolder";
 import assert from "node:assert/strict";
 import * as fs from "fs";
 import * as os from "os";
@@ -7,7 +9,7 @@ import * as tf from "@tensorflow/tfjs";
 import { keyPreconditioners, ridgeInverse } from "../dist/extensions/keyPrecond";
 import { disposeEdit, mendEdit, transformFactors, updateEditorStats } from "../dist/mend/edit";
 import { createEditor, DEFAULT_EDITOR_CONFIG, disposeEditor, lastBlocksMlp } from "../dist/mend/editor";
-import { loadEditor, saveEditor } from "../dist/mend/editorFolder";
+import { saveEditor } from "../dist/mend/editorFolder";
 import { captureFactors, disposeFactors } from "../dist/mend/factor";
 import { disposeParams } from "../dist/model/gpt";
 import { disposeBatch, makeBatch } from "../dist/world/batch";
@@ -45,7 +47,7 @@ test("key preconditioning: at identity init the key is (u - μ) P; P is saved, l
   const m = tinyModel(61);
   const inner = lastBlocksMlp(m.config.n_layer, 2);
   const shapes = Object.fromEntries(inner.map((n) => [n, m.params[n].shape]));
-  const e = createEditor({ ...DEFAULT_EDITOR_CONFIG, innerParams: inner, rank: 8, keyPrecond: 1 }, shapes, 0);
+  const e = createEditor({ ...DEFAULT_EDITOR_CONFIG, innerParams: inner, rank: 8 }, shapes, 0);
   const recs = getWorld().editRecords("train").slice(0, 30);
   const b = makeBatch(m.tokenizer, recs.map((r) => ({ prompt: r.prompts[0], target: r.target_new })), "target", m.config.n_positions);
   const f = captureFactors(m.params, m.config, b, inner, recs.map((_, i) => i));
@@ -57,7 +59,7 @@ test("key preconditioning: at identity init the key is (u - μ) P; P is saved, l
     assert.ok(maxAbsDiff(P[n], tf.transpose(P[n])) < 1e-5);
   }
   const twice = Object.fromEntries(inner.map((n) => [n, tf.mul(P[n], 2) as tf.Tensor2D]));
-  setKeyPreconditioners(e, P);
+  extendEditor(e, { keyPrecond: 1 }, P);
   const keys = transformFactors(e, f);
   for (const n of inner) {
     const stats = Object.values(e.nets).find((net) => net.modes.includes(n))!.stats;
@@ -69,14 +71,14 @@ test("key preconditioning: at identity init the key is (u - μ) P; P is saved, l
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "editor-precond-"));
   saveEditor(dir, e, m.config, m.params);
   const back = loadEditor(dir, m.config, m.params);
-  for (const n of inner) assert.equal(maxAbsDiff(back.precond![n], P[n]), 0);
+  for (const n of inner) assert.equal(maxAbsDiff(extensionsOf(back)!.precond![n], P[n]), 0);
   const req = [{ prompt: "The capital of Peru is", target: "Madrid" }];
   const r1 = mendEdit(m, e, req);
   const r2 = mendEdit(m, back, req);
   for (const n of inner) assert.ok(maxAbsDiff(r1.edited[n], r2.edited[n]) < 1e-6);
   // the preconditioner is used: doubling P doubles the update
   const r0 = mendEdit(m, e, req);
-  setKeyPreconditioners(back, twice);
+  extendEditor(back, { keyPrecond: 1 }, twice);
   const r3 = mendEdit(m, back, req);
   for (const n of inner) {
     const [d0, d3] = tf.tidy(() => [tf.sub(r0.edited[n], m.params[n]), tf.sub(r3.edited[n], m.params[n])]);
@@ -86,8 +88,9 @@ test("key preconditioning: at identity init the key is (u - μ) P; P is saved, l
   // no tensor leaks over repeated edits
   assert.equal(await leaked(() => { for (let i = 0; i < 5; i++) disposeEdit(mendEdit(m, back, req)); }), 0);
   for (const r of [r0, r1, r2, r3]) disposeEdit(r);
-  const plain = createEditor({ ...e.config, keyPrecond: undefined }, shapes, 0);
-  assert.throws(() => setKeyPreconditioners(plain, P), /no key preconditioning/);
+  const plain = createEditor(e.config, shapes, 0);
+  assert.throws(() => extendEditor(plain, {}, twice), /preconditioners given without keyPrecond/);
+  assert.throws(() => loadOfficialEditor(dir, m.config, m.params), /trained with additions to MEND \(keyPrecond\)/);
   disposeEditor(plain);
   tf.dispose(Object.values(keys).map((k) => [k.uTilde, k.deltaTilde]).flat());
   disposeFactors(f);

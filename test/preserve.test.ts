@@ -1,4 +1,7 @@
 import test from "node:test";
+import { withKeys } from "../dist/extensions/editorExtensions";
+import { preconditionedKeys } from "../dist/extensions/keyPrecond";
+import { preservedEdit } from "../dist/extensions/preserve";
 import { calibration, calibrationOf } from "../dist/extensions/calibrate";
 import assert from "node:assert/strict";
 import * as fs from "fs";
@@ -65,7 +68,7 @@ test("preserved keys: the update stops moving preserved inputs as β grows and k
   const o0 = responses(plain, own);
   let last = p0;
   for (const beta of [1, 100, 1e4]) {
-    const t = transformFactors(e, f, undefined, { inputs: kept, beta });
+    const t = transformFactors(withKeys(e, preconditionedKeys({ preserved: { inputs: kept, beta } })), f);
     const p = responses(t, kept);
     p.forEach((x, i) => assert.ok(x < last[i], `β ${beta}, ${inner[i]}: response on preserved inputs ${x} should fall below ${last[i]}`));
     if (beta === 1e4) {
@@ -75,7 +78,7 @@ test("preserved keys: the update stops moving preserved inputs as β grows and k
     last = p;
     free(t);
   }
-  const none = transformFactors(e, f, undefined, { inputs: Object.fromEntries(inner.map((n) => [n, tf.zeros([0, own[n].shape[1]]) as tf.Tensor2D])), beta: 10 });
+  const none = transformFactors(withKeys(e, preconditionedKeys({ preserved: { inputs: Object.fromEntries(inner.map((n) => [n, tf.zeros([0, own[n].shape[1]]) as tf.Tensor2D])), beta: 10 } })), f);
   for (const n of inner) assert.ok(maxAbsDiff(none[n].uTilde, plain[n].uTilde) < 1e-6, `no preserved inputs: ${n} unchanged`);
   [plain, none].forEach(free);
   tf.dispose([...Object.values(own), ...Object.values(kept)]);
@@ -106,67 +109,28 @@ test("mendEdit with preservation: the preserved update when its step is within m
   assert.deepEqual(calibrationOf(plain.info)!.found, [true]);
   const same = (r: EditResult, what: string) => inner.forEach((n) => assert.ok(maxAbsDiff(r.edited[n], plain.edited[n]) < 1e-6, `${what}: ${n}`));
 
-  const fallback = mendEdit(m, e, [req], { calibrate: cal, preserve: { set: matching, beta: 10, margin: 1.2, maxStep: 1e-3 } });
-  assert.equal(fallback.info.preserved, false, "no right step up to maxStep: the plain edit");
+  const fallback = preservedEdit(m, e, [req], { set: matching, beta: 10, margin: 1.2, maxStep: 1e-3 }, cal);
+  assert.equal(fallback.preserved, false, "no right step up to maxStep: the plain edit");
   same(fallback, "fallback");
-  const nothingKept = mendEdit(m, e, [req], { calibrate: cal, preserve: { set: unmatched, beta: 10, margin: 1.2, maxStep: 4.8 } });
-  assert.equal(nothingKept.info.preserved, true);
+  const nothingKept = preservedEdit(m, e, [req], { set: unmatched, beta: 10, margin: 1.2, maxStep: 4.8 }, cal);
+  assert.equal(nothingKept.preserved, true);
   same(nothingKept, "no preserved prompt gives the old answer");
-  const kept = mendEdit(m, e, [req], { calibrate: cal, preserve: { set: matching, beta: 10, margin: 1.2, maxStep: 100 } });
-  assert.equal(kept.info.preserved, true, "a right step exists for the preserved update");
+  const kept = preservedEdit(m, e, [req], { set: matching, beta: 10, margin: 1.2, maxStep: 100 }, cal);
+  assert.equal(kept.preserved, true, "a right step exists for the preserved update");
   assert.ok(inner.some((n) => maxAbsDiff(kept.edited[n], plain.edited[n]) > 1e-5), "the preserved update differs from the plain one");
   const c = calibrationOf(kept.info)!;
   assert.ok(c.found[0] && Math.abs(c.scales[0] - 1.2 * c.thresholds[0]) < 1e-9 && c.scales[0] <= 100);
   [plain, fallback, nothingKept, kept].forEach(disposeEdit);
 
   const p = { set: matching, beta: 10, margin: 1.2, maxStep: 2 };
-  assert.throws(() => mendEdit(m, e, [req], { preserve: p }), /preservation needs step calibration/);
-  assert.throws(() => mendEdit(m, e, [req], { calibrate: cal, preserve: { ...p, beta: 0 } }), /β must be a finite number > 0/);
-  assert.throws(() => mendEdit(m, e, [req], { calibrate: cal, preserve: { ...p, maxStep: -1 } }), /margin and maxStep must be > 0/);
-  assert.throws(() => mendEdit(m, e, [req], { calibrate: cal, preserve: { ...p, set: { ...matching, inputs: { [inner[0]]: matching.inputs[inner[0]] } } } }), /has no inputs of "h\.\d\.mlp/);
+  assert.throws(() => preservedEdit(m, e, [req], { ...p, beta: 0 }, cal), /β must be a finite number > 0/);
+  assert.throws(() => preservedEdit(m, e, [req], { ...p, maxStep: -1 }, cal), /margin and maxStep must be > 0/);
+  assert.throws(() => preservedEdit(m, e, [req], { ...p, set: { ...matching, inputs: { [inner[0]]: matching.inputs[inner[0]] } } }, cal), /has no inputs of "h\.\d\.mlp/);
   assert.equal(await leaked(() => {
-    for (const maxStep of [1e-3, 100]) for (let i = 0; i < 3; i++) disposeEdit(mendEdit(m, e, [req], { calibrate: cal, preserve: { ...p, maxStep } }));
+    for (const maxStep of [1e-3, 100]) for (let i = 0; i < 3; i++) disposeEdit(preservedEdit(m, e, [req], { ...p, maxStep }, cal));
   }), 0);
   disposePreservationSet(measured);
   disposeEditor(e);
   disposeParams(m.params);
 });
 
-test("meta-training with preservation: each call keeps its own facts' prompts out of its preserved inputs, the meta-gradient is finite and differs from the unpreserved one; trainEditor with preserve leaves no tensors", async () => {
-  await setup();
-  const m = tinyModel(74);
-  const e = warmEditor(m);
-  const inner = e.config.innerParams;
-  const { net, editLrs } = editorVariables(e);
-  for (const [k, v] of Object.entries(net)) if (k.endsWith(".U")) v.assign(tf.tidy(() => tf.mul(0.05, tf.randomNormal(v.shape, 0, 1, "float32", 5))));
-  const w = getWorld();
-  const train = w.editRecords("train").slice(0, 60);
-  const p = trainingPreservation(m, inner, train, 10);
-  assert.equal(p.set.prompts.length, p.facts.length);
-  // a random model gives most prompts the same answer: every call's preserved set is large, minus its own fact
-  const groups = [[fixedMetaExample(train[0], 0)], [fixedMetaExample(train[5], 1), fixedMetaExample(train[9], 2)]];
-  const byCall = groupPreserved(m, p, groups, inner).byCall!;
-  const old = nextTokenTopK(m, [train[0].prompts[0]], 1)[0].top[0].id;
-  const same = preservedRows(p.set, [old]);
-  const own = train[0].prompts.map((q) => p.set.prompts.indexOf(q)).filter((i) => same.includes(i)); // its fact's prompts with the same answer
-  assert.ok(own.includes(p.set.prompts.indexOf(train[0].prompts[0])), "the edit prompt itself is in the set, with its old answer");
-  assert.equal(byCall.get(0)![inner[0]].shape[0], same.length - own.length, "call 0 preserves every same-answer prompt but its own fact's");
-  for (const x of byCall.values()) tf.dispose(Object.values(x));
-  const vars = { ...net, ...editLrs };
-  const c = { ...DEFAULT_TRAIN_EDITOR_CONFIG };
-  const withP = metaBatchGrads(m, e, groups, vars, c, false, p);
-  const without = metaBatchGrads(m, e, groups, vars, c, false, null);
-  assert.ok(withP.grads && without.grads, "finite");
-  const diff = Math.max(...Object.keys(vars).map((k) => maxAbsDiff(withP.grads![k], without.grads![k])));
-  assert.ok(diff > 1e-6, `the preserved meta-gradient differs (max diff ${diff})`);
-  tf.dispose([...Object.values(withP.grads!), ...Object.values(without.grads!)]);
-  assert.equal(await leaked(() => { const r = metaBatchGrads(m, e, groups, vars, c, false, p); tf.dispose(Object.values(r.grads ?? {})); }), 0);
-  disposePreservationSet(p.set);
-  disposeEditor(e);
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "te-pres-"));
-  assert.equal(await leaked(async () => {
-    await trainEditor(m, train, w.editRecords("val").slice(0, 8), dir, { ...c, maxSteps: 2, accumulate: 2, valEvery: 1, valSize: 4, editor: { rank: 8 }, preserve: 10 }, { quiet: true });
-  }), 0, "training with preservation leaves no tensors");
-  fs.rmSync(dir, { recursive: true, force: true });
-  disposeParams(m.params);
-});

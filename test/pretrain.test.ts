@@ -15,7 +15,7 @@ test("pretraining lowers the loss, is seeded, writes best/last and leaks nothing
   const run = async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pt-"));
     const losses: number[] = [];
-    await pretrain(w, dir, cfg, { quiet: true, onProgress: (p) => losses.push(p.loss) });
+    await pretrain(w, dir, cfg, { onProgress: (p) => losses.push(p.loss) });
     return { dir, losses };
   };
   const before = tf.memory().numTensors;
@@ -31,12 +31,12 @@ test("pretraining resumes from the last checkpoint", async () => {
   await setup();
   const w = getWorld();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pt-"));
-  await pretrain(w, dir, { ...cfg, maxSteps: 4 }, { quiet: true });
+  await pretrain(w, dir, { ...cfg, maxSteps: 4 }, {});
   const state = JSON.parse(fs.readFileSync(path.join(dir, "last", "trainer_state.json"), "utf8"));
   state.config.maxSteps = 8;
   fs.writeFileSync(path.join(dir, "last", "trainer_state.json"), JSON.stringify(state));
   const steps: number[] = [];
-  const r = await pretrain(w, dir, cfg, { resume: true, quiet: true, onProgress: (p) => steps.push(p.step) });
+  const r = await pretrain(w, dir, cfg, { resume: true, onProgress: (p) => steps.push(p.step) });
   assert.deepEqual(steps, [5, 6, 7, 8]);
   assert.equal(r.steps, 8);
 });
@@ -44,6 +44,6 @@ test("pretraining resumes from the last checkpoint", async () => {
 test("pretraining rejects a model size it cannot build, before writing anything", async () => {
   await setup();
   const dir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "pt-")), "run");
-  await assert.rejects(pretrain(getWorld(), dir, { ...cfg, model: { n_embd: 18, n_head: 4 } }, { quiet: true }), /n_embd \(18\) is not divisible by n_head \(4\)/);
+  await assert.rejects(pretrain(getWorld(), dir, { ...cfg, model: { n_embd: 18, n_head: 4 } }, {}), /n_embd \(18\) is not divisible by n_head \(4\)/);
   assert.equal(fs.existsSync(dir), false);
 });

@@ -1,4 +1,5 @@
 import test from "node:test";
+import { localityPicker } from "../dist/extensions/localitySampling";
 import assert from "node:assert/strict";
 import * as fs from "fs";
 import * as os from "os";
@@ -23,7 +24,7 @@ test("a few meta-training steps lower the validation loss; checkpoints keep stat
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "te-"));
   const before = tf.memory().numTensors;
   const hist: number[] = [];
-  const r = await trainEditor(m, w.editRecords("train"), w.editRecords("val"), dir, cfg, { quiet: true, onProgress: (p) => p.val && hist.push(p.val.total) });
+  const r = await trainEditor(m, w.editRecords("train"), w.editRecords("val"), dir, cfg, { onProgress: (p) => p.val && hist.push(p.val.total) });
   assert.equal(tf.memory().numTensors, before, "training leaves no tensors behind");
   assert.equal(r.steps, 6);
   assert.ok(hist.length === 2 && Number.isFinite(hist[0]));
@@ -40,14 +41,14 @@ test("training resumes from the last checkpoint with its step, statistics and op
   const m = tinyModel(52);
   const w = getWorld();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "te-"));
-  await trainEditor(m, w.editRecords("train"), w.editRecords("val"), dir, { ...cfg, maxSteps: 3 }, { quiet: true });
+  await trainEditor(m, w.editRecords("train"), w.editRecords("val"), dir, { ...cfg, maxSteps: 3 }, {});
   const counts = Object.values(loadEditor(path.join(dir, "last"), m.config, m.params).nets).map((n) => n.stats.count);
   const state = JSON.parse(fs.readFileSync(path.join(dir, "last", "trainer_state.json"), "utf8"));
   assert.equal(state.step, 3);
   state.config.maxSteps = 6;
   fs.writeFileSync(path.join(dir, "last", "trainer_state.json"), JSON.stringify(state));
   const steps: number[] = [];
-  const r = await trainEditor(m, w.editRecords("train"), w.editRecords("val"), dir, cfg, { resume: true, quiet: true, onProgress: (p) => steps.push(p.step) });
+  const r = await trainEditor(m, w.editRecords("train"), w.editRecords("val"), dir, cfg, { resume: true, onProgress: (p) => steps.push(p.step) });
   assert.deepEqual(steps, [4, 5, 6]);
   const e = loadEditor(path.join(dir, "last"), m.config, m.params);
   Object.values(e.nets).forEach((n, i) => assert.ok(n.stats.count > counts[i], "statistics kept growing from the restored values"));
@@ -84,7 +85,7 @@ test("validation calls of k > 1 edits hold distinct facts (the split has several
 
 test("meta-loss weighting: 'call' and 'edit' agree for single edits and differ once calls hold several edits", async () => {
   await setup();
-  const { fixedMetaExample, validateEditor } = await import("../dist/index");
+  const { fixedMetaExample, validateEditor } = await import("../dist/mend");
   const { warmEditor } = await import("./helpers");
   const m = tinyModel(44);
   const e = warmEditor(m);
@@ -100,7 +101,7 @@ test("meta-loss weighting: 'call' and 'edit' agree for single edits and differ o
 
 test("extra locality texts share their edit's weight: duplicating x_loc leaves the meta-loss unchanged", async () => {
   await setup();
-  const { metaBatchEval, editorVariables } = await import("../dist/index");
+  const { metaBatchEval, editorVariables } = await import("../dist/mend");
   const m = tinyModel(53);
   const e = warmEditor(m, 5);
   const vars = editorVariables(e);
@@ -112,7 +113,7 @@ test("extra locality texts share their edit's weight: duplicating x_loc leaves t
   assert.ok(one[0].lLoc > 0, "the edit moves the locality text");
   assert.ok(Math.abs(three[0].lLoc - one[0].lLoc) < 1e-6 * Math.max(1, one[0].lLoc), `${three[0].lLoc} vs ${one[0].lLoc}`);
   assert.deepEqual(three.map((r) => r.locUnchanged), one.map((r) => r.locUnchanged));
-  const drawn = sampleMetaBatch(getWorld().editRecords("train"), new Rng(4), 5, 0, 3);
+  const drawn = sampleMetaBatch(getWorld().editRecords("train"), new Rng(4), 5, 0, localityPicker({ locPerEdit: 3, sameAnswerLoc: 0 }, getWorld().editRecords("train")));
   for (const x of drawn) assert.equal(new Set([x.loc, ...(x.extraLoc ?? [])].map((l) => l.prompt)).size, 3, "three distinct locality texts");
   disposeEditor(e);
   disposeParams(m.params);
@@ -124,7 +125,7 @@ test("same-answer locality texts: another subject's fact with the edit's relatio
   for (const [key, ls] of pool) for (const l of ls) assert.equal(`${l.relation}|${l.target}`, key);
   const byPrompt = new Map(train.flatMap((r) => r.prompts.map((p) => [p, r] as const))); // any record of the fact
   const byEdit = new Map(train.flatMap((r) => r.prompts.map((p) => [`${p}|${r.target_new}`, r] as const))); // the edited record
-  const exs = sampleMetaBatch(train, new Rng(5), 40, 0, 3, { pool, p: 1 });
+  const exs = sampleMetaBatch(train, new Rng(5), 40, 0, localityPicker({ locPerEdit: 3, sameAnswerLoc: 1 }, train));
   let replaced = 0;
   for (const x of exs) {
     const edited = byEdit.get(`${x.editInner.prompt}|${x.editInner.target}`)!;
@@ -140,38 +141,48 @@ test("same-answer locality texts: another subject's fact with the edit's relatio
   }
   assert.ok(replaced > 10, `${replaced} of 40 edits had a same-answer text`);
   // p = 0 keeps every locality text from the edit's own locality examples
-  for (const x of sampleMetaBatch(train, new Rng(6), 20, 0, 3, { pool, p: 0 })) {
+  for (const x of sampleMetaBatch(train, new Rng(6), 20, 0, localityPicker({ locPerEdit: 3, sameAnswerLoc: 0 }, train))) {
     const edited = byEdit.get(`${x.editInner.prompt}|${x.editInner.target}`)!;
     for (const l of [x.loc, ...(x.extraLoc ?? [])]) assert.ok(edited.locality.some((e) => e.prompt === l.prompt), l.prompt);
   }
 });
 
-test("calibrated-step meta-training scores each edit at the step a calibrated mendEdit applies", async () => {
+test("the meta-loss scores the edit the edit API makes: L_edit equals the NLL of x'_e under mendEdit's weights", async () => {
   await setup();
-  const { fixedMetaExample, validateEditor, mendEdit, disposeEdit, scoreTargets } = await import("../dist/index");
+  const { fixedMetaExample, validateEditor, mendEdit, disposeEdit } = await import("../dist/mend");
+  const { scoreTargets } = await import("../dist/model");
   const { warmEditor } = await import("./helpers");
   const m = tinyModel(45);
   const e = warmEditor(m);
-  for (const v of Object.values(e.editLrs)) v.assign(tf.scalar(-0.01)); // a step size at which the tiny model's edits become right
+  for (const v of Object.values(e.editLrs)) v.assign(tf.scalar(-0.01)); // an edit large enough to move x'_e
   const ex = getWorld().editRecords("val").slice(0, 4).map((r, i) => fixedMetaExample(r, i));
-  const c = { cEdit: 0.1, cLoc: 1, calibratedStep: 1.3 };
-  const trained = validateEditor(m, e, ex.map((x) => [x]), c);
+  const val = validateEditor(m, e, ex.map((x) => [x]), { cEdit: 0.1, cLoc: 1 });
   let nll = 0;
-  let calibrated = 0;
   for (const x of ex) {
-    const r = mendEdit(m, e, [x.editInner], { calibrate: { margin: 1.3, maxScale: 2 } });
-    if (r.info.calibration!.found[0]) calibrated++;
+    const r = mendEdit(m, e, [x.editInner]);
     const [s] = scoreTargets({ ...m, params: r.params }, [x.editOuter]);
     nll += -s.logProb / s.argmax.length / ex.length;
     disposeEdit(r);
   }
-  assert.ok(calibrated > 0, "some edits have a calibrated step");
-  assert.ok(Math.abs(trained.lossEdit - nll) < 1e-3 * Math.max(1, nll), `meta-loss L_edit ${trained.lossEdit} vs calibrated edits' ${nll}`);
-  const official = validateEditor(m, e, ex.map((x) => [x]), { cEdit: 0.1, cLoc: 1 });
-  assert.ok(Math.abs(official.lossEdit - trained.lossEdit) > 1e-3, "the calibrated step is not the official one");
-  const before = tf.memory().numTensors;
-  validateEditor(m, e, ex.map((x) => [x]), c);
-  assert.equal(tf.memory().numTensors, before, "no tensor leak from the step search");
+  assert.ok(Math.abs(val.lossEdit - nll) < 1e-3 * Math.max(1, nll), `meta-loss L_edit ${val.lossEdit} vs mendEdit's ${nll}`);
+  disposeEditor(e);
+  disposeParams(m.params);
+});
+
+test("validation losses do not depend on how the set is split into passes, under either weighting", async () => {
+  await setup();
+  const { fixedMetaExample, validateEditor } = await import("../dist/mend");
+  const { warmEditor } = await import("./helpers");
+  const m = tinyModel(46);
+  const e = warmEditor(m);
+  for (const v of Object.values(e.editLrs)) v.assign(tf.scalar(-0.01));
+  const ex = getWorld().editRecords("val").slice(0, 6).map((r, i) => fixedMetaExample(r, i));
+  const groups = [[ex[0]], [ex[1], ex[2]], [ex[3]], [ex[4], ex[5]]];
+  for (const weighting of ["call", "edit"] as const) {
+    const one = validateEditor(m, e, groups, { cEdit: 0.1, cLoc: 1, weighting }, 40);
+    const twos = validateEditor(m, e, groups, { cEdit: 0.1, cLoc: 1, weighting }, 2);
+    assert.ok(Math.abs(one.total - twos.total) < 1e-6, `${weighting}: one pass ${one.total}, passes of 2 edits ${twos.total}`);
+  }
   disposeEditor(e);
   disposeParams(m.params);
 });

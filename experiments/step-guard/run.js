@@ -8,10 +8,10 @@
  * W + α∇̃W is made once and each candidate is W + t·α∇̃W. Reports the usual validation figures and
  * how many edits were lowered or stuck.
  *
- *   node scripts/step-guard.js [--editor editor|editor-batch] [--margin 1.3] [--n 64] [--shrink 0.93] [--floor 1] [--split val]
+ *   node experiments/step-guard/run.js [--editor editor|editor-batch] [--margin 1.3] [--n 64] [--shrink 0.93] [--floor 1] [--split val]
  */
 const tf = require("@tensorflow/tfjs");
-const { mend, flags, loadShipped } = require("./common");
+const { mend, flags, loadShipped } = require("../common");
 
 async function main() {
   const flag = flags();

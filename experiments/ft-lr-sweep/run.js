@@ -4,11 +4,11 @@
  * to success for several lrs (Adam, or the official code's RMSprop), on one split's edits (validation by default, so the choice of lr
  * does not look at the test split).
  *
- *   node scripts/ft-lr-sweep.js [--split val] [--lrs 1e-4,3e-4,4e-4,5e-4,1e-3] [--optimizer rmsprop|adam] [--editor DIR]
+ *   node experiments/ft-lr-sweep/run.js [--split val] [--lrs 1e-4,3e-4,4e-4,5e-4,1e-3] [--optimizer rmsprop|adam] [--editor DIR]
  *
  * FT tunes the weights that the editor (default checkpoints/editor) edits.
  */
-const { mend, flags, loadShipped } = require("./common");
+const { mend, flags, loadShipped } = require("../common");
 
 async function main() {
   const flag = flags();

@@ -14,12 +14,12 @@
  * success, held-out paraphrases and locality per class, with the same-relation probes that share
  * the edited fact's old answer apart ("same answer"; the rest is "same relation" here).
  *
- *   node scripts/key-whitening.js [--layer h.3.mlp.c_proj.weight] [--lam 1] [--margin 1.5] [--split test|val] [--limit N]
+ *   node experiments/key-whitening/run.js [--layer h.3.mlp.c_proj.weight] [--lam 1] [--margin 1.5] [--split test|val] [--limit N]
  *                                 [--rows target|subject|subject-last] [--modes plain,white] [--model DIR]
  */
 const path = require("path");
 const tf = require("@tensorflow/tfjs");
-const { mend, ROOT, flags, subjectFinder } = require("./common");
+const { mend, ROOT, flags, subjectFinder } = require("../common");
 
 async function main() {
   const flag = flags();

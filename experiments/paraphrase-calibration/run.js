@@ -9,10 +9,10 @@
  * `--beta B`, kept off the preserved same-answer inputs as in preserve.ts, without its fallback).
  * Reports edit success, held-out paraphrases and locality per class on one split's single edits.
  *
- *   node scripts/paraphrase-calibration.js [--editor DIR] [--split val|test] [--margins 1,1.1,1.2] [--max 3] [--beta B]
+ *   node experiments/paraphrase-calibration/run.js [--editor DIR] [--split val|test] [--margins 1,1.1,1.2] [--max 3] [--beta B]
  */
 const tf = require("@tensorflow/tfjs");
-const { mend, flags, loadShipped, scaledEdit } = require("./common");
+const { mend, flags, loadShipped, scaledEdit } = require("../common");
 
 /** A MEND edit whose step is margin × the smallest one that makes every training-template paraphrase of the fact right. */
 function paraphraseCalibrated(editor, world, margin, maxScale, preservation) {

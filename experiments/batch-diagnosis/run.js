@@ -11,10 +11,10 @@
  * and edit success with the edit lrs α scaled (too weak an update would recover with a larger α;
  * interference between the k updates would not).
  *
- *   node scripts/batch-diagnosis.js [--editor DIR] [--k 5,25] [--scales 0.5,1,2]
+ *   node experiments/batch-diagnosis/run.js [--editor DIR] [--k 5,25] [--scales 0.5,1,2]
  */
 const tf = require("@tensorflow/tfjs");
-const { mend, flags, loadShipped } = require("./common");
+const { mend, flags, loadShipped } = require("../common");
 
 async function main() {
   const flag = flags();

@@ -4,7 +4,10 @@
  */
 const path = require("path");
 const tf = require("@tensorflow/tfjs");
-const mend = require(path.join(__dirname, "..", "dist"));
+// The experiments read the library as one flat namespace (research scripts, not library code).
+const lib = require(path.join(__dirname, "..", "dist"));
+const mend = Object.assign({}, ...["model", "world", "mend", "extensions", "baselines", "evaluation", "viz"].map((n) => lib[n]),
+  { loadEditor: lib.extensions.loadEditor, lowRankEdits: lib.mend.lowRankEdits, withRequests: require(path.join(__dirname, "..", "dist", "mend", "edit")).withRequests });
 
 const ROOT = path.join(__dirname, "..");
 

@@ -5,12 +5,12 @@
  * paper samples zsRE batches). Reports edit success on the edit prompts, held-out paraphrases and
  * the group's locality probes (unchanged argmax).
  *
- *   node scripts/batch-groups.js [--editor DIR] [--split test|val] [--k 25] [--n 5] [--beta B] [--batch-loss mean|sum]
+ *   node experiments/batch-groups/run.js [--editor DIR] [--split test|val] [--k 25] [--n 5] [--beta B] [--batch-loss mean|sum]
  *
  * --beta sets the editor's batch key decorrelation β at edit time (it needs key preconditioning);
  * --batch-loss overrides how the call's losses combine (an editor trained on single edits has "mean").
  */
-const { mend, flags, loadShipped } = require("./common");
+const { mend, flags, loadShipped } = require("../common");
 
 async function main() {
   const flag = flags();

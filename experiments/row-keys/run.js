@@ -15,11 +15,11 @@
  * The subject span is found by matching the world's subject names in the prompt. `--blocks 2,3`
  * also drops the update of every edited weight outside those blocks (which layers carry the edit).
  *
- *   node scripts/row-keys.js [--modes all,subject,subject+last,no-prefix] [--split val|test]
+ *   node experiments/row-keys/run.js [--modes all,subject,subject+last,no-prefix] [--split val|test]
  *                            [--margin 1.3] [--max 2] [--editor DIR] [--blocks 1,2,3]
  */
 const tf = require("@tensorflow/tfjs");
-const { mend, flags, loadShipped, subjectFinder, scaledEdit } = require("./common");
+const { mend, flags, loadShipped, subjectFinder, scaledEdit } = require("../common");
 
 const KEEP = {
   all: () => true,
