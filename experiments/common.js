@@ -6,8 +6,10 @@ const path = require("path");
 const tf = require("@tensorflow/tfjs");
 // The experiments read the library as one flat namespace (research scripts, not library code).
 const lib = require(path.join(__dirname, "..", "dist"));
+const dist = (f) => require(path.join(__dirname, "..", "dist", f));
 const mend = Object.assign({}, ...["model", "world", "mend", "extensions", "baselines", "evaluation", "viz"].map((n) => lib[n]),
-  { loadEditor: lib.extensions.loadEditor, lowRankEdits: lib.mend.lowRankEdits, withRequests: require(path.join(__dirname, "..", "dist", "mend", "edit")).withRequests });
+  { loadEditor: lib.extensions.loadEditor }, // any editor folder, with or without extensions
+  dist("mend/edit"), dist("extensions/preserve"), dist("extensions/keyPrecond"), dist("extensions/calibrate"), dist("extensions/editorExtensions"));
 
 const ROOT = path.join(__dirname, "..");
 
@@ -49,7 +51,7 @@ function subjectFinder(tokenizer, world) {
 function scaledEdit(model, update, scales, t0) {
   const edited = tf.tidy(() => Object.fromEntries(Object.entries(update).map(([name, u]) => {
     const s = tf.tensor2d(u.request.map((b) => scales[b]), [u.request.length, 1]); // [M, 1]
-    return [name, tf.add(model.params[name], tf.matMul(tf.mul(u.left, s), u.right, true, false))];
+    return [name, tf.add(model.params[name], mend.denseUpdate({ alpha: tf.scalar(1), keys: tf.mul(u.left, s), values: u.right }))]; // left already carries α
   })));
   tf.dispose(Object.values(update).flatMap((u) => [u.left, u.right]));
   return { params: { ...model.params, ...edited }, edited, latencyMs: performance.now() - t0 };

@@ -69,7 +69,7 @@ async function main() {
       n.loc += locs.length;
     }
     const f = (x, d) => (x / d).toFixed(3);
-    console.log(`k = ${k} (${n.edits} edits): one call (batchLoss ${editor.config.batchLoss ?? "mean"}) ES ${f(n.aEs, n.edits)}, locality acc ${f(n.aLoc, n.loc)} | sum of single edits ES ${f(n.bEs, n.edits)}, locality acc ${f(n.bLoc, n.loc)}`);
+    console.log(`k = ${k} (${n.edits} edits): one call (batchLoss ${mend.extensionsOf(editor)?.extensions.batchLoss ?? "mean"}) ES ${f(n.aEs, n.edits)}, locality acc ${f(n.aLoc, n.loc)} | sum of single edits ES ${f(n.bEs, n.edits)}, locality acc ${f(n.bLoc, n.loc)}`);
     console.log(`  failed edit prompts of the one call answer: ${JSON.stringify(fails)}`);
     console.log(`  one call with α scaled: ${scales.map((sc, i) => `×${sc} ES ${f(scaledEs[i], n.edits)}`).join(", ")}`);
   }

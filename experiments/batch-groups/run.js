@@ -18,11 +18,16 @@ async function main() {
   if (flag("beta") !== undefined) {
     const beta = Number(flag("beta"));
     if (!(beta > 0)) throw new Error(`--beta must be a number > 0, got "${flag("beta")}"`);
-    if (!editor.precond) throw new Error("--beta: batch key decorrelation needs an editor with key preconditioning (trained with --key-precond)");
-    editor.config = { ...editor.config, batchPrecond: beta };
+    const x = mend.extensionsOf(editor);
+    if (!x?.precond) throw new Error("--beta: batch key decorrelation needs an editor with key preconditioning (trained with --key-precond)");
+    mend.extendEditor(editor, { ...x.extensions, batchPrecond: beta }, x.precond);
   }
   if (!["mean", "sum", undefined].includes(flag("batch-loss"))) throw new Error(`--batch-loss must be "mean" or "sum", got "${flag("batch-loss")}"`);
-  if (flag("batch-loss") !== undefined) editor.config = { ...editor.config, batchLoss: flag("batch-loss") };
+  if (flag("batch-loss") !== undefined) {
+    const x = mend.extensionsOf(editor);
+    const { batchLoss: _old, ...rest } = x?.extensions ?? {};
+    mend.extendEditor(editor, { ...rest, ...(flag("batch-loss") === "sum" ? { batchLoss: "sum" } : {}) }, x?.precond);
+  }
   const records = mend.distinctFacts(mend.World.load().editRecords(flag("split", "test")));
   const k = Number(flag("k", "25"));
   const n = Number(flag("n", "5"));

@@ -5,7 +5,7 @@
  * applied as W − η G with
  *   plain: the key u_i as it is (a single tuned gradient step), or
  *   white: the key C⁻¹ u_i, C = E[u uᵀ] over the training prompts' answer positions plus a ridge
- *          λ·tr(C)/d (ROME's key covariance; `keySecondMoments`, `ridgeInverse` of precond.ts),
+ *          λ·tr(C)/d (ROME's key covariance; `keySecondMoments`, `ridgeInverse` of src/extensions/keyPrecond.ts),
  *          rescaled so that u_i·key = u_i·u_i: the edit prompt
  *          itself sees exactly the same update, only other prompts see less of it.
  * `--rows subject` takes the gradient from the subject's token rows instead of the target rows
@@ -45,7 +45,7 @@ async function main() {
       const req = { prompt: r.prompts[0], target: r.target_new };
       const b = mend.makeBatch(model.tokenizer, [req], "target", model.config.n_positions);
       const T = b.inputIds.shape[1];
-      const f = mend.captureFactors(model.params, model.config, b, [layer], undefined, "structural", rows === "target" ? "target" : "all");
+      const f = mend.captureFactors(model.params, model.config, b, [layer], undefined, "structural", rows === "target" ? mend.targetRows : undefined);
       mend.disposeBatch(b);
       const span = subjectSpan(req.prompt);
       const keep = f.rows[layer].map((r) => rows === "target" || (r % T < span.end && (rows === "subject" ? r % T >= span.start : r % T === span.end - 1)));

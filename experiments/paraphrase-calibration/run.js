@@ -33,7 +33,8 @@ function paraphraseCalibrated(editor, world, margin, maxScale, preservation) {
         logits.dispose();
         preserved = { beta: preservation.beta, inputs: mend.preservedInputsAt(preservation.set, mend.preservedRows(preservation.set, old), editor.config.innerParams) };
       }
-      const update = mend.withRequests(factors, tf.tidy(() => mend.lowRankEdits(editor, factors, 1, undefined, preserved))); // left = α·ũ, right = δ̃
+      const keyed = preserved ? mend.withKeys(editor, mend.preconditionedKeys({ precond: mend.extensionsOf(editor)?.precond, batchBeta: mend.extensionsOf(editor)?.extensions.batchPrecond, preserved })) : editor;
+      const update = mend.withRequests(factors, tf.tidy(() => mend.lowRankEdits(keyed, factors, 1))); // left = α·ũ, right = δ̃
       if (preserved) tf.dispose(Object.values(preserved.inputs));
       const paraphrases = world.prompts(fact.subject, fact.relation, "train").map((prompt) => ({ prompt, target: request.target }));
       const check = mend.makeBatch(model.tokenizer, paraphrases, "target", model.config.n_positions);

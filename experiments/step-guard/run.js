@@ -30,8 +30,8 @@ async function main() {
     edit(m, requests) {
       const t0 = performance.now();
       const done = (e) => ({ params: e.params, edited: e.edited, latencyMs: performance.now() - t0 });
-      const cal = mend.mendEdit(m, editor, requests, { calibrate: { margin, maxScale: 2 } });
-      const { scales, found } = cal.info.calibration;
+      const cal = mend.mendEdit(m, editor, requests, { stepScale: mend.calibration({ margin, maxScale: 2 }) });
+      const { scales, found } = mend.calibrationOf(cal.info);
       if (requests.length !== 1 || !found[0]) return done(cal);
       const old = answer(m, [requests[0].prompt])[0];
       const same = (byAnswer.get(old) ?? []).slice(0, n);

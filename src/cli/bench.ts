@@ -14,7 +14,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { describeBackend, initBackend, useFastMatMulGradient } from "../model/backend";
 import { Batch, disposeBatch, makeBatch } from "../world/batch";
-import { DEFAULT_EDITOR_DIR, DEFAULT_MODEL_DIR } from "./common";
+import { DEFAULT_EDITOR_DIR, DEFAULT_MODEL_DIR, EDITOR_FLAG, JSON_FLAG, MODEL_FLAG } from "./common";
 import { CommandSpec, flagBool, flagNumber, Flags, flagString } from "./flags";
 import { calibration, DEFAULT_CALIBRATION } from "../extensions/calibrate";
 import { loadEditor } from "../extensions/editorExtensions";
@@ -267,10 +267,10 @@ export const spec: CommandSpec = {
   name: "bench",
   summary: "speed and memory: MEND edit vs its forward+backward, FT-to-success, a meta-training step, peak RSS (ratios from one run)",
   flags: [
-    { name: "model", type: "string", value: "DIR", help: "model folder", default: "checkpoints/base" },
-    { name: "editor", type: "string", value: "DIR", help: "editor folder", default: "checkpoints/editor" },
+    MODEL_FLAG,
+    EDITOR_FLAG,
     { name: "reps", type: "int", value: "N", help: "timed runs per figure (median)", default: 10, min: 1 },
-    { name: "json", type: "boolean", help: "one JSON object instead of text" },
+    JSON_FLAG,
   ],
 };
 

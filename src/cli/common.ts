@@ -6,6 +6,7 @@ import { disposeParams } from "../model/gpt";
 import { loadModel, Model } from "../model/modelFolder";
 import { EditRequest, validateRequests } from "../mend/edit";
 import { Editor } from "../mend/editor";
+import type { FlagSpec } from "./flags";
 
 export const PACKAGE_ROOT = path.join(__dirname, "..", "..");
 export const DEFAULT_MODEL_DIR = path.join(PACKAGE_ROOT, "checkpoints", "base");
@@ -38,3 +39,10 @@ export function readRequests(file: string): EditRequest[] {
   validateRequests(reqs);
   return reqs;
 }
+
+/** Flags several commands share (one declaration each). */
+export const MODEL_FLAG: FlagSpec = { name: "model", type: "string", value: "DIR", help: "model folder", default: "checkpoints/base" };
+export const EDITOR_FLAG: FlagSpec = { name: "editor", type: "string", value: "DIR", help: "editor folder (official or with extensions)", default: "checkpoints/editor" };
+export const JSON_FLAG: FlagSpec = { name: "json", type: "boolean", help: "one JSON object instead of text" };
+export const SEED_FLAG: FlagSpec = { name: "seed", type: "int", value: "S", help: "seed of the initialisation and the data order", default: 0, min: 0 };
+export const RESUME_FLAG: FlagSpec = { name: "resume", type: "boolean", help: "continue the run in --run-dir from its last checkpoint" };

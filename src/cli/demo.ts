@@ -9,7 +9,7 @@ import { writeFileAtomic } from "../model/safetensors";
 import { disposeEditor } from "../mend/editor";
 import { Figure, htmlReport } from "../viz/plots";
 import { World } from "../world/world";
-import { DEFAULT_EDITOR_DIR, DEFAULT_MODEL_DIR, loadModelAndEditor, PACKAGE_ROOT } from "./common";
+import { DEFAULT_EDITOR_DIR, DEFAULT_MODEL_DIR, EDITOR_FLAG, MODEL_FLAG, PACKAGE_ROOT, loadModelAndEditor } from "./common";
 import { CommandSpec, Flags, flagString } from "./flags";
 
 export const spec: CommandSpec = {
@@ -17,8 +17,8 @@ export const spec: CommandSpec = {
   summary: "President -> Biden with MEND, MEND-cal, FT and FT+KL: before/after tables and an HTML report (npm start)",
   flags: [
     { name: "out", type: "string", value: "DIR", help: "where report.html goes", default: "reports/demo" },
-    { name: "model", type: "string", value: "DIR", help: "model folder", default: "checkpoints/base" },
-    { name: "editor", type: "string", value: "DIR", help: "editor folder", default: "checkpoints/editor" },
+    MODEL_FLAG,
+    EDITOR_FLAG,
   ],
 };
 

@@ -7,7 +7,7 @@ import { disposeEdit, mendEdit } from "../mend/edit";
 import { disposeEditor } from "../mend/editor";
 import { formatProbeTable, probesFor, runProbes } from "../eval/report";
 import { World } from "../world/world";
-import { DEFAULT_EDITOR_DIR, DEFAULT_MODEL_DIR, loadModelAndEditor, readRequests } from "./common";
+import { DEFAULT_EDITOR_DIR, DEFAULT_MODEL_DIR, EDITOR_FLAG, JSON_FLAG, MODEL_FLAG, loadModelAndEditor, readRequests } from "./common";
 import { CommandSpec, flagBool, flagNumber, Flags, flagString } from "./flags";
 
 export const spec: CommandSpec = {
@@ -18,10 +18,10 @@ export const spec: CommandSpec = {
     { name: "target", type: "string", value: "TEXT", help: "the new answer" },
     { name: "requests", type: "string", value: "FILE.json", help: 'several edits in one call: [{"prompt": ..., "target": ...}, ...]' },
     { name: "probe", type: "repeat", value: "TEXT", help: "an extra prompt to show before/after (repeatable)" },
-    { name: "model", type: "string", value: "DIR", help: "model folder", default: "checkpoints/base" },
-    { name: "editor", type: "string", value: "DIR", help: "editor folder (official or with extensions)", default: "checkpoints/editor" },
+    MODEL_FLAG,
+    EDITOR_FLAG,
     { name: "save", type: "string", value: "DIR", help: "write the edited model to this folder" },
-    { name: "json", type: "boolean", help: "one JSON object instead of text" },
+    JSON_FLAG,
     { name: "calibrate", type: "number", value: "MARGIN", help: "step calibration: MARGIN x the smallest step that makes the edit right (our extension)", above: 0, advanced: true },
     { name: "lr-scale", type: "number", value: "S", help: "multiply every edit lr α (ROME/EasyEdit's lr_scale)", default: 1, above: 0, advanced: true },
   ],

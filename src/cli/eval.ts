@@ -14,7 +14,7 @@ import { writeFileAtomic } from "../model/safetensors";
 import { disposeEditor, Editor } from "../mend/editor";
 import { evalFigures, htmlReport, markdownTable } from "../viz/plots";
 import { World } from "../world/world";
-import { DEFAULT_BATCH_EDITOR_DIR, DEFAULT_EDITOR_DIR, DEFAULT_MODEL_DIR, loadModelAndEditor, PACKAGE_ROOT } from "./common";
+import { DEFAULT_BATCH_EDITOR_DIR, DEFAULT_EDITOR_DIR, DEFAULT_MODEL_DIR, JSON_FLAG, MODEL_FLAG, PACKAGE_ROOT, loadModelAndEditor } from "./common";
 import { CommandSpec, flagBool, flagNumber, Flags, flagString } from "./flags";
 
 export const spec: CommandSpec = {
@@ -27,10 +27,10 @@ export const spec: CommandSpec = {
     { name: "batch-sizes", type: "ints", value: "K,...", help: "edits per call in the batched evaluation", default: DEFAULT_EVAL_CONFIG.batchSizes.join(","), min: 1 },
     { name: "sequential", type: "int", value: "N", help: "edits applied one after another in the sequential evaluation (0: none)", default: DEFAULT_EVAL_CONFIG.sequential, min: 0 },
     { name: "out", type: "string", value: "DIR", help: "where results.json, results.md and report.html go", default: "reports/eval" },
-    { name: "model", type: "string", value: "DIR", help: "model folder", default: "checkpoints/base" },
+    MODEL_FLAG,
     { name: "editor", type: "string", value: "DIR", help: "the single-edit editor (MEND, MEND-cal)", default: "checkpoints/editor" },
     { name: "batch-editor", type: "string", value: "DIR", help: "the batch editor (MEND-batch*)", default: "checkpoints/editor-batch" },
-    { name: "json", type: "boolean", help: "one JSON object instead of text" },
+    JSON_FLAG,
     { name: "jobs", type: "int", value: "N", help: "worker processes (one method each)", default: "cores", min: 1, advanced: true },
     { name: "calibrate", type: "number", value: "MARGIN", help: "margin of MEND-cal and MEND-batch-cal (defaults 1.3 and 1.4)", above: 0, advanced: true },
     { name: "ft-lr", type: "number", value: "LR", help: "FT and FT+KL lr", default: DEFAULT_FT_CONFIG.lr, above: 0, advanced: true },

@@ -3,7 +3,7 @@ import { describeBackend, initBackend } from "../model/backend";
 import { disposeParams } from "../model/gpt";
 import { loadModel } from "../model/modelFolder";
 import { nextTokenTopK } from "../model/score";
-import { DEFAULT_MODEL_DIR } from "./common";
+import { DEFAULT_MODEL_DIR, JSON_FLAG, MODEL_FLAG } from "./common";
 import { CommandSpec, flagBool, flagNumber, Flags, flagString } from "./flags";
 
 export const spec: CommandSpec = {
@@ -11,9 +11,9 @@ export const spec: CommandSpec = {
   summary: "the model's most likely next tokens after a prompt",
   flags: [
     { name: "prompt", type: "string", value: "TEXT", help: "the prompt (required)" },
-    { name: "model", type: "string", value: "DIR", help: "model folder", default: "checkpoints/base" },
+    MODEL_FLAG,
     { name: "top", type: "int", value: "K", help: "how many tokens", default: 5, min: 1, max: 100 },
-    { name: "json", type: "boolean", help: "one JSON object instead of text" },
+    JSON_FLAG,
   ],
   notes: ['example: mend predict --prompt "The president of the United States is"'],
 };

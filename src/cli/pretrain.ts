@@ -6,7 +6,7 @@ import { disposeParams } from "../model/gpt";
 import { loadModel, saveModel } from "../model/modelFolder";
 import { DEFAULT_PRETRAIN_CONFIG, pretrain } from "../model/pretrain";
 import { World } from "../world/world";
-import { DEFAULT_MODEL_DIR, PACKAGE_ROOT } from "./common";
+import { DEFAULT_MODEL_DIR, PACKAGE_ROOT, RESUME_FLAG } from "./common";
 import { CommandSpec, flagBool, flagNumber, Flags, flagString } from "./flags";
 import { ProgressBar } from "./progress";
 
@@ -20,7 +20,7 @@ export const spec: CommandSpec = {
     { name: "steps", type: "int", value: "N", help: "upper bound on optimizer steps", default: d.maxSteps, min: 1 },
     { name: "seed", type: "int", value: "S", help: "seed of the initialisation and data order", default: 0, min: 0 },
     { name: "time-budget", type: "number", value: "SEC", help: "stop at the next evaluation after this many seconds", default: d.timeBudgetSec, above: 0 },
-    { name: "resume", type: "boolean", help: "continue the run in --run-dir from its last checkpoint" },
+    RESUME_FLAG,
     { name: "n-embd", type: "int", value: "D", help: "model width", default: DEFAULT_GPT2_CONFIG.n_embd, min: 1, advanced: true },
     { name: "n-layer", type: "int", value: "L", help: "blocks", default: DEFAULT_GPT2_CONFIG.n_layer, min: 1, advanced: true },
     { name: "n-head", type: "int", value: "H", help: "attention heads (must divide --n-embd)", default: DEFAULT_GPT2_CONFIG.n_head, min: 1, advanced: true },

@@ -8,7 +8,7 @@ import { loadModel } from "../model/modelFolder";
 import { writeFileAtomic } from "../model/safetensors";
 import { DEFAULT_TRAIN_EDITOR_CONFIG, TrainEditorConfig, trainEditor } from "../mend/train";
 import { World } from "../world/world";
-import { DEFAULT_EDITOR_DIR, DEFAULT_MODEL_DIR, PACKAGE_ROOT } from "./common";
+import { DEFAULT_EDITOR_DIR, DEFAULT_MODEL_DIR, MODEL_FLAG, PACKAGE_ROOT, RESUME_FLAG } from "./common";
 import { CommandSpec, flagBool, flagNumber, Flags, flagString } from "./flags";
 import { ProgressBar } from "./progress";
 
@@ -17,14 +17,14 @@ export const spec: CommandSpec = {
   name: "train-editor",
   summary: "meta-train a MEND editor on the facts world's training edits (validation and early stopping on its validation edits)",
   flags: [
-    { name: "model", type: "string", value: "DIR", help: "base model folder", default: "checkpoints/base" },
+    MODEL_FLAG,
     { name: "out", type: "string", value: "DIR", help: "where the best editor goes", default: "checkpoints/editor" },
     { name: "run-dir", type: "string", value: "DIR", help: "checkpoints of the run (best, last, optimizer and trainer state)", default: "runs/editor" },
     { name: "steps", type: "int", value: "N", help: "upper bound on optimizer steps", default: d.maxSteps, min: 1 },
     { name: "seed", type: "int", value: "S", help: "seed of the editor's initialisation and the data order", default: d.seed, min: 0 },
     { name: "time-budget", type: "number", value: "SEC", help: "stop at the next validation after this many seconds", default: d.timeBudgetSec, above: 0 },
     { name: "patience", type: "int", value: "STEPS", help: "stop after this many steps without a better validation loss", default: d.patience, min: 1 },
-    { name: "resume", type: "boolean", help: "continue the run in --run-dir from its last checkpoint" },
+    RESUME_FLAG,
     { name: "rank", type: "int", value: "R", help: "rank of each editor layer (official 1920, capped at d_in + d_out)", default: 1920, min: 1 },
     { name: "inner-params", type: "strings", value: "A,B,...", help: "edited weights (official: the last 3 blocks' mlp.c_fc and mlp.c_proj)" },
     { name: "lr", type: "number", value: "LR", help: "Adam lr of the editor networks", default: d.lr, above: 0 },

@@ -46,7 +46,7 @@ export interface TrainEditorConfig extends MetaLossConfig {
    * EasyEdit: 1). Scores the edit on its own prompt too.
    */
   outerIsEdit: number;
-  /** Start from this editor folder instead of a fresh editor (second training stage). */
+  /** The editor folder the run started from (a second stage), recorded; the caller loads it and passes `opts.init`. */
   initEditor: string | null;
   /** Examples (groups) per optimizer step (official: 10, by gradient accumulation; here one batched pass). */
   accumulate: number;
