@@ -16,7 +16,7 @@ import * as tf from "@tensorflow/tfjs";
 import { GPT2Config } from "../model/config";
 import { Params } from "../model/gpt";
 import { ModelView } from "../model/score";
-import { Editor } from "../mend/editor";
+import { Editor, netFor } from "../mend/editor";
 import { AttachHooks, loadEditor as loadOfficialEditor } from "../mend/editorFolder";
 import { EditorHooks, KeyTransform } from "../mend/hooks";
 import { keyPreconditioners, preconditionedKeys } from "./keyPrecond";
@@ -68,7 +68,7 @@ export function extendEditor(editor: Editor, x: EditorExtensions, precond?: Reco
   for (const n of editor.config.innerParams) {
     const p = precond?.[n];
     if (precond && !p) throw new Error(`extendEditor: no preconditioner for "${n}"`);
-    const d = editor.nets[Object.keys(editor.nets).find((k) => editor.nets[k].modes.includes(n))!].dIn;
+    const d = netFor(editor, n).net.dIn;
     if (p && (p.shape[0] !== d || p.shape[1] !== d)) throw new Error(`extendEditor: the preconditioner of "${n}" must be [${d}, ${d}], got [${p.shape}]`);
   }
   const previous = extensionsOf(editor);
@@ -83,12 +83,14 @@ export function extendEditor(editor: Editor, x: EditorExtensions, precond?: Reco
     save: () => ({ config: { ...x }, tensors: Object.fromEntries(Object.entries(precond ?? {}).map(([n, p]) => [`precond.${n}`, p])) }),
     dispose: () => precond && tf.dispose(Object.values(precond)),
   };
-  editor.hooks = Object.keys(x).length ? hooks : undefined;
-  if (!editor.hooks && precond) tf.dispose(Object.values(precond));
+  editor.hooks = Object.keys(x).length ? hooks : undefined; // no extensions: the official editor again
   return editor;
 }
 
-/** A shallow copy of `editor` (same variables, statistics and P) whose keys hook is `keys`. Do not dispose the copy. */
+/**
+ * A view of `editor` (the same variables, statistics and P) whose keys hook is `keys`. It owns
+ * nothing: never pass it to `disposeEditor` (that would free the original's variables).
+ */
 export function withKeys(editor: Editor, keys: KeyTransform): Editor {
   const { dispose: _owned, ...rest } = editor.hooks ?? {};
   return { ...editor, hooks: { ...rest, keys } };
