@@ -9,6 +9,7 @@ import { createEditor, DEFAULT_EDITOR_CONFIG, disposeEditor, editorVariables, la
 import { captureFactors, disposeFactors } from "../dist/mend/factor";
 import { disposeParams } from "../dist/model/gpt";
 import { disposeBatch, makeBatch } from "../dist/world/batch";
+import { distinctFacts } from "../dist/world/world";
 import { Rng } from "../dist/world/rng";
 import { getWorld, leaked, maxAbsDiff, setup, tinyModel } from "./helpers";
 
@@ -66,7 +67,7 @@ test("batch decorrelation in MEND: a lone edit is unchanged, a batch of calls eq
   assert.throws(() => validateExtensions({ ...ext, keyPrecond: undefined }), /batchPrecond .* needs keyPrecond/);
   assert.throws(() => validateExtensions({ ...ext, batchPrecond: -1 }), /batchPrecond \(β\) must be a number > 0/);
   const e = createEditor(cfg, shapes, 0);
-  const recs = getWorld().editRecords("train").slice(0, 30);
+  const recs = distinctFacts(getWorld().editRecords("train")).slice(0, 30); // one target per fact: a call cannot ask two targets of one prompt
   extendEditor(e, ext, keyPreconditioners(m, inner, recs.map((r) => r.prompts[0]), 1));
   const reqs = recs.map((r) => ({ prompt: r.prompts[0], target: r.target_new }));
   const warm = makeBatch(m.tokenizer, reqs, "target", m.config.n_positions);

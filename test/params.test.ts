@@ -12,7 +12,7 @@ test("model folder save/load round trip", async () => {
   const m = tinyModel(7);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "model-"));
   saveModel(dir, m);
-  assert.deepEqual(fs.readdirSync(dir).sort(), ["config.json", "model.safetensors", "vocab.json"]);
+  assert.deepEqual(fs.readdirSync(dir).sort(), ["config.json", "manifest.json", "model.safetensors", "vocab.json"]);
   const back = loadModel(dir);
   assert.deepEqual(back.config.n_embd, m.config.n_embd);
   assert.deepEqual(back.tokenizer.vocab, m.tokenizer.vocab);
@@ -45,6 +45,7 @@ test("bad model folders raise errors that name the problem", async () => {
   assert.throws(() => loadModel("/nonexistent/model"), /model folder "\/nonexistent\/model" not found/);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "model-"));
   saveModel(dir, m);
+  fs.rmSync(path.join(dir, "manifest.json")); // a folder written by another tool: its content is what is checked
   const cfg = JSON.parse(fs.readFileSync(path.join(dir, "config.json"), "utf8"));
   fs.writeFileSync(path.join(dir, "config.json"), JSON.stringify({ ...cfg, vocab_size: cfg.vocab_size + 1 }));
   assert.throws(() => loadModel(dir), /vocab\.json has \d+ tokens but config\.json says vocab_size/);

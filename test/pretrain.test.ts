@@ -32,13 +32,12 @@ test("pretraining resumes from the last checkpoint", async () => {
   const w = getWorld();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pt-"));
   await pretrain(w, dir, { ...cfg, maxSteps: 4 }, {});
-  const state = JSON.parse(fs.readFileSync(path.join(dir, "last", "trainer_state.json"), "utf8"));
-  state.config.maxSteps = 8;
-  fs.writeFileSync(path.join(dir, "last", "trainer_state.json"), JSON.stringify(state));
   const steps: number[] = [];
-  const r = await pretrain(w, dir, cfg, { resume: true, onProgress: (p) => steps.push(p.step) });
-  assert.deepEqual(steps, [5, 6, 7, 8]);
+  const r = await pretrain(w, dir, cfg, { resume: true, resumeWith: { maxSteps: 8 }, onProgress: (p) => steps.push(p.step) });
+  assert.deepEqual(steps, [5, 6, 7, 8], "a larger step count given with resume applies");
   assert.equal(r.steps, 8);
+  assert.equal(r.stepsRun, 4);
+  await assert.rejects(pretrain(w, path.join(dir, "nothing-here"), cfg, { resume: true }), /nothing to resume: .*trainer_state\.json not found/);
 });
 
 test("pretraining rejects a model size it cannot build, before writing anything", async () => {

@@ -45,11 +45,10 @@ test("training resumes from the last checkpoint with its step, statistics and op
   const counts = Object.values(loadEditor(path.join(dir, "last"), m.config, m.params).nets).map((n) => n.stats.count);
   const state = JSON.parse(fs.readFileSync(path.join(dir, "last", "trainer_state.json"), "utf8"));
   assert.equal(state.step, 3);
-  state.config.maxSteps = 6;
-  fs.writeFileSync(path.join(dir, "last", "trainer_state.json"), JSON.stringify(state));
   const steps: number[] = [];
-  const r = await trainEditor(m, w.editRecords("train"), w.editRecords("val"), dir, cfg, { resume: true, onProgress: (p) => steps.push(p.step) });
-  assert.deepEqual(steps, [4, 5, 6]);
+  const r = await trainEditor(m, w.editRecords("train"), w.editRecords("val"), dir, cfg, { resume: true, resumeWith: { maxSteps: 6 }, onProgress: (p) => steps.push(p.step) });
+  assert.deepEqual(steps, [4, 5, 6], "a larger step count given with resume applies");
+  assert.equal(r.stepsRun, 3);
   const e = loadEditor(path.join(dir, "last"), m.config, m.params);
   Object.values(e.nets).forEach((n, i) => assert.ok(n.stats.count > counts[i], "statistics kept growing from the restored values"));
   assert.equal(r.steps, 6);

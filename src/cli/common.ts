@@ -7,6 +7,7 @@ import { loadModel, Model } from "../model/modelFolder";
 import { EditRequest, validateRequests } from "../mend/edit";
 import { Editor } from "../mend/editor";
 import type { FlagSpec } from "./flags";
+import { readManifest } from "../model/checkpointFolder";
 
 export const PACKAGE_ROOT = path.join(__dirname, "..", "..");
 export const DEFAULT_MODEL_DIR = path.join(PACKAGE_ROOT, "checkpoints", "base");
@@ -15,10 +16,10 @@ export const DEFAULT_EDITOR_DIR = path.join(PACKAGE_ROOT, "checkpoints", "editor
 export const DEFAULT_BATCH_EDITOR_DIR = path.join(PACKAGE_ROOT, "checkpoints", "editor-batch");
 
 /** The base model and an editor for it (official or with extensions). The caller disposes both. */
-export function loadModelAndEditor(modelDir = DEFAULT_MODEL_DIR, editorDir = DEFAULT_EDITOR_DIR): { model: Model; editor: Editor } {
+export function loadModelAndEditor(modelDir = DEFAULT_MODEL_DIR, editorDir = DEFAULT_EDITOR_DIR, opts: { allowBaseMismatch?: boolean } = {}): { model: Model; editor: Editor } {
   const model = loadModel(modelDir);
   try {
-    return { model, editor: loadEditor(editorDir, model.config, model.params) };
+    return { model, editor: loadEditor(editorDir, model.config, model.params, opts) };
   } catch (e) {
     disposeParams(model.params);
     throw e;
@@ -46,3 +47,40 @@ export const EDITOR_FLAG: FlagSpec = { name: "editor", type: "string", value: "D
 export const JSON_FLAG: FlagSpec = { name: "json", type: "boolean", help: "one JSON object instead of text" };
 export const SEED_FLAG: FlagSpec = { name: "seed", type: "int", value: "S", help: "seed of the initialisation and the data order", default: 0, min: 0 };
 export const RESUME_FLAG: FlagSpec = { name: "resume", type: "boolean", help: "continue the run in --run-dir from its last checkpoint" };
+
+export const FORCE_FLAG: FlagSpec = { name: "force", type: "boolean", help: "replace a folder that holds something (a shipped checkpoint, the source folder, another kind of folder, a non-empty folder)" };
+
+/** A new run folder under runs/: runs/<command>-<UTC date>-<time>, never an existing one. */
+export function newRunDir(command: string): string {
+  const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "").replace("T", "-");
+  for (let i = 0; ; i++) {
+    const dir = path.join(PACKAGE_ROOT, "runs", `${command}-${stamp}${i ? `-${i}` : ""}`);
+    if (!fs.existsSync(dir)) return dir;
+  }
+}
+
+const inside = (child: string, parent: string) => {
+  const rel = path.relative(parent, child);
+  return rel === "" || (!rel.startsWith("..") && !path.isAbsolute(rel));
+};
+
+/**
+ * Refuse to write a `kind` folder to `dir` where that would replace something the user did not
+ * name for replacement: the shipped checkpoints, a folder the command reads (`sources`), a folder
+ * of another kind, or any non-empty folder. `force` allows it. The error says why.
+ */
+export function guardOutput(dir: string, kind: string, opts: { force?: boolean; sources?: readonly string[]; replaceSameKind?: boolean } = {}): void {
+  const abs = path.resolve(dir);
+  const reasons: string[] = [];
+  if (inside(abs, path.join(PACKAGE_ROOT, "checkpoints"))) reasons.push("it is one of the shipped checkpoints (regenerating them is described in README)");
+  for (const s of opts.sources ?? []) if (path.resolve(s) === abs) reasons.push("it is a folder this command reads from");
+  if (fs.existsSync(abs)) {
+    if (!fs.statSync(abs).isDirectory()) reasons.push("it is a file, not a folder");
+    else if (fs.readdirSync(abs).length) {
+      const m = readManifest(abs);
+      if (!(m?.kind === kind && opts.replaceSameKind)) reasons.push(m ? (m.kind === kind ? `it already holds a ${kind}` : `it holds a ${m.kind}, not a ${kind}`) : "it is a non-empty folder");
+    }
+  }
+  if (reasons.length && !opts.force) throw new Error(`refusing to write the ${kind} to ${dir}: ${[...new Set(reasons)].join("; ")}. Pass --force to replace it, or choose another folder`);
+}
+export const ALLOW_BASE_MISMATCH_FLAG: FlagSpec = { name: "allow-base-mismatch", type: "boolean", help: "use an editor trained for another base model (its fingerprint differs)", advanced: true };

@@ -5,7 +5,7 @@ import { firstWord, formatProbeTable, ProbeResult, probesFor, runProbes } from "
 import { disposeMethodEdit, standardMethods } from "../eval/methods";
 import { describeBackend, initBackend } from "../model/backend";
 import { disposeParams } from "../model/gpt";
-import { writeFileAtomic } from "../model/safetensors";
+import { writeFileDurable } from "../model/durable";
 import { disposeEditor } from "../mend/editor";
 import { Figure, htmlReport } from "../viz/plots";
 import { World } from "../world/world";
@@ -51,7 +51,7 @@ export async function run(f: Flags): Promise<void> {
       const rows = runProbes(model, e.params, probes);
       disposeMethodEdit(e);
       tables[m.name] = rows;
-      const ok = (k: (r: ProbeResult) => boolean) => rows.filter(k).filter((r) => r.after.token === firstWord(r.expected)).length + "/" + rows.filter(k).length;
+      const ok = (k: (r: ProbeResult) => boolean) => rows.filter(k).filter((r) => r.right?.after).length + "/" + rows.filter(k).length;
       summary.push(`| ${m.name} | ${ok((r) => r.kind === "edit")} | ${ok((r) => r.kind === "paraphrase")} | ${ok((r) => r.kind.startsWith("locality"))} | ${e.latencyMs.toFixed(0)} ms${e.steps !== undefined ? ` (${e.steps} steps)` : ""} |`);
       console.log(`\n== ${m.name}: "${request.prompt}" -> "${request.target}" (${e.latencyMs.toFixed(1)} ms${e.steps !== undefined ? `, ${e.steps} steps` : ""})\n`);
       console.log(formatProbeTable(rows));
@@ -61,7 +61,7 @@ export async function run(f: Flags): Promise<void> {
     const out = flagString(f, "out") ?? path.join(PACKAGE_ROOT, "reports", "demo");
     fs.mkdirSync(out, { recursive: true });
     const intro = Object.entries(tables).map(([n, rows]) => `== ${n}\n${formatProbeTable(rows)}`).join("\n\n");
-    writeFileAtomic(path.join(out, "report.html"), htmlReport("President -> Biden with MEND, MEND-cal, FT and FT+KL", intro, table, [{ title: "Expected answers after the edit", fig: demoFigure(tables) }]));
+    writeFileDurable(path.join(out, "report.html"), htmlReport("President -> Biden with MEND, MEND-cal, FT and FT+KL", intro, table, [{ title: "Expected answers after the edit", fig: demoFigure(tables) }]));
     console.log(`\nreport: ${path.join(out, "report.html")}   (total ${((performance.now() - t0) / 1000).toFixed(1)} s)`);
   } finally {
     disposeEditor(editor);

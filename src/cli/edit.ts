@@ -7,7 +7,7 @@ import { disposeEdit, mendEdit } from "../mend/edit";
 import { disposeEditor } from "../mend/editor";
 import { formatProbeTable, probesFor, runProbes } from "../eval/report";
 import { World } from "../world/world";
-import { DEFAULT_EDITOR_DIR, DEFAULT_MODEL_DIR, EDITOR_FLAG, JSON_FLAG, MODEL_FLAG, loadModelAndEditor, readRequests } from "./common";
+import { ALLOW_BASE_MISMATCH_FLAG, DEFAULT_EDITOR_DIR, DEFAULT_MODEL_DIR, EDITOR_FLAG, FORCE_FLAG, JSON_FLAG, MODEL_FLAG, guardOutput, loadModelAndEditor, readRequests } from "./common";
 import { CommandSpec, flagBool, flagNumber, Flags, flagString } from "./flags";
 
 export const spec: CommandSpec = {
@@ -20,10 +20,12 @@ export const spec: CommandSpec = {
     { name: "probe", type: "repeat", value: "TEXT", help: "an extra prompt to show before/after (repeatable)" },
     MODEL_FLAG,
     EDITOR_FLAG,
-    { name: "save", type: "string", value: "DIR", help: "write the edited model to this folder" },
+    { name: "save", type: "string", value: "DIR", help: "write the edited model to this new folder (see --force)" },
+    FORCE_FLAG,
     JSON_FLAG,
     { name: "calibrate", type: "number", value: "MARGIN", help: "step calibration: MARGIN x the smallest step that makes the edit right (our extension)", above: 0, advanced: true },
     { name: "lr-scale", type: "number", value: "S", help: "multiply every edit lr α (ROME/EasyEdit's lr_scale)", default: 1, above: 0, advanced: true },
+    ALLOW_BASE_MISMATCH_FLAG,
   ],
   notes: ['example: mend edit --prompt "The president of the United States is" --target Biden', "MEND_BACKEND=node-gpu|node|wasm|cpu forces a backend."],
 };
@@ -35,21 +37,24 @@ export async function run(f: Flags): Promise<void> {
   const requests = file ? readRequests(file) : [{ prompt: flagString(f, "prompt")!, target: flagString(f, "target")! }];
   const margin = flagNumber(f, "calibrate");
   const cal = margin !== undefined ? { ...DEFAULT_CALIBRATION, margin } : null;
+  const modelDir = flagString(f, "model") ?? DEFAULT_MODEL_DIR;
+  const editorDir = flagString(f, "editor") ?? DEFAULT_EDITOR_DIR;
+  const save = flagString(f, "save");
+  if (save) guardOutput(save, "model", { force: flagBool(f, "force"), sources: [modelDir, editorDir] }); // before any work
   const backend = await initBackend();
-  const { model, editor } = loadModelAndEditor(flagString(f, "model") ?? DEFAULT_MODEL_DIR, flagString(f, "editor") ?? DEFAULT_EDITOR_DIR);
+  const { model, editor } = loadModelAndEditor(modelDir, editorDir, { allowBaseMismatch: flagBool(f, "allow-base-mismatch") });
   try {
     const world = World.load();
     const probes = probesFor(world, requests, (f.probe as string[] | undefined) ?? []);
     const result = mendEdit(model, editor, requests, { lrScale: flagNumber(f, "lr-scale") ?? 1, stepScale: cal ? calibration(cal) : null });
     const rows = runProbes(model, result.params, probes);
-    const save = flagString(f, "save");
     if (save) saveModel(save, { ...model, params: result.params }, { edited_by: "mend-ts", edits: JSON.stringify(requests) });
     const c = calibrationOf(result.info);
     if (flagBool(f, "json")) {
       console.log(
         JSON.stringify({
           requests,
-          results: rows.map((r) => ({ prompt: r.prompt, kind: r.kind, expected: r.expected, group: r.group, before: r.before, after: r.after })),
+          results: rows.map((r) => ({ prompt: r.prompt, kind: r.kind, expected: r.expected, group: r.group, before: r.before, after: r.after, ...(r.right ? { right: r.right } : {}) })),
           latency_ms: result.info.latencyMs,
           layers: result.info.layers,
           ...(c ? { calibration: { scales: c.scales, thresholds: c.thresholds, found: c.found } } : {}),

@@ -10,7 +10,7 @@ import { targetChecks } from "../eval/targets";
 import { loadEditor } from "../extensions/editorExtensions";
 import { describeBackend, initBackend } from "../model/backend";
 import { disposeParams } from "../model/gpt";
-import { writeFileAtomic } from "../model/safetensors";
+import { writeFileDurable } from "../model/durable";
 import { disposeEditor, Editor } from "../mend/editor";
 import { evalFigures, htmlReport, markdownTable } from "../viz/plots";
 import { World } from "../world/world";
@@ -133,10 +133,10 @@ async function evalInWorkers(argv: string[], names: string[], jobs: number): Pro
 
 export function writeEvalOutputs(out: string, r: EvalResult): void {
   fs.mkdirSync(out, { recursive: true });
-  writeFileAtomic(path.join(out, "results.json"), JSON.stringify(r, null, 1) + "\n");
+  writeFileDurable(path.join(out, "results.json"), JSON.stringify(r, null, 1) + "\n");
   const md = `# mend eval\n\n${markdownTable(r.methods)}\n`;
-  writeFileAtomic(path.join(out, "results.md"), md);
+  writeFileDurable(path.join(out, "results.md"), md);
   const intro = `MEND vs fine-tuning on ${r.n_test} test edits of the facts world (held-out subjects; paraphrases use held-out templates).\nES = every target token is the argmax; locality = fraction of locality answers whose argmax tokens are unchanged.`;
-  writeFileAtomic(path.join(out, "report.html"), htmlReport("mend-ts evaluation", intro, markdownTable(r.methods), evalFigures(r)));
+  writeFileDurable(path.join(out, "report.html"), htmlReport("mend-ts evaluation", intro, markdownTable(r.methods), evalFigures(r)));
 }
 

@@ -6,7 +6,7 @@ import { disposeParams } from "../model/gpt";
 import { loadModel, saveModel } from "../model/modelFolder";
 import { DEFAULT_PRETRAIN_CONFIG, pretrain } from "../model/pretrain";
 import { World } from "../world/world";
-import { DEFAULT_MODEL_DIR, PACKAGE_ROOT, RESUME_FLAG } from "./common";
+import { FORCE_FLAG, guardOutput, newRunDir, RESUME_FLAG } from "./common";
 import { CommandSpec, flagBool, flagNumber, Flags, flagString } from "./flags";
 import { ProgressBar } from "./progress";
 
@@ -15,8 +15,9 @@ export const spec: CommandSpec = {
   name: "pretrain",
   summary: "pretrain the base GPT-2 on the facts world (stops when every fact is right in every template)",
   flags: [
-    { name: "out", type: "string", value: "DIR", help: "where the best model goes", default: "checkpoints/base" },
-    { name: "run-dir", type: "string", value: "DIR", help: "checkpoints of the run (best, last, optimizer state)", default: "runs/pretrain" },
+    { name: "out", type: "string", value: "DIR", help: "where the best model goes", default: "RUN-DIR/model" },
+    { name: "run-dir", type: "string", value: "DIR", help: "checkpoints of the run (best, last with optimizer state)", default: "a new runs/pretrain-<time>" },
+    FORCE_FLAG,
     { name: "steps", type: "int", value: "N", help: "upper bound on optimizer steps", default: d.maxSteps, min: 1 },
     { name: "seed", type: "int", value: "S", help: "seed of the initialisation and data order", default: 0, min: 0 },
     { name: "time-budget", type: "number", value: "SEC", help: "stop at the next evaluation after this many seconds", default: d.timeBudgetSec, above: 0 },
@@ -33,19 +34,25 @@ export async function run(f: Flags): Promise<void> {
     const v = flagNumber(f, flag);
     if (v !== undefined) size[key] = v;
   }
-  if (Object.keys(size).length && flagBool(f, "resume")) throw new Error("--n-embd/--n-layer/--n-head cannot be combined with --resume (a resumed run keeps its model size)");
+  const resume = flagBool(f, "resume");
+  if (Object.keys(size).length && resume) throw new Error("--n-embd/--n-layer/--n-head cannot be combined with --resume (a resumed run keeps its model size)");
+  if (resume && f.seed !== undefined) throw new Error("--seed cannot be combined with --resume (a resumed run keeps its seed and data order)");
+  if (resume && !flagString(f, "run-dir")) throw new Error("--resume needs --run-dir DIR: the run to continue");
   const { n_embd, n_head } = { ...DEFAULT_GPT2_CONFIG, ...size };
   if (n_embd % n_head !== 0) throw new Error(`--n-embd (${n_embd}) must be divisible by --n-head (${n_head})`);
   const backend = await initBackend();
   console.error(`backend: ${describeBackend(backend)}`);
-  const out = flagString(f, "out") ?? DEFAULT_MODEL_DIR;
-  const runDir = flagString(f, "run-dir") ?? path.join(PACKAGE_ROOT, "runs", "pretrain");
+  const runDir = flagString(f, "run-dir") ?? newRunDir("pretrain");
+  const out = flagString(f, "out") ?? path.join(runDir, "model");
+  guardOutput(out, "model", { force: flagBool(f, "force") });
+  console.error(`run folder: ${runDir}; the best model goes to ${out}`);
   const cfg = { ...d, maxSteps: flagNumber(f, "steps") ?? d.maxSteps, seed: flagNumber(f, "seed") ?? 0, timeBudgetSec: flagNumber(f, "time-budget") ?? d.timeBudgetSec, model: size };
   const bar = new ProgressBar(cfg.maxSteps, "pretrain");
   let r;
   try {
     r = await pretrain(World.load(), runDir, cfg, {
-      resume: flagBool(f, "resume"),
+      resume,
+      resumeWith: { ...(f.steps !== undefined ? { maxSteps: cfg.maxSteps } : {}), ...(f["time-budget"] !== undefined ? { timeBudgetSec: cfg.timeBudgetSec } : {}) },
       onProgress: (p) => bar.update(p.step, { loss: p.loss, "acc(train tpl)": p.lastAccuracy.byGroup.train, "acc(held-out tpl)": p.lastAccuracy.byGroup.heldout, lr: p.lr }, p.accuracy !== undefined),
     });
   } finally {
@@ -54,5 +61,5 @@ export async function run(f: Flags): Promise<void> {
   const best = loadModel(r.bestDir);
   saveModel(out, best, { steps: String(r.steps), fact_accuracy: String(r.accuracy.overall), seed: String(cfg.seed) });
   disposeParams(best.params);
-  console.log(JSON.stringify({ out, steps: r.steps, elapsed_sec: r.elapsedSec, accuracy: r.accuracy }, null, 1));
+  console.log(JSON.stringify({ out, run_dir: runDir, steps: r.steps, steps_run: r.stepsRun, elapsed_sec: r.elapsedSec, accuracy: r.accuracy }, null, 1));
 }

@@ -5,7 +5,7 @@
  */
 import { EditRequest } from "../mend/edit";
 import { Params } from "../model/gpt";
-import { ModelView, nextTokenTopK } from "../model/score";
+import { ModelView, nextTokenTopK, scoreTargets } from "../model/score";
 import { factKey, LocalityClass, LOCALITY_CLASSES, TemplateGroup, World } from "../world/world";
 
 export type ProbeKind = "edit" | "paraphrase" | `locality:${LocalityClass}` | "probe";
@@ -27,6 +27,8 @@ export interface Prediction {
 export interface ProbeResult extends Probe {
   before: Prediction;
   after: Prediction;
+  /** With `expected`: whether every token of the expected answer is the argmax (teacher-forced), before and after. */
+  right?: { before: boolean; after: boolean };
 }
 
 /**
@@ -74,15 +76,25 @@ export function probesFor(world: World | null, requests: readonly EditRequest[],
   return probes;
 }
 
-/** Top-1 next token before (base params) and after (edited params) for every probe. */
+/**
+ * Top-1 next token before (base params) and after (edited params) for every probe, and for probes
+ * with an expected answer whether all of its tokens are the argmax (a multi-word answer is right
+ * only when every word is).
+ */
 export function runProbes(model: ModelView, edited: Readonly<Params>, probes: readonly Probe[]): ProbeResult[] {
   const prompts = probes.map((p) => p.prompt);
   const before = nextTokenTopK(model, prompts, 1);
   const after = nextTokenTopK({ ...model, params: edited }, prompts, 1);
+  const judged = probes.map((p, i) => [p, i] as const).filter(([p]) => p.expected !== undefined);
+  const targets = judged.map(([p]) => ({ prompt: p.prompt, target: p.expected! }));
+  const pre = targets.length ? scoreTargets(model, targets) : [];
+  const post = targets.length ? scoreTargets({ ...model, params: edited }, targets) : [];
+  const right = new Map(judged.map(([, i], j) => [i, { before: pre[j].exact, after: post[j].exact }]));
   return probes.map((p, i) => ({
     ...p,
     before: { token: before[i].top[0].token, prob: before[i].top[0].prob },
     after: { token: after[i].top[0].token, prob: after[i].top[0].prob },
+    ...(right.has(i) ? { right: right.get(i)! } : {}),
   }));
 }
 
@@ -95,8 +107,7 @@ export function firstWord(s: string | undefined): string | undefined {
 export function formatProbeTable(rows: readonly ProbeResult[]): string {
   const head = ["kind", "prompt", "before", "after", "ok"];
   const body = rows.map((r) => {
-    const exp = firstWord(r.expected);
-    const ok = exp === undefined ? "" : r.after.token === exp ? "yes" : "NO";
+    const ok = r.right === undefined ? "" : r.right.after ? "yes" : "NO";
     return [r.kind + (r.group === "heldout" ? " (held-out)" : ""), r.prompt, `${r.before.token} ${r.before.prob.toFixed(2)}`, `${r.after.token} ${r.after.prob.toFixed(2)}`, ok];
   });
   const w = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));

@@ -114,6 +114,6 @@ export const attachExtensions: AttachHooks = (editor, saved, tensors) => {
 };
 
 /** Load any editor folder, official or with extensions. The caller owns the editor (`disposeEditor`). */
-export function loadEditor(dir: string, baseConfig: GPT2Config, baseParams: Readonly<Params>): Editor {
-  return loadOfficialEditor(dir, baseConfig, baseParams, attachExtensions);
+export function loadEditor(dir: string, baseConfig: GPT2Config, baseParams: Readonly<Params>, opts: { allowBaseMismatch?: boolean } = {}): Editor {
+  return loadOfficialEditor(dir, baseConfig, baseParams, attachExtensions, opts);
 }

@@ -141,11 +141,17 @@ function weightNorm(w: tf.Tensor): number {
   return n;
 }
 
+/** Throws on requests that cannot be edited: empty prompts or targets, one prompt with two targets. */
 export function validateRequests(requests: readonly EditRequest[]): void {
   if (!Array.isArray(requests) || requests.length === 0) throw new Error("no edit requests given");
+  const targetOf = new Map<string, string>();
   requests.forEach((r, i) => {
     if (!r || typeof r.prompt !== "string" || !r.prompt.trim()) throw new Error(`edit request ${i}: prompt is empty`);
     if (typeof r.target !== "string" || !r.target.trim()) throw new Error(`edit request ${i} ("${r.prompt}"): target is empty`);
+    const key = r.prompt.normalize("NFC").trim();
+    const other = targetOf.get(key);
+    if (other !== undefined && other !== r.target.normalize("NFC").trim()) throw new Error(`edit requests ask for two targets for "${r.prompt}": "${other}" and "${r.target}"`);
+    targetOf.set(key, r.target.normalize("NFC").trim());
   });
 }
 

@@ -3,7 +3,9 @@
  * counts, training summary) and `editor.safetensors` (network weights, edit learning rates, and the
  * normalisation statistics). Unlike the official code, the statistics are part of the checkpoint,
  * so a resumed or loaded editor normalises exactly as it did when saved.
- * Loading validates the editor against the base model it is applied to.
+ * Loading validates the editor against the base model it is applied to: its shapes, and the
+ * fingerprint (SHA-256 of the parameters) of the base model it was trained for. A folder is
+ * written as one unit with a manifest that loading checks (model/checkpointFolder.ts).
  *
  * An editor with hooks (hooks.ts) saves what they need: `extensions` in config.json and tensors
  * under their own names in editor.safetensors. Loading such a folder needs an `attach` function
@@ -16,14 +18,23 @@ import * as tf from "@tensorflow/tfjs";
 import { GPT2Config } from "../model/config";
 import { createEditor, disposeEditor, Editor, EditorConfig, editorVariables } from "./editor";
 import { Params } from "../model/gpt";
-import { RawTensor, readSafetensors, writeFileAtomic, writeSafetensors } from "../model/safetensors";
+import { verifyFolder, writeFolder } from "../model/checkpointFolder";
+import { paramsFingerprint } from "../model/gpt";
+import { encodeSafetensors, RawTensor, readSafetensors } from "../model/safetensors";
 import { disposeStats } from "./stats";
 
 export interface EditorFolderConfig {
   format: "mend-ts-editor";
   editor: EditorConfig;
   /** What the editor was trained on: checked on load. */
-  base: { n_embd: number; n_layer: number; vocab_size: number; shapes: Record<string, number[]> };
+  base: {
+    n_embd: number;
+    n_layer: number;
+    vocab_size: number;
+    shapes: Record<string, number[]>;
+    /** SHA-256 of the base model's parameters (`paramsFingerprint`): the editor is refused for another base. */
+    fingerprint?: string;
+  };
   stats: Record<string, { count: number }>;
   /** What the editor's hooks saved (absent for an official editor). */
   extensions?: Record<string, unknown>;
@@ -48,8 +59,8 @@ function statsEntries(e: Editor): Record<string, tf.Tensor> {
   return out;
 }
 
-/** Save an editor folder (atomic per file). */
-export function saveEditor(dir: string, e: Editor, baseConfig: GPT2Config, baseParams: Readonly<Params>, training?: Record<string, unknown>): void {
+/** The files of an editor folder (name -> bytes). */
+export function editorFiles(e: Editor, baseConfig: GPT2Config, baseParams: Readonly<Params>, training?: Record<string, unknown>): Record<string, Buffer> {
   const { net, editLrs } = editorVariables(e);
   const ext = e.hooks?.save?.();
   const all: Record<string, tf.Tensor> = { ...net, ...editLrs, ...statsEntries(e), ...(ext?.tensors ?? {}) };
@@ -63,14 +74,21 @@ export function saveEditor(dir: string, e: Editor, baseConfig: GPT2Config, baseP
       n_layer: baseConfig.n_layer,
       vocab_size: baseConfig.vocab_size,
       shapes: Object.fromEntries(e.config.innerParams.map((n) => [n, baseParams[n].shape])),
+      fingerprint: paramsFingerprint(baseParams),
     },
     stats: Object.fromEntries(Object.values(e.nets).map((n) => [n.key, { count: n.stats.count }])),
     ...(ext ? { extensions: ext.config } : {}),
     training,
   };
-  fs.mkdirSync(dir, { recursive: true });
-  writeSafetensors(path.join(dir, "editor.safetensors"), raw, { format: "mend-ts-editor" });
-  writeFileAtomic(path.join(dir, "config.json"), JSON.stringify(cfg, null, 2) + "\n");
+  return {
+    "editor.safetensors": encodeSafetensors(raw, { format: "mend-ts-editor" }),
+    "config.json": Buffer.from(JSON.stringify(cfg, null, 2) + "\n"),
+  };
+}
+
+/** Save an editor folder as one unit (model/checkpointFolder.ts). */
+export function saveEditor(dir: string, e: Editor, baseConfig: GPT2Config, baseParams: Readonly<Params>, training?: Record<string, unknown>): void {
+  writeFolder(dir, "editor", editorFiles(e, baseConfig, baseParams, training));
 }
 
 /**
@@ -78,11 +96,12 @@ export function saveEditor(dir: string, e: Editor, baseConfig: GPT2Config, baseP
  * is bad, or the editor does not fit the base model (other config, missing weight, other shape).
  * The caller owns the editor (`disposeEditor`).
  */
-export function loadEditor(dir: string, baseConfig: GPT2Config, baseParams: Readonly<Params>, attach?: AttachHooks): Editor {
+export function loadEditor(dir: string, baseConfig: GPT2Config, baseParams: Readonly<Params>, attach?: AttachHooks, opts: { allowBaseMismatch?: boolean } = {}): Editor {
   const cfgPath = path.join(dir, "config.json");
   if (!fs.existsSync(dir) || !fs.existsSync(cfgPath)) {
     throw new Error(`editor folder "${dir}" not found (expected config.json and editor.safetensors); run "mend train-editor" or pass --editor`);
   }
+  verifyFolder(dir);
   let cfg: EditorFolderConfig;
   try {
     cfg = JSON.parse(fs.readFileSync(cfgPath, "utf8"));
@@ -97,6 +116,11 @@ export function loadEditor(dir: string, baseConfig: GPT2Config, baseParams: Read
     if (cfg.base[k] !== baseConfig[k]) {
       throw new Error(`editor "${dir}" was trained for a base model with ${k} = ${cfg.base[k]}, but this model has ${k} = ${baseConfig[k]}`);
     }
+  }
+  const fp = cfg.base.fingerprint;
+  if (fp && !opts.allowBaseMismatch) {
+    const have = paramsFingerprint(baseParams);
+    if (have !== fp) throw new Error(`editor "${dir}" was trained for the base model with fingerprint ${fp.slice(0, 12)}, but this base model's is ${have.slice(0, 12)} (another or a changed model); retrain the editor for it, or pass --allow-base-mismatch`);
   }
   for (const name of cfg.editor.innerParams) {
     const w = baseParams[name];

@@ -25,13 +25,13 @@
 import * as fs from "fs";
 import * as path from "path";
 import * as tf from "@tensorflow/tfjs";
-import { loadOptimizerState, saveOptimizerState } from "../model/optimizerState";
-import { writeFileAtomic } from "../model/safetensors";
+import { writeFolder } from "../model/checkpointFolder";
+import { loadOptimizerState, optimizerStateBytes } from "../model/optimizerState";
 import { ModelView } from "../model/score";
 import { Rng } from "../world/rng";
 import { EditRecord } from "../world/world";
 import { createEditor, disposeEditor, DEFAULT_EDITOR_CONFIG, Editor, EditorConfig, editorVariables, lastBlocksMlp } from "./editor";
-import { AttachHooks, loadEditor, saveEditor } from "./editorFolder";
+import { AttachHooks, editorFiles, loadEditor, saveEditor } from "./editorFolder";
 import { ExampleResult, metaBatchEval, metaBatchGrads, MetaLossConfig } from "./metaLoss";
 import { fixedValGroups, LocalityPicker, MetaExample, officialLocality, sampleMetaGroups } from "./metaExamples";
 
@@ -164,6 +164,9 @@ interface TrainerState {
   config: TrainEditorConfig;
 }
 
+/** Consecutive skipped (non-finite) steps after which a run is stopped as diverged. */
+export const MAX_SKIPPED_IN_A_ROW = 20;
+
 /** Global-norm clip of a gradient record whose norm is `norm`, in place. */
 function clipGlobalNorm(grads: Record<string, tf.Tensor>, norm: number, maxNorm: number): void {
   if (norm > maxNorm) {
@@ -194,19 +197,26 @@ export async function trainEditor(
     /** Rebuilds an editor's hooks when a run folder is loaded (resume, best): src/extensions' `attachExtensions`. */
     attach?: AttachHooks;
     pickLocality?: LocalityPicker;
+    /** With `resume`: settings that may change when a run continues (a larger maxSteps trains on). */
+    resumeWith?: Partial<Pick<TrainEditorConfig, "maxSteps" | "timeBudgetSec" | "patience">>;
   } = {},
-): Promise<{ bestDir: string; best: ValidationResult; steps: number; elapsedSec: number; history: TrainEditorProgress[] }> {
+): Promise<{ bestDir: string; best: ValidationResult; steps: number; stepsRun: number; elapsedSec: number; history: TrainEditorProgress[] }> {
   if (train.length === 0) throw new Error("trainEditor: no training records");
   if (val.length === 0) throw new Error("trainEditor: no validation records");
   const lastDir = path.join(runDir, "last");
   const bestDir = path.join(runDir, "best");
   const statePath = path.join(lastDir, "trainer_state.json");
-  const resuming = Boolean(opts.resume && fs.existsSync(statePath));
+  const resuming = Boolean(opts.resume);
+  if (resuming && !fs.existsSync(statePath)) {
+    opts.init && disposeEditor(opts.init);
+    throw new Error(`nothing to resume: ${statePath} not found (start a new run without --resume, or name the run folder)`);
+  }
   let st: TrainerState;
   let editor: Editor;
   if (resuming) {
     st = JSON.parse(fs.readFileSync(statePath, "utf8")) as TrainerState;
-    cfg = st.config;
+    cfg = { ...st.config, ...(opts.resumeWith ?? {}) };
+    st.config = cfg;
     opts.init && disposeEditor(opts.init);
     editor = loadEditor(lastDir, model.config, model.params, opts.attach);
   } else {
@@ -231,6 +241,10 @@ export async function trainEditor(
   }
   const valExamples = fixedValGroups(val, cfg.valSize, cfg.nEdits);
   const t0 = Date.now() - st.elapsedSec * 1000;
+  const startStep = st.step;
+  let lastSaved = st.step;
+  let skippedInARow = 0;
+  const kept = () => (lastSaved > 0 ? `the last good checkpoint (step ${lastSaved}) is kept in ${lastDir}` : "no checkpoint had been written yet");
   const training = (extra: Record<string, unknown>) => ({ steps: st.step, examples: st.examples, skipped: st.skipped, config: cfg, ...extra });
 
   try {
@@ -247,7 +261,11 @@ export async function trainEditor(
         netOpt.applyGradients(Object.keys(net).map((n) => ({ name: vars[n].name, tensor: grads[n] })));
         lrOpt.applyGradients(Object.keys(editLrs).map((n) => ({ name: vars[n].name, tensor: grads[n] })));
         tf.dispose(Object.values(grads));
-      } else st.skipped += nEx;
+        skippedInARow = 0;
+      } else {
+        st.skipped += nEx;
+        if (++skippedInARow >= MAX_SKIPPED_IN_A_ROW) throw new Error(`meta-training diverged: the last ${skippedInARow} steps had non-finite losses or gradients (step ${st.step + 1}); ${kept()}. Lower --lr and start again`);
+      }
       st.step++;
       const mean = (f: (r: ExampleResult) => number) => rs.reduce((s, r) => s + f(r), 0) / rs.length;
       const p: TrainEditorProgress = {
@@ -264,6 +282,7 @@ export async function trainEditor(
       const valNow = st.step % cfg.valEvery === 0 || st.step === cfg.maxSteps;
       if (valNow) {
         p.val = validateEditor(model, editor, valExamples, cfg);
+        if (!Number.isFinite(p.val.total)) throw new Error(`meta-training diverged: the validation loss is ${p.val.total} at step ${st.step}; ${kept()}. Lower --lr and start again`);
         st.history.push(p);
         st.rngState = rng.state;
         st.elapsedSec = p.elapsedSec;
@@ -272,10 +291,14 @@ export async function trainEditor(
           st.bestStep = st.step;
           saveEditor(bestDir, editor, model.config, model.params, training({ val: p.val }));
         }
-        saveEditor(lastDir, editor, model.config, model.params, training({ val: p.val }));
-        await saveOptimizerState(path.join(lastDir, "optimizer_net.safetensors"), netOpt);
-        await saveOptimizerState(path.join(lastDir, "optimizer_lr.safetensors"), lrOpt);
-        writeFileAtomic(statePath, JSON.stringify(st));
+        // The resume point as one unit: editor, optimizer slots and trainer state of the same step.
+        writeFolder(lastDir, "editor-run", {
+          ...editorFiles(editor, model.config, model.params, training({ val: p.val })),
+          "optimizer_net.safetensors": await optimizerStateBytes(netOpt),
+          "optimizer_lr.safetensors": await optimizerStateBytes(lrOpt),
+          "trainer_state.json": JSON.stringify(st),
+        });
+        lastSaved = st.step;
       }
       opts.onProgress?.({ ...p, lastVal: st.history[st.history.length - 1]?.val });
       if (valNow && (st.step - st.bestStep >= cfg.patience || p.elapsedSec > cfg.timeBudgetSec)) break;
@@ -289,7 +312,7 @@ export async function trainEditor(
   try {
     bestEditor = loadEditor(bestDir, model.config, model.params, opts.attach);
     const best = validateEditor(model, bestEditor, valExamples, cfg);
-    return { bestDir, best, steps: st.step, elapsedSec: (Date.now() - t0) / 1000, history: st.history };
+    return { bestDir, best, steps: st.step, stepsRun: st.step - startStep, elapsedSec: (Date.now() - t0) / 1000, history: st.history };
   } finally {
     if (bestEditor) disposeEditor(bestEditor);
   }

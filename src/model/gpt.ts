@@ -12,6 +12,7 @@
  *
  * Shapes: B batch, T time, C = n_embd, H heads, hs = C/H, V vocab, N = B*T token rows.
  */
+import * as crypto from "crypto";
 import * as tf from "@tensorflow/tfjs";
 import { GPT2Config } from "./config";
 import { oneHotFloat } from "./loss";
@@ -181,6 +182,21 @@ export function gptForward(params: Readonly<Params>, c: GPT2Config, inputIds: tf
 export function gelu(x: tf.Tensor2D): tf.Tensor2D {
   const inner = tf.mul(Math.sqrt(2 / Math.PI), tf.add(x, tf.mul(0.044715, tf.mul(x, tf.mul(x, x)))));
   return tf.mul(tf.mul(0.5, x), tf.add(1, tf.tanh(inner))) as tf.Tensor2D;
+}
+
+/**
+ * SHA-256 over every parameter (name, shape and float32 data, in name order): an editor records
+ * the fingerprint of the base model it was trained for. Reads every tensor (synchronously).
+ */
+export function paramsFingerprint(p: Readonly<Params>): string {
+  const h = crypto.createHash("sha256");
+  for (const name of Object.keys(p).sort()) {
+    const t = p[name];
+    const d = t.dataSync() as Float32Array;
+    h.update(`${name}:${t.shape.join("x")}:`);
+    h.update(Buffer.from(d.buffer, d.byteOffset, d.byteLength));
+  }
+  return h.digest("hex");
 }
 
 /** Count of scalars in a parameter record. */

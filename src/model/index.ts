@@ -1,10 +1,12 @@
 /** The base model: GPT-2 as a pure function, its folders, tokenizer, losses and backend. */
 export { initBackend, describeBackend, backendChoice, useFastMatMulGradient, type BackendChoice } from "./backend"; // pick tfjs-node-gpu, tfjs-node, wasm or cpu
 export { type GPT2Config, DEFAULT_GPT2_CONFIG, validateConfig } from "./config"; // HF GPT2Config keys
-export { type Params, type ForwardOptions, type ForwardResult, type LowRankUpdate, gptForward, initGPT, paramShapes, disposeParams, countParams, gelu } from "./gpt"; // the pure forward
+export { type Params, type ForwardOptions, type ForwardResult, type LowRankUpdate, gptForward, initGPT, paramShapes, disposeParams, countParams, paramsFingerprint, gelu } from "./gpt"; // the pure forward
 export { meanNll, tokenNll, meanKl, tokenKl, labelMask } from "./loss"; // token losses on shifted labels
-export { type Model, loadModel, saveModel, MODEL_FILES } from "./modelFolder"; // config.json + model.safetensors + vocab.json
-export { readSafetensors, writeSafetensors, encodeSafetensors, decodeSafetensors, writeFileAtomic, type RawTensor } from "./safetensors"; // the safetensors format
+export { type Model, loadModel, saveModel, modelFiles, MODEL_FILES } from "./modelFolder"; // config.json + model.safetensors + vocab.json
+export { writeFileDurable, removeStaleTemps, WriteError, type FileOps } from "./durable"; // durable file writes
+export { writeFolder, verifyFolder, readFolderFiles, recoverFolder, withFolderLock, readManifest, type Manifest } from "./checkpointFolder"; // folders as one unit
+export { readSafetensors, writeSafetensors, encodeSafetensors, decodeSafetensors, type RawTensor } from "./safetensors"; // the safetensors format
 export { WordTokenizer, splitWords, UnknownWordError, SPECIAL_TOKENS } from "./tokenizer"; // the facts world's word tokenizer
 export { type ModelView, nextTokenTopK, scoreTargets, corpusNll, klPerExample, type TargetScore } from "./score"; // predictions and teacher-forced scores
 export { pretrain, DEFAULT_PRETRAIN_CONFIG, factAccuracy, type PretrainConfig, type PretrainProgress } from "./pretrain"; // pretraining on the facts world

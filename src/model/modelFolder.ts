@@ -3,14 +3,16 @@
  * (HF `GPT2Model` names, Conv1D layout [in, out]) and `vocab.json` (the word tokenizer).
  * Loading accepts the `transformer.` prefix that `GPT2LMHeadModel` files carry and ignores the
  * tied `lm_head.weight`. Everything is validated against the config with errors that name the
- * problem; saves are atomic per file (temp file + rename).
+ * problem (shapes, non-finite weights, duplicate vocabulary entries); a folder is saved as one unit
+ * with a manifest that loading checks (checkpointFolder.ts).
  */
 import * as fs from "fs";
 import * as path from "path";
 import * as tf from "@tensorflow/tfjs";
 import { GPT2Config, validateConfig } from "./config";
 import { Params, paramShapes } from "./gpt";
-import { RawTensor, readSafetensors, writeFileAtomic, writeSafetensors } from "./safetensors";
+import { RawTensor, readSafetensors, encodeSafetensors } from "./safetensors";
+import { verifyFolder, writeFolder } from "./checkpointFolder";
 import { WordTokenizer } from "./tokenizer";
 
 export interface Model {
@@ -28,6 +30,12 @@ function readJson(file: string): unknown {
   } catch (e) {
     throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
   }
+}
+
+/** Index of the first NaN or ±Inf in `x`, or -1. */
+export function firstNonFinite(x: ArrayLike<number>): number {
+  for (let i = 0; i < x.length; i++) if (!Number.isFinite(x[i])) return i;
+  return -1;
 }
 
 /** Turn raw safetensors entries into validated tensors for `config` (caller owns them). */
@@ -51,6 +59,8 @@ export function paramsFromRaw(raw: Record<string, RawTensor>, config: GPT2Config
     if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
       throw new Error(`${file}: tensor "${n}" has shape [${t.shape}], expected [${shape}] for this config.json`);
     }
+    const bad = firstNonFinite(t.data);
+    if (bad >= 0) throw new Error(`${file}: tensor "${n}" contains ${t.data[bad]} at index ${bad}: the weights are damaged (NaN or Inf)`);
   }
   const params: Params = {};
   for (const n of Object.keys(expected)) params[n] = tf.tensor(byName[n].data, byName[n].shape, "float32");
@@ -62,8 +72,15 @@ export function loadModel(dir: string): Model {
   if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) {
     throw new Error(`model folder "${dir}" not found (expected ${MODEL_FILES.join(", ")}); run "mend pretrain" or pass --model`);
   }
+  verifyFolder(dir);
   const config = validateConfig(readJson(path.join(dir, "config.json")) as GPT2Config);
-  const tokenizer = WordTokenizer.fromJSON(readJson(path.join(dir, "vocab.json")));
+  const vocabFile = path.join(dir, "vocab.json");
+  let tokenizer: WordTokenizer;
+  try {
+    tokenizer = WordTokenizer.fromJSON(readJson(vocabFile), fs.readFileSync(vocabFile, "utf8"));
+  } catch (e) {
+    throw new Error(`${vocabFile}: ${(e as Error).message.replace(/^vocab\.json: /, "")}`);
+  }
   if (tokenizer.size !== config.vocab_size) {
     throw new Error(`${dir}: vocab.json has ${tokenizer.size} tokens but config.json says vocab_size ${config.vocab_size}`);
   }
@@ -79,10 +96,16 @@ export function toRaw(params: Readonly<Params>): Record<string, RawTensor> {
   return raw;
 }
 
-/** Save a model folder; each file is written to a temp file and renamed. */
+/** The files of a model folder (name -> bytes). */
+export function modelFiles(m: Model, metadata: Record<string, string> = {}): Record<string, Buffer> {
+  return {
+    "model.safetensors": encodeSafetensors(toRaw(m.params), { format: "pt", ...metadata }),
+    "vocab.json": Buffer.from(JSON.stringify(m.tokenizer.toJSON()) + "\n"),
+    "config.json": Buffer.from(JSON.stringify({ architectures: ["GPT2LMHeadModel"], ...m.config }, null, 2) + "\n"),
+  };
+}
+
+/** Save a model folder as one unit (checkpointFolder.ts): the old folder or the new one, never a mix. */
 export function saveModel(dir: string, m: Model, metadata: Record<string, string> = {}): void {
-  fs.mkdirSync(dir, { recursive: true });
-  writeSafetensors(path.join(dir, "model.safetensors"), toRaw(m.params), { format: "pt", ...metadata });
-  writeFileAtomic(path.join(dir, "vocab.json"), JSON.stringify(m.tokenizer.toJSON()) + "\n");
-  writeFileAtomic(path.join(dir, "config.json"), JSON.stringify({ architectures: ["GPT2LMHeadModel"], ...m.config }, null, 2) + "\n");
+  writeFolder(dir, "model", modelFiles(m, metadata));
 }

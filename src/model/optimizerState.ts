@@ -4,9 +4,10 @@
  * `applyGradients` must be the same before and after (both trainers keep a fixed name order).
  */
 import * as tf from "@tensorflow/tfjs";
-import { RawTensor, readSafetensors, writeSafetensors } from "./safetensors";
+import { encodeSafetensors, RawTensor, readSafetensors } from "./safetensors";
 
-export async function saveOptimizerState(file: string, opt: tf.Optimizer): Promise<void> {
+/** The optimizer's slots as a safetensors file's bytes (written into a run's `last` folder). */
+export async function optimizerStateBytes(opt: tf.Optimizer): Promise<Buffer> {
   const weights = await opt.getWeights();
   const raw: Record<string, RawTensor> = {};
   const names: string[] = [];
@@ -16,9 +17,9 @@ export async function saveOptimizerState(file: string, opt: tf.Optimizer): Promi
     names.push(w.name);
     raw[key] = { dtype: "F32", shape: w.tensor.shape, data: Float32Array.from(await w.tensor.data()) };
   }
-  writeSafetensors(file, raw, { names: JSON.stringify(names), optimizer: opt.getClassName() });
   // getWeights() returns the optimizer's own slot variables plus a fresh "iter" scalar: free only that one.
   for (const w of weights) if (w.name === "iter") w.tensor.dispose();
+  return encodeSafetensors(raw, { names: JSON.stringify(names), optimizer: opt.getClassName() });
 }
 
 export async function loadOptimizerState(file: string, opt: tf.Optimizer): Promise<void> {

@@ -13,11 +13,11 @@ import { makeBatch, disposeBatch } from "../world/batch";
 import { DEFAULT_GPT2_CONFIG, GPT2Config, validateConfig } from "./config";
 import { gptForward, initGPT, Params } from "./gpt";
 import { meanNll } from "./loss";
-import { loadOptimizerState, saveOptimizerState } from "./optimizerState";
-import { loadModel, Model, saveModel } from "./modelFolder";
+import { loadOptimizerState, optimizerStateBytes } from "./optimizerState";
+import { loadModel, Model, modelFiles, saveModel } from "./modelFolder";
+import { writeFolder } from "./checkpointFolder";
 import { Rng } from "../world/rng";
 import { scoreTargets } from "./score";
-import { writeFileAtomic } from "./safetensors";
 import { WordTokenizer } from "./tokenizer";
 import { TemplateGroup, World } from "../world/world";
 
@@ -102,8 +102,13 @@ export async function pretrain(
   world: World,
   runDir: string,
   cfg: PretrainConfig = DEFAULT_PRETRAIN_CONFIG,
-  opts: { resume?: boolean; onProgress?: (p: PretrainProgress) => void } = {},
-): Promise<{ bestDir: string; accuracy: FactAccuracy; steps: number; elapsedSec: number }> {
+  opts: {
+    resume?: boolean;
+    onProgress?: (p: PretrainProgress) => void;
+    /** With `resume`: settings that may change when a run continues (a larger maxSteps trains on). */
+    resumeWith?: Partial<Pick<PretrainConfig, "maxSteps" | "timeBudgetSec">>;
+  } = {},
+): Promise<{ bestDir: string; accuracy: FactAccuracy; steps: number; stepsRun: number; elapsedSec: number }> {
   const lastDir = path.join(runDir, "last");
   const bestDir = path.join(runDir, "best");
   const statePath = path.join(lastDir, "trainer_state.json");
@@ -112,10 +117,12 @@ export async function pretrain(
   let model: Model;
   let st: TrainerState;
   const rng = new Rng(cfg.seed);
-  if (opts.resume && fs.existsSync(statePath)) {
+  if (opts.resume && !fs.existsSync(statePath)) throw new Error(`nothing to resume: ${statePath} not found (start a new run without --resume, or name the run folder)`);
+  if (opts.resume) {
     model = loadModel(lastDir);
     st = JSON.parse(fs.readFileSync(statePath, "utf8")) as TrainerState;
-    cfg = st.config;
+    cfg = { ...st.config, ...(opts.resumeWith ?? {}) };
+    st.config = cfg;
     rng.state = st.rngState;
   } else {
     const tokenizer = WordTokenizer.fromTexts(world.texts());
@@ -134,9 +141,10 @@ export async function pretrain(
   const params = vars as unknown as Params;
   const view: Model = { config, tokenizer, params };
   const opt = tf.train.adam(cfg.lr, 0.9, 0.98, 1e-8);
-  if (opts.resume && fs.existsSync(statePath)) await loadOptimizerState(path.join(lastDir, "optimizer.safetensors"), opt);
+  if (opts.resume) await loadOptimizerState(path.join(lastDir, "optimizer.safetensors"), opt);
 
   const t0 = Date.now() - st.elapsedSec * 1000;
+  const startStep = st.step;
   let lastAcc: FactAccuracy = { overall: 0, byGroup: { train: 0, heldout: 0 }, n: corpus.length };
   let lossEma = NaN;
   const nextBatch = () => {
@@ -160,7 +168,7 @@ export async function pretrain(
       disposeBatch(b);
       const loss = (await lossT!.data())[0];
       lossT!.dispose();
-      if (!Number.isFinite(loss)) throw new Error(`pretraining diverged: loss is ${loss} at step ${st.step}`);
+      if (!Number.isFinite(loss)) throw new Error(`pretraining diverged: the loss is ${loss} at step ${st.step + 1}; the last good checkpoint is in ${lastDir}. Lower the lr and start again`);
       lossEma = Number.isNaN(lossEma) ? loss : 0.9 * lossEma + 0.1 * loss;
       st.step++;
       const elapsed = (Date.now() - t0) / 1000;
@@ -174,9 +182,8 @@ export async function pretrain(
           st.best = score;
           saveModel(bestDir, view, { step: String(st.step), fact_accuracy: String(lastAcc.overall) });
         }
-        saveModel(lastDir, view, { step: String(st.step) });
-        await saveOptimizerState(path.join(lastDir, "optimizer.safetensors"), opt);
-        writeFileAtomic(statePath, JSON.stringify(st));
+        // The resume point as one unit: weights, optimizer slots and trainer state of the same step.
+        writeFolder(lastDir, "pretrain-run", { ...modelFiles(view, { step: String(st.step) }), "optimizer.safetensors": await optimizerStateBytes(opt), "trainer_state.json": JSON.stringify(st) });
       }
       const p: PretrainProgress = { step: st.step, maxSteps: cfg.maxSteps, loss: lossEma, lr, accuracy: evalNow ? lastAcc : undefined, lastAccuracy: lastAcc, elapsedSec: elapsed };
       opts.onProgress?.(p);
@@ -189,5 +196,5 @@ export async function pretrain(
   const best = loadModel(bestDir);
   const accuracy = factAccuracy(best, world);
   for (const t of Object.values(best.params)) t.dispose();
-  return { bestDir, accuracy, steps: st.step, elapsedSec: (Date.now() - t0) / 1000 };
+  return { bestDir, accuracy, steps: st.step, stepsRun: st.step - startStep, elapsedSec: (Date.now() - t0) / 1000 };
 }

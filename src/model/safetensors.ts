@@ -3,11 +3,12 @@
  * header {name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {string: string}},
  * then the raw little-endian data. Only F32 and I32 are used by this project.
  *
- * Reading validates everything and names the problem; writing goes to a temporary file in the
- * same folder that is then renamed, so an interrupted save leaves the previous file intact.
+ * Hand-written: there is no maintained JavaScript safetensors reader. Reading validates everything
+ * as Hugging Face's loader does (offsets that fit, no overlaps, no gaps, no trailing bytes) and
+ * names the problem; writing is durable (durable.ts).
  */
 import * as fs from "fs";
-import * as path from "path";
+import { writeFileDurable } from "./durable";
 
 export type DType = "F32" | "I32";
 
@@ -90,24 +91,14 @@ export function decodeSafetensors(buf: Buffer, file = "safetensors"): { tensors:
     tensors[name] = { dtype: e.dtype, shape: e.shape as number[], data };
   }
   spans.sort((x, y) => x[0] - y[0]);
-  for (let i = 1; i < spans.length; i++) {
-    if (spans[i][0] < spans[i - 1][1]) throw new SafetensorsError(file, `tensors "${spans[i - 1][2]}" and "${spans[i][2]}" overlap`);
+  let end = 0;
+  for (const [b, en, name] of spans) {
+    if (b < end) throw new SafetensorsError(file, `tensor "${name}" overlaps the tensor before it (bytes ${b}-${en})`);
+    if (b > end) throw new SafetensorsError(file, `a gap of ${b - end} bytes before tensor "${name}": the data section must be contiguous`);
+    end = en;
   }
+  if (end !== dataLen) throw new SafetensorsError(file, `${dataLen - end} trailing bytes after the last tensor: the file was changed or is not a safetensors file`);
   return { tensors, metadata };
-}
-
-/** Write `data` to `file` atomically: temp file in the same folder, fsync, rename. */
-export function writeFileAtomic(file: string, data: Buffer | string): void {
-  fs.mkdirSync(path.dirname(file), { recursive: true });
-  const tmp = `${file}.${process.pid}.${Date.now()}.tmp`;
-  const fd = fs.openSync(tmp, "w");
-  try {
-    fs.writeSync(fd, typeof data === "string" ? Buffer.from(data, "utf8") : data);
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-  fs.renameSync(tmp, file);
 }
 
 export function readSafetensors(file: string): { tensors: Record<string, RawTensor>; metadata: Record<string, string> } {
@@ -116,5 +107,5 @@ export function readSafetensors(file: string): { tensors: Record<string, RawTens
 }
 
 export function writeSafetensors(file: string, tensors: Record<string, RawTensor>, metadata: Record<string, string> = {}): void {
-  writeFileAtomic(file, encodeSafetensors(tensors, metadata));
+  writeFileDurable(file, encodeSafetensors(tensors, metadata));
 }

@@ -9,9 +9,14 @@ export const BOS = "<bos>";
 export const EOS = "<eos>";
 export const SPECIAL_TOKENS = [PAD, BOS, EOS] as const;
 
-/** Split text into words and punctuation marks ("Who leads France?" -> Who, leads, France, ?). */
+/**
+ * Split text into words and punctuation marks ("Who leads France?" -> Who, leads, France, ?).
+ * Text is Unicode-normalised (NFC) first; a word is a run of letters, marks and digits in any
+ * script ("Français" is one word), an emoji (with its modifiers and joiners) is one token, and
+ * special tokens (`<eos>`) are kept whole so that they can be refused by name.
+ */
 export function splitWords(text: string): string[] {
-  return text.match(/<[a-z]+>|[A-Za-z0-9]+(?:[-'][A-Za-z0-9]+)*|[^\sA-Za-z0-9]/g) ?? [];
+  return text.normalize("NFC").match(/<[a-z]+>|[\p{L}\p{M}\p{N}]+(?:[-'’][\p{L}\p{M}\p{N}]+)*|\p{Extended_Pictographic}(?:\p{Emoji_Modifier}|\uFE0F|\u200D\p{Extended_Pictographic})*|[^\s\p{L}\p{M}\p{N}]/gu) ?? [];
 }
 
 export class UnknownWordError extends Error {
@@ -63,8 +68,19 @@ export class WordTokenizer {
     return new WordTokenizer(words);
   }
 
-  /** Parse an HF-style vocab.json object {token: id}; ids must be 0..n-1. */
-  static fromJSON(obj: unknown): WordTokenizer {
+  /**
+   * Parse an HF-style vocab.json object {token: id}; ids must be 0..n-1, each once. Pass the file's
+   * `text` too, so that duplicate keys (which JSON.parse silently merges) are found.
+   */
+  static fromJSON(obj: unknown, text?: string): WordTokenizer {
+    if (text !== undefined) {
+      const seen = new Set<string>();
+      for (const m of text.matchAll(/"((?:[^"\\]|\\.)*)"\s*:/g)) {
+        const key = JSON.parse(`"${m[1]}"`) as string;
+        if (seen.has(key)) throw new Error(`vocab.json: token ${JSON.stringify(key)} appears twice`);
+        seen.add(key);
+      }
+    }
     if (!obj || typeof obj !== "object" || Array.isArray(obj)) throw new Error("vocab.json must be an object {token: id}");
     const entries = Object.entries(obj as Record<string, unknown>);
     const vocab: string[] = new Array(entries.length);
@@ -110,9 +126,14 @@ export class WordTokenizer {
     return scored.sort((a, b) => a[1] - b[1] || a[0].localeCompare(b[0])).slice(0, max).map((s) => s[0]);
   }
 
-  /** Token ids of `text` (no special tokens added). Throws UnknownWordError naming every unknown word. */
+  /**
+   * Token ids of `text` (no special tokens added). Throws UnknownWordError naming every unknown
+   * word as typed, and an error for a special token inside the text.
+   */
   encode(text: string): number[] {
     const words = splitWords(text);
+    const special = words.filter((w) => (SPECIAL_TOKENS as readonly string[]).includes(w));
+    if (special.length) throw new Error(`${special.map((w) => `"${w}"`).join(", ")}: special tokens cannot appear inside a prompt or target (they are added by the library)`);
     const unknown = [...new Set(words.filter((w) => !this.index.has(w)))];
     if (unknown.length) throw new UnknownWordError(unknown, Object.fromEntries(unknown.map((w) => [w, this.suggest(w)])));
     return words.map((w) => this.index.get(w)!);
