@@ -3,6 +3,8 @@ import { test } from "node:test";
 import * as assert from "node:assert/strict";
 import { spawnSync } from "child_process";
 import * as path from "path";
+import * as fs from "fs";
+import * as os from "os";
 import { ROOT } from "./helpers";
 
 function mend(...args: string[]): { status: number | null; stderr: string } {
@@ -83,4 +85,32 @@ test("mend <command> --help for every command, research flags under advanced; ba
   assertFails(["predict", "--prompt", "The capital of Peru is", "--bogus", "1"], /bogus/);
   assertFails(["eval", "--methods", "MEND,XYZ"], /--methods: unknown "XYZ"/);
   assertFails(["edit", "--requests", "x.json", "--prompt", "a"], /not both/);
+});
+
+test("nothing the user did not name is overwritten: shipped checkpoints, source folders, non-empty folders need --force", () => {
+  const edit = ["edit", "--prompt", "The capital of Peru is", "--target", "Quito"];
+  assertFails([...edit, "--save", path.join(ROOT, "checkpoints", "base")], /refusing to write the model to .*checkpoints\/base: it is one of the shipped checkpoints .*; it is a folder this command reads from; it already holds a model\. Pass --force/);
+  assertFails([...edit, "--save", path.join(ROOT, "checkpoints", "editor")], /it holds an editor, not a model/);
+  const busy = fs.mkdtempSync(path.join(os.tmpdir(), "busy-"));
+  fs.writeFileSync(path.join(busy, "notes.txt"), "mine");
+  assertFails([...edit, "--save", busy], /it is a non-empty folder\. Pass --force/);
+  assert.equal(fs.readFileSync(path.join(busy, "notes.txt"), "utf8"), "mine");
+  const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "save-")), "edited");
+  const r = mend(...edit, "--save", out, "--json");
+  assert.equal(r.status, 0, r.stderr);
+  assertFails([...edit, "--save", out], /already holds a model/);
+  assert.equal(mend(...edit, "--save", out, "--force", "--json").status, 0);
+  assertFails(["pretrain", "--steps", "1", "--out", path.join(ROOT, "checkpoints", "base")], /refusing to write the model to .*shipped checkpoints/);
+  assertFails(["train-editor", "--steps", "1", "--out", path.join(ROOT, "checkpoints", "editor")], /refusing to write the editor to .*shipped checkpoints/);
+});
+
+test("resume: a missing run is an error, the run's own settings cannot change, numbers keep their ranges", () => {
+  assertFails(["train-editor", "--resume"], /--resume needs --run-dir DIR/);
+  assertFails(["train-editor", "--resume", "--run-dir", "/nonexistent/run", "--lr", "1e-3"], /--lr cannot change when resuming/);
+  assertFails(["train-editor", "--resume", "--run-dir", "/nonexistent/run", "--steps", "10", "--out", path.join(os.tmpdir(), `te-${process.pid}`)], /nothing to resume: \/nonexistent\/run\/last\/trainer_state\.json not found/);
+  assertFails(["pretrain", "--resume", "--run-dir", "/nonexistent/run", "--seed", "3"], /--seed cannot be combined with --resume/);
+  assertFails(["pretrain", "--resume", "--run-dir", "/nonexistent/run", "--out", path.join(os.tmpdir(), `pt-${process.pid}`)], /nothing to resume/);
+  assertFails(["eval", "--limit", "0"], /--limit must be >= 1, got 0/);
+  assertFails(["edit", "--prompt", "The capital of Peru is <eos>", "--target", "Lima"], /special tokens cannot appear/);
+  assertFails(["edit", "--prompt", "La capitale de la Français est", "--target", "Lima"], /unknown words? .*"Français"/);
 });

@@ -59,6 +59,8 @@ export function newRunDir(command: string): string {
   }
 }
 
+const a = (kind: string) => `${/^[aeiou]/.test(kind) ? "an" : "a"} ${kind}`;
+
 const inside = (child: string, parent: string) => {
   const rel = path.relative(parent, child);
   return rel === "" || (!rel.startsWith("..") && !path.isAbsolute(rel));
@@ -78,7 +80,7 @@ export function guardOutput(dir: string, kind: string, opts: { force?: boolean; 
     if (!fs.statSync(abs).isDirectory()) reasons.push("it is a file, not a folder");
     else if (fs.readdirSync(abs).length) {
       const m = readManifest(abs);
-      if (!(m?.kind === kind && opts.replaceSameKind)) reasons.push(m ? (m.kind === kind ? `it already holds a ${kind}` : `it holds a ${m.kind}, not a ${kind}`) : "it is a non-empty folder");
+      if (!(m?.kind === kind && opts.replaceSameKind)) reasons.push(m ? (m.kind === kind ? `it already holds ${a(kind)}` : `it holds ${a(m.kind)}, not ${a(kind)}`) : "it is a non-empty folder");
     }
   }
   if (reasons.length && !opts.force) throw new Error(`refusing to write the ${kind} to ${dir}: ${[...new Set(reasons)].join("; ")}. Pass --force to replace it, or choose another folder`);

@@ -42,6 +42,8 @@ function pidRuns(pid: number): boolean {
 const asideName = (dir: string) => path.join(path.dirname(dir), `.${path.basename(dir)}.old.${process.pid}.${crypto.randomBytes(4).toString("hex")}`);
 const ASIDE = (base: string) => new RegExp(`^\\.${base.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}\\.old\\.(\\d+)\\.[0-9a-f]{8}$`);
 
+const lockPath = (dir: string) => path.join(path.dirname(dir), `.${path.basename(dir)}.lock`);
+
 /** Put a folder back that a killed writer left aside, and remove finished writers' leftovers. */
 export function recoverFolder(dir: string): void {
   const parent = path.dirname(dir);
@@ -54,12 +56,14 @@ export function recoverFolder(dir: string): void {
     if (!fs.existsSync(dir)) fs.renameSync(aside, dir); // killed between the two renames: the old folder is the good one
     else fs.rmSync(aside, { recursive: true, force: true }); // killed after the swap: the old folder is garbage
   }
+  const lock = lockPath(dir);
+  if (fs.existsSync(lock) && !pidRuns(Number(fs.readFileSync(lock, "utf8")))) fs.rmSync(lock, { force: true }); // a killed writer's
   removeStaleTemps(parent);
 }
 
 /** Take the folder's lock, run `fn`, release it. A live second writer is an error naming its pid. */
 export function withFolderLock<T>(dir: string, fn: () => T): T {
-  const lock = path.join(path.dirname(dir), `.${path.basename(dir)}.lock`);
+  const lock = lockPath(dir);
   fs.mkdirSync(path.dirname(dir), { recursive: true });
   for (let attempt = 0; ; attempt++) {
     try {

@@ -16,7 +16,7 @@ export const SPECIAL_TOKENS = [PAD, BOS, EOS] as const;
  * special tokens (`<eos>`) are kept whole so that they can be refused by name.
  */
 export function splitWords(text: string): string[] {
-  return text.normalize("NFC").match(/<[a-z]+>|[\p{L}\p{M}\p{N}]+(?:[-'’][\p{L}\p{M}\p{N}]+)*|\p{Extended_Pictographic}(?:\p{Emoji_Modifier}|\uFE0F|\u200D\p{Extended_Pictographic})*|[^\s\p{L}\p{M}\p{N}]/gu) ?? [];
+  return text.normalize("NFC").match(/<[a-z]+>|[\p{L}\p{M}\p{N}]+(?:[-'’][\p{L}\p{M}\p{N}]+)*|\p{Regional_Indicator}{2}|\p{Extended_Pictographic}(?:\p{Emoji_Modifier}|\uFE0F|\u200D\p{Extended_Pictographic})*|[^\s\p{L}\p{M}\p{N}]/gu) ?? [];
 }
 
 export class UnknownWordError extends Error {
