@@ -48,7 +48,8 @@ export async function run(f: Flags): Promise<void> {
     const probes = probesFor(world, requests, (f.probe as string[] | undefined) ?? []);
     const result = mendEdit(model, editor, requests, { lrScale: flagNumber(f, "lr-scale") ?? 1, stepScale: cal ? calibration(cal) : null });
     const rows = runProbes(model, result.params, probes);
-    if (save) saveModel(save, { ...model, params: result.params }, { edited_by: "mend-ts", edits: JSON.stringify(requests) });
+    // Checked again under the folder's lock: a concurrent --save to the same folder cannot both succeed.
+    if (save) saveModel(save, { ...model, params: result.params }, { edited_by: "mend-ts", edits: JSON.stringify(requests) }, { check: () => guardOutput(save, "model", { force: flagBool(f, "force"), sources: [modelDir, editorDir] }) });
     const c = calibrationOf(result.info);
     if (flagBool(f, "json")) {
       console.log(

@@ -44,7 +44,8 @@ export async function run(f: Flags): Promise<void> {
   console.error(`backend: ${describeBackend(backend)}`);
   const runDir = flagString(f, "run-dir") ?? newRunDir("pretrain");
   const out = flagString(f, "out") ?? path.join(runDir, "model");
-  guardOutput(out, "model", { force: flagBool(f, "force") });
+  const ownOutput = flagBool(f, "force") || (resume && !flagString(f, "out")); // a resumed run may replace its own output
+  guardOutput(out, "model", { force: ownOutput });
   console.error(`run folder: ${runDir}; the best model goes to ${out}`);
   const cfg = { ...d, maxSteps: flagNumber(f, "steps") ?? d.maxSteps, seed: flagNumber(f, "seed") ?? 0, timeBudgetSec: flagNumber(f, "time-budget") ?? d.timeBudgetSec, model: size };
   const bar = new ProgressBar(cfg.maxSteps, "pretrain");
@@ -59,7 +60,7 @@ export async function run(f: Flags): Promise<void> {
     bar.done();
   }
   const best = loadModel(r.bestDir);
-  saveModel(out, best, { steps: String(r.steps), fact_accuracy: String(r.accuracy.overall), seed: String(cfg.seed) });
+  saveModel(out, best, { steps: String(r.steps), fact_accuracy: String(r.accuracy.overall), seed: String(cfg.seed) }, { check: () => guardOutput(out, "model", { force: ownOutput }) });
   disposeParams(best.params);
   console.log(JSON.stringify({ out, run_dir: runDir, steps: r.steps, steps_run: r.stepsRun, elapsed_sec: r.elapsedSec, accuracy: r.accuracy }, null, 1));
 }

@@ -93,7 +93,8 @@ export async function run(f: Flags): Promise<void> {
   const modelDir = flagString(f, "model") ?? DEFAULT_MODEL_DIR;
   const runDir = flagString(f, "run-dir") ?? newRunDir("train-editor");
   const out = flagString(f, "out") ?? path.join(runDir, "editor");
-  guardOutput(out, "editor", { force: flagBool(f, "force"), sources: [modelDir, ...(init ? [init] : [])] });
+  const ownOutput = flagBool(f, "force") || (resume && !flagString(f, "out")); // a resumed run may replace its own output
+  guardOutput(out, "editor", { force: ownOutput, sources: [modelDir, ...(init ? [init] : [])] });
   const backend = await initBackend();
   console.error(`backend: ${describeBackend(backend)}`);
   console.error(`run folder: ${runDir}; the best editor goes to ${out}`);
@@ -111,7 +112,7 @@ export async function run(f: Flags): Promise<void> {
       onProgress: (p) => bar.update(p.step, { L_edit: p.lossEdit, L_loc: p.lossLoc, "edit acc": p.editAcc, "val ES": p.lastVal?.editAcc ?? NaN, "val loc": p.lastVal?.locUnchanged ?? NaN, skipped: p.skipped }, p.val !== undefined),
     });
     bar.done();
-    writeFolder(out, "editor", readFolderFiles(r.bestDir));
+    writeFolder(out, "editor", readFolderFiles(r.bestDir), { check: () => guardOutput(out, "editor", { force: ownOutput, sources: [modelDir, ...(init ? [init] : [])] }) });
     console.log(JSON.stringify({ out, run_dir: runDir, steps: r.steps, steps_run: r.stepsRun, elapsed_sec: r.elapsedSec, validation: r.best }, null, 1));
   } finally {
     bar.done();

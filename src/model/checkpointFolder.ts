@@ -83,13 +83,18 @@ export function withFolderLock<T>(dir: string, fn: () => T): T {
   }
 }
 
-/** Write `files` (name -> bytes) as the folder `dir` of `kind`, replacing any old one as a unit. */
-export function writeFolder(dir: string, kind: string, files: Readonly<Record<string, Uint8Array | string>>): void {
+/**
+ * Write `files` (name -> bytes) as the folder `dir` of `kind`, replacing any old one as a unit.
+ * `check` runs under the folder's lock before anything is written (an overwrite guard that a
+ * concurrent writer cannot slip past).
+ */
+export function writeFolder(dir: string, kind: string, files: Readonly<Record<string, Uint8Array | string>>, opts: { check?: () => void } = {}): void {
   for (const name of Object.keys(files)) {
     if (name === MANIFEST || name.includes("/") || name.includes("\\") || isTempName(name)) throw new Error(`writeFolder: bad file name "${name}"`);
   }
   withFolderLock(dir, () => {
     recoverFolder(dir);
+    opts.check?.();
     const parent = path.dirname(dir);
     const tmp = path.join(parent, `.${path.basename(dir)}.${process.pid}.${crypto.randomBytes(4).toString("hex")}.tmp`);
     const manifest: Manifest = { format: "mend-ts-folder", kind, files: {} };

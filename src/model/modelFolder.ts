@@ -106,6 +106,6 @@ export function modelFiles(m: Model, metadata: Record<string, string> = {}): Rec
 }
 
 /** Save a model folder as one unit (checkpointFolder.ts): the old folder or the new one, never a mix. */
-export function saveModel(dir: string, m: Model, metadata: Record<string, string> = {}): void {
-  writeFolder(dir, "model", modelFiles(m, metadata));
+export function saveModel(dir: string, m: Model, metadata: Record<string, string> = {}, opts: { check?: () => void } = {}): void {
+  writeFolder(dir, "model", modelFiles(m, metadata), opts);
 }
