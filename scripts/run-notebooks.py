@@ -4,8 +4,9 @@ tslab reports a failing cell's error in the cell's stderr stream and leaves nbco
 empty, so on failure this prints the failing cell's source and every stream/error output.
 Usage: run-notebooks.py [--write] [--html DIR] [--timeout SEC] [NOTEBOOK ...]
   --write     store the executed outputs back into the .ipynb files
+  --twice     run every cell a second time in the same kernel (Run All twice) after the first pass
   --html DIR  export each executed notebook to DIR/<name>.html; plotly.js is written once to
-              DIR/plotly.min.js and referenced, instead of being inlined in every page
+              DIR/plotly.min.js, which the pages' figures load
 Exit code: number of failed notebooks (0 = all passed). Last line: "N passed, N failed".
 """
 import glob
@@ -19,6 +20,7 @@ from nbclient.exceptions import CellExecutionError
 
 args = sys.argv[1:]
 write = "--write" in args
+twice = "--twice" in args
 timeout = 300
 html_dir = args[args.index("--html") + 1] if "--html" in args else None
 if "--timeout" in args:
@@ -35,10 +37,7 @@ def export_html(nb, path):
     os.makedirs(html_dir, exist_ok=True)
     bundle = os.path.join(root, "node_modules", "plotly.js-dist-min", "plotly.min.js")
     shutil.copyfile(bundle, os.path.join(html_dir, "plotly.min.js"))
-    body, _ = HTMLExporter().from_notebook_node(nb)
-    # the first figure of a kernel session inlines plotly.js (see src/display.ts): point it at the shared copy
-    shared = '<script>var __d=window.define;window.define=undefined;</script><script src="plotly.min.js"></script><script>window.define=__d;</script>'
-    body = re.sub(r"<script>\(function\(\)\{var d=window\.define;window\.define=undefined;try\{.*?\}finally\{window\.define=d;\}\}\)\.call\(window\);</script>", lambda m: shared, body, flags=re.S)
+    body, _ = HTMLExporter().from_notebook_node(nb)  # figures load plotly.min.js beside the page
     name = os.path.splitext(os.path.basename(path))[0] + ".html"
     with open(os.path.join(html_dir, name), "w") as f:
         f.write(body)
@@ -52,8 +51,17 @@ for path in paths:
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, kernel_name="tslab", timeout=timeout, resources={"metadata": {"path": os.path.dirname(path)}})
     t0 = time.time()
+    second = None
     try:
-        client.execute()
+        with client.setup_kernel():
+            for i, cell in enumerate(nb.cells):
+                client.execute_cell(cell, i)
+            first = time.time() - t0
+            if twice:
+                second = time.time()
+                for i, cell in enumerate(nb.cells):
+                    client.execute_cell(cell, i)
+                second = time.time() - second
     except (CellExecutionError, Exception) as e:  # noqa: BLE001 - report any kernel failure
         failed += 1
         print(f"FAIL {os.path.relpath(path, root)} ({time.time() - t0:.0f}s)")
@@ -67,7 +75,8 @@ for path in paths:
         print(f"--- nbclient: {type(e).__name__}: {str(e)[-2000:]}")
         continue
     passed += 1
-    print(f"ok   {os.path.relpath(path, root)} ({time.time() - t0:.0f}s)")
+    size = len(nbformat.writes(nb).encode())
+    print(f"ok   {os.path.relpath(path, root)} ({first:.0f}s{f'; again in the same kernel {second:.0f}s' if second is not None else ''}; executed {size / 1e6:.2f} MB)")
     if write:
         nbformat.write(nb, path)
     if html_dir:

@@ -125,3 +125,18 @@ test("no tensor leaks over 1000 edits", async () => {
   disposeParams(m.params);
   assert.ok(fs.existsSync(ROOT));
 });
+
+test("using a disposed model or editor is an error that says so", async () => {
+  await setup();
+  const m = tinyModel(88);
+  const e = warmEditor(m);
+  const req = [{ prompt: "The capital of Peru is", target: "Lima" }];
+  disposeEditor(e);
+  assert.throws(() => mendEdit(m, e, req), /this editor was disposed \(disposeEditor\): load the editor again/);
+  const m2 = tinyModel(88);
+  const e2 = warmEditor(m2);
+  disposeParams(m.params);
+  assert.throws(() => mendEdit(m, e2, req), /parameter "[^"]+" was disposed: this model \(or edit\) has been freed/);
+  disposeEditor(e2);
+  disposeParams(m2.params);
+});

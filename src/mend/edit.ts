@@ -14,7 +14,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { Batch, disposeBatch, makeBatch, TextExample } from "../world/batch";
-import { Editor, applyEditorAll, netFor } from "./editor";
+import { Editor, applyEditorAll, assertLive, netFor } from "./editor";
 import { captureFactors, disposeFactors, Factors } from "./factor";
 import { GPT2Config } from "../model/config";
 import { Params } from "../model/gpt";
@@ -49,6 +49,7 @@ export function rowRequests(factors: Factors, name: string): number[] {
  * independent edits (meta-training); without it the factors are one call. Differentiable in φ.
  */
 export function transformFactors(editor: Editor, factors: Factors, rowCall?: (row: number) => number): Transformed {
+  assertLive(editor);
   const normed: Record<string, { uBar: tf.Tensor2D; deltaBar: tf.Tensor2D }> = {};
   for (const name of editor.config.innerParams) {
     const u = factors.u[name];
@@ -173,6 +174,7 @@ function stepScalesOf(model: ModelView, editor: Editor, factors: Factors, transf
  */
 export function mendEdit(model: ModelView, editor: Editor, requests: readonly EditRequest[], opts: { lrScale?: number; stepScale?: StepScale | null } = {}): EditResult {
   validateRequests(requests);
+  assertLive(editor);
   const lrScale = opts.lrScale ?? 1;
   if (!(Number.isFinite(lrScale) && lrScale > 0)) throw new Error(`lrScale must be a positive number, got ${lrScale}`);
   const t0 = performance.now();

@@ -167,6 +167,11 @@ export function disposeEditor(e: Editor): void {
   e.hooks?.dispose?.();
 }
 
+/** Throws when the editor's variables were freed (`disposeEditor`), with a message that says so. */
+export function assertLive(e: Editor): void {
+  if (Object.values(e.editLrs).some((v) => v.isDisposed)) throw new Error("this editor was disposed (disposeEditor): load the editor again before editing");
+}
+
 /** The net and mode that edit a weight. */
 export function netFor(e: Editor, name: string): { net: EditorNet; mode: number } {
   for (const net of Object.values(e.nets)) {

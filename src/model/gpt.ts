@@ -117,6 +117,7 @@ export function gptForward(params: Readonly<Params>, c: GPT2Config, inputIds: tf
   const P = (name: string): tf.Tensor => {
     const t = opts.replace?.[name] ?? params[name];
     if (!t) throw new Error(`missing parameter "${name}"`);
+    if (t.isDisposed) throw new Error(`parameter "${name}" was disposed: this model (or edit) has been freed; load it again (or redo the edit) before using it`);
     return t;
   };
   const capture = new Set(opts.capture ?? []);

@@ -4,14 +4,14 @@
  * A figure is sent as one display bundle with two MIME types:
  *  - `application/vnd.plotly.v1+json`: rendered natively by VS Code and JupyterLab's plotly renderer;
  *  - `text/html`: a div plus a script, rendered by Jupyter Notebook and in offline HTML exports.
- *    The first figure of a kernel session inlines plotly.js (so it works offline); later ones reuse
- *    `window.Plotly`. An AMD loader (classic notebook's require.js) is hidden while plotly.js
- *    loads so that it defines the `Plotly` global.
+ *    plotly.js is not inlined (it is 4.8 MB): the first figure on a page loads it once from
+ *    `plotly.min.js` beside the notebook (served by Jupyter's /files/ route; `npm run notebooks`
+ *    and the notebook runner put it there) or beside an HTML export, with no network. An AMD
+ *    loader (classic notebook's require.js) is hidden while it loads, so it defines `Plotly`.
  * tslab's public `display` API sends one MIME type per call, so bundles go through the same
  * writer it uses (tslab 1.0.22 internals, pinned); outside a kernel the functions fall back to text.
  */
-import * as fs from "fs";
-import { Figure, plotlyBundlePath } from "./plots";
+import { Figure } from "./plots";
 
 type Writer = (msg: { data: Record<string, unknown>; metadata: object; transient: object }, update: boolean) => void;
 
@@ -33,26 +33,31 @@ export function displayBundle(data: Record<string, unknown>): boolean {
   return true;
 }
 
-// Per-kernel-session display state: whether plotly.js has been sent to this page yet.
-const session = { plotlySent: false, figures: 0 };
+// Per-kernel-session display state: a counter for unique figure ids.
+const session = { figures: 0 };
 
-/** HTML that draws `fig` into a new div; `withBundle` inlines plotly.js first. */
-export function figureHtml(fig: Figure, id: string, withBundle: boolean): string {
+/**
+ * Loads plotly.js once per page: in Jupyter Notebook from the notebook's folder through the /files/
+ * route (/notebooks/<dir>/x.ipynb -> /files/<dir>/plotly.min.js), elsewhere (an HTML export) from
+ * plotly.min.js beside the page.
+ */
+const PLOTLY_LOADER = `(function(w){if(w.Plotly||w.__mendPlotlyLoading)return;w.__mendPlotlyLoading=1;
+var b=(document.body&&document.body.getAttribute("data-base-url"))||"/",p=w.location.pathname,n=b+"notebooks/";
+var src=(/\.ipynb$/.test(p)&&p.indexOf(n)===0)?b+"files/"+p.slice(n.length).replace(/[^/]*$/,"")+"plotly.min.js":"plotly.min.js";
+var d=w.define;w.define=undefined;var s=document.createElement("script");s.src=src;s.onload=s.onerror=function(){w.define=d;};document.head.appendChild(s);})(window);`;
+
+/** HTML that draws `fig` into a new div, loading plotly.js first if the page has none. */
+export function figureHtml(fig: Figure, id: string): string {
   const height = (fig.layout.height as number | undefined) ?? 440;
-  const bundle = withBundle
-    ? `<script>(function(){var d=window.define;window.define=undefined;try{${fs.readFileSync(plotlyBundlePath(), "utf8")}}finally{window.define=d;}}).call(window);</script>`
-    : "";
   const draw = `Plotly.newPlot(${JSON.stringify(id)}, ${JSON.stringify(fig.data)}, ${JSON.stringify(fig.layout)}, {responsive: true});`;
-  return `${bundle}<div id="${id}" style="height:${height}px"></div><script>(function(){function go(){if(window.Plotly){${draw}}else{setTimeout(go,50);}}go();})();</script>`;
+  return `<div id="${id}" style="height:${height}px"></div><script>${PLOTLY_LOADER}(function(){function go(){if(window.Plotly){${draw}}else{setTimeout(go,50);}}go();})();</script>`;
 }
 
 /** Show a plotly figure ({data, layout}) in the notebook. */
 export function showFigure(fig: Figure): void {
   const id = `mend-fig-${Date.now().toString(36)}-${session.figures++}`;
-  const html = figureHtml(fig, id, !session.plotlySent);
-  if (displayBundle({ "application/vnd.plotly.v1+json": fig, "text/html": html, "text/plain": `[plotly figure: ${String((fig.layout.title as { text?: string })?.text ?? "")}]` })) {
-    session.plotlySent = true;
-  } else {
+  const html = figureHtml(fig, id);
+  if (!displayBundle({ "application/vnd.plotly.v1+json": fig, "text/html": html, "text/plain": `[plotly figure: ${String((fig.layout.title as { text?: string })?.text ?? "")}]` })) {
     console.log(`[plotly figure: ${JSON.stringify(fig.layout.title)}] (not in a notebook)`);
   }
 }
@@ -102,8 +107,7 @@ export function showTable(t: TableLike): void {
 }
 
 /**
- * A figure that is redrawn in place (live training curves). Sends plotly.js once if needed, then
- * each `update` replaces the same output.
+ * A figure that is redrawn in place (live training curves): each `update` replaces the same output.
  */
 export function liveFigure(): { update(fig: Figure): void } {
   // eslint-disable-next-line @typescript-eslint/no-var-requires
@@ -113,13 +117,10 @@ export function liveFigure(): { update(fig: Figure): void } {
   } catch {
     handle = null;
   }
-  if (handle && !session.plotlySent && displayBundle({ "text/html": figureHtml({ data: [], layout: { height: 1 } }, `mend-init-${Date.now()}`, true) })) {
-    session.plotlySent = true;
-  }
   const id = `mend-live-${Date.now().toString(36)}-${session.figures++}`;
   return {
     update(fig: Figure) {
-      if (handle) handle.html(figureHtml(fig, id, false));
+      if (handle) handle.html(figureHtml(fig, id));
     },
   };
 }
