@@ -112,3 +112,28 @@ export function editorSummary(editor: Editor): EditorNetSummary[] {
 export function editLrValues(editor: Editor): Record<string, number> {
   return Object.fromEntries(Object.entries(editor.editLrs).map(([n, v]) => [n, v.dataSync()[0]]));
 }
+
+/**
+ * Numerical rank of a matrix [m, n]: rows orthogonalised one by one (modified Gram-Schmidt, float64),
+ * counting those whose remaining norm exceeds `relTol` times the largest row norm. For the notebooks'
+ * "ΔW has rank at most the number of token rows" check.
+ */
+export function numericalRank(x: tf.Tensor2D, relTol = 1e-4): number {
+  const [m, n] = x.shape;
+  const data = Float64Array.from(x.dataSync());
+  const rows = Array.from({ length: m }, (_, i) => data.subarray(i * n, (i + 1) * n));
+  const norm = (v: Float64Array) => Math.sqrt(v.reduce((s, a) => s + a * a, 0));
+  const maxNorm = Math.max(...rows.map(norm), 0);
+  const basis: Float64Array[] = [];
+  for (const r of rows) {
+    const v = Float64Array.from(r);
+    for (const b of basis) {
+      let dot = 0;
+      for (let j = 0; j < n; j++) dot += v[j] * b[j];
+      for (let j = 0; j < n; j++) v[j] -= dot * b[j];
+    }
+    const nv = norm(v);
+    if (nv > relTol * maxNorm) basis.push(v.map((a) => a / nv));
+  }
+  return basis.length;
+}
