@@ -17,7 +17,7 @@
 import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
-import { fsyncDir, isTempName, removeStaleTemps, writeFileDurable } from "./durable";
+import { fsyncDir, isTempName, pidRuns, removeStaleTemps, writeFileDurable } from "./durable";
 
 export const MANIFEST = "manifest.json";
 
@@ -29,15 +29,6 @@ export interface Manifest {
 }
 
 const sha256 = (b: Uint8Array) => crypto.createHash("sha256").update(b).digest("hex");
-
-function pidRuns(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
 
 const asideName = (dir: string) => path.join(path.dirname(dir), `.${path.basename(dir)}.old.${process.pid}.${crypto.randomBytes(4).toString("hex")}`);
 const ASIDE = (base: string) => new RegExp(`^\\.${base.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}\\.old\\.(\\d+)\\.[0-9a-f]{8}$`);

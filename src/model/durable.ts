@@ -112,7 +112,8 @@ export function writeFileDurable(file: string, data: Uint8Array | string, ops: F
   if (ops === NODE_FILE_OPS) fsyncDir(dir);
 }
 
-function pidRuns(pid: number): boolean {
+/** Is a process with this pid running (our lock and temp names carry the writer's pid)? */
+export function pidRuns(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
