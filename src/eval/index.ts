@@ -2,5 +2,5 @@
 export { standardMethods, mendMethod, fineTuneMethod, disposeMethodEdit, STANDARD_METHODS, type EditMethod, type MethodEdit } from "./methods"; // methods behind one interface
 export { editSuccess, tokenAccuracy, unchanged, unchangedTokenFraction, accuracyDrawdown, perplexity, perplexityDrawdown, mean, meanBy } from "./metrics"; // the paper's and EasyEdit's metrics
 export { evaluateMethods, DEFAULT_EVAL_CONFIG, type EvalConfig, type EvalResult, type MethodSummary } from "./evaluate"; // single, batched, sequential
-export { probesFor, runProbes, formatProbeTable, firstWord, type Probe, type ProbeResult } from "./report"; // before/after probe tables
+export { probesFor, runProbes, formatProbeTable, probeTableRows, firstWord, type Probe, type ProbeResult } from "./report"; // before/after probe tables
 export { targetChecks } from "./targets"; // the project's measured targets

@@ -103,13 +103,21 @@ export function firstWord(s: string | undefined): string | undefined {
   return s?.trim().split(/\s+/)[0];
 }
 
+/** Probe results as table rows (kind, prompt, before, after, ok): for `showTable` or text. */
+export function probeTableRows(rows: readonly ProbeResult[]): { kind: string; prompt: string; before: string; after: string; ok: string }[] {
+  return rows.map((r) => ({
+    kind: r.kind + (r.group === "heldout" ? " (held-out)" : ""),
+    prompt: r.prompt,
+    before: `${r.before.token} ${r.before.prob.toFixed(2)}`,
+    after: `${r.after.token} ${r.after.prob.toFixed(2)}`,
+    ok: r.right === undefined ? "" : r.right.after ? "yes" : "NO",
+  }));
+}
+
 /** A fixed-width text table of probe results. */
 export function formatProbeTable(rows: readonly ProbeResult[]): string {
   const head = ["kind", "prompt", "before", "after", "ok"];
-  const body = rows.map((r) => {
-    const ok = r.right === undefined ? "" : r.right.after ? "yes" : "NO";
-    return [r.kind + (r.group === "heldout" ? " (held-out)" : ""), r.prompt, `${r.before.token} ${r.before.prob.toFixed(2)}`, `${r.after.token} ${r.after.prob.toFixed(2)}`, ok];
-  });
+  const body = probeTableRows(rows).map((r) => [r.kind, r.prompt, r.before, r.after, r.ok]);
   const w = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(w[i])).join("  ").trimEnd();
   return [line(head), line(w.map((n) => "-".repeat(n))), ...body.map(line)].join("\n");

@@ -301,6 +301,7 @@ export async function trainEditor(
         lastSaved = st.step;
       }
       opts.onProgress?.({ ...p, lastVal: st.history[st.history.length - 1]?.val });
+      await new Promise((r) => setImmediate(r)); // let notebook displays and progress output draw
       if (valNow && (st.step - st.bestStep >= cfg.patience || p.elapsedSec > cfg.timeBudgetSec)) break;
     }
   } finally {

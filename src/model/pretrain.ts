@@ -187,6 +187,7 @@ export async function pretrain(
       }
       const p: PretrainProgress = { step: st.step, maxSteps: cfg.maxSteps, loss: lossEma, lr, accuracy: evalNow ? lastAcc : undefined, lastAccuracy: lastAcc, elapsedSec: elapsed };
       opts.onProgress?.(p);
+      await new Promise((r) => setImmediate(r)); // let notebook displays and progress output draw
       if (evalNow && (Math.min(lastAcc.byGroup.train, lastAcc.byGroup.heldout) >= cfg.stopAccuracy || elapsed > cfg.timeBudgetSec)) break;
     }
   } finally {
