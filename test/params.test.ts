@@ -4,6 +4,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { disposeParams } from "../dist/model/gpt";
+import { GPT2Config, validateConfig } from "../dist/model/config";
 import { loadModel, paramsFromRaw, saveModel, toRaw } from "../dist/model/modelFolder";
 import { maxAbsDiff, setup, tinyModel } from "./helpers";
 
@@ -55,5 +56,17 @@ test("bad model folders raise errors that name the problem", async () => {
   const st = path.join(dir, "model.safetensors");
   fs.writeFileSync(st, fs.readFileSync(st).subarray(0, 1000));
   assert.throws(() => loadModel(dir), /truncated/);
+  disposeParams(m.params);
+});
+
+test("Hugging Face checks: an untied lm_head, another activation or an untied config are errors", async () => {
+  await setup();
+  const m = tinyModel(9);
+  const raw = toRaw(m.params);
+  const other = { ...raw["wte.weight"], data: Float32Array.from(raw["wte.weight"].data, (x) => x + 1) };
+  assert.throws(() => paramsFromRaw({ ...raw, "lm_head.weight": other }, m.config, "f"), /lm_head\.weight differs from wte\.weight/);
+  assert.throws(() => validateConfig({ ...m.config, activation_function: "relu" } as GPT2Config), /activation_function "relu" is not supported/);
+  assert.throws(() => validateConfig({ ...m.config, tie_word_embeddings: false } as GPT2Config), /tie_word_embeddings is false/);
+  validateConfig({ ...m.config, activation_function: "gelu_new", n_inner: null } as unknown as GPT2Config);
   disposeParams(m.params);
 });

@@ -36,7 +36,7 @@ test("bad files raise errors that name the problem", () => {
     h.copy(out, 8);
     return out;
   };
-  assert.throws(() => decodeSafetensors(mk({ x: { dtype: "F16", shape: [2], data_offsets: [0, 4] } }), "f"), /dtype "F16"/);
+  assert.throws(() => decodeSafetensors(mk({ x: { dtype: "F64", shape: [2], data_offsets: [0, 16] } }), "f"), /dtype "F64"/);
   assert.throws(() => decodeSafetensors(mk({ x: { dtype: "F32", shape: [3], data_offsets: [0, 8] } }), "f"), /needs 12 bytes/);
   assert.throws(() => decodeSafetensors(mk({ x: { dtype: "F32", shape: [2], data_offsets: [0, 8] }, y: { dtype: "F32", shape: [2], data_offsets: [4, 12] } }), "f"), /overlap/);
   const notJson = Buffer.alloc(12);
@@ -55,4 +55,21 @@ test("writes are atomic: no temp files left, the old file survives a failed writ
   assert.deepEqual([...readSafetensors(file).tensors["a.weight"].data], [1, 2, 3, 4, 5, 6]);
   assert.deepEqual(fs.readdirSync(dir), ["m.safetensors"]);
   assert.throws(() => readSafetensors(path.join(dir, "missing.safetensors")), /file not found/);
+});
+
+test("F16 and BF16 tensors (Hugging Face checkpoints) are widened to F32 on read; other dtypes are named", () => {
+  const make = (dtype: string, bits: number[]) => {
+    const data = Buffer.from(new Uint16Array(bits).buffer);
+    const h = Buffer.from(JSON.stringify({ w: { dtype, shape: [bits.length], data_offsets: [0, data.length] } }));
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(BigInt(h.length), 0);
+    return Buffer.concat([len, h, data]);
+  };
+  const f16 = decodeSafetensors(make("F16", [0x3e00, 0xc000, 0x3400, 0x7bff, 0x0001, 0x7c00]), "f").tensors.w;
+  assert.equal(f16.dtype, "F32");
+  assert.equal(f16.stored, "F16");
+  assert.deepEqual(Array.from(f16.data), [1.5, -2, 0.25, 65504, 2 ** -24, Infinity]);
+  const bf16 = decodeSafetensors(make("BF16", [0x3fc0, 0xc000, 0x3e80]), "f").tensors.w;
+  assert.deepEqual(Array.from(bf16.data), [1.5, -2, 0.25]);
+  assert.throws(() => decodeSafetensors(make("F64", [0, 0, 0, 0]), "f"), /dtype "F64"; supported: F32, F16, BF16 and I32/);
 });

@@ -41,5 +41,11 @@ export function validateConfig(c: GPT2Config): GPT2Config {
   if (c.n_embd % c.n_head !== 0) throw new Error(`config.json: n_embd (${c.n_embd}) is not divisible by n_head (${c.n_head})`);
   if (c.model_type !== "gpt2") throw new Error(`config.json: model_type must be "gpt2", got ${JSON.stringify(c.model_type)}`);
   if (!(c.layer_norm_epsilon > 0)) throw new Error(`config.json: layer_norm_epsilon must be > 0`);
+  // Keys of a Hugging Face GPT2Config that change the computation, checked when present.
+  const hf = c as unknown as Record<string, unknown>;
+  const act = hf.activation_function;
+  if (act !== undefined && act !== "gelu_new" && act !== "gelu_pytorch_tanh") throw new Error(`config.json: activation_function ${JSON.stringify(act)} is not supported (GPT-2's tanh GELU: "gelu_new")`);
+  if (hf.tie_word_embeddings === false) throw new Error("config.json: tie_word_embeddings is false; this GPT-2 ties the output head to wte");
+  if (hf.n_inner !== undefined && hf.n_inner !== null && hf.n_inner !== 4 * c.n_embd) throw new Error(`config.json: n_inner ${JSON.stringify(hf.n_inner)} is not 4 · n_embd (${4 * c.n_embd})`);
   return c;
 }

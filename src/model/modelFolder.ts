@@ -42,8 +42,12 @@ export function firstNonFinite(x: ArrayLike<number>): number {
 export function paramsFromRaw(raw: Record<string, RawTensor>, config: GPT2Config, file: string): Params {
   const expected = paramShapes(config);
   const byName: Record<string, RawTensor> = {};
+  let lmHead: RawTensor | undefined;
   for (const [k, v] of Object.entries(raw)) {
-    if (k === "lm_head.weight" || k === "transformer.lm_head.weight") continue; // tied to wte
+    if (k === "lm_head.weight" || k === "transformer.lm_head.weight") {
+      lmHead = v; // GPT-2 ties the output head to wte: checked below
+      continue;
+    }
     if (/\.attn\.(masked_)?bias$/.test(k)) continue; // HF causal-mask buffers, not parameters
     const name = k.startsWith("transformer.") ? k.slice("transformer.".length) : k;
     if (byName[name]) throw new Error(`${file}: tensor "${name}" appears twice (with and without the "transformer." prefix)`);
@@ -61,6 +65,11 @@ export function paramsFromRaw(raw: Record<string, RawTensor>, config: GPT2Config
     }
     const bad = firstNonFinite(t.data);
     if (bad >= 0) throw new Error(`${file}: tensor "${n}" contains ${t.data[bad]} at index ${bad}: the weights are damaged (NaN or Inf)`);
+  }
+  if (lmHead) {
+    const wte = byName["wte.weight"].data;
+    const same = lmHead.shape.join("x") === byName["wte.weight"].shape.join("x") && lmHead.data.every((x, i) => x === wte[i]);
+    if (!same) throw new Error(`${file}: lm_head.weight differs from wte.weight; this GPT-2 ties them (an untied head is not supported)`);
   }
   const params: Params = {};
   for (const n of Object.keys(expected)) params[n] = tf.tensor(byName[n].data, byName[n].shape, "float32");

@@ -1,7 +1,8 @@
 /**
  * Reader and writer for the safetensors format (HF): 8-byte little-endian header length, a JSON
  * header {name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {string: string}},
- * then the raw little-endian data. Only F32 and I32 are used by this project.
+ * then the raw little-endian data. This project writes F32 and I32; reading also takes F16 and BF16
+ * (the dtypes of Hugging Face GPT-2 checkpoints), widened to F32 on read (`stored` keeps the file's).
  *
  * Hand-written: there is no maintained JavaScript safetensors reader. Reading validates everything
  * as Hugging Face's loader does (offsets that fit, no overlaps, no gaps, no trailing bytes) and
@@ -12,8 +13,14 @@ import { writeFileDurable } from "./durable";
 
 export type DType = "F32" | "I32";
 
+/** Half-precision dtypes read (and widened to F32) but never written. */
+export type HalfDType = "F16" | "BF16";
+const BYTES: Record<string, number> = { F32: 4, I32: 4, F16: 2, BF16: 2 };
+
 export interface RawTensor {
   dtype: DType;
+  /** The dtype in the file when it was widened on read (F16, BF16). */
+  stored?: HalfDType;
   shape: number[];
   data: Float32Array | Int32Array;
 }
@@ -53,6 +60,24 @@ export function encodeSafetensors(tensors: Record<string, RawTensor>, metadata: 
   return out;
 }
 
+/** IEEE half (F16) or bfloat16 (BF16) bit patterns -> float32 values. */
+export function widen(bits: Uint16Array, dtype: HalfDType): Float32Array {
+  const out = new Float32Array(bits.length);
+  if (dtype === "BF16") {
+    const u = new Uint32Array(out.buffer);
+    for (let i = 0; i < bits.length; i++) u[i] = bits[i] << 16; // bfloat16 is the top half of a float32
+    return out;
+  }
+  for (let i = 0; i < bits.length; i++) {
+    const h = bits[i];
+    const sign = h & 0x8000 ? -1 : 1;
+    const exp = (h >> 10) & 0x1f;
+    const frac = h & 0x3ff;
+    out[i] = exp === 0 ? sign * 2 ** -14 * (frac / 1024) : exp === 31 ? (frac ? NaN : sign * Infinity) : sign * 2 ** (exp - 15) * (1 + frac / 1024);
+  }
+  return out;
+}
+
 /** Parse and validate a safetensors buffer. `file` is only used in error messages. */
 export function decodeSafetensors(buf: Buffer, file = "safetensors"): { tensors: Record<string, RawTensor>; metadata: Record<string, string> } {
   if (buf.length < 8) throw new SafetensorsError(file, `file is ${buf.length} bytes, too short for a safetensors header`);
@@ -73,7 +98,8 @@ export function decodeSafetensors(buf: Buffer, file = "safetensors"): { tensors:
   for (const [name, v] of Object.entries(header)) {
     if (name === "__metadata__") continue;
     const e = v as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
-    if (e.dtype !== "F32" && e.dtype !== "I32") throw new SafetensorsError(file, `tensor "${name}" has dtype ${JSON.stringify(e.dtype)}; only F32 and I32 are supported`);
+    if (typeof e.dtype !== "string" || !(e.dtype in BYTES)) throw new SafetensorsError(file, `tensor "${name}" has dtype ${JSON.stringify(e.dtype)}; supported: F32, F16, BF16 and I32`);
+    const width = BYTES[e.dtype];
     if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isInteger(d) && d >= 0)) throw new SafetensorsError(file, `tensor "${name}" has a bad shape ${JSON.stringify(e.shape)}`);
     const off = e.data_offsets;
     if (!Array.isArray(off) || off.length !== 2 || !off.every((d) => Number.isInteger(d) && d >= 0) || off[1] < off[0]) {
@@ -81,14 +107,15 @@ export function decodeSafetensors(buf: Buffer, file = "safetensors"): { tensors:
     }
     const [b, en] = off as number[];
     const count = (e.shape as number[]).reduce((a, c) => a * c, 1);
-    if (en - b !== count * 4) throw new SafetensorsError(file, `tensor "${name}": shape [${e.shape}] needs ${count * 4} bytes but data_offsets span ${en - b}`);
+    if (en - b !== count * width) throw new SafetensorsError(file, `tensor "${name}": shape [${e.shape}] needs ${count * width} bytes but data_offsets span ${en - b}`);
     if (en > dataLen) throw new SafetensorsError(file, `tensor "${name}" ends at byte ${en} but the data section has ${dataLen} bytes: file is truncated`);
     spans.push([b, en, name]);
     // Copy into an aligned buffer (the data section need not be 4-byte aligned in memory).
     const bytes = new Uint8Array(en - b);
     bytes.set(buf.subarray(dataStart + b, dataStart + en));
-    const data = e.dtype === "F32" ? new Float32Array(bytes.buffer) : new Int32Array(bytes.buffer);
-    tensors[name] = { dtype: e.dtype, shape: e.shape as number[], data };
+    const shape = e.shape as number[];
+    if (e.dtype === "F16" || e.dtype === "BF16") tensors[name] = { dtype: "F32", stored: e.dtype, shape, data: widen(new Uint16Array(bytes.buffer), e.dtype) };
+    else tensors[name] = { dtype: e.dtype as DType, shape, data: e.dtype === "F32" ? new Float32Array(bytes.buffer) : new Int32Array(bytes.buffer) };
   }
   spans.sort((x, y) => x[0] - y[0]);
   let end = 0;
