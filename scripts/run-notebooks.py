@@ -30,7 +30,6 @@ paths = [a for a in args if a.endswith(".ipynb")]
 
 def export_html(nb, path):
     """Write an HTML export whose plotly.js comes from a shared file next to it."""
-    import re
     import shutil
     from nbconvert import HTMLExporter
 

@@ -18,7 +18,7 @@ export class ProgressBar {
   private readonly tty: boolean;
 
   constructor(
-    total: number,
+    private readonly total: number,
     label: string,
     stream: NodeJS.WriteStream = process.stderr,
     private readonly everySec = 5,
@@ -34,10 +34,7 @@ export class ProgressBar {
       noTTYOutput: true, // a line per render off a TTY (CI, logs)
       notTTYSchedule: everySec * 1000,
     });
-    this.total = total;
   }
-
-  private readonly total: number;
 
   /** Steps done and the figures to show (numbers are formatted). `force` draws now (validation steps). */
   update(done: number, fields: Record<string, string | number>, force = false): void {

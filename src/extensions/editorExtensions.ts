@@ -15,11 +15,10 @@
 import * as tf from "@tensorflow/tfjs";
 import { GPT2Config } from "../model/config";
 import { Params } from "../model/gpt";
-import { ModelView } from "../model/score";
 import { Editor, netFor } from "../mend/editor";
 import { AttachHooks, loadEditor as loadOfficialEditor } from "../mend/editorFolder";
 import { EditorHooks, KeyTransform } from "../mend/hooks";
-import { keyPreconditioners, preconditionedKeys } from "./keyPrecond";
+import { preconditionedKeys } from "./keyPrecond";
 import { targetRows } from "./targetRows";
 
 export interface EditorExtensions {
@@ -94,11 +93,6 @@ export function extendEditor(editor: Editor, x: EditorExtensions, precond?: Reco
 export function withKeys(editor: Editor, keys: KeyTransform): Editor {
   const { dispose: _owned, ...rest } = editor.hooks ?? {};
   return { ...editor, hooks: { ...rest, keys } };
-}
-
-/** Measure P on the base model for a fresh editor with keyPrecond λ (at the answer position of `prompts`). */
-export function measurePreconditioners(model: ModelView, editor: Editor, prompts: readonly string[], lam: number): Record<string, tf.Tensor2D> {
-  return keyPreconditioners(model, editor.config.innerParams, prompts, lam);
 }
 
 /** Rebuilds the hooks of a folder's `extensions` (mend/editorFolder.ts `AttachHooks`). */

@@ -13,7 +13,8 @@ import { AttachHooks } from "../mend/editorFolder";
 import { LocalityPicker, officialLocality } from "../mend/metaExamples";
 import { TrainEditorConfig } from "../mend/train";
 import { EditRecord } from "../world/world";
-import { attachExtensions, EditorExtensions, extendEditor, extensionsOf, loadEditor, measurePreconditioners, validateExtensions } from "./editorExtensions";
+import { attachExtensions, EditorExtensions, extendEditor, extensionsOf, loadEditor, validateExtensions } from "./editorExtensions";
+import { keyPreconditioners } from "./keyPrecond";
 import { localityPicker, LocalitySampling } from "./localitySampling";
 
 export interface TrainingRecipe {
@@ -55,7 +56,7 @@ export function prepareTraining(model: ModelView, train: readonly EditRecord[], 
   const ecfg: EditorConfig = { ...DEFAULT_EDITOR_CONFIG, innerParams: lastBlocksMlp(model.config.n_layer), ...cfg.editor };
   const editor = createEditor(ecfg, Object.fromEntries(ecfg.innerParams.map((n) => [n, model.params[n]?.shape ?? []])), cfg.seed);
   try {
-    const precond = x.keyPrecond !== undefined ? measurePreconditioners(model, editor, [...new Set(train.flatMap((r) => r.prompts))], x.keyPrecond) : undefined;
+    const precond = x.keyPrecond !== undefined ? keyPreconditioners(model, editor.config.innerParams, [...new Set(train.flatMap((r) => r.prompts))], x.keyPrecond) : undefined;
     extendEditor(editor, x, precond);
   } catch (e) {
     disposeEditor(editor);
