@@ -1,6 +1,6 @@
 import test from "node:test";
 import assert from "node:assert/strict";
-import { WordTokenizer } from "../dist/model/tokenizer";
+import { WordTokenizer } from "../dist/model/wordTokenizer";
 import { encodeExamples } from "../dist/world/batch";
 import { getWorld } from "./helpers";
 

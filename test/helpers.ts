@@ -8,7 +8,7 @@ import { initBackend } from "../dist/model/backend";
 import { DEFAULT_GPT2_CONFIG, GPT2Config } from "../dist/model/config";
 import { initGPT } from "../dist/model/gpt";
 import { Model } from "../dist/model/modelFolder";
-import { WordTokenizer } from "../dist/model/tokenizer";
+import { WordTokenizer } from "../dist/model/wordTokenizer";
 import { disposeBatch, makeBatch } from "../dist/world/batch";
 import { World } from "../dist/world/world";
 

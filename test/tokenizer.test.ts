@@ -1,6 +1,6 @@
 import test from "node:test";
 import assert from "node:assert/strict";
-import { splitWords, UnknownWordError, WordTokenizer } from "../dist/model/tokenizer";
+import { splitWords, UnknownWordError, WordTokenizer } from "../dist/model/wordTokenizer";
 import { getWorld } from "./helpers";
 
 test("words and punctuation are separate tokens", () => {

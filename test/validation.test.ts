@@ -14,7 +14,7 @@ import { disposeParams } from "../dist/model/gpt";
 import { loadModel, saveModel } from "../dist/model/modelFolder";
 import { decodeSafetensors, encodeSafetensors } from "../dist/model/safetensors";
 import { readFolderFiles, verifyFolder, writeFolder } from "../dist/model/checkpointFolder";
-import { splitWords, UnknownWordError } from "../dist/model/tokenizer";
+import { splitWords, UnknownWordError } from "../dist/model/wordTokenizer";
 import { getWorld, leaked, ROOT, setup, tinyModel, warmEditor } from "./helpers";
 
 const tmp = (p: string) => fs.mkdtempSync(path.join(os.tmpdir(), p));

@@ -3,10 +3,12 @@ export { initBackend, describeBackend, backendChoice, useFastMatMulGradient, typ
 export { type GPT2Config, DEFAULT_GPT2_CONFIG, validateConfig } from "./config"; // HF GPT2Config keys
 export { type Params, type ForwardOptions, type ForwardResult, type LowRankUpdate, gptForward, initGPT, paramShapes, disposeParams, countParams, paramsFingerprint, gelu } from "./gpt"; // the pure forward
 export { meanNll, tokenNll, meanKl, tokenKl, labelMask } from "./loss"; // token losses on shifted labels
-export { type Model, loadModel, saveModel, modelFiles, MODEL_FILES } from "./modelFolder"; // config.json + model.safetensors + vocab.json
+export { type Model, loadModel, saveModel, modelFiles, MODEL_FILES } from "./modelFolder"; // config.json + model.safetensors + the tokenizer files; Hugging Face GPT-2 folders too
 export { writeFileDurable, removeStaleTemps, WriteError, type FileOps } from "./durable"; // durable file writes
 export { writeFolder, verifyFolder, readFolderFiles, recoverFolder, withFolderLock, readManifest, type Manifest } from "./checkpointFolder"; // folders as one unit
-export { readSafetensors, writeSafetensors, encodeSafetensors, decodeSafetensors, type RawTensor } from "./safetensors"; // the safetensors format
-export { WordTokenizer, splitWords, UnknownWordError, SPECIAL_TOKENS } from "./tokenizer"; // the facts world's word tokenizer
+export { readSafetensors, writeSafetensors, encodeSafetensors, decodeSafetensors, SafetensorsFile, type RawTensor } from "./safetensors"; // the safetensors format
+export { type Tokenizer, continuation, loadTokenizer } from "./tokenizer"; // what the model needs from a tokenizer
+export { WordTokenizer, splitWords, UnknownWordError, SPECIAL_TOKENS } from "./wordTokenizer"; // the facts world's word tokenizer
+export { BpeTokenizer, gpt2TokenizerFiles, END_OF_TEXT } from "./bpeTokenizer"; // GPT-2 byte-level BPE (tokenizers.js)
 export { type ModelView, nextTokenTopK, scoreTargets, corpusNll, klPerExample, type TargetScore } from "./score"; // predictions and teacher-forced scores
 export { pretrain, DEFAULT_PRETRAIN_CONFIG, factAccuracy, type PretrainConfig, type PretrainProgress } from "./pretrain"; // pretraining on the facts world

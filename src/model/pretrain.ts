@@ -18,7 +18,7 @@ import { loadModel, Model, modelFiles, saveModel } from "./modelFolder";
 import { writeFolder } from "./checkpointFolder";
 import { Rng } from "../world/rng";
 import { scoreTargets } from "./score";
-import { WordTokenizer } from "./tokenizer";
+import { WordTokenizer } from "./wordTokenizer";
 import { TemplateGroup, World } from "../world/world";
 
 export interface PretrainConfig {

@@ -78,23 +78,27 @@ export function widen(bits: Uint16Array, dtype: HalfDType): Float32Array {
   return out;
 }
 
-/** Parse and validate a safetensors buffer. `file` is only used in error messages. */
-export function decodeSafetensors(buf: Buffer, file = "safetensors"): { tensors: Record<string, RawTensor>; metadata: Record<string, string> } {
-  if (buf.length < 8) throw new SafetensorsError(file, `file is ${buf.length} bytes, too short for a safetensors header`);
-  const n = Number(buf.readBigUInt64LE(0));
-  if (n > buf.length - 8) throw new SafetensorsError(file, `header length ${n} exceeds the file size (${buf.length} bytes): truncated or not a safetensors file`);
+/** One tensor's header entry: where its bytes are in the data section. */
+export interface SafetensorsEntry {
+  name: string;
+  dtype: DType | HalfDType;
+  shape: number[];
+  /** Byte offsets in the data section, [begin, end). */
+  begin: number;
+  end: number;
+}
+
+/** Parse and validate a header (the JSON after the 8-byte length) for a data section of `dataLen` bytes. */
+function parseHeader(json: string, dataLen: number, file: string): { entries: SafetensorsEntry[]; metadata: Record<string, string> } {
   let header: Record<string, unknown>;
   try {
-    header = JSON.parse(buf.subarray(8, 8 + n).toString("utf8"));
+    header = JSON.parse(json);
   } catch (e) {
     throw new SafetensorsError(file, `header is not valid JSON (${(e as Error).message})`);
   }
   if (!header || typeof header !== "object" || Array.isArray(header)) throw new SafetensorsError(file, "header is not a JSON object");
-  const dataStart = 8 + n;
-  const dataLen = buf.length - dataStart;
   const metadata = (header.__metadata__ ?? {}) as Record<string, string>;
-  const tensors: Record<string, RawTensor> = {};
-  const spans: [number, number, string][] = [];
+  const entries: SafetensorsEntry[] = [];
   for (const [name, v] of Object.entries(header)) {
     if (name === "__metadata__") continue;
     const e = v as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
@@ -109,28 +113,103 @@ export function decodeSafetensors(buf: Buffer, file = "safetensors"): { tensors:
     const count = (e.shape as number[]).reduce((a, c) => a * c, 1);
     if (en - b !== count * width) throw new SafetensorsError(file, `tensor "${name}": shape [${e.shape}] needs ${count * width} bytes but data_offsets span ${en - b}`);
     if (en > dataLen) throw new SafetensorsError(file, `tensor "${name}" ends at byte ${en} but the data section has ${dataLen} bytes: file is truncated`);
-    spans.push([b, en, name]);
-    // Copy into an aligned buffer (the data section need not be 4-byte aligned in memory).
-    const bytes = new Uint8Array(en - b);
-    bytes.set(buf.subarray(dataStart + b, dataStart + en));
-    const shape = e.shape as number[];
-    if (e.dtype === "F16" || e.dtype === "BF16") tensors[name] = { dtype: "F32", stored: e.dtype, shape, data: widen(new Uint16Array(bytes.buffer), e.dtype) };
-    else tensors[name] = { dtype: e.dtype as DType, shape, data: e.dtype === "F32" ? new Float32Array(bytes.buffer) : new Int32Array(bytes.buffer) };
+    entries.push({ name, dtype: e.dtype as DType | HalfDType, shape: e.shape as number[], begin: b, end: en });
   }
-  spans.sort((x, y) => x[0] - y[0]);
+  const spans = [...entries].sort((x, y) => x.begin - y.begin);
   let end = 0;
-  for (const [b, en, name] of spans) {
+  for (const { begin: b, end: en, name } of spans) {
     if (b < end) throw new SafetensorsError(file, `tensor "${name}" overlaps the tensor before it (bytes ${b}-${en})`);
     if (b > end) throw new SafetensorsError(file, `a gap of ${b - end} bytes before tensor "${name}": the data section must be contiguous`);
     end = en;
   }
   if (end !== dataLen) throw new SafetensorsError(file, `${dataLen - end} trailing bytes after the last tensor: the file was changed or is not a safetensors file`);
+  return { entries, metadata };
+}
+
+/** A tensor from its bytes (an aligned copy; half precision widened to F32). */
+function tensorOf(e: SafetensorsEntry, bytes: Uint8Array): RawTensor {
+  if (e.dtype === "F16" || e.dtype === "BF16") return { dtype: "F32", stored: e.dtype, shape: e.shape, data: widen(new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.length / 2), e.dtype) };
+  return { dtype: e.dtype, shape: e.shape, data: e.dtype === "F32" ? new Float32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4) : new Int32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4) };
+}
+
+/** Parse and validate a safetensors buffer. `file` is only used in error messages. */
+export function decodeSafetensors(buf: Buffer, file = "safetensors"): { tensors: Record<string, RawTensor>; metadata: Record<string, string> } {
+  if (buf.length < 8) throw new SafetensorsError(file, `file is ${buf.length} bytes, too short for a safetensors header`);
+  const n = Number(buf.readBigUInt64LE(0));
+  if (n > buf.length - 8) throw new SafetensorsError(file, `header length ${n} exceeds the file size (${buf.length} bytes): truncated or not a safetensors file`);
+  const dataStart = 8 + n;
+  const { entries, metadata } = parseHeader(buf.subarray(8, dataStart).toString("utf8"), buf.length - dataStart, file);
+  const tensors: Record<string, RawTensor> = {};
+  for (const e of entries) tensors[e.name] = tensorOf(e, new Uint8Array(buf.subarray(dataStart + e.begin, dataStart + e.end))); // aligned copy
   return { tensors, metadata };
 }
 
+/**
+ * A safetensors file opened for reading one tensor at a time (a GPT-2 checkpoint is loaded without
+ * holding the whole file in memory). The header is validated on open; `close()` when done.
+ */
+export class SafetensorsFile {
+  readonly entries: ReadonlyMap<string, SafetensorsEntry>;
+  readonly metadata: Record<string, string>;
+  private fd: number | null;
+  private readonly dataStart: number;
+
+  constructor(readonly file: string) {
+    if (!fs.existsSync(file)) throw new SafetensorsError(file, "file not found");
+    this.fd = fs.openSync(file, "r");
+    try {
+      const size = fs.fstatSync(this.fd).size;
+      if (size < 8) throw new SafetensorsError(file, `file is ${size} bytes, too short for a safetensors header`);
+      const len = Buffer.alloc(8);
+      fs.readSync(this.fd, len, 0, 8, 0);
+      const n = Number(len.readBigUInt64LE(0));
+      if (n > size - 8) throw new SafetensorsError(file, `header length ${n} exceeds the file size (${size} bytes): truncated or not a safetensors file`);
+      const json = Buffer.alloc(n);
+      this.readFully(json, 8);
+      this.dataStart = 8 + n;
+      const { entries, metadata } = parseHeader(json.toString("utf8"), size - this.dataStart, file);
+      this.entries = new Map(entries.map((e) => [e.name, e]));
+      this.metadata = metadata;
+    } catch (e) {
+      this.close();
+      throw e;
+    }
+  }
+
+  private readFully(buf: Uint8Array, position: number): void {
+    for (let done = 0; done < buf.length; ) {
+      const n = fs.readSync(this.fd!, buf, done, buf.length - done, position + done);
+      if (n === 0) throw new SafetensorsError(this.file, "file ended early (changed while reading?)");
+      done += n;
+    }
+  }
+
+  /** Read one tensor (a fresh array the caller owns). */
+  read(name: string): RawTensor {
+    const e = this.entries.get(name);
+    if (!e) throw new SafetensorsError(this.file, `no tensor "${name}"`);
+    if (this.fd === null) throw new SafetensorsError(this.file, "file is closed");
+    const bytes = new Uint8Array(e.end - e.begin);
+    this.readFully(bytes, this.dataStart + e.begin);
+    return tensorOf(e, bytes);
+  }
+
+  close(): void {
+    if (this.fd !== null) fs.closeSync(this.fd);
+    this.fd = null;
+  }
+}
+
+/** Read a whole file (every tensor in memory). For large checkpoints use `SafetensorsFile`. */
 export function readSafetensors(file: string): { tensors: Record<string, RawTensor>; metadata: Record<string, string> } {
-  if (!fs.existsSync(file)) throw new SafetensorsError(file, "file not found");
-  return decodeSafetensors(fs.readFileSync(file), file);
+  const f = new SafetensorsFile(file);
+  try {
+    const tensors: Record<string, RawTensor> = {};
+    for (const n of f.entries.keys()) tensors[n] = f.read(n);
+    return { tensors, metadata: f.metadata };
+  } finally {
+    f.close();
+  }
 }
 
 export function writeSafetensors(file: string, tensors: Record<string, RawTensor>, metadata: Record<string, string> = {}): void {

@@ -8,12 +8,12 @@ import { encodeExamples, TextExample, toBatch, disposeBatch } from "../world/bat
 import { GPT2Config } from "./config";
 import { gptForward, Params } from "./gpt";
 import { labelMask, oneHotFloat, tokenKl, tokenNll } from "./loss";
-import { WordTokenizer } from "./tokenizer";
+import type { Tokenizer } from "./tokenizer";
 
 export interface ModelView {
   config: GPT2Config;
   params: Readonly<Params>;
-  tokenizer: WordTokenizer;
+  tokenizer: Tokenizer;
 }
 
 export interface TopK {

@@ -1,12 +1,13 @@
 /**
  * Turning (prompt, target) text pairs into padded tensors for the GPT forward.
  *
- * Token layout for one example: [<bos>, prompt..., target...(, <eos>)]. The model input is every
- * token but the last; `labels[t]` is the token at t+1 where a loss applies, else -1 (shift done
+ * Token layout for one example: [<bos>, prompt..., target...(, <eos>)] (no <bos> for a tokenizer
+ * without one, GPT-2). Prompt and target are encoded separately, the target as the continuation of
+ * the prompt (" Biden" after "... is"; tokenizer.ts). The model input is every token but the last; `labels[t]` is the token at t+1 where a loss applies, else -1 (shift done
  * here, so losses never shift). Right padding with <pad>; attentionMask is 1 on real tokens.
  */
 import * as tf from "@tensorflow/tfjs";
-import { WordTokenizer } from "../model/tokenizer";
+import { continuation, type Tokenizer } from "../model/tokenizer";
 
 export interface TextExample {
   prompt: string;
@@ -41,19 +42,20 @@ export type LossOn = "target" | "all" | "none";
  * "all" labels every next token incl. <eos> (pretraining), "none" labels nothing (prediction).
  * Throws on unknown words, an empty target (unless "none") or a sequence longer than `maxLen`.
  */
-export function encodeExamples(tok: WordTokenizer, examples: readonly TextExample[], lossOn: LossOn, maxLen: number): BatchArrays {
+export function encodeExamples(tok: Tokenizer, examples: readonly TextExample[], lossOn: LossOn, maxLen: number): BatchArrays {
   if (examples.length === 0) throw new Error("encodeExamples: no examples");
   const rows = examples.map((ex) => {
     const p = tok.encode(ex.prompt);
-    const t = tok.encode(ex.target);
+    const t = tok.encode(continuation(ex.prompt, ex.target));
     if (p.length === 0) throw new Error("prompt is empty");
     if (lossOn !== "none" && t.length === 0) throw new Error(`target is empty for prompt "${ex.prompt}"`);
-    const seq = [tok.bosId, ...p, ...t, ...(lossOn === "all" ? [tok.eosId] : [])];
+    const bos = tok.bosId === null ? [] : [tok.bosId];
+    const seq = [...bos, ...p, ...t, ...(lossOn === "all" ? [tok.eosId] : [])];
     const inputLen = lossOn === "none" ? seq.length : seq.length - 1;
     if (inputLen > maxLen) {
       throw new Error(`"${ex.prompt} ${ex.target}" is ${inputLen} tokens, longer than the model's context of ${maxLen}`);
     }
-    return { seq, promptLen: 1 + p.length, inputLen };
+    return { seq, promptLen: bos.length + p.length, inputLen };
   });
   const T = Math.max(...rows.map((r) => r.inputLen));
   const out: BatchArrays = { inputIds: [], attentionMask: [], labels: [], targetPositions: [], lastPosition: [] };
@@ -95,6 +97,6 @@ export function disposeBatch(b: Batch): void {
 }
 
 /** Encode and convert in one call (caller owns the tensors). */
-export function makeBatch(tok: WordTokenizer, examples: readonly TextExample[], lossOn: LossOn, maxLen: number): Batch {
+export function makeBatch(tok: Tokenizer, examples: readonly TextExample[], lossOn: LossOn, maxLen: number): Batch {
   return toBatch(encodeExamples(tok, examples, lossOn, maxLen));
 }
