@@ -3,6 +3,7 @@
  *
  *   model       the base GPT-2 (pure forward, folders, tokenizer, backend)
  *   world       the facts world, batching, seeded RNG
+ *   datasets    zsRE and CounterFact as edit records, with their metrics
  *   mend        the official algorithm (factoring, editor, update, edit, meta-loss, training)
  *   extensions  our additions, plugged into `mend` through its hooks
  *   baselines   FT and FT+KL
@@ -11,6 +12,7 @@
  */
 export * as model from "./model";
 export * as world from "./world";
+export * as datasets from "./datasets";
 export * as mend from "./mend";
 export * as extensions from "./extensions";
 export * as baselines from "./baselines";

@@ -4,3 +4,4 @@ export { editSuccess, tokenAccuracy, unchanged, unchangedTokenFraction, accuracy
 export { evaluateMethods, DEFAULT_EVAL_CONFIG, type EvalConfig, type EvalResult, type MethodSummary } from "./evaluate"; // single, batched, sequential
 export { probesFor, runProbes, formatProbeTable, probeTableRows, firstWord, type Probe, type ProbeResult } from "./report"; // before/after probe tables
 export { targetChecks } from "./targets"; // the project's measured targets
+export { evaluateDataset, formatDatasetTable, type DatasetEvalResult } from "./datasetEval"; // zsRE / CounterFact single edits with their metrics

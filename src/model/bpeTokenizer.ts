@@ -105,6 +105,12 @@ export class BpeTokenizer implements Tokenizer {
     return new BpeTokenizer(gpt2TokenizerJson(vocab, merges), { "vocab.json": Buffer.from(vocabText), "merges.txt": Buffer.from(mergesText) }, vocabFile);
   }
 
+  /** GPT-2's tokenizer.json (as the Hub has it) for the texts of vocab.json and merges.txt. */
+  static tokenizerJson(vocabText: string, mergesText: string): Record<string, unknown> {
+    const vocab = parseVocab(vocabText, "vocab.json");
+    return gpt2TokenizerJson(vocab, parseMerges(mergesText, "merges.txt", vocab));
+  }
+
   /** From a Hugging Face `tokenizer.json` (its text). */
   static fromTokenizerJson(text: string, file = "tokenizer.json"): BpeTokenizer {
     let json: Record<string, unknown>;
