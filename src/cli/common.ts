@@ -22,6 +22,8 @@ export function loadModelAndEditor(modelDir = DEFAULT_MODEL_DIR, editorDir = DEF
     return { model, editor: loadEditor(editorDir, model.config, model.params, opts) };
   } catch (e) {
     disposeParams(model.params);
+    const own = path.resolve(modelDir) !== path.resolve(DEFAULT_MODEL_DIR) && path.resolve(editorDir) === path.resolve(DEFAULT_EDITOR_DIR);
+    if (own) throw new Error(`${(e as Error).message}. The shipped editor is for the facts-world model: train one for ${modelDir} with "mend train-editor --model ${modelDir} --data zsre:FILE" and pass it with --editor DIR`);
     throw e;
   }
 }

@@ -17,7 +17,8 @@ export const spec: CommandSpec = {
     { name: "prompt", type: "string", value: "TEXT", help: "the edit prompt" },
     { name: "target", type: "string", value: "TEXT", help: "the new answer" },
     { name: "requests", type: "string", value: "FILE.json", help: 'several edits in one call: [{"prompt": ..., "target": ...}, ...]' },
-    { name: "probe", type: "repeat", value: "TEXT", help: "an extra prompt to show before/after (repeatable)" },
+    { name: "paraphrase", type: "repeat", value: "TEXT", help: "a paraphrase of the edit prompt, judged on the new target (repeatable)" },
+    { name: "probe", type: "repeat", value: "TEXT", help: "an extra prompt to show before/after, e.g. a neighbour that should not change (repeatable)" },
     MODEL_FLAG,
     EDITOR_FLAG,
     { name: "save", type: "string", value: "DIR", help: "write the edited model to this new folder (see --force)" },
@@ -27,7 +28,11 @@ export const spec: CommandSpec = {
     { name: "lr-scale", type: "number", value: "S", help: "multiply every edit lr α (ROME/EasyEdit's lr_scale)", default: 1, above: 0, advanced: true },
     ALLOW_BASE_MISMATCH_FLAG,
   ],
-  notes: ['example: mend edit --prompt "The president of the United States is" --target Biden', "MEND_BACKEND=node-gpu|node|wasm|cpu forces a backend."],
+  notes: [
+    'example: mend edit --prompt "The president of the United States is" --target Biden',
+    "For a GPT-2 (--model DIR) the target is the text after the prompt; a space is added between them unless one side has it.",
+    "MEND_BACKEND=node-gpu|node|wasm|cpu forces a backend.",
+  ],
 };
 
 export async function run(f: Flags): Promise<void> {
@@ -44,8 +49,11 @@ export async function run(f: Flags): Promise<void> {
   const backend = await initBackend();
   const { model, editor } = loadModelAndEditor(modelDir, editorDir, { allowBaseMismatch: flagBool(f, "allow-base-mismatch") });
   try {
-    const world = World.load();
-    const probes = probesFor(world, requests, (f.probe as string[] | undefined) ?? []);
+    // The facts world's paraphrases and locality probes only mean something to a model of that world.
+    const world = model.tokenizer.kind === "word" ? World.load() : null;
+    const paraphrases = ((f.paraphrase as string[] | undefined) ?? []).map((prompt) => ({ prompt, kind: "paraphrase" as const, expected: requests[0].target }));
+    if (paraphrases.length && requests.length > 1) throw new Error("--paraphrase applies to a single edit (--prompt/--target), not to --requests");
+    const probes = probesFor(world, requests, (f.probe as string[] | undefined) ?? [], 3, paraphrases);
     const result = mendEdit(model, editor, requests, { lrScale: flagNumber(f, "lr-scale") ?? 1, stepScale: cal ? calibration(cal) : null });
     const rows = runProbes(model, result.params, probes);
     // Checked again under the folder's lock: a concurrent --save to the same folder cannot both succeed.

@@ -5,7 +5,13 @@ import * as os from "os";
 import * as path from "path";
 import { DEFAULT_FT_CONFIG, FineTuneOptimizer } from "../baselines/fineTune";
 import { DEFAULT_EVAL_CONFIG, EvalResult, evaluateMethods } from "../eval/evaluate";
-import { EditMethod, STANDARD_METHODS, standardMethods } from "../eval/methods";
+import { EditMethod, fineTuneMethod, mendMethod, STANDARD_METHODS, standardMethods } from "../eval/methods";
+import { evaluateDataset, formatDatasetTable } from "../eval/datasetEval";
+import { loadDataset, parseDataSpec } from "../datasets/records";
+import { DEFAULT_CALIBRATION } from "../extensions/calibrate";
+import { loadModel } from "../model/modelFolder";
+import { lastBlocksMlp } from "../mend/editor";
+import { ProgressBar } from "./progress";
 import { targetChecks } from "../eval/targets";
 import { loadEditor } from "../extensions/editorExtensions";
 import { describeBackend, initBackend } from "../model/backend";
@@ -22,6 +28,7 @@ export const spec: CommandSpec = {
   summary: "MEND, its extensions, FT and FT+KL on the same edits: single, batched and sequential (writes reports/eval)",
   flags: [
     { name: "methods", type: "strings", value: "M,...", help: "methods to compare", choices: STANDARD_METHODS, default: "MEND,MEND-cal,MEND-batch,MEND-batch-cal,FT,FT+KL" },
+    { name: "data", type: "string", value: "KIND:FILE", help: "evaluate single edits on zsre:FILE or counterfact:FILE with its metrics (methods MEND, MEND-cal, FT, FT+KL) instead of the facts world" },
     { name: "split", type: "string", value: "S", help: "report on test; compare configurations on val", choices: ["test", "val"], default: "test" },
     { name: "limit", type: "int", value: "N", help: "only the first N edits of the split", min: 1 },
     { name: "batch-sizes", type: "ints", value: "K,...", help: "edits per call in the batched evaluation", default: DEFAULT_EVAL_CONFIG.batchSizes.join(","), min: 1 },
@@ -39,7 +46,59 @@ export const spec: CommandSpec = {
   ],
 };
 
+/** Methods that need nothing but the editor and the dataset (FT+KL takes its locality texts from records not evaluated). */
+const DATASET_METHODS = ["MEND", "MEND-cal", "FT", "FT+KL"];
+
+/** `mend eval --data KIND:FILE`: single edits of a dataset's first records, with its own metrics. */
+async function runDataset(f: Flags): Promise<void> {
+  const spec = parseDataSpec(flagString(f, "data")!);
+  const names = (f.methods as string[] | undefined) ?? ["MEND", "FT"];
+  const bad = names.filter((n) => !DATASET_METHODS.includes(n));
+  if (bad.length) throw new Error(`--data evaluates ${DATASET_METHODS.join(", ")}; ${bad.join(", ")} need the facts world`);
+  for (const flag of ["split", "batch-sizes", "sequential", "batch-editor", "jobs"]) if (f[flag] !== undefined) throw new Error(`--${flag} is for the facts world's evaluation, not --data`);
+  const ds = loadDataset(spec.kind, spec.file);
+  if (ds.skipped.length) console.error(`${spec.file}: skipped ${ds.skipped.length} record(s) (${ds.skipped[0].reason})`);
+  const limit = flagNumber(f, "limit") ?? Math.min(100, ds.records.length);
+  const backend = await initBackend();
+  console.error(`backend: ${describeBackend(backend)}`);
+  const needEditor = names.some((n) => n.startsWith("MEND"));
+  const modelDir = flagString(f, "model") ?? DEFAULT_MODEL_DIR;
+  const { model, editor } = needEditor ? loadModelAndEditor(modelDir, flagString(f, "editor") ?? DEFAULT_EDITOR_DIR) : { model: loadModel(modelDir), editor: null };
+  try {
+    const inner = editor?.config.innerParams ?? lastBlocksMlp(model.config.n_layer);
+    const ft = { ...DEFAULT_FT_CONFIG, lr: flagNumber(f, "ft-lr") ?? DEFAULT_FT_CONFIG.lr, optimizer: (flagString(f, "ft-optimizer") ?? DEFAULT_FT_CONFIG.optimizer) as FineTuneOptimizer };
+    const locTexts = ds.records.slice(limit).slice(-16).flatMap((r) => r.locality.slice(0, 1).map((l) => ({ prompt: l.prompt, target: l.target })));
+    const margin = flagNumber(f, "calibrate");
+    const build: Record<string, () => EditMethod> = {
+      MEND: () => mendMethod(editor!),
+      "MEND-cal": () => mendMethod(editor!, "MEND-cal", { ...DEFAULT_CALIBRATION, ...(margin ? { margin } : {}) }),
+      FT: () => fineTuneMethod({ ...ft, innerParams: inner, cEdit: null, locTexts: [] }),
+      "FT+KL": () => {
+        if (!locTexts.length) throw new Error("FT+KL takes its locality texts from records after --limit; the file has none left (lower --limit)");
+        return fineTuneMethod({ ...ft, innerParams: inner, cEdit: 1e-2, locTexts });
+      },
+    };
+    const methods = names.map((n) => build[n]());
+    const bar = new ProgressBar(limit * methods.length, "eval");
+    let done = 0;
+    const r = evaluateDataset(model, methods, ds, { limit, onRecord: () => bar.update(++done, {}) });
+    bar.done();
+    const out = flagString(f, "out");
+    if (out) {
+      fs.mkdirSync(out, { recursive: true });
+      writeFileDurable(path.join(out, "results.json"), JSON.stringify(r, null, 1) + "\n");
+      writeFileDurable(path.join(out, "results.md"), "```\n" + formatDatasetTable(r) + "\n```\n");
+    }
+    if (flagBool(f, "json")) console.log(JSON.stringify({ backend: backend.kind, ...r, ...(out ? { out } : {}) }));
+    else console.log(formatDatasetTable(r) + (out ? `\n\nwrote ${out}/results.json, results.md` : ""));
+  } finally {
+    if (editor) disposeEditor(editor);
+    disposeParams(model.params);
+  }
+}
+
 export async function run(f: Flags, argv: readonly string[]): Promise<void> {
+  if (flagString(f, "data")) return runDataset(f);
   const split = (flagString(f, "split") ?? "test") as "test" | "val";
   const batchDir = flagString(f, "batch-editor") ?? DEFAULT_BATCH_EDITOR_DIR;
   // Given explicitly, the batch editor is evaluated (a wrong folder is then a clear load error); by default only if shipped.

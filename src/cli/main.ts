@@ -19,6 +19,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   pretrain: async () => import("./pretrain"),
   "train-editor": async () => import("./trainEditor"),
   world: async () => import("./world"),
+  "random-gpt2": async () => import("./randomGpt2"),
   bench: async () => import("./bench"),
 };
 

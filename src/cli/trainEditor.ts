@@ -1,12 +1,14 @@
 /** `mend train-editor`: meta-train a MEND editor for a base model on the facts world. */
+import * as fs from "fs";
 import * as path from "path";
+import { loadDataset, parseDataSpec, splitRecords } from "../datasets/records";
 import { OFFICIAL_RECIPE, prepareTraining, TrainingRecipe } from "../extensions/trainingRecipe";
 import { describeBackend, initBackend } from "../model/backend";
 import { disposeParams } from "../model/gpt";
 import { loadModel } from "../model/modelFolder";
 import { readFolderFiles, writeFolder } from "../model/checkpointFolder";
 import { DEFAULT_TRAIN_EDITOR_CONFIG, TrainEditorConfig, trainEditor } from "../mend/train";
-import { World } from "../world/world";
+import { EditRecord, World } from "../world/world";
 import { DEFAULT_MODEL_DIR, FORCE_FLAG, guardOutput, MODEL_FLAG, newRunDir, RESUME_FLAG } from "./common";
 import { CommandSpec, flagBool, flagNumber, Flags, flagString } from "./flags";
 import { ProgressBar } from "./progress";
@@ -14,9 +16,10 @@ import { ProgressBar } from "./progress";
 const d = DEFAULT_TRAIN_EDITOR_CONFIG;
 export const spec: CommandSpec = {
   name: "train-editor",
-  summary: "meta-train a MEND editor on the facts world's training edits (validation and early stopping on its validation edits)",
+  summary: "meta-train a MEND editor on the facts world's training edits, or on zsRE / CounterFact (validation and early stopping)",
   flags: [
     MODEL_FLAG,
+    { name: "data", type: "string", value: "KIND:FILE", help: "train on a dataset, zsre:FILE or counterfact:FILE (its last records validate), instead of the facts world" },
     { name: "out", type: "string", value: "DIR", help: "where the best editor goes", default: "RUN-DIR/editor" },
     { name: "run-dir", type: "string", value: "DIR", help: "checkpoints of the run (best, last with optimizer and trainer state)", default: "a new runs/train-editor-<time>" },
     FORCE_FLAG,
@@ -46,7 +49,26 @@ export const spec: CommandSpec = {
 };
 
 /** Flags that may be given with --resume (the rest are the run's own settings). */
-const RESUMABLE = new Set(["model", "out", "run-dir", "resume", "force", "steps", "time-budget", "patience"])
+const RESUMABLE = new Set(["model", "out", "run-dir", "resume", "force", "steps", "time-budget", "patience"]);
+
+/** The settings a run was started with (its last checkpoint's trainer state), for --resume. */
+function runConfig(runDir: string): TrainEditorConfig {
+  const file = path.join(runDir, "last", "trainer_state.json");
+  if (!fs.existsSync(file)) throw new Error(`nothing to resume: ${file} not found (start a new run without --resume, or name the run folder)`);
+  return (JSON.parse(fs.readFileSync(file, "utf8")) as { config: TrainEditorConfig }).config;
+}
+
+/** Training and validation records: a dataset's (its last records validate) or the facts world's. */
+function trainingRecords(cfg: TrainEditorConfig): { train: EditRecord[]; val: EditRecord[] } {
+  if (cfg.data) {
+    const spec = parseDataSpec(cfg.data);
+    const ds = loadDataset(spec.kind, spec.file);
+    if (ds.skipped.length) console.error(`${spec.file}: skipped ${ds.skipped.length} record(s): ${ds.skipped.slice(0, 3).map((s) => `${s.index} (${s.reason})`).join(", ")}`);
+    return splitRecords(ds.records, cfg.valSize);
+  }
+  const world = World.load();
+  return { train: world.editRecords("train", { perFact: cfg.perFact }), val: world.editRecords("val") };
+}
 
 export async function run(f: Flags): Promise<void> {
   const resume = flagBool(f, "resume");
@@ -85,6 +107,7 @@ export async function run(f: Flags): Promise<void> {
     accumulate: flagNumber(f, "accumulate") ?? d.accumulate,
     outerIsEdit: flagNumber(f, "outer-is-edit") ?? d.outerIsEdit,
     perFact: flagNumber(f, "per-fact") ?? d.perFact,
+    data: flagString(f, "data") ?? null,
     patience: flagNumber(f, "patience") ?? d.patience,
     cLoc: flagNumber(f, "c-loc") ?? d.cLoc,
     weighting: (flagString(f, "weighting") ?? "call") as "call" | "edit",
@@ -98,14 +121,14 @@ export async function run(f: Flags): Promise<void> {
   const backend = await initBackend();
   console.error(`backend: ${describeBackend(backend)}`);
   console.error(`run folder: ${runDir}; the best editor goes to ${out}`);
+  if (cfg.data && f["per-fact"] !== undefined) throw new Error("--per-fact draws new targets for the facts world; a dataset brings its own (drop --per-fact)");
+  const { train, val } = trainingRecords(resume ? runConfig(runDir) : cfg); // a resumed run reads what it started on
   const model = loadModel(modelDir);
-  const world = World.load();
-  const train = world.editRecords("train", { perFact: cfg.perFact });
   const bar = new ProgressBar(cfg.maxSteps, "train-editor");
   try {
     // A resumed run loads its editor (and its extensions) from the run folder.
     const prep = prepareTraining(model, train, cfg, resume ? { ...OFFICIAL_RECIPE, locality: recipe.locality } : recipe);
-    const r = await trainEditor(model, train, world.editRecords("val"), runDir, cfg, {
+    const r = await trainEditor(model, train, val, runDir, cfg, {
       resume,
       ...prep,
       resumeWith: { ...(f.steps !== undefined ? { maxSteps: cfg.maxSteps } : {}), ...(f["time-budget"] !== undefined ? { timeBudgetSec: cfg.timeBudgetSec } : {}), ...(f.patience !== undefined ? { patience: cfg.patience } : {}) },

@@ -34,9 +34,9 @@ export interface ProbeResult extends Probe {
 /**
  * The probes for a set of edit requests: each prompt; when it is a known template of a world fact,
  * all other templates of that fact (paraphrases) and locality probes of every class (same subject
- * other relation, same relation other subject, unrelated); then the caller's probes.
+ * other relation, same relation other subject, unrelated); then the caller's paraphrases and probes.
  */
-export function probesFor(world: World | null, requests: readonly EditRequest[], extra: readonly string[] = [], perClass = 3): Probe[] {
+export function probesFor(world: World | null, requests: readonly EditRequest[], extra: readonly string[] = [], perClass = 3, paraphrases: readonly Probe[] = []): Probe[] {
   const probes: Probe[] = [];
   const seen = new Set<string>();
   const push = (p: Probe) => {
@@ -45,6 +45,7 @@ export function probesFor(world: World | null, requests: readonly EditRequest[],
     probes.push(p);
   };
   for (const r of requests) push({ prompt: r.prompt, kind: "edit", expected: r.target });
+  for (const p of paraphrases) push(p);
   const matched = world ? requests.map((r) => ({ r, m: world.matchPrompt(r.prompt) })) : [];
   for (const { r, m } of matched) {
     if (!m || !world) continue;

@@ -27,7 +27,7 @@ import * as path from "path";
 import * as tf from "@tensorflow/tfjs";
 import { writeFolder } from "../model/checkpointFolder";
 import { loadOptimizerState, optimizerStateBytes } from "../model/optimizerState";
-import { ModelView } from "../model/score";
+import { ModelView, rowsPerPass } from "../model/score";
 import { Rng } from "../world/rng";
 import { EditRecord } from "../world/world";
 import { createEditor, disposeEditor, DEFAULT_EDITOR_CONFIG, Editor, EditorConfig, editorVariables, lastBlocksMlp } from "./editor";
@@ -73,6 +73,11 @@ export interface TrainEditorConfig extends MetaLossConfig {
    * drawn by the caller; recorded here with the editor). 20 instead of the generator's 5 (docs/deviations.md).
    */
   perFact: number;
+  /**
+   * Where the caller drew the records from: null for the facts world, else a dataset ("zsre:FILE",
+   * "counterfact:FILE"; src/datasets). Recorded with the run, so that a resumed run reads the same.
+   */
+  data?: string | null;
   /** What the caller's additions were (recorded with the run and the editor, read by nothing here). */
   extensions?: Record<string, unknown>;
 }
@@ -112,6 +117,7 @@ export interface ValidationResult {
  * edit accuracy and locality averaged over all edits.
  */
 export function validateEditor(m: ModelView, editor: Editor, groups: readonly (readonly MetaExample[])[], c: MetaLossConfig, maxEditsPerPass = 40): ValidationResult {
+  maxEditsPerPass = Math.max(1, Math.min(maxEditsPerPass, Math.floor(rowsPerPass(m.config, 3 * maxEditsPerPass) / 3))); // three texts per edit
   const rs: ExampleResult[] = [];
   const totalEdits = groups.reduce((a, g) => a + g.length, 0);
   let lossEdit = 0;

@@ -16,6 +16,18 @@ export interface ModelView {
   tokenizer: Tokenizer;
 }
 
+/** Elements of the [rows, T, vocab] logits one scoring pass may hold (64 MB of float32). */
+export const LOGITS_BUDGET = 2 ** 24;
+
+/**
+ * Rows (texts) per forward pass for this model: `max`, fewer for a large vocabulary so that a pass's
+ * logits stay near LOGITS_BUDGET for texts of up to 32 tokens (GPT-2's 50257 tokens: 10 rows; the
+ * facts world's model: `max`). wasm has 4 GB of memory in all.
+ */
+export function rowsPerPass(config: GPT2Config, max = 128): number {
+  return Math.max(1, Math.min(max, Math.floor(LOGITS_BUDGET / (32 * config.vocab_size))));
+}
+
 export interface TopK {
   prompt: string;
   tokens: string[];
@@ -26,14 +38,15 @@ export interface TopK {
 /** Top-k next tokens after each prompt (prompts are prefixed with <bos>). */
 export function nextTokenTopK(m: ModelView, prompts: readonly string[], k = 5, batchSize = 128): TopK[] {
   const out: TopK[] = [];
-  for (let s = 0; s < prompts.length; s += batchSize) {
-    const chunk = prompts.slice(s, s + batchSize);
+  const rows = rowsPerPass(m.config, batchSize);
+  for (let s = 0; s < prompts.length; s += rows) {
+    const chunk = prompts.slice(s, s + rows);
     const a = encodeExamples(m.tokenizer, chunk.map((p) => ({ prompt: p, target: "" })), "none", m.config.n_positions);
     const b = toBatch(a);
     const probs = tf.tidy(() => {
       const { logits } = gptForward(m.params, m.config, b.inputIds, { attentionMask: b.attentionMask });
-      const rows = a.lastPosition.map((t, i) => tf.slice(logits, [i, t, 0], [1, 1, -1]).reshape([-1]));
-      return tf.softmax(tf.stack(rows)); // [B, V]
+      const last = a.lastPosition.map((t, i) => tf.slice(logits, [i, t, 0], [1, 1, -1]).reshape([-1]));
+      return tf.softmax(tf.stack(last)); // [B, V]
     });
     disposeBatch(b);
     const { values, indices } = tf.topk(probs, Math.min(k, m.tokenizer.size));
@@ -64,8 +77,9 @@ export interface TargetScore {
 /** Teacher-forced scores of `target` after `prompt` for each example. */
 export function scoreTargets(m: ModelView, examples: readonly TextExample[], batchSize = 128): TargetScore[] {
   const out: TargetScore[] = [];
-  for (let s = 0; s < examples.length; s += batchSize) {
-    const chunk = examples.slice(s, s + batchSize);
+  const rows = rowsPerPass(m.config, batchSize);
+  for (let s = 0; s < examples.length; s += rows) {
+    const chunk = examples.slice(s, s + rows);
     const a = encodeExamples(m.tokenizer, chunk, "target", m.config.n_positions);
     const b = toBatch(a);
     const [logp, am] = tf.tidy(() => {
@@ -99,8 +113,9 @@ export function scoreTargets(m: ModelView, examples: readonly TextExample[], bat
  */
 export function klPerExample(m: ModelView, paramsA: Readonly<Params>, paramsB: Readonly<Params>, examples: readonly TextExample[], batchSize = 128): number[] {
   const out: number[] = [];
-  for (let s = 0; s < examples.length; s += batchSize) {
-    const chunk = examples.slice(s, s + batchSize);
+  const rows = rowsPerPass(m.config, batchSize);
+  for (let s = 0; s < examples.length; s += rows) {
+    const chunk = examples.slice(s, s + rows);
     const b = toBatch(encodeExamples(m.tokenizer, chunk, "target", m.config.n_positions));
     const kl = tf.tidy(() => {
       const a = gptForward(paramsA, m.config, b.inputIds, { attentionMask: b.attentionMask }).logits;
@@ -119,8 +134,9 @@ export function klPerExample(m: ModelView, paramsA: Readonly<Params>, paramsB: R
 export function corpusNll(m: ModelView, examples: readonly TextExample[], batchSize = 128): { nll: number; tokens: number } {
   let nll = 0;
   let tokens = 0;
-  for (let s = 0; s < examples.length; s += batchSize) {
-    const b = toBatch(encodeExamples(m.tokenizer, examples.slice(s, s + batchSize), "all", m.config.n_positions));
+  const rows = rowsPerPass(m.config, batchSize);
+  for (let s = 0; s < examples.length; s += rows) {
+    const b = toBatch(encodeExamples(m.tokenizer, examples.slice(s, s + rows), "all", m.config.n_positions));
     const [sum, count] = tf.tidy(() => {
       const { logits } = gptForward(m.params, m.config, b.inputIds, { attentionMask: b.attentionMask });
       return [tf.sum(tokenNll(logits, b.labels)), tf.sum(labelMask(b.labels))];
