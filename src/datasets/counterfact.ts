@@ -26,16 +26,17 @@ import { field, readJsonList, Skipped } from "./jsonRecords";
 export function counterfactRecords(data: unknown, file: string, split: EditRecord["split"] = "test"): { records: EditRecord[]; skipped: Skipped[] } {
   const records = readJsonList(data, file).map((r, i): EditRecord => {
     const id = typeof r.case_id === "number" ? r.case_id : i;
+    const at = `${file}: record ${i} (case_id ${id})`;
     if (r.requested_rewrite !== undefined) {
-      const rw = field(r, "requested_rewrite", "object", file, i);
-      const where = `${file}: record ${i} (case_id ${id}): requested_rewrite`;
-      const template = field(rw, "prompt", "string", where, i);
-      const subject = field(rw, "subject", "string", where, i);
+      const rw = field(r, "requested_rewrite", "object", at);
+      const where = `${at}: requested_rewrite`;
+      const template = field(rw, "prompt", "string", where);
+      const subject = field(rw, "subject", "string", where);
       if (!template.includes("{}")) throw new Error(`${where}.prompt has no "{}" for the subject: ${JSON.stringify(template)}`);
-      const str = (k: "target_new" | "target_true") => field(field(rw, k, "object", where, i), "str", "string", `${where}.${k}`, i);
-      const paraphrases = field(r, "paraphrase_prompts", "string[]", file, i);
-      const neighbours = field(r, "neighborhood_prompts", "string[]", file, i);
-      if (paraphrases.length === 0 || neighbours.length === 0) throw new Error(`${file}: record ${i}: paraphrase_prompts and neighborhood_prompts must not be empty`);
+      const str = (k: "target_new" | "target_true") => field(field(rw, k, "object", where), "str", "string", `${where}.${k}`);
+      const paraphrases = field(r, "paraphrase_prompts", "string[]", at);
+      const neighbours = field(r, "neighborhood_prompts", "string[]", at);
+      if (paraphrases.length === 0 || neighbours.length === 0) throw new Error(`${at}: paraphrase_prompts and neighborhood_prompts must not be empty`);
       const target_true = str("target_true");
       const relation = typeof rw.relation_id === "string" ? rw.relation_id : template;
       return {
@@ -50,19 +51,19 @@ export function counterfactRecords(data: unknown, file: string, split: EditRecor
         locality: neighbours.map((p) => ({ class: "same_relation" as const, prompt: p, target: target_true, subject: "", relation })),
       };
     }
-    const prompt = field(r, "prompt", "string", file, i);
-    const rephrase = field(r, "rephrase_prompt", "string", file, i);
-    const target_true = field(r, "ground_truth", "string", file, i);
+    const prompt = field(r, "prompt", "string", at);
+    const rephrase = field(r, "rephrase_prompt", "string", at);
+    const target_true = field(r, "ground_truth", "string", at);
     return {
       case_id: id,
       split,
       subject: typeof r.subject === "string" ? r.subject : prompt,
       relation: prompt,
       target_true,
-      target_new: field(r, "target_new", "string", file, i),
+      target_new: field(r, "target_new", "string", at),
       prompts: [prompt, rephrase],
       heldout_prompts: [rephrase],
-      locality: [{ class: "same_relation" as const, prompt: field(r, "locality_prompt", "string", file, i), target: field(r, "locality_ground_truth", "string", file, i), subject: "", relation: prompt }],
+      locality: [{ class: "same_relation" as const, prompt: field(r, "locality_prompt", "string", at), target: field(r, "locality_ground_truth", "string", at), subject: "", relation: prompt }],
     };
   });
   return { records, skipped: [] };

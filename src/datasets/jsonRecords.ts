@@ -13,13 +13,13 @@ export function readJsonList(data: unknown, file: string): Record<string, unknow
 type FieldType = "string" | "string[]" | "object";
 type FieldValue<T extends FieldType> = T extends "string" ? string : T extends "string[]" ? string[] : Record<string, unknown>;
 
-/** A required field of record `i`, of a type; the error names the file, record and field. */
-export function field<T extends FieldType>(r: Record<string, unknown>, name: string, type: T, file: string, i: number): FieldValue<T> {
+/** A required field of a record, of a type; `where` names the record ("file: record 3") for the error. */
+export function field<T extends FieldType>(r: Record<string, unknown>, name: string, type: T, where: string): FieldValue<T> {
   const v = r[name];
   const ok = type === "string" ? typeof v === "string" && v.trim() !== "" : type === "string[]" ? Array.isArray(v) && v.every((x) => typeof x === "string") : !!v && typeof v === "object" && !Array.isArray(v);
   if (!ok) {
     const got = v === undefined ? "it is missing" : `got ${JSON.stringify(v)?.slice(0, 60)}`;
-    throw new Error(`${file}: record ${i}: field "${name}" must be ${type === "string" ? "a non-empty string" : type === "string[]" ? "a list of strings" : "an object"} (${got})`);
+    throw new Error(`${where}: field "${name}" must be ${type === "string" ? "a non-empty string" : type === "string[]" ? "a list of strings" : "an object"} (${got})`);
   }
   return v as FieldValue<T>;
 }

@@ -28,12 +28,13 @@ export function zsreRecords(data: unknown, file: string, split: EditRecord["spli
       skipped.push({ index: i, reason: 'empty "alt" (no edit target)' });
       return [];
     }
-    const src = field(r, "src", "string", file, i);
-    const rephrase = field(r, "rephrase", "string", file, i);
-    const alt = field(r, "alt", "string", file, i);
-    const answers = field(r, "answers", "string[]", file, i);
-    const loc = field(r, "loc", "string", file, i);
-    const locAns = field(r, "loc_ans", "string", file, i);
+    const at = `${file}: record ${i}`;
+    const src = field(r, "src", "string", at);
+    const rephrase = field(r, "rephrase", "string", at);
+    const alt = field(r, "alt", "string", at);
+    const answers = field(r, "answers", "string[]", at);
+    const loc = field(r, "loc", "string", at);
+    const locAns = field(r, "loc_ans", "string", at);
     const subject = typeof r.subject === "string" ? r.subject : src;
     return {
       case_id: i,
