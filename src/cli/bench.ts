@@ -32,6 +32,9 @@ import { loadModel, Model } from "../model/modelFolder";
 import { DEFAULT_TRAIN_EDITOR_CONFIG } from "../mend/train";
 import { Rng } from "../world/rng";
 import { World } from "../world/world";
+import { timeIt, timePair } from "./timing";
+import { formatScaleBench, runScaleBench } from "./scaleBench";
+import { GPT2_SHAPES, Gpt2Shape } from "../model/randomGpt2";
 
 export interface BenchFigure {
   ms: number;
@@ -72,33 +75,6 @@ export interface BenchResult {
     trainStep: BenchFigure & { locPerEdit: number };
   };
   peakRssMb: number;
-}
-
-/** Median wall time of `fn` in ms over `reps` runs after `warmup` runs. */
-export async function timeIt(fn: () => Promise<void> | void, reps: number, warmup = 2): Promise<number> {
-  return (await timeAlternately([fn], reps, warmup))[0];
-}
-
-/**
- * Median wall times of `a` and `b` in ms, run alternately `reps` times each after warm-up, so that
- * drift in the machine's speed (other processes, GC, thermal) hits both alike: for ratios.
- */
-export async function timePair(a: () => Promise<void>, b: () => Promise<void>, reps: number, warmup = 3): Promise<[number, number]> {
-  return (await timeAlternately([a, b], reps, warmup)) as [number, number];
-}
-
-/** Median wall time in ms of each of `fns`, run in turn `reps` times each after `warmup` rounds. */
-async function timeAlternately(fns: readonly (() => Promise<void> | void)[], reps: number, warmup: number): Promise<number[]> {
-  for (let i = 0; i < warmup; i++) for (const fn of fns) await fn();
-  const ts = fns.map((): number[] => []);
-  for (let i = 0; i < reps; i++) {
-    for (const [j, fn] of fns.entries()) {
-      const t0 = performance.now();
-      await fn();
-      ts[j].push(performance.now() - t0);
-    }
-  }
-  return ts.map((t) => t.sort((x, y) => x - y)[Math.floor(t.length / 2)]);
 }
 
 /** Gradients of the mean NLL of `b` w.r.t. the named weights, read back (one timed forward+backward). */
@@ -270,11 +246,20 @@ export const spec: CommandSpec = {
     MODEL_FLAG,
     EDITOR_FLAG,
     { name: "reps", type: "int", value: "N", help: "timed runs per figure (median)", default: 10, min: 1 },
+    { name: "shape", type: "string", value: "NAME", help: "instead: a random GPT-2 of this shape (edit, meta-training step, forward+backward, peak RSS)", choices: Object.keys(GPT2_SHAPES) },
+    { name: "rank", type: "int", value: "R", help: "with --shape: the editor's rank (official 1920)", default: 1920, min: 1 },
     JSON_FLAG,
   ],
+  notes: ["example: mend bench --shape gpt2 (one shape per run: peak RSS is the process's)"],
 };
 
 export async function run(f: Flags): Promise<void> {
+  const shape = flagString(f, "shape") as Gpt2Shape | undefined;
+  if (shape) {
+    const r = await runScaleBench({ shape, reps: flagNumber(f, "reps") ?? 3, rank: flagNumber(f, "rank"), log: (s) => console.error(s) });
+    console.log(flagBool(f, "json") ? JSON.stringify(r, null, 1) : formatScaleBench(r));
+    return;
+  }
   const r = await runBench({ modelDir: flagString(f, "model"), editorDir: flagString(f, "editor"), reps: flagNumber(f, "reps"), log: (s) => console.error(s) });
   console.log(flagBool(f, "json") ? JSON.stringify(r, null, 1) : formatBench(r));
 }

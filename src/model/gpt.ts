@@ -65,6 +65,7 @@ export function initGPT(c: GPT2Config, seed: number): Params {
 }
 
 export function disposeParams(p: Params): void {
+  releaseHead(p["wte.weight"]);
   for (const t of Object.values(p)) t.dispose();
 }
 
@@ -147,9 +148,12 @@ export function gptForward(params: Readonly<Params>, c: GPT2Config, inputIds: tf
     return tf.add(tf.mul(xhat, P(prefix + ".weight")), P(prefix + ".bias")) as tf.Tensor2D;
   };
 
-  // Embeddings. One-hot @ wte instead of gather: gather's gradient (UnsortedSegmentSum) is missing on wasm.
+  // Embeddings. A trained wte: one-hot @ wte, since gather's gradient (UnsortedSegmentSum) is missing
+  // on wasm; a frozen one (editing, scoring): gather, which for GPT-2 saves a [N, 50257] product.
   const ids = tf.reshape(inputIds, [N]) as tf.Tensor1D;
-  const tok = tf.matMul(oneHotFloat(ids, c.vocab_size) as tf.Tensor2D, P("wte.weight")); // [N, C]
+  const wte = P("wte.weight") as tf.Tensor2D;
+  const trained = opts.replace?.["wte.weight"] !== undefined || wte instanceof tf.Variable;
+  const tok = trained ? tf.matMul(oneHotFloat(ids, c.vocab_size) as tf.Tensor2D, wte) : frozenEmbedding(wte, ids); // [N, C]
   const pos = tf.tile(tf.slice(P("wpe.weight"), [0, 0], [T, C]), [B, 1]); // [N, C]
   let x = tf.add(tok, pos) as tf.Tensor2D; // [N, C]
 
@@ -174,9 +178,58 @@ export function gptForward(params: Readonly<Params>, c: GPT2Config, inputIds: tf
     x = tf.add(x, linear(hmid, p + "mlp.c_proj")) as tf.Tensor2D;
   }
   const hf = layerNorm(x, "ln_f");
-  const logits = tf.reshape(tf.matMul(hf, tf.transpose(P("wte.weight"))), [B, T, c.vocab_size]) as tf.Tensor3D; // tied head
+  const head = trained ? tf.matMul(hf, tf.transpose(wte)) : frozenHead(hf, wte); // tied head
+  const logits = tf.reshape(head, [B, T, c.vocab_size]) as tf.Tensor3D;
   for (const name of capture) if (!inputs[name]) throw new Error(`capture: "${name}" is not a linear weight of this model`);
   return { logits, inputs };
+}
+
+/**
+ * Transposed copies of large frozen embeddings, one per wte tensor (GPT-2's [50257, C]): made on
+ * first use, freed by `disposeParams` (or when found with a disposed wte). The facts world's small
+ * model transposes on the fly, as before.
+ */
+const headCache = new Map<tf.Tensor, tf.Tensor2D>();
+const CACHE_MIN_ELEMENTS = 2 ** 22;
+
+function transposedHead(wte: tf.Tensor2D): tf.Tensor2D {
+  for (const [k, v] of headCache) if (k.isDisposed) (v.dispose(), headCache.delete(k));
+  if (wte.size < CACHE_MIN_ELEMENTS) return tf.transpose(wte);
+  let t = headCache.get(wte);
+  if (!t) {
+    t = tf.keep(tf.transpose(wte));
+    headCache.set(wte, t);
+  }
+  return t;
+}
+
+/** Free the cached transposed head of `wte`, if any. */
+export function releaseHead(wte: tf.Tensor | undefined): void {
+  const t = wte && headCache.get(wte);
+  if (t) (t.dispose(), headCache.delete(wte!));
+}
+
+/**
+ * The tied output head h [N, C] @ wteᵀ for a wte that is not being trained: the gradient reaches h
+ * only (dh = dy @ wte, a plain product). tfjs' own matMul gradient would also form the unused
+ * [V, C] gradient of wte, 154 MB per pass for GPT-2.
+ */
+function frozenHead(h: tf.Tensor2D, wte: tf.Tensor2D): tf.Tensor2D {
+  const wteT = transposedHead(wte);
+  type Grad = Parameters<typeof tf.customGrad>[0];
+  const f = tf.customGrad(((x: tf.Tensor2D) => ({ value: tf.matMul(x, wteT), gradFunc: (dy: tf.Tensor2D) => tf.matMul(dy, wte) })) as unknown as Grad);
+  return f(h) as tf.Tensor2D;
+}
+
+/**
+ * Rows of a frozen wte for token ids [N] -> [N, C], as one custom op: under a gradient tape tfjs'
+ * gather would save (copy) all of wte for its backward, 154 MB per pass for GPT-2; nothing flows
+ * back to integer ids.
+ */
+function frozenEmbedding(wte: tf.Tensor2D, ids: tf.Tensor1D): tf.Tensor2D {
+  type Grad = Parameters<typeof tf.customGrad>[0];
+  const f = tf.customGrad(((i: tf.Tensor1D) => ({ value: tf.gather(wte, i), gradFunc: () => tf.zerosLike(i) })) as unknown as Grad);
+  return f(ids) as tf.Tensor2D;
 }
 
 /** GPT-2's tanh approximation of GELU (tfjs has no gelu op). */
