@@ -31,11 +31,11 @@ export interface ScaleBenchResult {
   params: number;
   editorParams: number;
   rank: number;
-  forwardBackward8x16Ms: number;
+  forwardBackward8x16Ms: number | null;
   editMs: number;
-  /** null when the step did not fit in the backend's memory (`trainStepError` says so). */
+  /** null when it did not fit in the backend's memory (`failures` says so). */
   trainStepMs: number | null;
-  trainStepError?: string;
+  failures?: Record<string, string>;
   /** Peak RSS after meta-training steps and edits (before the all-parameter forward+backward). */
   editingRssMb: number;
   peakRssMb: number;
@@ -82,18 +82,23 @@ export async function runScaleBench(opts: { shape: Gpt2Shape; reps?: number; ran
       disposeEdit(r);
     }, Math.max(reps, 5), 1);
     const editingRssMb = process.resourceUsage().maxRSS / 1024;
-    log(`  ${editMs.toFixed(0)} ms; forward+backward on 8 x 16 tokens ...`);
-    const ids = tf.randomUniform([8, 16], 0, config.vocab_size, "int32", 1) as tf.Tensor2D;
-    const labels = tf.randomUniform([8, 16], 0, config.vocab_size, "int32", 2) as tf.Tensor2D;
-    const fb = await timeIt(() => forwardBackward(params, config, ids, labels), reps, 1);
-    tf.dispose([ids, labels]);
-    log(`  ${fb.toFixed(0)} ms; one meta-training step ...`);
-    // Last: at GPT-2 shapes with rank 1920 it may exhaust wasm's 4 GB, which ends the backend.
-    let trainMs: number | null = null;
-    let trainError: string | undefined;
+    // What may not fit in the backend's memory is measured last and reported, not fatal (a wasm
+    // abort ends the backend, so nothing runs after a failure).
+    const failures: Record<string, string> = {};
+    const attempt = async (what: string, fn: () => Promise<number>): Promise<number | null> => {
+      if (Object.keys(failures).length) return null;
+      try {
+        return await fn();
+      } catch (e) {
+        failures[what] = `${(e as Error).message.split(".")[0]} (the ${backend.kind} backend ran out of memory)`;
+        log(`  ${what} failed: ${failures[what]}`);
+        return null;
+      }
+    };
     const { net, editLrs } = editorVariables(editor);
     const editorParams = Object.values(net).reduce((a, v) => a + v.size, 0);
-    try {
+    log(`  ${editMs.toFixed(0)} ms; one meta-training step ...`);
+    const trainMs = await attempt("meta-training step", async () => {
       const vars = { ...net, ...editLrs };
       const opt = tf.train.adam(1e-6, 0.9, 0.999, 1e-8);
       const step = async () => {
@@ -104,13 +109,19 @@ export async function runScaleBench(opts: { shape: Gpt2Shape; reps?: number; ran
           tf.dispose(Object.values(grads));
         }
       };
-      trainMs = await timeIt(step, reps, 1);
+      const ms = await timeIt(step, reps, 1);
       opt.dispose();
-      log(`  ${trainMs.toFixed(0)} ms`);
-    } catch (e) {
-      trainError = `${(e as Error).message.split(".")[0]} (the ${backend.kind} backend's memory is exhausted)`;
-      log(`  failed: ${trainError}`);
-    }
+      log(`  ${ms.toFixed(0)} ms; forward+backward on 8 x 16 tokens ...`);
+      return ms;
+    });
+    const fb = await attempt("forward+backward", async () => {
+      const ids = tf.randomUniform([8, 16], 0, config.vocab_size, "int32", 1) as tf.Tensor2D;
+      const labels = tf.randomUniform([8, 16], 0, config.vocab_size, "int32", 2) as tf.Tensor2D;
+      const ms = await timeIt(() => forwardBackward(params, config, ids, labels), reps, 1);
+      tf.dispose([ids, labels]);
+      log(`  ${ms.toFixed(0)} ms`);
+      return ms;
+    });
     return {
       backend: backend.kind,
       shape: opts.shape,
@@ -120,13 +131,17 @@ export async function runScaleBench(opts: { shape: Gpt2Shape; reps?: number; ran
       forwardBackward8x16Ms: fb,
       editMs,
       trainStepMs: trainMs,
-      ...(trainError ? { trainStepError: trainError } : {}),
+      ...(Object.keys(failures).length ? { failures } : {}),
       editingRssMb,
       peakRssMb: process.resourceUsage().maxRSS / 1024,
     };
   } finally {
-    disposeEditor(editor);
-    disposeParams(params);
+    try {
+      disposeEditor(editor);
+      disposeParams(params);
+    } catch {
+      // the backend was lost to an out-of-memory abort: nothing left to free
+    }
   }
 }
 
@@ -138,9 +153,10 @@ export function formatScaleBench(r: ScaleBenchResult): string {
   const row = (name: string, ms: number, refMs?: number) => `  ${name.padEnd(34)} ${ms.toFixed(0).padStart(7)} ms${refMs ? `   ${(ms / refMs).toFixed(2)}x PyTorch's ${refMs} ms` : ""}`;
   return [
     `${r.shape}: ${(r.params / 1e6).toFixed(1)}M parameters, editor rank ${r.rank} (${(r.editorParams / 1e6).toFixed(1)}M parameters); backend ${r.backend}`,
-    row("forward+backward, 8 x 16 tokens", r.forwardBackward8x16Ms, ref?.forwardBackward8x16Ms),
+    r.forwardBackward8x16Ms === null ? `  forward+backward, 8 x 16 tokens    not run or failed` : row("forward+backward, 8 x 16 tokens", r.forwardBackward8x16Ms, ref?.forwardBackward8x16Ms),
+    ...Object.entries(r.failures ?? {}).map(([k, v]) => `  ${k}: ${v}`),
     row("MEND edit", r.editMs, ref?.editMs),
-    r.trainStepMs === null ? `  meta-training step (1 example)      failed: ${r.trainStepError}` : row("meta-training step (1 example)", r.trainStepMs, ref?.trainStepMs),
+    r.trainStepMs === null ? `  meta-training step (1 example)     not run or failed` : row("meta-training step (1 example)", r.trainStepMs, ref?.trainStepMs),
     `  peak RSS ${r.peakRssMb.toFixed(0)} MB${ref ? `   ${(r.peakRssMb / ref.peakRssMb).toFixed(2)}x PyTorch's ${ref.peakRssMb} MB` : ""} (${r.editingRssMb.toFixed(0)} MB before the all-parameter forward+backward)`,
   ].join("\n");
 }
