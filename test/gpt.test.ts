@@ -122,3 +122,29 @@ test("gelu is GPT-2's tanh approximation (values and derivative, against plain J
   });
   tf.dispose([x, yT, dyT]);
 });
+
+test("large base weights: custom ops with cached transposes give the same values and gradients, and free with the model", async () => {
+  await setup();
+  // n_embd 512: mlp weights have 2^20 elements, the size from which transposes are cached.
+  const m = tinyModel(3, { n_embd: 512, n_layer: 2, n_head: 4 });
+  const start = tf.memory().numTensors;
+  const b = makeBatch(m.tokenizer, examples, "target", m.config.n_positions);
+  const names = ["h.1.mlp.c_fc.weight", "h.1.mlp.c_proj.weight"];
+  // Differentiating the base tensors themselves (the custom path) vs copies of them (tfjs' own ops).
+  const run = (ws: tf.Tensor[]) =>
+    tf.tidy(() => {
+      const f = (...xs: tf.Tensor[]) => meanNll(gptForward(m.params, m.config, b.inputIds, { attentionMask: b.attentionMask, replace: Object.fromEntries(names.map((n, i) => [n, xs[i]])) }).logits, b.labels);
+      const { value, grads } = tf.valueAndGrads(f)(ws);
+      return [value, ...grads];
+    });
+  const viaBase = run(names.map((n) => m.params[n]));
+  const copies = names.map((n) => tf.clone(m.params[n]));
+  const viaCopies = run(copies);
+  assert.ok(tf.memory().numTensors > start + 3 + viaBase.length + viaCopies.length + copies.length, "transposes were cached");
+  for (let i = 0; i < viaBase.length; i++) assert.ok(maxAbsDiff(viaBase[i], viaCopies[i]) < 1e-6, `output ${i}`);
+  tf.dispose([...viaBase, ...viaCopies, ...copies]);
+  disposeBatch(b);
+  assert.ok(tf.memory().numTensors > start, "the cached transposes live with the model");
+  disposeParams(m.params);
+  assert.equal(tf.memory().numTensors, start - Object.keys(m.params).length, "disposeParams frees the cached transposes too");
+});
