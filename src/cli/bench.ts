@@ -32,7 +32,7 @@ import { loadModel, Model } from "../model/modelFolder";
 import { DEFAULT_TRAIN_EDITOR_CONFIG } from "../mend/train";
 import { Rng } from "../world/rng";
 import { World } from "../world/world";
-import { timeIt, timePair } from "./timing";
+import { gradsOf, timeIt, timePair } from "./timing";
 import { formatScaleBench, runScaleBench } from "./scaleBench";
 import { GPT2_SHAPES, Gpt2Shape } from "../model/randomGpt2";
 
@@ -77,12 +77,6 @@ export interface BenchResult {
   peakRssMb: number;
 }
 
-/** Gradients of the mean NLL of `b` w.r.t. the named weights, read back (one timed forward+backward). */
-async function gradsOf(model: Model, b: Batch, names: readonly string[]): Promise<void> {
-  const gs = tf.tidy(() => tf.grads((...ws: tf.Tensor[]) => meanNll(gptForward(model.params, model.config, b.inputIds, { attentionMask: b.attentionMask, replace: Object.fromEntries(names.map((n, i) => [n, ws[i]])) }).logits, b.labels))(names.map((n) => model.params[n])));
-  await gs[0].data();
-  tf.dispose(gs);
-}
 
 async function benchBase(model: Model, world: World, reps: number): Promise<BenchResult["base"]> {
   const rows = world.corpus().slice(0, 64).map((c) => ({ prompt: c.prompt, target: c.object }));

@@ -2,7 +2,7 @@
  * `mend bench --shape gpt2|gpt2-medium|...`: what MEND costs at a real GPT-2 shape, on random
  * weights (nothing downloaded; the cost of the arithmetic does not depend on the values):
  *
- *  - forward+backward of every parameter on 8 x 16 tokens (the mean NLL of random token ids);
+ *  - forward+backward of every parameter on 8 x 16 tokens (the mean NLL of random token ids; gradsOf);
  *  - a MEND edit (one request, official editor: rank 1920, last three blocks' mlp.c_fc/c_proj);
  *  - one meta-training step on one (edit, equivalent, locality) example, with the Adam step;
  *  - peak RSS of the process (run one shape per process).
@@ -11,9 +11,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { describeBackend, initBackend } from "../model/backend";
-import { GPT2Config } from "../model/config";
-import { countParams, disposeParams, gptForward, Params } from "../model/gpt";
-import { meanNll } from "../model/loss";
+import { countParams, disposeParams } from "../model/gpt";
 import { BpeTokenizer, gpt2TokenizerFiles } from "../model/bpeTokenizer";
 import { Gpt2Shape, randomGpt2 } from "../model/randomGpt2";
 import { captureEditorFactors, disposeEdit, mendEdit, updateEditorStats } from "../mend/edit";
@@ -23,7 +21,7 @@ import { createEditor, DEFAULT_EDITOR_CONFIG, disposeEditor, editorVariables, la
 import { metaBatchGrads } from "../mend/metaLoss";
 import { MetaExample } from "../mend/metaExamples";
 import { DEFAULT_TRAIN_EDITOR_CONFIG } from "../mend/train";
-import { timeIt } from "./timing";
+import { gradsOf, timeIt } from "./timing";
 
 export interface ScaleBenchResult {
   backend: string;
@@ -48,13 +46,6 @@ const EXAMPLE: MetaExample = {
   locClass: "unrelated",
 };
 
-/** Gradients of every parameter for the mean NLL of a random [8, 16] batch, read back. */
-async function forwardBackward(params: Params, config: GPT2Config, ids: tf.Tensor2D, labels: tf.Tensor2D): Promise<void> {
-  const names = Object.keys(params);
-  const gs = tf.tidy(() => tf.grads((...ws: tf.Tensor[]) => meanNll(gptForward(params, config, ids, { replace: Object.fromEntries(names.map((n, i) => [n, ws[i]])) }).logits, labels))(names.map((n) => params[n])));
-  await gs[0].data();
-  tf.dispose(gs);
-}
 
 export async function runScaleBench(opts: { shape: Gpt2Shape; reps?: number; rank?: number; log?: (s: string) => void }): Promise<ScaleBenchResult> {
   const backend = await initBackend();
@@ -117,8 +108,9 @@ export async function runScaleBench(opts: { shape: Gpt2Shape; reps?: number; ran
     const fb = await attempt("forward+backward", async () => {
       const ids = tf.randomUniform([8, 16], 0, config.vocab_size, "int32", 1) as tf.Tensor2D;
       const labels = tf.randomUniform([8, 16], 0, config.vocab_size, "int32", 2) as tf.Tensor2D;
-      const ms = await timeIt(() => forwardBackward(params, config, ids, labels), reps, 1);
-      tf.dispose([ids, labels]);
+      const batch = { inputIds: ids, attentionMask: tf.ones([8, 16]) as tf.Tensor2D, labels };
+      const ms = await timeIt(() => gradsOf(model, batch, Object.keys(params)), reps, 1);
+      disposeBatch(batch);
       log(`  ${ms.toFixed(0)} ms`);
       return ms;
     });

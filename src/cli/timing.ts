@@ -1,4 +1,9 @@
-/** Wall-clock timing for benchmarks: medians after warm-up, alternating runs for ratios. */
+/** Wall-clock timing for benchmarks: medians after warm-up, alternating runs for ratios; the timed forward+backward. */
+import * as tf from "@tensorflow/tfjs";
+import { gptForward } from "../model/gpt";
+import { meanNll } from "../model/loss";
+import type { ModelView } from "../model/score";
+import type { Batch } from "../world/batch";
 
 /** Median wall time of `fn` in ms over `reps` runs after `warmup` runs. */
 export async function timeIt(fn: () => Promise<void> | void, reps: number, warmup = 2): Promise<number> {
@@ -25,4 +30,11 @@ async function timeAlternately(fns: readonly (() => Promise<void> | void)[], rep
     }
   }
   return ts.map((t) => t.sort((x, y) => x - y)[Math.floor(t.length / 2)]);
+}
+
+/** Gradients of the mean NLL of `b` w.r.t. the named weights, read back (one timed forward+backward). */
+export async function gradsOf(model: Pick<ModelView, "params" | "config">, b: Batch, names: readonly string[]): Promise<void> {
+  const gs = tf.tidy(() => tf.grads((...ws: tf.Tensor[]) => meanNll(gptForward(model.params, model.config, b.inputIds, { attentionMask: b.attentionMask, replace: Object.fromEntries(names.map((n, i) => [n, ws[i]])) }).logits, b.labels))(names.map((n) => model.params[n])));
+  await gs[0].data();
+  tf.dispose(gs);
 }
