@@ -33,7 +33,7 @@ import { DEFAULT_TRAIN_EDITOR_CONFIG } from "../mend/train";
 import { Rng } from "../world/rng";
 import { World } from "../world/world";
 import { gradsOf, timeIt, timePair } from "./timing";
-import { formatScaleBench, runScaleBench } from "./scaleBench";
+import { formatScaleBench, runScaleBench, runScaleStage, SCALE_STAGES, ScaleStage } from "./scaleBench";
 import { GPT2_SHAPES, Gpt2Shape } from "../model/randomGpt2";
 
 export interface BenchFigure {
@@ -243,12 +243,20 @@ export const spec: CommandSpec = {
     { name: "shape", type: "string", value: "NAME", help: "instead: a random GPT-2 of this shape (edit, meta-training step, forward+backward, peak RSS)", choices: Object.keys(GPT2_SHAPES) },
     { name: "rank", type: "int", value: "R", help: "with --shape: the editor's rank (official 1920)", default: 1920, min: 1 },
     JSON_FLAG,
+    { name: "stage", type: "string", value: "S", help: "with --shape: run only this stage in this process (what `--shape` runs in a child process per stage)", choices: [...SCALE_STAGES], advanced: true },
   ],
-  notes: ["example: mend bench --shape gpt2 (one shape per run: peak RSS is the process's)"],
+  notes: ["example: mend bench --shape gpt2 (each stage in a process of its own; MEND_WASM_THREADS=2 for the threaded wasm build)"],
 };
 
 export async function run(f: Flags): Promise<void> {
   const shape = flagString(f, "shape") as Gpt2Shape | undefined;
+  const stage = flagString(f, "stage") as ScaleStage | undefined;
+  if (stage && !shape) throw new Error("--stage needs --shape");
+  if (shape && stage) {
+    const r = await runScaleStage({ shape, stage, reps: flagNumber(f, "reps") ?? 3, rank: flagNumber(f, "rank"), log: (s) => console.error(s) });
+    console.log(flagBool(f, "json") ? JSON.stringify(r) : `${stage}: ${r.ms.toFixed(0)} ms, peak RSS ${r.peakRssMb.toFixed(0)} MB`);
+    return;
+  }
   if (shape) {
     const r = await runScaleBench({ shape, reps: flagNumber(f, "reps") ?? 3, rank: flagNumber(f, "rank"), log: (s) => console.error(s) });
     console.log(flagBool(f, "json") ? JSON.stringify(r, null, 1) : formatScaleBench(r));

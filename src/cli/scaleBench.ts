@@ -2,13 +2,18 @@
  * `mend bench --shape gpt2|gpt2-medium|...`: what MEND costs at a real GPT-2 shape, on random
  * weights (nothing downloaded; the cost of the arithmetic does not depend on the values):
  *
- *  - forward+backward of every parameter on 8 x 16 tokens (the mean NLL of random token ids; gradsOf);
  *  - a MEND edit (one request, official editor: rank 1920, last three blocks' mlp.c_fc/c_proj);
+ *  - forward+backward on 8 x 16 tokens (the mean NLL of random token ids; gradsOf), gradients of every
+ *    parameter but the tied wte (MEND never edits it; a trained wte would take wasm's one-hot path);
  *  - one meta-training step on one (edit, equivalent, locality) example, with the Adam step;
- *  - peak RSS of the process (run one shape per process).
- * The editor's statistics are filled from two edit examples first (an edit needs them). The
- * meta-training step runs last: at rank 1920 it may not fit in wasm's 4 GB (reported, not fatal).
+ *  - peak RSS.
+ * Each stage runs in a process of its own (`--stage`): wasm's memory is 4 GB and never shrinks, so
+ * stages that each fit can fail one after another, and a stage's peak RSS is its process's. A stage
+ * that does not fit (the rank-1920 meta-training step on wasm) is reported, not fatal. The editor's
+ * statistics are filled from two edit examples first (an edit needs them).
  */
+import { spawn } from "child_process";
+import * as path from "path";
 import * as tf from "@tensorflow/tfjs";
 import { describeBackend, initBackend } from "../model/backend";
 import { countParams, disposeParams } from "../model/gpt";
@@ -21,21 +26,38 @@ import { createEditor, DEFAULT_EDITOR_CONFIG, disposeEditor, editorVariables, la
 import { metaBatchGrads } from "../mend/metaLoss";
 import { MetaExample } from "../mend/metaExamples";
 import { DEFAULT_TRAIN_EDITOR_CONFIG } from "../mend/train";
+import { PACKAGE_ROOT } from "./common";
 import { gradsOf, timeIt } from "./timing";
 
+export const SCALE_STAGES = ["edit", "forward-backward", "meta-step"] as const;
+export type ScaleStage = (typeof SCALE_STAGES)[number];
+
+/** One stage's figure: median ms (null when it failed), its process's peak RSS, why it failed. */
+export interface ScaleStageResult {
+  ms: number | null;
+  peakRssMb: number | null;
+  failure?: string;
+}
+
 export interface ScaleBenchResult {
+  /** `describeBackend` of the stage processes (backend, wasm threads). */
   backend: string;
   shape: Gpt2Shape;
   params: number;
   editorParams: number;
   rank: number;
-  forwardBackward8x16Ms: number | null;
-  editMs: number;
-  /** null when it did not fit in the backend's memory (`failures` says so). */
-  trainStepMs: number | null;
-  failures?: Record<string, string>;
-  /** Peak RSS after meta-training steps and edits (before the all-parameter forward+backward). */
-  editingRssMb: number;
+  stages: Record<ScaleStage, ScaleStageResult>;
+  /** The largest peak RSS of the stages. */
+  peakRssMb: number;
+}
+
+/** What one stage process prints (--stage S --json). */
+interface StageReport {
+  backend: string;
+  params: number;
+  editorParams: number;
+  rank: number;
+  ms: number;
   peakRssMb: number;
 }
 
@@ -46,20 +68,36 @@ const EXAMPLE: MetaExample = {
   locClass: "unrelated",
 };
 
-
-export async function runScaleBench(opts: { shape: Gpt2Shape; reps?: number; rank?: number; log?: (s: string) => void }): Promise<ScaleBenchResult> {
+/** Run one stage in this process. Throws when it does not fit (a wasm abort ends the backend). */
+export async function runScaleStage(opts: { shape: Gpt2Shape; stage: ScaleStage; reps?: number; rank?: number; log?: (s: string) => void }): Promise<StageReport> {
   const backend = await initBackend();
   const log = opts.log ?? (() => {});
-  log(`backend: ${describeBackend(backend)}`);
   const reps = opts.reps ?? 3;
   const files = gpt2TokenizerFiles();
   const { config, params } = randomGpt2({ shape: opts.shape, seed: 0 });
   const model = { config, params, tokenizer: BpeTokenizer.fromFiles(files["vocab.json"], files["merges.txt"]) };
   const inner = lastBlocksMlp(config.n_layer);
   const editor = createEditor({ ...DEFAULT_EDITOR_CONFIG, innerParams: inner, rank: opts.rank ?? 1920 }, Object.fromEntries(inner.map((n) => [n, params[n].shape])), 0);
+  const { net, editLrs } = editorVariables(editor);
+  const report = (ms: number): StageReport => ({
+    backend: describeBackend(backend),
+    params: countParams(params),
+    editorParams: Object.values(net).reduce((a, v) => a + v.size, 0),
+    rank: editor.config.rank,
+    ms,
+    peakRssMb: process.resourceUsage().maxRSS / 1024,
+  });
   try {
-    log(`${opts.shape}: ${(countParams(params) / 1e6).toFixed(0)}M parameters; editor rank ${editor.config.rank}; MEND edit ...`);
-    // An edit needs the editor's input statistics: fill them from two edit examples (as training would).
+    log(`${opts.shape} ${opts.stage} (${describeBackend(backend)}) ...`);
+    if (opts.stage === "forward-backward") {
+      const ids = tf.randomUniform([8, 16], 0, config.vocab_size, "int32", 1) as tf.Tensor2D;
+      const labels = tf.randomUniform([8, 16], 0, config.vocab_size, "int32", 2) as tf.Tensor2D;
+      const batch = { inputIds: ids, attentionMask: tf.ones([8, 16]) as tf.Tensor2D, labels };
+      const names = Object.keys(params).filter((n) => n !== "wte.weight");
+      const ms = await timeIt(() => gradsOf(model, batch, names), reps, 1);
+      disposeBatch(batch);
+      return report(ms);
+    }
     for (const ex of [EXAMPLE.editInner, EXAMPLE.editOuter]) {
       const b = makeBatch(model.tokenizer, [ex], "target", config.n_positions);
       const factors = captureEditorFactors(params, config, b, editor);
@@ -67,66 +105,26 @@ export async function runScaleBench(opts: { shape: Gpt2Shape; reps?: number; ran
       disposeFactors(factors);
       disposeBatch(b);
     }
-    const editMs = await timeIt(async () => {
-      const r = mendEdit(model, editor, [EXAMPLE.editInner]);
-      await r.edited[inner[0]].data();
-      disposeEdit(r);
-    }, Math.max(reps, 5), 1);
-    const editingRssMb = process.resourceUsage().maxRSS / 1024;
-    // What may not fit in the backend's memory is measured last and reported, not fatal (a wasm
-    // abort ends the backend, so nothing runs after a failure).
-    const failures: Record<string, string> = {};
-    const attempt = async (what: string, fn: () => Promise<number>): Promise<number | null> => {
-      if (Object.keys(failures).length) return null;
-      try {
-        return await fn();
-      } catch (e) {
-        failures[what] = `${(e as Error).message.split(".")[0]} (the ${backend.kind} backend ran out of memory)`;
-        log(`  ${what} failed: ${failures[what]}`);
-        return null;
+    if (opts.stage === "edit") {
+      const ms = await timeIt(async () => {
+        const r = mendEdit(model, editor, [EXAMPLE.editInner]);
+        await r.edited[inner[0]].data();
+        disposeEdit(r);
+      }, Math.max(reps, 5), 1);
+      return report(ms);
+    }
+    const vars = { ...net, ...editLrs };
+    const opt = tf.train.adam(1e-6, 0.9, 0.999, 1e-8);
+    const ms = await timeIt(async () => {
+      const { grads } = metaBatchGrads(model, editor, [[EXAMPLE]], vars, DEFAULT_TRAIN_EDITOR_CONFIG, true);
+      if (grads) {
+        opt.applyGradients(Object.entries(grads).map(([n, t]) => ({ name: vars[n].name, tensor: t })));
+        await Object.values(grads)[0].data();
+        tf.dispose(Object.values(grads));
       }
-    };
-    const { net, editLrs } = editorVariables(editor);
-    const editorParams = Object.values(net).reduce((a, v) => a + v.size, 0);
-    log(`  ${editMs.toFixed(0)} ms; one meta-training step ...`);
-    const trainMs = await attempt("meta-training step", async () => {
-      const vars = { ...net, ...editLrs };
-      const opt = tf.train.adam(1e-6, 0.9, 0.999, 1e-8);
-      const step = async () => {
-        const { grads } = metaBatchGrads(model, editor, [[EXAMPLE]], vars, DEFAULT_TRAIN_EDITOR_CONFIG, true);
-        if (grads) {
-          opt.applyGradients(Object.entries(grads).map(([n, t]) => ({ name: vars[n].name, tensor: t })));
-          await Object.values(grads)[0].data();
-          tf.dispose(Object.values(grads));
-        }
-      };
-      const ms = await timeIt(step, reps, 1);
-      opt.dispose();
-      log(`  ${ms.toFixed(0)} ms; forward+backward on 8 x 16 tokens ...`);
-      return ms;
-    });
-    const fb = await attempt("forward+backward", async () => {
-      const ids = tf.randomUniform([8, 16], 0, config.vocab_size, "int32", 1) as tf.Tensor2D;
-      const labels = tf.randomUniform([8, 16], 0, config.vocab_size, "int32", 2) as tf.Tensor2D;
-      const batch = { inputIds: ids, attentionMask: tf.ones([8, 16]) as tf.Tensor2D, labels };
-      const ms = await timeIt(() => gradsOf(model, batch, Object.keys(params)), reps, 1);
-      disposeBatch(batch);
-      log(`  ${ms.toFixed(0)} ms`);
-      return ms;
-    });
-    return {
-      backend: backend.kind,
-      shape: opts.shape,
-      params: countParams(params),
-      editorParams,
-      rank: editor.config.rank,
-      forwardBackward8x16Ms: fb,
-      editMs,
-      trainStepMs: trainMs,
-      ...(Object.keys(failures).length ? { failures } : {}),
-      editingRssMb,
-      peakRssMb: process.resourceUsage().maxRSS / 1024,
-    };
+    }, reps, 1);
+    opt.dispose();
+    return report(ms);
   } finally {
     try {
       disposeEditor(editor);
@@ -137,18 +135,66 @@ export async function runScaleBench(opts: { shape: Gpt2Shape; reps?: number; ran
   }
 }
 
+/** A stage in a child process (`mend bench --shape S --stage X --json`); its failure is a result. */
+function stageInChild(opts: { shape: Gpt2Shape; stage: ScaleStage; reps?: number; rank?: number; timeoutMs: number }): Promise<StageReport | { failure: string; peakRssMb: number | null }> {
+  const args = [path.join(PACKAGE_ROOT, "bin", "mend.js"), "bench", "--shape", opts.shape, "--stage", opts.stage, "--json"];
+  if (opts.reps !== undefined) args.push("--reps", String(opts.reps));
+  if (opts.rank !== undefined) args.push("--rank", String(opts.rank));
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    let err = "";
+    child.stdout.on("data", (d) => (out += d));
+    child.stderr.on("data", (d) => {
+      err += d;
+      process.stderr.write(d);
+    });
+    const timer = setTimeout(() => child.kill("SIGKILL"), opts.timeoutMs);
+    child.on("close", (code, signal) => {
+      clearTimeout(timer);
+      if (code === 0) return resolve(JSON.parse(out) as StageReport);
+      const last = err.trim().split("\n").filter((l) => /abort|memory|error/i.test(l)).pop() ?? err.trim().split("\n").pop() ?? "";
+      const why = signal === "SIGKILL" ? `no result within ${Math.round(opts.timeoutMs / 1000)} s (killed)` : `exit ${code}: ${last.slice(0, 200)}`;
+      resolve({ failure: `${why} (a wasm stage that does not fit in its 4 GB aborts)`, peakRssMb: null });
+    });
+  });
+}
+
+/** Every stage, each in its own process, one after the other (so they do not share the cores). */
+export async function runScaleBench(opts: { shape: Gpt2Shape; reps?: number; rank?: number; log?: (s: string) => void; stageTimeoutMs?: number }): Promise<ScaleBenchResult> {
+  const log = opts.log ?? (() => {});
+  const stages = {} as Record<ScaleStage, ScaleStageResult>;
+  let info: StageReport | null = null;
+  for (const stage of SCALE_STAGES) {
+    const r = await stageInChild({ shape: opts.shape, stage, reps: opts.reps, rank: opts.rank, timeoutMs: opts.stageTimeoutMs ?? 20 * 60_000 });
+    if ("failure" in r) {
+      stages[stage] = { ms: null, peakRssMb: null, failure: r.failure };
+      log(`  ${stage} failed: ${r.failure}`);
+    } else {
+      info = r;
+      stages[stage] = { ms: r.ms, peakRssMb: r.peakRssMb };
+      log(`  ${stage}: ${r.ms.toFixed(0)} ms, peak RSS ${r.peakRssMb.toFixed(0)} MB`);
+    }
+  }
+  if (!info) throw new Error(`mend bench --shape ${opts.shape}: every stage failed (${stages.edit.failure})`);
+  const rss = Object.values(stages).map((s) => s.peakRssMb ?? 0);
+  return { backend: info.backend, shape: opts.shape, params: info.params, editorParams: info.editorParams, rank: info.rank, stages, peakRssMb: Math.max(...rss) };
+}
+
 /** The PyTorch 1.13 CPU (2 threads) figures for the GPT-2-small shape on this machine type (the reference of the speed goal). */
 export const PYTORCH_GPT2_SMALL = { editMs: 241, trainStepMs: 3500, forwardBackward8x16Ms: 3300, peakRssMb: 3000 };
 
 export function formatScaleBench(r: ScaleBenchResult): string {
   const ref = r.shape === "gpt2" ? PYTORCH_GPT2_SMALL : null;
-  const row = (name: string, ms: number, refMs?: number) => `  ${name.padEnd(34)} ${ms.toFixed(0).padStart(7)} ms${refMs ? `   ${(ms / refMs).toFixed(2)}x PyTorch's ${refMs} ms` : ""}`;
+  const row = (name: string, s: ScaleStageResult, refMs?: number) =>
+    s.ms === null
+      ? `  ${name.padEnd(34)} failed: ${s.failure}`
+      : `  ${name.padEnd(34)} ${s.ms.toFixed(0).padStart(7)} ms${refMs ? `   ${(s.ms / refMs).toFixed(2)}x PyTorch's ${refMs} ms` : ""}   (peak RSS ${(s.peakRssMb ?? 0).toFixed(0)} MB)`;
   return [
     `${r.shape}: ${(r.params / 1e6).toFixed(1)}M parameters, editor rank ${r.rank} (${(r.editorParams / 1e6).toFixed(1)}M parameters); backend ${r.backend}`,
-    r.forwardBackward8x16Ms === null ? `  forward+backward, 8 x 16 tokens    not run or failed` : row("forward+backward, 8 x 16 tokens", r.forwardBackward8x16Ms, ref?.forwardBackward8x16Ms),
-    ...Object.entries(r.failures ?? {}).map(([k, v]) => `  ${k}: ${v}`),
-    row("MEND edit", r.editMs, ref?.editMs),
-    r.trainStepMs === null ? `  meta-training step (1 example)     not run or failed` : row("meta-training step (1 example)", r.trainStepMs, ref?.trainStepMs),
-    `  peak RSS ${r.peakRssMb.toFixed(0)} MB${ref ? `   ${(r.peakRssMb / ref.peakRssMb).toFixed(2)}x PyTorch's ${ref.peakRssMb} MB` : ""} (${r.editingRssMb.toFixed(0)} MB before the all-parameter forward+backward)`,
+    row("MEND edit", r.stages.edit, ref?.editMs),
+    row("forward+backward, 8 x 16 tokens", r.stages["forward-backward"], ref?.forwardBackward8x16Ms),
+    row("meta-training step (1 example)", r.stages["meta-step"], ref?.trainStepMs),
+    `  peak RSS ${r.peakRssMb.toFixed(0)} MB${ref ? `   ${(r.peakRssMb / ref.peakRssMb).toFixed(2)}x PyTorch's ${ref.peakRssMb} MB` : ""} (the largest stage)`,
   ].join("\n");
 }

@@ -2,6 +2,8 @@
  * Backend picker for TensorFlow.js, and the wasm-specific fixes that make training usable there.
  *
  * Order: tfjs-node-gpu, tfjs-node, wasm, cpu. `MEND_BACKEND` (one of those four names) forces one.
+ * wasm runs tfjs' threaded build on every core (wasmThreads.ts; `MEND_WASM_THREADS=1` for one
+ * thread) and falls back to the single-thread build, with the reason, if that fails.
  * The native packages are optionalDependencies: they download libtensorflow at install time, which
  * fails on machines without internet, so each is tried with `require` and skipped with a reason.
  *
@@ -14,6 +16,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import * as tf from "@tensorflow/tfjs";
+import { enableWasmThreads, wantedWasmThreads } from "./wasmThreads";
 
 export type BackendName = "tensorflow-gpu" | "tensorflow" | "wasm" | "cpu";
 
@@ -26,6 +29,10 @@ export interface BackendChoice {
   skipped: { kind: string; reason: string }[];
   /** True when the explicit-transpose matMul gradient is installed. */
   fastMatMulGradient: boolean;
+  /** wasm: the threads XNNPACK runs on (1 = single-thread build); null for other backends. */
+  threads: number | null;
+  /** wasm: why the threaded build was not used, when it was wanted and failed. */
+  threadsFallback?: string;
 }
 
 const KINDS = ["node-gpu", "node", "wasm", "cpu"] as const;
@@ -50,7 +57,7 @@ function nativeBindingMissing(pkg: string): string | null {
 }
 
 /** Try to make one backend kind active. Returns null on success, or the reason it failed. */
-async function tryKind(kind: Kind): Promise<string | null> {
+async function tryKind(kind: Kind, wasmThreadsWanted: number): Promise<string | null> {
   try {
     if (kind === "node-gpu" || kind === "node") {
       const pkg = kind === "node-gpu" ? "@tensorflow/tfjs-node-gpu" : "@tensorflow/tfjs-node";
@@ -60,11 +67,7 @@ async function tryKind(kind: Kind): Promise<string | null> {
       if (!(await tf.setBackend("tensorflow"))) return `${pkg} loaded but the "tensorflow" backend did not initialise`;
       return null;
     }
-    if (kind === "wasm") {
-      require("@tensorflow/tfjs-backend-wasm");
-      if (!(await tf.setBackend("wasm"))) return "wasm backend failed to initialise";
-      return null;
-    }
+    if (kind === "wasm") return await tryWasm(wasmThreadsWanted);
     if (!(await tf.setBackend("cpu"))) return "cpu backend failed to initialise";
     return null;
   } catch (e) {
@@ -72,6 +75,40 @@ async function tryKind(kind: Kind): Promise<string | null> {
     return msg;
   }
 }
+
+let wasmThreads: { threads: number; fallback?: string } = { threads: 1 };
+
+/** The wasm backend: threaded when more than one thread is wanted, else (or if that fails) one thread. */
+async function tryWasm(want: number): Promise<string | null> {
+  const wasm = require("@tensorflow/tfjs-backend-wasm") as typeof import("@tensorflow/tfjs-backend-wasm");
+  let fallback: string | undefined;
+  if (want > 1) {
+    const factory = tf.findBackendFactory("wasm");
+    let patch: ReturnType<typeof enableWasmThreads> | null = null;
+    try {
+      patch = enableWasmThreads(want);
+      if (await tf.setBackend("wasm")) {
+        wasmThreads = { threads: wasm.getThreadsCount() };
+        return null;
+      }
+      fallback = patch.failure() ?? "the threaded build did not initialise";
+    } catch (e) {
+      fallback = e instanceof Error ? e.message.split("\n")[0] : String(e);
+    } finally {
+      patch?.restore();
+    }
+    // Start again with the single-thread binary: a fresh registration, threads off.
+    tf.env().set("WASM_HAS_MULTITHREAD_SUPPORT", false);
+    tf.removeBackend("wasm");
+    tf.registerBackend("wasm", factory, WASM_PRIORITY);
+  }
+  if (!(await tf.setBackend("wasm"))) return "wasm backend failed to initialise";
+  wasmThreads = { threads: 1, fallback };
+  return null;
+}
+
+/** The priority tfjs-backend-wasm registers itself with. */
+const WASM_PRIORITY = 2;
 
 /**
  * Pick and activate the best available backend (idempotent: the first choice is cached).
@@ -88,13 +125,15 @@ export async function initBackend(force?: string): Promise<BackendChoice> {
     }
     order = [want as Kind];
   }
+  const threads = wantedWasmThreads(); // a bad MEND_WASM_THREADS is an error, not a skipped backend
   const skipped: { kind: string; reason: string }[] = [];
   for (const kind of order) {
-    const why = await tryKind(kind);
+    const why = await tryKind(kind, threads);
     if (why === null) {
       const fast = kind === "wasm";
       useFastMatMulGradient(fast);
-      chosen = { backend: tf.getBackend(), kind, skipped, fastMatMulGradient: fast };
+      chosen = { backend: tf.getBackend(), kind, skipped, fastMatMulGradient: fast, threads: kind === "wasm" ? wasmThreads.threads : null };
+      if (kind === "wasm" && wasmThreads.fallback) chosen.threadsFallback = wasmThreads.fallback;
       return chosen;
     }
     skipped.push({ kind, reason: why });
@@ -107,10 +146,11 @@ export function backendChoice(): BackendChoice | null {
   return chosen;
 }
 
-/** One line for logs: `wasm (skipped node-gpu: ..., node: ...)`. */
+/** One line for logs: `wasm, 2 threads + ... (skipped node-gpu: ..., node: ...)`. */
 export function describeBackend(c: BackendChoice): string {
   const skips = c.skipped.map((s) => `${s.kind}: ${s.reason}`).join("; ");
-  return `${c.kind}${c.fastMatMulGradient ? " + explicit-transpose matMul gradient" : ""}${skips ? ` (skipped ${skips})` : ""}`;
+  const threads = c.threads === null ? "" : `, ${c.threads} thread${c.threads === 1 ? "" : "s"}${c.threadsFallback ? ` (threaded build failed: ${c.threadsFallback})` : ""}`;
+  return `${c.kind}${threads}${c.fastMatMulGradient ? " + explicit-transpose matMul gradient" : ""}${skips ? ` (skipped ${skips})` : ""}`;
 }
 
 // ---------------------------------------------------------------------------------------------
