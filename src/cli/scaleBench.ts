@@ -152,7 +152,13 @@ function stageInChild(opts: { shape: Gpt2Shape; stage: ScaleStage; reps?: number
     const timer = setTimeout(() => child.kill("SIGKILL"), opts.timeoutMs);
     child.on("close", (code, signal) => {
       clearTimeout(timer);
-      if (code === 0) return resolve(JSON.parse(out) as StageReport);
+      if (code === 0) {
+        try {
+          return resolve(JSON.parse(out) as StageReport);
+        } catch {
+          return resolve({ failure: `the stage printed no result (stdout: ${out.trim().slice(0, 200) || "empty"})`, peakRssMb: null });
+        }
+      }
       const last = err.trim().split("\n").filter((l) => /abort|memory|error/i.test(l)).pop() ?? err.trim().split("\n").pop() ?? "";
       const why = signal === "SIGKILL" ? `no result within ${Math.round(opts.timeoutMs / 1000)} s (killed)` : `exit ${code}: ${last.slice(0, 200)}`;
       resolve({ failure: `${why} (a wasm stage that does not fit in its 4 GB aborts)`, peakRssMb: null });

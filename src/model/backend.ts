@@ -2,8 +2,8 @@
  * Backend picker for TensorFlow.js, and the wasm-specific fixes that make training usable there.
  *
  * Order: tfjs-node-gpu, tfjs-node, wasm, cpu. `MEND_BACKEND` (one of those four names) forces one.
- * wasm runs tfjs' threaded build on every core (wasmThreads.ts; `MEND_WASM_THREADS=1` for one
- * thread) and falls back to the single-thread build, with the reason, if that fails.
+ * wasm runs on one thread, or on `MEND_WASM_THREADS=N` through tfjs' threaded build (wasmThreads.ts),
+ * falling back to one thread, with the reason, if that build fails to start.
  * The native packages are optionalDependencies: they download libtensorflow at install time, which
  * fails on machines without internet, so each is tried with `require` and skipped with a reason.
  *

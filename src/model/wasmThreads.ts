@@ -20,7 +20,7 @@
  *    keep a process whose work is done alive; pool threads only compute while the main thread waits.
  *
  * Results are the same as the single-thread build's: XNNPACK splits a product's output tiles across
- * threads, each element keeps its own summation order (test/backend.test.ts compares them bit for bit).
+ * threads, each element keeps its own summation order (test/wasmThreads.test.ts compares them bit for bit).
  * Hand-written because no package does this; if tfjs changes its loader, `enableWasmThreads`' caller
  * falls back to one thread and says why.
  */
