@@ -1,4 +1,4 @@
-/** zsRE and CounterFact: the real samples in ../shared/data become edit records; bad files say where. */
+/** zsRE and CounterFact: the excerpts in data/ become edit records; bad files say where. */
 import { test } from "node:test";
 import * as assert from "node:assert/strict";
 import * as fs from "fs";
@@ -7,11 +7,11 @@ import * as path from "path";
 import { counterfactRecords, counterfactScore } from "../dist/datasets/counterfact";
 import { loadDataset, parseDataSpec, splitRecords } from "../dist/datasets/records";
 import { zsreRecords } from "../dist/datasets/zsre";
-import { SHARED_DATA } from "./helpers";
+import { CF_EASYEDIT_FILE, CF_ROME_FILE, ZSRE_FILE } from "./helpers";
 
-const ZSRE = path.join(SHARED_DATA, "zsre_easyedit", "zsre_mend_train-1k.json");
-const CF_ROME = path.join(SHARED_DATA, "counterfact", "counterfact_filtered.json");
-const CF_EASYEDIT = path.join(SHARED_DATA, "counterfact_easyedit", "counterfact-val.json");
+const ZSRE = ZSRE_FILE;
+const CF_ROME = CF_ROME_FILE;
+const CF_EASYEDIT = CF_EASYEDIT_FILE;
 
 test("zsRE (EasyEdit JSON): x_e = src, x'_e = rephrase, y_e = alt, NQ locality; the record without an alt is skipped", () => {
   const ds = loadDataset("zsre", ZSRE);
@@ -28,7 +28,7 @@ test("zsRE (EasyEdit JSON): x_e = src, x'_e = rephrase, y_e = alt, NQ locality; 
 
 test("CounterFact: ROME's records (subject filled in, 2 paraphrases, 10 neighbours with the true answer) and EasyEdit's", () => {
   const rome = loadDataset("counterfact", CF_ROME);
-  assert.equal(rome.records.length, 1200);
+  assert.equal(rome.records.length, 200);
   const r = rome.records[0];
   assert.equal(r.prompts[0], "The mother tongue of Danielle Darrieux is");
   assert.equal(r.target_new, "English");

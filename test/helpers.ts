@@ -13,7 +13,10 @@ import { disposeBatch, makeBatch } from "../dist/world/batch";
 import { World } from "../dist/world/world";
 
 export const ROOT = path.join(__dirname, "..");
-export const SHARED_DATA = path.join(ROOT, "..", "shared", "data");
+/** The dataset excerpts shipped in the project (data/README.md). */
+export const ZSRE_FILE = path.join(ROOT, "data", "zsre", "zsre_mend_train-800.json");
+export const CF_ROME_FILE = path.join(ROOT, "data", "counterfact", "counterfact_rome-200.json");
+export const CF_EASYEDIT_FILE = path.join(ROOT, "data", "counterfact", "counterfact-val.json");
 
 let world: World | null = null;
 export function getWorld(): World {

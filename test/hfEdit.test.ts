@@ -21,10 +21,10 @@ import { BpeTokenizer, gpt2TokenizerFiles } from "../dist/model/bpeTokenizer";
 import { disposeParams } from "../dist/model/gpt";
 import { randomGpt2 } from "../dist/model/randomGpt2";
 import { scoreTargets } from "../dist/model/score";
-import { ROOT, SHARED_DATA, setup } from "./helpers";
+import { CF_ROME_FILE, ROOT, ZSRE_FILE, setup } from "./helpers";
 
-const ZSRE = path.join(SHARED_DATA, "zsre_easyedit", "zsre_mend_train-1k.json");
-const CF = path.join(SHARED_DATA, "counterfact", "counterfact_filtered.json");
+const ZSRE = ZSRE_FILE;
+const CF = CF_ROME_FILE;
 
 test("MEND on a tiny GPT-2 with GPT-2's BPE: trained on zsRE, a multi-token edit judged by CounterFact's and zsRE's metrics", async () => {
   await setup();
