@@ -1,7 +1,7 @@
 import test from "node:test";
 import assert from "node:assert/strict";
 import { WordTokenizer } from "../dist/model/wordTokenizer";
-import { encodeExamples } from "../dist/world/batch";
+import { encodeExamples } from "../dist/model/batch";
 import { getWorld } from "./helpers";
 
 const tok = () => WordTokenizer.fromTexts(getWorld().texts());

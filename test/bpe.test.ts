@@ -5,9 +5,10 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { BpeTokenizer, gpt2TokenizerFiles } from "../dist/model/bpeTokenizer";
-import { continuation, loadTokenizer } from "../dist/model/tokenizer";
-import { encodeExamples } from "../dist/world/batch";
-import { Rng } from "../dist/world/rng";
+import { continuation } from "../dist/model/tokenizer";
+import { loadTokenizer } from "../dist/model/modelFolder";
+import { encodeExamples } from "../dist/model/batch";
+import { Rng } from "../dist/model/rng";
 
 // gpt-tokenizer's r50k_base: a port of OpenAI's tiktoken tables for GPT-2, written independently of tokenizers.js.
 // eslint-disable-next-line @typescript-eslint/no-require-imports

@@ -8,8 +8,10 @@ import { disposeEditor } from "../dist/mend/editor";
 import { captureFactors, disposeFactors } from "../dist/mend/factor";
 import { disposeParams } from "../dist/model/gpt";
 import { scoreTargets } from "../dist/model/score";
-import { disposeBatch, makeBatch } from "../dist/world/batch";
-import { leaked, maxAbsDiff, setup, tinyModel, warmEditor } from "./helpers";
+import { disposeBatch, makeBatch } from "../dist/model/batch";
+import { appliedEdit, leaked, maxAbsDiff, setup, tinyModel, warmEditor } from "./helpers";
+import { ParamsModel } from "../dist/model/paramsModel";
+import { updatedWeights } from "../dist/model/weightUpdate";
 
 const req = { prompt: "The president of the United States is", target: "Biden" };
 
@@ -36,8 +38,9 @@ test("rightAtScales (one batched forward, low-rank masks) agrees with forming W 
   const f = captureFactors(m.params, m.config, b, e.config.innerParams, undefined, "structural");
   const T = f.seqLen;
   const big = -100; // α·big = -0.01: on this untrained editor the step that makes the tiny model's edit right
+  const alpha = Object.fromEntries(e.config.innerParams.map((n) => [n, e.editLrs[n].dataSync()[0] * big]));
   const update = tf.tidy(() =>
-    Object.fromEntries(Object.entries(transformFactors(e, f)).map(([n, t]) => [n, { left: tf.mul(tf.mul(e.editLrs[n], big), t.uTilde) as tf.Tensor2D, right: t.deltaTilde, request: f.rows[n].map((r) => Math.floor(r / T)) }])),
+    Object.fromEntries(Object.entries(transformFactors(e, f)).map(([n, t]) => [n, { alpha: alpha[n], keys: t.uTilde, values: t.deltaTilde, requests: f.rows[n].map((r) => Math.floor(r / T)) }])),
   );
   const scales = [[0, 0], [1, 0], [0, 1], [0.5, 2], [2, 0.5]];
   const fast = rightAtScales(m, update, b, scales);
@@ -46,12 +49,12 @@ test("rightAtScales (one batched forward, low-rank masks) agrees with forming W 
     const params = tf.tidy(() => {
       const out = { ...m.params };
       for (const [n, u] of Object.entries(update)) {
-        const rowScale = tf.tensor2d(u.request.map((r) => (r === 0 ? s0 : s1)), [u.request.length, 1]);
-        out[n] = tf.add(m.params[n], tf.matMul(tf.transpose(tf.mul(u.left, rowScale)), u.right));
+        const rowScale = tf.tensor2d(u.requests.map((r) => (r === 0 ? s0 : s1)), [u.requests.length, 1]);
+        out[n] = tf.add(m.params[n], tf.matMul(tf.transpose(tf.mul(tf.mul(u.alpha, u.keys), rowScale)), u.values));
       }
       return out;
     });
-    const slow = scoreTargets({ ...m, params }, reqs).map((x) => x.exact);
+    const slow = scoreTargets(new ParamsModel(m.config, params, m.tokenizer), reqs).map((x) => x.exact);
     assert.deepEqual(fast[g], slow, `scales ${s0}, ${s1}`);
     tf.dispose(e.config.innerParams.map((n) => params[n]));
   }
@@ -60,7 +63,7 @@ test("rightAtScales (one batched forward, low-rank masks) agrees with forming W 
   const alone0 = rightAtScales(m, update, b, scales.map(([s0]) => [s0, 0]));
   const alone1 = rightAtScales(m, update, b, scales.map(([, s1]) => [0, s1]));
   assert.deepEqual(separate, scales.map((_, g) => [alone0[g][0], alone1[g][1]]));
-  tf.dispose(Object.values(update).flatMap((u) => [u.left, u.right]));
+  tf.dispose(Object.values(update).flatMap((u) => [u.keys, u.values]));
   disposeFactors(f);
   disposeBatch(b);
   disposeEditor(e);
@@ -73,19 +76,21 @@ test("a calibrated edit is margin x the smallest right step times the official u
   const e = warmEditor(m);
   // The official code adds α∇̃W, so training makes α negative; -0.01 makes the tiny model's edit right.
   for (const v of Object.values(e.editLrs)) v.assign(tf.scalar(-0.01));
-  const official = mendEdit(m, e, [req]);
-  const cal = mendEdit(m, e, [req], { stepScale: calibration({ margin: 1.2, maxScale: 4 }) });
-  const c = calibrationOf(cal.info)!;
+  const official = appliedEdit(m, mendEdit(m, e, [req]));
+  const cal = appliedEdit(m, mendEdit(m, e, [req], { stepScale: calibration({ margin: 1.2, maxScale: 4 }) }));
+  const calEdit = mendEdit(m, e, [req], { stepScale: calibration({ margin: 1.2, maxScale: 4 }) });
+  const c = calibrationOf(calEdit.info)!;
+  disposeEdit(calEdit);
   assert.deepEqual(c.found, [true], "a right step exists up to 4x alpha");
   assert.ok(Math.abs(c.scales[0] - 1.2 * c.thresholds[0]) < 1e-9);
   for (const n of e.config.innerParams) {
     const diff = tf.tidy(() => maxAbsDiff(tf.sub(cal.params[n], m.params[n]), tf.mul(c.scales[0], tf.sub(official.params[n], m.params[n]))));
     assert.ok(diff < 1e-5, `${n}: ${diff}`);
   }
-  assert.ok(scoreTargets({ ...m, params: cal.params }, [req])[0].exact, "the calibrated edit makes the target the argmax");
-  const just = mendEdit(m, e, [req], { lrScale: c.thresholds[0] * 0.9 });
-  assert.ok(!scoreTargets({ ...m, params: just.params }, [req])[0].exact, "10% below the found step it is not yet right");
-  [official, cal, just].forEach(disposeEdit);
+  assert.ok(scoreTargets(cal, [req])[0].exact, "the calibrated edit makes the target the argmax");
+  const just = appliedEdit(m, mendEdit(m, e, [req], { lrScale: c.thresholds[0] * 0.9 }));
+  assert.ok(!scoreTargets(just, [req])[0].exact, "10% below the found step it is not yet right");
+  [official, cal, just].forEach((x) => x.dispose());
   disposeEditor(e);
   disposeParams(m.params);
 });
@@ -98,7 +103,9 @@ test("calibrated edits: unreachable requests keep the official step; bad setting
   assert.deepEqual(calibrationOf(r.info)!.found, [false, false]);
   assert.deepEqual(calibrationOf(r.info)!.scales, [1, 1]);
   const official = mendEdit(m, e, [req, { prompt: "The capital of Peru is", target: "Santiago" }]);
-  for (const n of e.config.innerParams) assert.ok(tf.tidy(() => maxAbsDiff(r.params[n], official.params[n])) < 1e-6);
+  const [wr, wo] = [updatedWeights(m.params, [r.update]), updatedWeights(m.params, [official.update])];
+  for (const n of e.config.innerParams) assert.ok(maxAbsDiff(wr[n], wo[n]) < 1e-6);
+  tf.dispose([...Object.values(wr), ...Object.values(wo)]);
   disposeEdit(r);
   disposeEdit(official);
   assert.throws(() => mendEdit(m, e, [req], { stepScale: calibration({ margin: 0, maxScale: 2 }) }), /margin must be a positive number/);

@@ -8,10 +8,10 @@ import { disposeEdit, lowRankEdits, mendEdit, transformFactors, updateEditorStat
 import { createEditor, DEFAULT_EDITOR_CONFIG, disposeEditor, editorVariables, lastBlocksMlp } from "../dist/mend/editor";
 import { captureFactors, disposeFactors } from "../dist/mend/factor";
 import { disposeParams } from "../dist/model/gpt";
-import { disposeBatch, makeBatch } from "../dist/world/batch";
-import { distinctFacts } from "../dist/world/world";
-import { Rng } from "../dist/world/rng";
-import { getWorld, leaked, maxAbsDiff, setup, tinyModel } from "./helpers";
+import { disposeBatch, makeBatch } from "../dist/model/batch";
+import { distinctFacts } from "../dist/datasets/editRecord";
+import { Rng } from "../dist/model/rng";
+import { appliedEdit, getWorld, leaked, maxAbsDiff, setup, tinyModel } from "./helpers";
 
 /** A random symmetric positive definite P [d, d] (a ridge inverse of a random second moment). */
 function randomP(d: number, rng: Rng): tf.Tensor2D {
@@ -81,12 +81,12 @@ test("batch decorrelation in MEND: a lone edit is unchanged, a batch of calls eq
   const off = withKeys(e, preconditionedKeys({ precond: extensionsOf(e)!.precond })); // the same editor without batch decorrelation
 
   const one = [reqs[0]];
-  const [a, b] = [mendEdit(m, e, one), mendEdit(m, off, one)];
-  for (const n of inner) assert.ok(maxAbsDiff(a.edited[n], b.edited[n]) < 1e-6, `lone edit, ${n}`);
+  const [a, b] = [mendEdit(m, e, one), mendEdit(m, off, one)].map((r) => appliedEdit(m, r));
+  for (const n of inner) assert.ok(maxAbsDiff(a.params[n], b.params[n]) < 1e-6, `lone edit, ${n}`);
   const four = reqs.slice(0, 4);
-  const [c, d] = [mendEdit(m, e, four), mendEdit(m, off, four)];
-  assert.ok(inner.some((n) => maxAbsDiff(c.edited[n], d.edited[n]) > 1e-4), "a batch of 4 is decorrelated");
-  [a, b, c, d].forEach(disposeEdit);
+  const [c, d] = [mendEdit(m, e, four), mendEdit(m, off, four)].map((r) => appliedEdit(m, r));
+  assert.ok(inner.some((n) => maxAbsDiff(c.params[n], d.params[n]) > 1e-4), "a batch of 4 is decorrelated");
+  [a, b, c, d].forEach((x) => x.dispose());
 
   // meta-training: one batch holding two calls of two requests each = each call on its own
   const all = makeBatch(m.tokenizer, four, "target", m.config.n_positions);

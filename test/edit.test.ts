@@ -10,22 +10,28 @@ import { createEditor, disposeEditor } from "../dist/mend/editor";
 import { loadEditor, saveEditor } from "../dist/mend/editorFolder";
 import { captureFactors, disposeFactors } from "../dist/mend/factor";
 import { disposeParams, gptForward } from "../dist/model/gpt";
-import { disposeBatch, makeBatch } from "../dist/world/batch";
-import { leaked, maxAbsDiff, setup, tinyModel, warmEditor } from "./helpers";
+import { disposeBatch, makeBatch } from "../dist/model/batch";
+import { applied, leaked, maxAbsDiff, setup, tinyModel, warmEditor } from "./helpers";
+import { applyUpdates, ParamsModel } from "../dist/model/paramsModel";
+import type { EditResult } from "../dist/mend/edit";
+import { updatedWeights } from "../dist/model/weightUpdate";
+import { captureEditorFactors, editedWeights } from "../dist/mend/edit";
 
 const req = { prompt: "The president of the United States is", target: "Biden" };
 
-test("an edit returns new params: only edited weights replaced, the base untouched", async () => {
+test("an edit returns its update; the edited model replaces only the edited weights, the base untouched", async () => {
   await setup();
   const m = tinyModel(21);
   const e = warmEditor(m);
   const before = m.params["h.1.mlp.c_fc.weight"].arraySync();
   const r = mendEdit(m, e, [req]);
-  assert.deepEqual(Object.keys(r.edited).sort(), [...e.config.innerParams].sort());
+  assert.deepEqual(Object.keys(r.update).sort(), [...e.config.innerParams].sort());
+  const edited = applied(m, r);
   for (const n of Object.keys(m.params)) {
-    if (r.edited[n]) assert.notEqual(r.params[n], m.params[n]);
-    else assert.equal(r.params[n], m.params[n], `${n} is shared`);
+    if (r.update[n]) assert.notEqual(edited.params[n], m.params[n]);
+    else assert.equal(edited.params[n], m.params[n], `${n} is shared`);
   }
+  edited.dispose();
   assert.deepEqual(m.params["h.1.mlp.c_fc.weight"].arraySync(), before, "base not mutated");
   assert.ok(r.info.layers.every((l) => l.updateNorm > 0));
   // <bos> + 7 prompt words feed h.0; only the labelled position feeds the last block.
@@ -41,13 +47,15 @@ test("alpha = 0 leaves every logit unchanged", async () => {
   const e = warmEditor(m);
   for (const v of Object.values(e.editLrs)) v.assign(tf.scalar(0));
   const r = mendEdit(m, e, [req]);
+  const edited = applied(m, r);
   const b = makeBatch(m.tokenizer, [{ prompt: "The capital of Peru is", target: "Lima" }, req], "target", m.config.n_positions);
   tf.tidy(() => {
     const a = gptForward(m.params, m.config, b.inputIds, { attentionMask: b.attentionMask }).logits;
-    const c = gptForward(r.params, m.config, b.inputIds, { attentionMask: b.attentionMask }).logits;
+    const c = gptForward(edited.params, m.config, b.inputIds, { attentionMask: b.attentionMask }).logits;
     assert.equal(maxAbsDiff(a, c), 0);
   });
   disposeBatch(b);
+  edited.dispose();
   disposeEdit(r);
   disposeEditor(e);
   disposeParams(m.params);
@@ -59,8 +67,14 @@ test("batched edits (k requests in one call) and sequential edits work", async (
   const e = warmEditor(m);
   const r1 = mendEdit(m, e, [req, { prompt: "The capital of Peru is", target: "Santiago" }]);
   assert.deepEqual(r1.info.layers.map((l) => l.rows), [8 + 6, 8 + 6, 2, 2]);
-  const r2 = mendEdit({ ...m, params: r1.params }, e, [{ prompt: "The president of France is", target: "Merkel" }]);
-  assert.notEqual(r2.params["h.1.mlp.c_fc.weight"], r1.params["h.1.mlp.c_fc.weight"]);
+  const m1 = applied(m, r1);
+  const r2 = mendEdit(m1, e, [{ prompt: "The president of France is", target: "Merkel" }]);
+  const m2 = applied(m1, r2);
+  assert.notEqual(m2.params["h.1.mlp.c_fc.weight"], m1.params["h.1.mlp.c_fc.weight"]);
+  // The model after both edits is W0 + ΔW1 + ΔW2, however it is formed.
+  const all = applyUpdates(m, [r1.update, r2.update]);
+  for (const n of e.config.innerParams) assert.equal(maxAbsDiff(all.params[n], m2.params[n]), 0, n);
+  [m1, m2, all].forEach((x) => x.dispose());
   disposeEdit(r1);
   disposeEdit(r2);
   disposeEditor(e);
@@ -76,14 +90,16 @@ test("batchLoss 'sum': a k-request edit is exactly the sum of the k single edits
     extendEditor(e, batchLoss === "sum" ? { batchLoss } : {});
     const both = mendEdit(m, e, reqs);
     const singles = reqs.map((r) => mendEdit(m, e, [r]));
+    const bothW = updatedWeights(m.params, [both.update]);
+    const summedW = updatedWeights(m.params, singles.map((s) => s.update));
     for (const n of e.config.innerParams) {
-      const summed = tf.tidy(() => tf.add(m.params[n], tf.add(tf.sub(singles[0].params[n], m.params[n]), tf.sub(singles[1].params[n], m.params[n]))));
-      const scale = tf.tidy(() => tf.max(tf.abs(tf.sub(both.params[n], m.params[n]))).dataSync()[0]);
-      const d = maxAbsDiff(both.params[n], summed);
+      const summed = summedW[n];
+      const scale = tf.tidy(() => tf.max(tf.abs(tf.sub(bothW[n], m.params[n]))).dataSync()[0]);
+      const d = maxAbsDiff(bothW[n], summed);
       if (batchLoss === "sum") assert.ok(d <= 1e-4 * scale + 1e-7, `${n}: ${d} vs update scale ${scale}`);
       else assert.ok(d > 1e-2 * scale, `${n}: the official token-mean loss scales each request's δ by 1/k`);
-      summed.dispose();
     }
+    tf.dispose([...Object.values(bothW), ...Object.values(summedW)]);
     [both, ...singles].forEach(disposeEdit);
     disposeEditor(e);
   }
@@ -134,7 +150,9 @@ test("editor save/load round trip keeps weights and statistics; a mismatched bas
   }
   const r1 = mendEdit(m, e, [req]);
   const r2 = mendEdit(m, back, [req]);
-  for (const n of e.config.innerParams) assert.ok(maxAbsDiff(r1.edited[n], r2.edited[n]) < 1e-6);
+  const [w1, w2] = [updatedWeights(m.params, [r1.update]), updatedWeights(m.params, [r2.update])];
+  for (const n of e.config.innerParams) assert.ok(maxAbsDiff(w1[n], w2[n]) < 1e-6);
+  tf.dispose([...Object.values(w1), ...Object.values(w2)]);
   disposeEdit(r1);
   disposeEdit(r2);
   disposeEditor(back);
@@ -164,8 +182,9 @@ test("low-rank batched forward: each example's rows see exactly its own W + alph
     const batched = gptForward(m.params, m.config, outer.inputIds, { attentionMask: outer.attentionMask, lowRank }).logits;
     reqs.forEach((r, i) => {
       const single = mendEdit(m, e, [r]);
+      const w = updatedWeights(m.params, [single.update]);
       const one = makeBatch(m.tokenizer, [probes[i]], "target", m.config.n_positions);
-      const ref = gptForward(single.params, m.config, one.inputIds, { attentionMask: one.attentionMask }).logits;
+      const ref = gptForward({ ...m.params, ...w }, m.config, one.inputIds, { attentionMask: one.attentionMask }).logits;
       const T = ref.shape[1];
       assert.ok(maxAbsDiff(tf.slice(batched, [i, 0, 0], [1, T, -1]), ref) < 1e-4, `example ${i}`);
       disposeEdit(single);
@@ -175,6 +194,54 @@ test("low-rank batched forward: each example's rows see exactly its own W + alph
   disposeFactors(f);
   disposeBatch(inner);
   disposeBatch(outer);
+  disposeEditor(e);
+  disposeParams(m.params);
+});
+
+test("the update as a value: W0 + α ŨᵀΔ̃ exactly as the differentiable edit forms it; updates applied and removed exactly", async () => {
+  await setup();
+  const m = tinyModel(29);
+  const e = warmEditor(m);
+  // The update equals the weights the edit's differentiable core forms from the same factors (the pre-value API).
+  const r = mendEdit(m, e, [req, { prompt: "The capital of Peru is", target: "Santiago" }]);
+  const b = makeBatch(m.tokenizer, [req, { prompt: "The capital of Peru is", target: "Santiago" }], "target", m.config.n_positions);
+  const f = captureEditorFactors(m.params, m.config, b, e);
+  const ref = tf.tidy(() => editedWeights(m.params, e, f));
+  const w = updatedWeights(m.params, [r.update]);
+  for (const n of e.config.innerParams) {
+    assert.equal(maxAbsDiff(w[n], ref[n]), 0, `${n}: the value gives the same floats`);
+    const d = r.update[n];
+    assert.ok("keys" in d && d.keys.shape[0] === f.rows[n].length && d.values.shape[0] === f.rows[n].length);
+    assert.deepEqual([...new Set((d as { requests: readonly number[] }).requests)], [0, 1], "every row names its request");
+  }
+  tf.dispose([...Object.values(ref), ...Object.values(w)]);
+  disposeFactors(f);
+  disposeBatch(b);
+  disposeEdit(r);
+  // Three sequential edits; removing the second recomputes W0 + ΔW1 + ΔW3 from W0 (no subtraction).
+  const reqs = [req, { prompt: "The president of France is", target: "Merkel" }, { prompt: "Biden was born in", target: "Kenya" }];
+  const rs: EditResult[] = [];
+  let cur: ParamsModel = m;
+  const chain: ParamsModel[] = [];
+  for (const q of reqs) {
+    const ri = mendEdit(cur, e, [q]);
+    rs.push(ri);
+    cur = applyUpdates(cur, [ri.update]);
+    chain.push(cur);
+  }
+  const all = applyUpdates(m, rs.map((x) => x.update));
+  const without2 = applyUpdates(m, [rs[0].update, rs[2].update]);
+  const d1 = updatedWeights(m.params, [rs[0].update]);
+  for (const n of e.config.innerParams) {
+    assert.equal(maxAbsDiff(all.params[n], chain[2].params[n]), 0, `${n}: all at once = one at a time`);
+    const manual = tf.tidy(() => tf.add(d1[n], tf.sub(updatedWeights(m.params, [rs[2].update])[n], m.params[n])));
+    assert.ok(maxAbsDiff(without2.params[n], manual) < 1e-6, `${n}: W0 + ΔW1 + ΔW3`);
+    assert.ok(maxAbsDiff(without2.params[n], all.params[n]) > 0, `${n}: the second edit mattered`);
+    manual.dispose();
+  }
+  tf.dispose(Object.values(d1));
+  [...chain, all, without2].forEach((x) => x.dispose());
+  rs.forEach(disposeEdit);
   disposeEditor(e);
   disposeParams(m.params);
 });

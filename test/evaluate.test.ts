@@ -3,7 +3,8 @@ import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import * as path from "path";
 import { DEFAULT_EVAL_CONFIG, evaluateMethods, perplexityText } from "../dist/eval/evaluate";
-import { disposeMethodEdit, EditMethod } from "../dist/eval/methods";
+import { disposeMethodEdit, EditMethod, paramsOf } from "../dist/eval/methods";
+import { withWeights } from "../dist/model/paramsModel";
 import { corpusNll } from "../dist/model/score";
 import { disposeParams } from "../dist/model/gpt";
 import { loadModel } from "../dist/model/modelFolder";
@@ -14,10 +15,11 @@ import { getWorld, ROOT, setup } from "./helpers";
 function forgetting(oldAnswer: ReadonlyMap<string, string>): EditMethod {
   return {
     name: "forget-old-answer",
-    edit(m, requests) {
+    edit(model, requests) {
+      const m = paramsOf(model, "forget");
       const id = m.tokenizer.encode(oldAnswer.get(requests[0].prompt)!)[0];
       const wte = tf.tidy(() => tf.mul(m.params["wte.weight"], tf.sub(1, tf.oneHot(id, m.config.vocab_size).expandDims(1))));
-      return { params: { ...m.params, "wte.weight": wte }, edited: { "wte.weight": wte }, latencyMs: 0 };
+      return { model: withWeights(m, { "wte.weight": wte }), latencyMs: 0 };
     },
   };
 }
@@ -50,9 +52,10 @@ test("perplexity drawdown is the official one: the perplexity of the pooled NLL 
   const factor = new Map(records.map((r, i) => [r.prompts[0], [0.2, 1.5, 3][i]]));
   const forget: EditMethod = {
     name: "temperature",
-    edit(m, requests) {
+    edit(model, requests) {
+      const m = paramsOf(model, "temperature");
       const ln = tf.mul(m.params["ln_f.weight"], factor.get(requests[0].prompt)!);
-      return { params: { ...m.params, "ln_f.weight": ln }, edited: { "ln_f.weight": ln }, latencyMs: 0 };
+      return { model: withWeights(m, { "ln_f.weight": ln }), latencyMs: 0 };
     },
   };
   const cfg = { ...DEFAULT_EVAL_CONFIG, batchSizes: [], sequential: 0, heatmapEdits: 0, pplSentences: 16 };
@@ -64,7 +67,7 @@ test("perplexity drawdown is the official one: the perplexity of the pooled NLL 
   const perEdit: number[] = [];
   for (const rec of records) {
     const e = forget.edit(model, [{ prompt: rec.prompts[0], target: rec.target_new }]);
-    const after = corpusNll({ ...model, params: e.params }, text);
+    const after = corpusNll(e.model, text);
     nll += after.nll;
     tokens += after.tokens;
     perEdit.push(Math.exp(after.nll / after.tokens));
@@ -84,7 +87,7 @@ test("locality per class, with the same-relation probes that share the edited fa
   const world = getWorld();
   const records = world.editRecords("val").slice(0, 24);
   const forget = forgetting(new Map(records.map((r) => [r.prompts[0], r.target_true])));
-  const noop: EditMethod = { name: "noop", edit: (m) => ({ params: m.params, edited: {}, latencyMs: 0 }) };
+  const noop: EditMethod = { name: "noop", edit: (m) => ({ model: withWeights(paramsOf(m, "noop"), {}), latencyMs: 0 }) };
   const cfg = { ...DEFAULT_EVAL_CONFIG, batchSizes: [], sequential: 0, heatmapEdits: 2, pplSentences: 4 };
   const r = evaluateMethods(model, world, [noop, forget], records, cfg);
   const n = records.flatMap((x) => x.locality.filter((l) => l.class === "same_relation" && l.target === x.target_true)).length;
@@ -104,7 +107,7 @@ test("batched edits: every call edits k distinct facts, though the split holds s
   const records = world.editRecords("val").slice(0, 30);
   assert.ok(new Set(records.map((r) => r.prompts[0])).size < records.length, "the records edit some facts twice");
   const calls: string[][] = [];
-  const recorder: EditMethod = { name: "recorder", edit: (m, requests) => (calls.push(requests.map((q) => q.prompt)), { params: m.params, edited: {}, latencyMs: 0 }) };
+  const recorder: EditMethod = { name: "recorder", edit: (m, requests) => (calls.push(requests.map((q) => q.prompt)), { model: withWeights(paramsOf(m, "recorder"), {}), latencyMs: 0 }) };
   const cfg = { ...DEFAULT_EVAL_CONFIG, batchSizes: [5], maxBatches: 3, sequential: 0, heatmapEdits: 0, pplSentences: 2 };
   const r = evaluateMethods(model, world, [recorder], records, cfg);
   const batched = calls.filter((c) => c.length === 5);

@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { autodiffWeightGradient, captureFactors, disposeFactors, outerProductSum } from "../dist/mend/factor";
 import { disposeParams } from "../dist/model/gpt";
-import { disposeBatch, makeBatch } from "../dist/world/batch";
+import { disposeBatch, makeBatch } from "../dist/model/batch";
 import { leaked, maxAbsDiff, setup, tinyModel } from "./helpers";
 
 const inner = ["h.1.mlp.c_fc.weight", "h.1.mlp.c_proj.weight", "h.0.mlp.c_fc.weight"];

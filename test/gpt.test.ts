@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { disposeParams, gelu, gptForward, paramShapes, Params } from "../dist/model/gpt";
 import { meanNll } from "../dist/model/loss";
-import { disposeBatch, makeBatch } from "../dist/world/batch";
+import { disposeBatch, makeBatch } from "../dist/model/batch";
 import { leaked, maxAbsDiff, setup, tinyModel } from "./helpers";
 
 const examples = [

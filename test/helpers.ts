@@ -8,8 +8,11 @@ import { initBackend } from "../dist/model/backend";
 import { DEFAULT_GPT2_CONFIG, GPT2Config } from "../dist/model/config";
 import { initGPT } from "../dist/model/gpt";
 import { Model } from "../dist/model/modelFolder";
+import { applyUpdates, ParamsModel } from "../dist/model/paramsModel";
+import { denseDelta } from "../dist/model/weightUpdate";
+import { disposeEdit, type EditResult } from "../dist/mend/edit";
 import { WordTokenizer } from "../dist/model/wordTokenizer";
-import { disposeBatch, makeBatch } from "../dist/world/batch";
+import { disposeBatch, makeBatch } from "../dist/model/batch";
 import { World } from "../dist/world/world";
 
 export const ROOT = path.join(__dirname, "..");
@@ -31,7 +34,28 @@ export async function setup(): Promise<void> {
 export function tinyModel(seed = 0, over: Partial<GPT2Config> = {}): Model {
   const tokenizer = WordTokenizer.fromTexts(getWorld().texts());
   const config: GPT2Config = { ...DEFAULT_GPT2_CONFIG, n_embd: 16, n_layer: 2, n_head: 2, n_positions: 24, ...over, vocab_size: tokenizer.size };
-  return { config, tokenizer, params: initGPT(config, seed) };
+  const params = initGPT(config, seed);
+  return new ParamsModel(config, params, tokenizer, { owned: Object.values(params) });
+}
+
+/** The model an edit gives (W + ΔW), for tests that read its weights; dispose it. */
+export function applied(m: Model, r: Pick<EditResult, "update">): ParamsModel {
+  return applyUpdates(m, [r.update]);
+}
+
+/** The model an edit gives, freeing the edit's update (for tests that only need the model). */
+export function appliedEdit(m: Model, r: EditResult): ParamsModel {
+  const out = applyUpdates(m, [r.update]);
+  disposeEdit(r);
+  return out;
+}
+
+/** Max |ΔW_a − ΔW_b| of weight `name` over two edits' updates. */
+export function updateDiff(a: Pick<EditResult, "update">, b: Pick<EditResult, "update">, name: string): number {
+  return tf.tidy(() => {
+    const [da, db] = [denseDelta(a.update[name]), denseDelta(b.update[name])];
+    return tf.max(tf.abs(tf.sub(da, db))).dataSync()[0];
+  });
 }
 
 /** Max |a - b| over all elements. */

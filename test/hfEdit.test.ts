@@ -20,6 +20,7 @@ import { DEFAULT_TRAIN_EDITOR_CONFIG, trainEditor } from "../dist/mend/train";
 import { BpeTokenizer, gpt2TokenizerFiles } from "../dist/model/bpeTokenizer";
 import { disposeParams } from "../dist/model/gpt";
 import { randomGpt2 } from "../dist/model/randomGpt2";
+import { applyUpdates, ParamsModel } from "../dist/model/paramsModel";
 import { scoreTargets } from "../dist/model/score";
 import { CF_ROME_FILE, ROOT, ZSRE_FILE, setup } from "./helpers";
 
@@ -29,7 +30,8 @@ const CF = CF_ROME_FILE;
 test("MEND on a tiny GPT-2 with GPT-2's BPE: trained on zsRE, a multi-token edit judged by CounterFact's and zsRE's metrics", async () => {
   await setup();
   const files = gpt2TokenizerFiles();
-  const model = { ...randomGpt2({ seed: 2 }), tokenizer: BpeTokenizer.fromFiles(files["vocab.json"], files["merges.txt"]) };
+  const g = randomGpt2({ seed: 2 });
+  const model = new ParamsModel(g.config, g.params, BpeTokenizer.fromFiles(files["vocab.json"], files["merges.txt"]), { owned: Object.values(g.params) });
   const zsre = loadDataset("zsre", ZSRE);
   const { train, val } = splitRecords(zsre.records, 4);
   const runDir = fs.mkdtempSync(path.join(os.tmpdir(), "hf-train-"));
@@ -46,16 +48,18 @@ test("MEND on a tiny GPT-2 with GPT-2's BPE: trained on zsRE, a multi-token edit
   let before = 0;
   for (let i = 0; i < 3; i++) {
     const e = mendEdit(model, editor, [req]);
+    const edited = applyUpdates(model, [e.update]);
     const [pre] = scoreTargets(model, [req]);
-    const [post] = scoreTargets({ ...model, params: e.params }, [req]);
+    const [post] = scoreTargets(edited, [req]);
     assert.equal(post.argmax.length, 2, "both target tokens are scored");
     assert.ok(post.logProb > pre.logProb, `the edit raises log p(" English language"): ${pre.logProb} -> ${post.logProb}`);
-    const cfPre = counterfactScores(model, model.params, record);
-    const cfPost = counterfactScores(model, e.params, record);
+    const cfPre = counterfactScores(model, record);
+    const cfPost = counterfactScores(edited, record);
     assert.ok(cfPost.efficacy_magnitude > cfPre.efficacy_magnitude, "efficacy magnitude P(new) - P(true) grows");
     for (const v of Object.values(cfPost)) assert.ok(Number.isFinite(v));
-    const z = zsreScores(model, e.params, zsre.records[0]);
+    const z = zsreScores(model, edited, zsre.records[0]);
     for (const v of Object.values(z)) assert.ok(v >= -1 && v <= 1);
+    edited.dispose();
     disposeEdit(e);
     if (i === 0) before = tf.memory().numTensors; // the first edit builds the editor's cached constants
     else assert.equal(tf.memory().numTensors, before, `edit ${i} left no tensors`);

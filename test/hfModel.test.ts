@@ -9,7 +9,7 @@ import { decodeSafetensors } from "../dist/model/safetensors";
 import { disposeParams, gptForward } from "../dist/model/gpt";
 import { loadModel, saveModel } from "../dist/model/modelFolder";
 import { hubConfig, randomGpt2, writeRandomGpt2 } from "../dist/model/randomGpt2";
-import { makeBatch, disposeBatch } from "../dist/world/batch";
+import { makeBatch, disposeBatch } from "../dist/model/batch";
 import { maxAbsDiff, setup } from "./helpers";
 
 const tmp = (p: string) => fs.mkdtempSync(path.join(os.tmpdir(), p));

@@ -3,12 +3,14 @@ import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import * as path from "path";
 import { fineTuneEdit } from "../dist/baselines/fineTune";
-import { disposeMethodEdit } from "../dist/eval/methods";
+import { disposeMethodEdit, paramsOf } from "../dist/eval/methods";
+import { applyUpdates } from "../dist/model/paramsModel";
+import { disposeUpdate } from "../dist/model/weightUpdate";
 import { autodiffWeightGradient } from "../dist/mend/factor";
 import { disposeParams } from "../dist/model/gpt";
 import { loadModel } from "../dist/model/modelFolder";
 import { scoreTargets } from "../dist/model/score";
-import { disposeBatch, makeBatch } from "../dist/world/batch";
+import { disposeBatch, makeBatch } from "../dist/model/batch";
 import { leaked, ROOT, setup, tinyModel } from "./helpers";
 
 const inner = ["h.1.mlp.c_fc.weight", "h.1.mlp.c_proj.weight"];
@@ -22,12 +24,14 @@ test("FT fine-tunes only the edited weights until the target is the argmax, with
   const inner = ["h.3.mlp.c_fc.weight", "h.3.mlp.c_proj.weight"];
   const before = m.params["h.3.mlp.c_fc.weight"].arraySync();
   const e = fineTuneEdit(m, [req], { innerParams: inner, lr: 1e-3, maxSteps: 100, cEdit: null, locTexts: [] });
-  assert.deepEqual(Object.keys(e.edited).sort(), [...inner].sort());
-  assert.ok(e.steps! > 0 && e.steps! < 100, `stopped early (${e.steps} steps)`);
-  assert.ok(scoreTargets({ ...m, params: e.params }, [req])[0].exact, "target is the argmax after FT");
+  assert.deepEqual(Object.keys(e.update).sort(), [...inner].sort());
+  assert.ok(e.steps > 0 && e.steps < 100, `stopped early (${e.steps} steps)`);
+  const edited = applyUpdates(m, [e.update]);
+  assert.ok(scoreTargets(edited, [req])[0].exact, "target is the argmax after FT");
   assert.ok(!scoreTargets(m, [req])[0].exact, "base still answers otherwise");
   assert.deepEqual(m.params["h.3.mlp.c_fc.weight"].arraySync(), before);
-  disposeMethodEdit(e);
+  edited.dispose();
+  disposeUpdate(e.update);
   disposeParams(m.params);
 });
 
@@ -35,11 +39,11 @@ test("FT+KL runs with a locality term, respects maxSteps and leaks nothing", asy
   await setup();
   const m = tinyModel(42);
   const cfg = { innerParams: inner, lr: 1e-4, maxSteps: 3, cEdit: 1e-2, locTexts: [{ prompt: "The capital of Chile is", target: "Santiago" }] };
-  disposeMethodEdit(fineTuneEdit(m, [req], cfg));
+  disposeUpdate(fineTuneEdit(m, [req], cfg).update);
   const n = await leaked(() => {
     const e = fineTuneEdit(m, [req], cfg);
     assert.equal(e.steps, 3);
-    disposeMethodEdit(e);
+    disposeUpdate(e.update);
   });
   assert.equal(n, 0);
   assert.equal(tf.memory().numTensors > 0, true);
@@ -57,7 +61,7 @@ test("FT with RMSprop (the official optimiser) takes PyTorch's first step, -10·
   const e = fineTuneEdit(m, [req], { innerParams: inner, lr, optimizer: "rmsprop", maxSteps: 1, cEdit: null, locTexts: [] });
   assert.equal(e.steps, 1);
   const w0 = m.params[name].dataSync();
-  const w1 = e.edited[name].dataSync();
+  const w1 = tf.tidy(() => tf.add(m.params[name], e.update[name].delta)).dataSync();
   let checked = 0;
   for (let i = 0; i < g.length; i++) {
     if (Math.abs(g[i]) < 1e-6) continue; // ε matters only for vanishing gradients
@@ -65,36 +69,37 @@ test("FT with RMSprop (the official optimiser) takes PyTorch's first step, -10·
     checked++;
   }
   assert.ok(checked > g.length / 2, `${checked} of ${g.length} elements have a gradient`);
-  disposeMethodEdit(e);
-  assert.equal(await leaked(() => disposeMethodEdit(fineTuneEdit(m, [req], { innerParams: inner, lr, optimizer: "rmsprop", maxSteps: 3, cEdit: null, locTexts: [] }))), 0, "RMSprop's accumulators are freed");
+  disposeUpdate(e.update);
+  assert.equal(await leaked(() => disposeUpdate(fineTuneEdit(m, [req], { innerParams: inner, lr, optimizer: "rmsprop", maxSteps: 3, cEdit: null, locTexts: [] }).update)), 0, "RMSprop's accumulators are freed");
   assert.throws(() => fineTuneEdit(m, [req], { innerParams: inner, lr, optimizer: "sgd" as never, maxSteps: 1, cEdit: null, locTexts: [] }), /unknown FT optimizer "sgd"/);
   disposeParams(m.params);
 });
 
-test("the standard methods: names as given, MEND-batch needs its editor, unknown names are errors", async () => {
+test("the method registry: names as given, each method says what it lacks, unknown names are errors", async () => {
   await setup();
-  const { standardMethods } = await import("../dist/eval/methods");
+  const { buildMethods } = await import("../dist/eval/methods");
   const { createEditor, DEFAULT_EDITOR_CONFIG, disposeEditor } = await import("../dist/mend");
-  const { World } = await import("../dist/world");
   const m = tinyModel(43);
   const e = createEditor({ ...DEFAULT_EDITOR_CONFIG, innerParams: inner, rank: 8 }, Object.fromEntries(inner.map((n) => [n, m.params[n].shape])), 0);
-  const world = World.load(path.join(ROOT, "data", "world.json"));
-  assert.deepEqual(standardMethods(e, world, ["MEND", "MEND-batch", "FT"], { batchEditor: e }).map((x) => x.name), ["MEND", "MEND-batch", "FT"]);
-  assert.throws(() => standardMethods(e, world, ["MEND-batch"]), /MEND-batch needs the batch-trained editor/);
-  assert.throws(() => standardMethods(e, world, ["ROME"]), /unknown method "ROME"/);
-  assert.throws(() => standardMethods(e, world, ["MEND-batch-pres"], { batchEditor: e }), /MEND-batch-pres needs the base model/);
+  const locTexts = [{ prompt: "The capital of Chile is", target: "Santiago" }];
+  assert.deepEqual(buildMethods(["MEND", "MEND-batch", "FT", "FT+KL"], { editor: e, batchEditor: e, locTexts }).map((x) => x.name), ["MEND", "MEND-batch", "FT", "FT+KL"]);
+  assert.throws(() => buildMethods(["MEND-batch"], { editor: e }), /MEND-batch needs the batch-trained editor/);
+  assert.throws(() => buildMethods(["MEND"], {}), /MEND needs an editor/);
+  assert.throws(() => buildMethods(["FT+KL"], { editor: e }), /FT\+KL needs locality texts/);
+  assert.throws(() => buildMethods(["ROME"], { editor: e }), /unknown method "ROME"/);
+  assert.throws(() => buildMethods(["MEND-batch-pres"], { batchEditor: e }), /MEND-batch-pres needs prompts to preserve/);
   assert.equal(await leaked(() => {
-    const [pres] = standardMethods(e, world, ["MEND-batch-pres"], { batchEditor: e, model: m }); // measures its preservation set on m
+    const [pres] = buildMethods(["MEND-batch-pres"], { batchEditor: e, preserve: { model: m, prompts: ["The capital of Chile is"] } }); // measures its preservation set on m
     assert.equal(pres.name, "MEND-batch-pres");
     pres.dispose!();
   }), 0, "dispose frees the preservation set");
   // FT's lr and optimiser: checked when the methods are made, and used by the edit.
-  assert.throws(() => standardMethods(e, world, ["FT"], { ft: { optimizer: "sgd" as never } }), /unknown FT optimizer "sgd"/);
-  assert.throws(() => standardMethods(e, world, ["FT"], { ft: { lr: -1 } }), /FT lr must be a positive number, got -1/);
+  assert.throws(() => buildMethods(["FT"], { editor: e, ft: { optimizer: "sgd" as never } }), /unknown FT optimizer "sgd"/);
+  assert.throws(() => buildMethods(["FT"], { editor: e, ft: { lr: -1 } }), /FT lr must be a positive number, got -1/);
   const edited = (ft: { lr?: number; optimizer?: "adam" | "rmsprop" }) => {
-    const [method] = standardMethods(e, world, ["FT"], { ft });
+    const [method] = buildMethods(["FT"], { editor: e, ft });
     const r = method.edit(m, [req]);
-    const w = r.edited[inner[1]].dataSync().slice();
+    const w = paramsOf(r.model, "test").params[inner[1]].dataSync().slice();
     disposeMethodEdit(r);
     return w;
   };

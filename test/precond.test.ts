@@ -12,9 +12,9 @@ import { createEditor, DEFAULT_EDITOR_CONFIG, disposeEditor, lastBlocksMlp } fro
 import { saveEditor } from "../dist/mend/editorFolder";
 import { captureFactors, disposeFactors } from "../dist/mend/factor";
 import { disposeParams } from "../dist/model/gpt";
-import { disposeBatch, makeBatch } from "../dist/world/batch";
-import { Rng } from "../dist/world/rng";
-import { getWorld, leaked, maxAbsDiff, setup, tinyModel } from "./helpers";
+import { disposeBatch, makeBatch } from "../dist/model/batch";
+import { Rng } from "../dist/model/rng";
+import { appliedEdit, getWorld, leaked, maxAbsDiff, setup, tinyModel } from "./helpers";
 
 test("ridgeInverse: P (C + λsI) = s I, s = tr(C)/d, and P = I for C = cI", () => {
   const d = 7;
@@ -73,21 +73,21 @@ test("key preconditioning: at identity init the key is (u - μ) P; P is saved, l
   const back = loadEditor(dir, m.config, m.params);
   for (const n of inner) assert.equal(maxAbsDiff(extensionsOf(back)!.precond![n], P[n]), 0);
   const req = [{ prompt: "The capital of Peru is", target: "Madrid" }];
-  const r1 = mendEdit(m, e, req);
-  const r2 = mendEdit(m, back, req);
-  for (const n of inner) assert.ok(maxAbsDiff(r1.edited[n], r2.edited[n]) < 1e-6);
+  const r1 = appliedEdit(m, mendEdit(m, e, req));
+  const r2 = appliedEdit(m, mendEdit(m, back, req));
+  for (const n of inner) assert.ok(maxAbsDiff(r1.params[n], r2.params[n]) < 1e-6);
   // the preconditioner is used: doubling P doubles the update
-  const r0 = mendEdit(m, e, req);
+  const r0 = appliedEdit(m, mendEdit(m, e, req));
   extendEditor(back, { keyPrecond: 1 }, twice);
-  const r3 = mendEdit(m, back, req);
+  const r3 = appliedEdit(m, mendEdit(m, back, req));
   for (const n of inner) {
-    const [d0, d3] = tf.tidy(() => [tf.sub(r0.edited[n], m.params[n]), tf.sub(r3.edited[n], m.params[n])]);
+    const [d0, d3] = tf.tidy(() => [tf.sub(r0.params[n], m.params[n]), tf.sub(r3.params[n], m.params[n])]);
     assert.ok(maxAbsDiff(tf.mul(d0, 2), d3) < 1e-6 * Math.max(1, tf.tidy(() => tf.max(tf.abs(d3)).dataSync()[0])), n);
     tf.dispose([d0, d3]);
   }
   // no tensor leaks over repeated edits
   assert.equal(await leaked(() => { for (let i = 0; i < 5; i++) disposeEdit(mendEdit(m, back, req)); }), 0);
-  for (const r of [r0, r1, r2, r3]) disposeEdit(r);
+  for (const r of [r0, r1, r2, r3]) r.dispose();
   const plain = createEditor(e.config, shapes, 0);
   assert.throws(() => extendEditor(plain, {}, twice), /preconditioners given without keyPrecond/);
   assert.throws(() => loadOfficialEditor(dir, m.config, m.params), /trained with additions to MEND \(keyPrecond\)/);

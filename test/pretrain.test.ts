@@ -4,7 +4,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import * as tf from "@tensorflow/tfjs";
-import { DEFAULT_PRETRAIN_CONFIG, pretrain } from "../dist/model/pretrain";
+import { DEFAULT_PRETRAIN_CONFIG, pretrain } from "../dist/world/pretrain";
 import { getWorld, setup } from "./helpers";
 
 const cfg = { ...DEFAULT_PRETRAIN_CONFIG, maxSteps: 8, batchSize: 16, evalEvery: 4, warmupSteps: 2, model: { n_embd: 16, n_layer: 1, n_head: 2 } };

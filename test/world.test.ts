@@ -2,7 +2,7 @@ import test from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "fs";
 import * as path from "path";
-import { LOCALITY_CLASSES } from "../dist/world/world";
+import { LOCALITY_CLASSES } from "../dist/datasets/editRecord";
 import { getWorld, ROOT } from "./helpers";
 
 test("the world is large enough: >= 40 countries x 5 relations, >= 30 people x 3 relations", () => {

@@ -10,19 +10,23 @@
  * RMSprop with the largest lr that keeps validation locality >= 0.99 (experiments/ft-lr-sweep):
  * 4e-4. FT+KL's locality text is a fixed sample of training-split world sentences (the paper uses
  * the dataset's locality text).
+ *
+ * The tuned variables are the updates ΔW themselves (initialised to 0; the forward uses W + ΔW), so
+ * the edit is returned as a value, dense ΔW per weight (model/weightUpdate.ts), and the edited model
+ * W + ΔW is exactly the model the last step evaluated. The gradient w.r.t. ΔW is the gradient w.r.t.
+ * W, so the optimiser steps are those of tuning W directly.
  */
 import * as tf from "@tensorflow/tfjs";
-import { disposeBatch, makeBatch, TextExample } from "../world/batch";
-import { EditRequest, validateRequests } from "../mend/edit";
-import { gptForward, Params } from "../model/gpt";
+import { disposeBatch, makeBatch, TextExample } from "../model/batch";
+import { EditRequest, validateRequests } from "../datasets/editRecord";
+import { gptForward } from "../model/gpt";
 import { meanKl, meanNll } from "../model/loss";
-import { ModelView } from "../model/score";
+import { ModelView } from "../model/paramsModel";
+import { DenseDelta } from "../model/weightUpdate";
 
 export interface FineTuneResult {
-  /** Full parameter record of the edited model (only the tuned weights are new). */
-  params: Params;
-  /** The new tensors (owned by the result). */
-  edited: Record<string, tf.Tensor>;
+  /** ΔW of every tuned weight (owned by the result: `disposeUpdate`). */
+  update: Record<string, DenseDelta>;
   latencyMs: number;
   /** Optimizer steps taken. */
   steps: number;
@@ -61,7 +65,8 @@ export const DEFAULT_FT_CONFIG: Readonly<Required<Omit<FineTuneConfig, "innerPar
 
 /**
  * Fine-tune `innerParams` on the requests (one mean loss over all their target tokens) until every
- * target token of every request is the argmax, or `maxSteps`. Pure: the base is not modified.
+ * target token of every request is the argmax, or `maxSteps`. Pure: the model is not modified;
+ * `applyUpdates(model, [result.update])` is the fine-tuned model.
  */
 export function fineTuneEdit(model: ModelView, requests: readonly EditRequest[], cfg: FineTuneConfig): FineTuneResult {
   validateRequests(requests);
@@ -71,21 +76,29 @@ export function fineTuneEdit(model: ModelView, requests: readonly EditRequest[],
   const b = makeBatch(model.tokenizer, requests, "target", model.config.n_positions);
   const loc = cfg.cEdit !== null && cfg.locTexts.length ? makeBatch(model.tokenizer, cfg.locTexts, "target", model.config.n_positions) : null;
   const preLoc = loc ? tf.tidy(() => gptForward(model.params, model.config, loc.inputIds, { attentionMask: loc.attentionMask }).logits) : null;
-  const vars: Record<string, tf.Variable> = {};
-  for (const n of cfg.innerParams) vars[n] = tf.variable(model.params[n], true);
+  const deltas: Record<string, tf.Variable> = {};
+  for (const n of cfg.innerParams) {
+    const w = model.params[n];
+    if (!w || w.rank !== 2) throw new Error(`FT: "${n}" is not a 2-D weight of the model`);
+    const zero = tf.zerosLike(w);
+    deltas[n] = tf.variable(zero, true);
+    zero.dispose(); // the variable keeps its own reference to the data
+  }
+  const replace = () => Object.fromEntries(cfg.innerParams.map((n) => [n, tf.add(model.params[n], deltas[n])])); // W + ΔW
   const labels = b.labels.arraySync() as number[][];
   let steps = 0;
   try {
     for (; steps <= cfg.maxSteps; steps++) {
       let am: tf.Tensor | null = null;
       const { value, grads } = tf.variableGrads(() => {
-        const { logits } = gptForward(model.params, model.config, b.inputIds, { attentionMask: b.attentionMask, replace: vars });
+        const w = replace();
+        const { logits } = gptForward(model.params, model.config, b.inputIds, { attentionMask: b.attentionMask, replace: w });
         am = tf.keep(tf.argMax(logits, -1));
         const nll = meanNll(logits, b.labels);
         if (!loc || !preLoc) return nll;
-        const post = gptForward(model.params, model.config, loc.inputIds, { attentionMask: loc.attentionMask, replace: vars }).logits;
+        const post = gptForward(model.params, model.config, loc.inputIds, { attentionMask: loc.attentionMask, replace: w }).logits;
         return tf.add(tf.mul(cfg.cEdit!, nll), meanKl(preLoc, post, loc.attentionMask)) as tf.Scalar;
-      }, Object.values(vars));
+      }, Object.values(deltas));
       const argmax = am!.arraySync() as number[][];
       tf.dispose([am!, value]);
       const done = labels.every((row, i) => row.every((l, t) => l < 0 || argmax[i][t] === l));
@@ -102,11 +115,11 @@ export function fineTuneEdit(model: ModelView, requests: readonly EditRequest[],
     if (loc) disposeBatch(loc);
     preLoc?.dispose();
   }
-  const edited: Record<string, tf.Tensor> = {};
-  for (const [n, v] of Object.entries(vars)) {
-    edited[n] = tf.clone(v);
+  const update: Record<string, DenseDelta> = {};
+  for (const [n, v] of Object.entries(deltas)) {
+    update[n] = { delta: tf.clone(v) as tf.Tensor2D };
     v.dispose();
   }
-  return { params: { ...model.params, ...edited }, edited, latencyMs: performance.now() - t0, steps };
+  return { update, latencyMs: performance.now() - t0, steps };
 }
 

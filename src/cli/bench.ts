@@ -13,15 +13,15 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { describeBackend, initBackend, useFastMatMulGradient } from "../model/backend";
-import { Batch, disposeBatch, makeBatch } from "../world/batch";
+import { disposeBatch, makeBatch } from "../model/batch";
 import { DEFAULT_EDITOR_DIR, DEFAULT_MODEL_DIR, EDITOR_FLAG, JSON_FLAG, MODEL_FLAG } from "./common";
 import { CommandSpec, flagBool, flagNumber, Flags, flagString } from "./flags";
 import { calibration, DEFAULT_CALIBRATION } from "../extensions/calibrate";
 import { loadEditor } from "../extensions/editorExtensions";
 import { localityPicker } from "../extensions/localitySampling";
-import { disposeEdit, mendEdit } from "../mend/edit";
+import { mendEdit } from "../mend/edit";
 import { DEFAULT_FT_CONFIG, fineTuneEdit } from "../baselines/fineTune";
-import { disposeMethodEdit } from "../eval/methods";
+import { disposeUpdate } from "../model/weightUpdate";
 import { disposeEditor, editorVariables } from "../mend/editor";
 import { editorTrainingInfo } from "../mend/editorFolder";
 import { metaBatchGrads } from "../mend/metaLoss";
@@ -30,9 +30,9 @@ import { disposeParams, gptForward } from "../model/gpt";
 import { meanNll } from "../model/loss";
 import { loadModel, Model } from "../model/modelFolder";
 import { DEFAULT_TRAIN_EDITOR_CONFIG } from "../mend/train";
-import { Rng } from "../world/rng";
+import { Rng } from "../model/rng";
 import { World } from "../world/world";
-import { gradsOf, timeIt, timePair } from "./timing";
+import { editAndApply, gradsOf, timeIt, timePair } from "./timing";
 import { formatScaleBench, runScaleBench, runScaleStage, SCALE_STAGES, ScaleStage } from "./scaleBench";
 import { GPT2_SHAPES, Gpt2Shape } from "../model/randomGpt2";
 
@@ -111,26 +111,14 @@ async function benchMend(model: Model, world: World, editorDir: string, reps: nu
     const inner = editor.config.innerParams;
     // Both are ~10 ms: many alternating runs, so the ratio is not at the mercy of a slow spell.
     const [editMs, fbMs] = await timePair(
-      async () => {
-        const r = mendEdit(model, editor, [request]);
-        await r.edited[inner[0]].data();
-        disposeEdit(r);
-      },
+      () => editAndApply(model, () => mendEdit(model, editor, [request]), inner[0]),
       () => gradsOf(model, b, inner),
       5 * reps,
     );
     // The calibrated edit (calibrate.ts, our deviation): the edit plus three batched search forwards.
     const [calMs, editMs2] = await timePair(
-      async () => {
-        const r = mendEdit(model, editor, [request], { stepScale: calibration(DEFAULT_CALIBRATION) });
-        await r.edited[inner[0]].data();
-        disposeEdit(r);
-      },
-      async () => {
-        const r = mendEdit(model, editor, [request]);
-        await r.edited[inner[0]].data();
-        disposeEdit(r);
-      },
+      () => editAndApply(model, () => mendEdit(model, editor, [request], { stepScale: calibration(DEFAULT_CALIBRATION) }), inner[0]),
+      () => editAndApply(model, () => mendEdit(model, editor, [request]), inner[0]),
       2 * reps,
     );
     disposeBatch(b);
@@ -156,13 +144,13 @@ async function benchMend(model: Model, world: World, editorDir: string, reps: nu
     for (const [k, v] of Object.entries(vars)) v.assign(snapshot[k]);
     tf.dispose(Object.values(snapshot));
     // FT-to-success on the same request, with the eval default lr and the paper's largest FT lr (1e-4).
-    const ft = (lr: number) => async () => disposeMethodEdit(fineTuneEdit(model, [request], { ...DEFAULT_FT_CONFIG, lr, innerParams: inner, locTexts: [] }));
+    const ft = (lr: number) => () => editAndApply(model, () => fineTuneEdit(model, [request], { ...DEFAULT_FT_CONFIG, lr, innerParams: inner, locTexts: [] }), inner[0]);
     const ft3 = await timeIt(ft(DEFAULT_FT_CONFIG.lr), Math.max(3, Math.ceil(reps / 3)), 1);
     const ft4 = await timeIt(ft(1e-4), 3, 1);
     const steps = (lr: number) => {
       const e = fineTuneEdit(model, [request], { ...DEFAULT_FT_CONFIG, lr, innerParams: inner, locTexts: [] });
-      disposeMethodEdit(e);
-      return e.steps ?? 0;
+      disposeUpdate(e.update);
+      return e.steps;
     };
     return {
       edit: { ms: editMs },

@@ -4,7 +4,7 @@ import * as path from "path";
 import { loadEditor } from "../extensions/editorExtensions";
 import { disposeParams } from "../model/gpt";
 import { loadModel, Model } from "../model/modelFolder";
-import { EditRequest, validateRequests } from "../mend/edit";
+import { EditRequest, validateRequests } from "../datasets/editRecord";
 import { Editor } from "../mend/editor";
 import type { FlagSpec } from "./flags";
 import { readManifest } from "../model/checkpointFolder";

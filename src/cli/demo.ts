@@ -2,7 +2,8 @@
 import * as fs from "fs";
 import * as path from "path";
 import { firstWord, formatProbeTable, ProbeResult, probesFor, runProbes } from "../eval/report";
-import { disposeMethodEdit, standardMethods } from "../eval/methods";
+import { buildMethods, disposeMethodEdit } from "../eval/methods";
+import { worldMethodContext } from "../eval/evaluate";
 import { describeBackend, initBackend } from "../model/backend";
 import { disposeParams } from "../model/gpt";
 import { writeFileDurable } from "../model/durable";
@@ -46,9 +47,9 @@ export async function run(f: Flags): Promise<void> {
     const probes = probesFor(world, [request], ["The capital of the United States is", "The president of Russia is"]);
     const tables: Record<string, ProbeResult[]> = {};
     const summary: string[] = [];
-    for (const m of standardMethods(editor, world, ["MEND", "MEND-cal", "FT", "FT+KL"])) {
+    for (const m of buildMethods(["MEND", "MEND-cal", "FT", "FT+KL"], { editor, ...worldMethodContext(world, model) })) {
       const e = m.edit(model, [request]);
-      const rows = runProbes(model, e.params, probes);
+      const rows = runProbes(model, e.model, probes);
       disposeMethodEdit(e);
       tables[m.name] = rows;
       const ok = (k: (r: ProbeResult) => boolean) => rows.filter(k).filter((r) => r.right?.after).length + "/" + rows.filter(k).length;

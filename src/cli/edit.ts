@@ -3,6 +3,7 @@ import { DEFAULT_CALIBRATION, calibration, calibrationOf } from "../extensions/c
 import { describeBackend, initBackend } from "../model/backend";
 import { disposeParams } from "../model/gpt";
 import { saveModel } from "../model/modelFolder";
+import { applyUpdates } from "../model/paramsModel";
 import { disposeEdit, mendEdit } from "../mend/edit";
 import { disposeEditor } from "../mend/editor";
 import { formatProbeTable, probesFor, runProbes } from "../eval/report";
@@ -55,9 +56,10 @@ export async function run(f: Flags): Promise<void> {
     if (paraphrases.length && requests.length > 1) throw new Error("--paraphrase applies to a single edit (--prompt/--target), not to --requests");
     const probes = probesFor(world, requests, (f.probe as string[] | undefined) ?? [], 3, paraphrases);
     const result = mendEdit(model, editor, requests, { lrScale: flagNumber(f, "lr-scale") ?? 1, stepScale: cal ? calibration(cal) : null });
-    const rows = runProbes(model, result.params, probes);
+    const edited = applyUpdates(model, [result.update]);
+    const rows = runProbes(model, edited, probes);
     // Checked again under the folder's lock: a concurrent --save to the same folder cannot both succeed.
-    if (save) saveModel(save, { ...model, params: result.params }, { edited_by: "mend-ts", edits: JSON.stringify(requests) }, { check: () => guardOutput(save, "model", { force: flagBool(f, "force"), sources: [modelDir, editorDir] }) });
+    if (save) saveModel(save, edited, { edited_by: "mend-ts", edits: JSON.stringify(requests) }, { check: () => guardOutput(save, "model", { force: flagBool(f, "force"), sources: [modelDir, editorDir] }) });
     const c = calibrationOf(result.info);
     if (flagBool(f, "json")) {
       console.log(
@@ -78,6 +80,7 @@ export async function run(f: Flags): Promise<void> {
       console.log(formatProbeTable(rows));
       if (save) console.log(`\nedited model saved to ${save}`);
     }
+    edited.dispose();
     disposeEdit(result);
   } finally {
     disposeEditor(editor);

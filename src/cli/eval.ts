@@ -4,11 +4,10 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { DEFAULT_FT_CONFIG, FineTuneOptimizer } from "../baselines/fineTune";
-import { DEFAULT_EVAL_CONFIG, EvalResult, evaluateMethods } from "../eval/evaluate";
-import { EditMethod, fineTuneMethod, mendMethod, STANDARD_METHODS, standardMethods } from "../eval/methods";
+import { DEFAULT_EVAL_CONFIG, EvalResult, evaluateMethods, worldMethodContext } from "../eval/evaluate";
+import { buildMethods, EditMethod, METHODS } from "../eval/methods";
 import { evaluateDataset, formatDatasetTable } from "../eval/datasetEval";
 import { loadDataset, parseDataSpec } from "../datasets/records";
-import { DEFAULT_CALIBRATION } from "../extensions/calibrate";
 import { loadModel } from "../model/modelFolder";
 import { lastBlocksMlp } from "../mend/editor";
 import { ProgressBar } from "./progress";
@@ -27,7 +26,7 @@ export const spec: CommandSpec = {
   name: "eval",
   summary: "MEND, its extensions, FT and FT+KL on the same edits: single, batched and sequential (writes reports/eval)",
   flags: [
-    { name: "methods", type: "strings", value: "M,...", help: "methods to compare", choices: STANDARD_METHODS, default: "MEND,MEND-cal,MEND-batch,MEND-batch-cal,FT,FT+KL" },
+    { name: "methods", type: "strings", value: "M,...", help: "methods to compare", choices: METHODS, default: "MEND,MEND-cal,MEND-batch,MEND-batch-cal,FT,FT+KL" },
     { name: "data", type: "string", value: "KIND:FILE", help: "evaluate single edits on zsre:FILE or counterfact:FILE with its metrics (methods MEND, MEND-cal, FT, FT+KL) instead of the facts world" },
     { name: "split", type: "string", value: "S", help: "report on test; compare configurations on val", choices: ["test", "val"], default: "test" },
     { name: "limit", type: "int", value: "N", help: "only the first N edits of the split", min: 1 },
@@ -65,20 +64,12 @@ async function runDataset(f: Flags): Promise<void> {
   const modelDir = flagString(f, "model") ?? DEFAULT_MODEL_DIR;
   const { model, editor } = needEditor ? loadModelAndEditor(modelDir, flagString(f, "editor") ?? DEFAULT_EDITOR_DIR) : { model: loadModel(modelDir), editor: null };
   try {
-    const inner = editor?.config.innerParams ?? lastBlocksMlp(model.config.n_layer);
-    const ft = { ...DEFAULT_FT_CONFIG, lr: flagNumber(f, "ft-lr") ?? DEFAULT_FT_CONFIG.lr, optimizer: (flagString(f, "ft-optimizer") ?? DEFAULT_FT_CONFIG.optimizer) as FineTuneOptimizer };
+    const innerParams = editor?.config.innerParams ?? lastBlocksMlp(model.config.n_layer);
+    const ft = { lr: flagNumber(f, "ft-lr") ?? DEFAULT_FT_CONFIG.lr, optimizer: (flagString(f, "ft-optimizer") ?? DEFAULT_FT_CONFIG.optimizer) as FineTuneOptimizer };
+    // FT+KL's locality texts: the locality pairs of the last 16 records after --limit (never evaluated).
     const locTexts = ds.records.slice(limit).slice(-16).flatMap((r) => r.locality.slice(0, 1).map((l) => ({ prompt: l.prompt, target: l.target })));
-    const margin = flagNumber(f, "calibrate");
-    const build: Record<string, () => EditMethod> = {
-      MEND: () => mendMethod(editor!),
-      "MEND-cal": () => mendMethod(editor!, "MEND-cal", { ...DEFAULT_CALIBRATION, ...(margin ? { margin } : {}) }),
-      FT: () => fineTuneMethod({ ...ft, innerParams: inner, cEdit: null, locTexts: [] }),
-      "FT+KL": () => {
-        if (!locTexts.length) throw new Error("FT+KL takes its locality texts from records after --limit; the file has none left (lower --limit)");
-        return fineTuneMethod({ ...ft, innerParams: inner, cEdit: 1e-2, locTexts });
-      },
-    };
-    const methods = names.map((n) => build[n]());
+    if (names.includes("FT+KL") && !locTexts.length) throw new Error("FT+KL takes its locality texts from records after --limit; the file has none left (lower --limit)");
+    const methods = buildMethods(names, { ...(editor ? { editor } : {}), innerParams, ft, locTexts, margin: flagNumber(f, "calibrate") });
     const bar = new ProgressBar(limit * methods.length, "eval");
     let done = 0;
     const r = evaluateDataset(model, methods, ds, { limit, onRecord: () => bar.update(++done, {}) });
@@ -120,7 +111,7 @@ export async function run(f: Flags, argv: readonly string[]): Promise<void> {
       r = await evalInWorkers([...argv], names, jobs);
     } else {
       batchEditor = names.some((n) => n.startsWith("MEND-batch")) ? loadEditor(batchDir, model.config, model.params) : undefined;
-      methods = standardMethods(editor, world, names, { batchEditor, margin, model, ft });
+      methods = buildMethods(names, { editor, batchEditor, margin, ft, ...worldMethodContext(world, model) });
       let records = world.editRecords(split);
       const limit = flagNumber(f, "limit");
       if (limit !== undefined) records = records.slice(0, limit);

@@ -4,7 +4,7 @@ import { describeBackend, initBackend } from "../model/backend";
 import { DEFAULT_GPT2_CONFIG, GPT2Config } from "../model/config";
 import { disposeParams } from "../model/gpt";
 import { loadModel, saveModel } from "../model/modelFolder";
-import { DEFAULT_PRETRAIN_CONFIG, pretrain } from "../model/pretrain";
+import { DEFAULT_PRETRAIN_CONFIG, pretrain } from "../world/pretrain";
 import { World } from "../world/world";
 import { FORCE_FLAG, guardOutput, newRunDir, RESUME_FLAG } from "./common";
 import { CommandSpec, flagBool, flagNumber, Flags, flagString } from "./flags";

@@ -19,15 +19,15 @@ import { describeBackend, initBackend } from "../model/backend";
 import { countParams, disposeParams } from "../model/gpt";
 import { BpeTokenizer, gpt2TokenizerFiles } from "../model/bpeTokenizer";
 import { Gpt2Shape, randomGpt2 } from "../model/randomGpt2";
-import { captureEditorFactors, disposeEdit, mendEdit, updateEditorStats } from "../mend/edit";
+import { captureEditorFactors, mendEdit, updateEditorStats } from "../mend/edit";
 import { disposeFactors } from "../mend/factor";
-import { disposeBatch, makeBatch } from "../world/batch";
+import { disposeBatch, makeBatch } from "../model/batch";
 import { createEditor, DEFAULT_EDITOR_CONFIG, disposeEditor, editorVariables, lastBlocksMlp } from "../mend/editor";
 import { metaBatchGrads } from "../mend/metaLoss";
 import { MetaExample } from "../mend/metaExamples";
 import { DEFAULT_TRAIN_EDITOR_CONFIG } from "../mend/train";
 import { PACKAGE_ROOT } from "./common";
-import { gradsOf, timeIt } from "./timing";
+import { editAndApply, gradsOf, timeIt } from "./timing";
 
 export const SCALE_STAGES = ["edit", "forward-backward", "meta-step"] as const;
 export type ScaleStage = (typeof SCALE_STAGES)[number];
@@ -106,11 +106,7 @@ export async function runScaleStage(opts: { shape: Gpt2Shape; stage: ScaleStage;
       disposeBatch(b);
     }
     if (opts.stage === "edit") {
-      const ms = await timeIt(async () => {
-        const r = mendEdit(model, editor, [EXAMPLE.editInner]);
-        await r.edited[inner[0]].data();
-        disposeEdit(r);
-      }, Math.max(reps, 5), 1);
+      const ms = await timeIt(() => editAndApply(model, () => mendEdit(model, editor, [EXAMPLE.editInner]), inner[0]), Math.max(reps, 5), 1);
       return report(ms);
     }
     const vars = { ...net, ...editLrs };

@@ -2,8 +2,9 @@
 import * as tf from "@tensorflow/tfjs";
 import { gptForward } from "../model/gpt";
 import { meanNll } from "../model/loss";
-import type { ModelView } from "../model/score";
-import type { Batch } from "../world/batch";
+import { applyUpdates, type ModelView } from "../model/paramsModel";
+import { disposeUpdate, type ModelUpdate } from "../model/weightUpdate";
+import type { Batch } from "../model/batch";
 
 /** Median wall time of `fn` in ms over `reps` runs after `warmup` runs. */
 export async function timeIt(fn: () => Promise<void> | void, reps: number, warmup = 2): Promise<number> {
@@ -37,4 +38,13 @@ export async function gradsOf(model: Pick<ModelView, "params" | "config">, b: Ba
   const gs = tf.tidy(() => tf.grads((...ws: tf.Tensor[]) => meanNll(gptForward(model.params, model.config, b.inputIds, { attentionMask: b.attentionMask, replace: Object.fromEntries(names.map((n, i) => [n, ws[i]])) }).logits, b.labels))(names.map((n) => model.params[n])));
   await gs[0].data();
   tf.dispose(gs);
+}
+
+/** An edit and the edited model it gives (W + ΔW), timed to the first edited weight's data: what a user waits for. */
+export async function editAndApply(model: ModelView, edit: () => { update: ModelUpdate }, first: string): Promise<void> {
+  const { update } = edit();
+  const edited = applyUpdates(model, [update]);
+  await edited.params[first].data();
+  edited.dispose();
+  disposeUpdate(update);
 }

@@ -8,7 +8,8 @@ import { disposeParams } from "../model/gpt";
 import { loadModel } from "../model/modelFolder";
 import { readFolderFiles, writeFolder } from "../model/checkpointFolder";
 import { DEFAULT_TRAIN_EDITOR_CONFIG, TrainEditorConfig, trainEditor } from "../mend/train";
-import { EditRecord, World } from "../world/world";
+import { EditRecord } from "../datasets/editRecord";
+import { World } from "../world/world";
 import { DEFAULT_MODEL_DIR, FORCE_FLAG, guardOutput, MODEL_FLAG, newRunDir, RESUME_FLAG } from "./common";
 import { CommandSpec, flagBool, flagNumber, Flags, flagString } from "./flags";
 import { ProgressBar } from "./progress";
@@ -36,8 +37,8 @@ export const spec: CommandSpec = {
     { name: "c-loc", type: "number", value: "C", help: "weight of the locality loss (c_edit is 0.1)", default: d.cLoc, min: 0 },
     { name: "per-fact", type: "int", value: "N", help: "new targets per training fact", default: d.perFact, min: 1, advanced: true },
     { name: "outer-is-edit", type: "number", value: "P", help: "probability that x'_e is x_e itself (EasyEdit's choice; official 0)", default: 0, min: 0, max: 1, advanced: true },
-    { name: "weighting", type: "string", value: "W", help: "average the meta-loss over calls or over edits", choices: ["call", "edit"], default: "call", advanced: true },
     { name: "init", type: "string", value: "DIR", help: "start from this editor folder (a second stage)", advanced: true },
+    { name: "locality", type: "string", value: "SOURCE", help: "training locality texts: the edit record's own (record) or another record's edit input (other-record, the official sampler)", choices: ["record", "other-record"], default: "record", advanced: true },
     { name: "loc-per-edit", type: "int", value: "N", help: "locality texts per training edit (our extension; shipped recipe 3)", default: 1, min: 1, advanced: true },
     { name: "same-answer-loc", type: "number", value: "P", help: "probability of a same-relation, same-answer locality text (our extension)", default: 0, min: 0, max: 1, advanced: true },
     { name: "batch-loss", type: "string", value: "L", help: "edit loss of a k-request call: one mean (official) or each request's mean, summed (our extension)", choices: ["mean", "sum"], default: "mean", advanced: true },
@@ -87,6 +88,7 @@ export async function run(f: Flags): Promise<void> {
   const recipe: TrainingRecipe = {
     init,
     locality: { locPerEdit: flagNumber(f, "loc-per-edit") ?? 1, sameAnswerLoc: flagNumber(f, "same-answer-loc") ?? 0 },
+    localitySource: (flagString(f, "locality") ?? "record") as "record" | "other-record",
     extensions: {
       ...(flagString(f, "batch-loss") ? { batchLoss: flagString(f, "batch-loss") as "mean" | "sum" } : {}),
       ...(flagString(f, "rows") === "target" ? { rows: "target" as const } : {}),
@@ -110,8 +112,7 @@ export async function run(f: Flags): Promise<void> {
     data: flagString(f, "data") ?? null,
     patience: flagNumber(f, "patience") ?? d.patience,
     cLoc: flagNumber(f, "c-loc") ?? d.cLoc,
-    weighting: (flagString(f, "weighting") ?? "call") as "call" | "edit",
-    extensions: { ...(recipe.extensions as Record<string, unknown>), ...(recipe.locality.locPerEdit !== 1 ? { locPerEdit: recipe.locality.locPerEdit } : {}), ...(recipe.locality.sameAnswerLoc ? { sameAnswerLoc: recipe.locality.sameAnswerLoc } : {}) },
+    extensions: { ...(recipe.extensions as Record<string, unknown>), ...(recipe.locality.locPerEdit !== 1 ? { locPerEdit: recipe.locality.locPerEdit } : {}), ...(recipe.locality.sameAnswerLoc ? { sameAnswerLoc: recipe.locality.sameAnswerLoc } : {}), ...(recipe.localitySource === "other-record" ? { localitySource: "other-record" } : {}) },
   };
   const modelDir = flagString(f, "model") ?? DEFAULT_MODEL_DIR;
   const runDir = flagString(f, "run-dir") ?? newRunDir("train-editor");
@@ -122,12 +123,15 @@ export async function run(f: Flags): Promise<void> {
   console.error(`backend: ${describeBackend(backend)}`);
   console.error(`run folder: ${runDir}; the best editor goes to ${out}`);
   if (cfg.data && f["per-fact"] !== undefined) throw new Error("--per-fact draws new targets for the facts world; a dataset brings its own (drop --per-fact)");
-  const { train, val } = trainingRecords(resume ? runConfig(runDir) : cfg); // a resumed run reads what it started on
+  const started = resume ? runConfig(runDir) : cfg; // a resumed run reads what it started on, and samples its locality texts as it did
+  const { train, val } = trainingRecords(started);
+  const x = (started.extensions ?? {}) as { locPerEdit?: number; sameAnswerLoc?: number; localitySource?: "record" | "other-record" };
+  const resumedLocality = { locality: { locPerEdit: x.locPerEdit ?? 1, sameAnswerLoc: x.sameAnswerLoc ?? 0 }, localitySource: x.localitySource ?? "record" };
   const model = loadModel(modelDir);
   const bar = new ProgressBar(cfg.maxSteps, "train-editor");
   try {
     // A resumed run loads its editor (and its extensions) from the run folder.
-    const prep = prepareTraining(model, train, cfg, resume ? { ...OFFICIAL_RECIPE, locality: recipe.locality } : recipe);
+    const prep = prepareTraining(model, train, cfg, resume ? { ...OFFICIAL_RECIPE, ...resumedLocality } : recipe);
     const r = await trainEditor(model, train, val, runDir, cfg, {
       resume,
       ...prep,
@@ -136,7 +140,8 @@ export async function run(f: Flags): Promise<void> {
     });
     bar.done();
     writeFolder(out, "editor", readFolderFiles(r.bestDir), { check: () => guardOutput(out, "editor", { force: ownOutput, sources: [modelDir, ...(init ? [init] : [])] }) });
-    console.log(JSON.stringify({ out, run_dir: runDir, steps: r.steps, steps_run: r.stepsRun, elapsed_sec: r.elapsedSec, validation: r.best }, null, 1));
+    if (r.stoppedBy === "time budget") console.error(`stopped by the time budget (--time-budget ${cfg.timeBudgetSec} s) after step ${r.steps} of ${cfg.maxSteps}; continue with --resume --run-dir ${runDir} --time-budget SEC`);
+    console.log(JSON.stringify({ out, run_dir: runDir, steps: r.steps, steps_run: r.stepsRun, stopped_by: r.stoppedBy, elapsed_sec: r.elapsedSec, validation: r.best }, null, 1));
   } finally {
     bar.done();
     disposeParams(model.params);

@@ -13,13 +13,14 @@
  *   efficacy ES = [P(new) > P(true)] on the rewrite prompt, EM = P(new) − P(true);
  *   paraphrase PS / PM the same, averaged over a case's paraphrases;
  *   neighbourhood NS = [P(true) > P(new)], NM = P(true) − P(new), averaged over its neighbours;
- *   score S = harmonic mean of ES, PS and NS (the paper's; ROME's summarize.py takes PS and NS only).
+ *   score S = harmonic mean of ES, PS and NS (the paper's Table 4 and ROME's `summarize.py`, which
+ *   takes the harmonic mean of the three case-averaged success rates).
  * Each is averaged per case, then over cases.
  */
-import { Params } from "../model/gpt";
-import { ModelView, scoreTargets } from "../model/score";
+import type { LanguageModel } from "../model/languageModel";
+import { scoreTargets } from "../model/score";
 import { mean } from "../eval/metrics";
-import { EditRecord } from "../world/world";
+import { EditRecord } from "./editRecord";
 import { field, readJsonList, Skipped } from "./jsonRecords";
 
 /** CounterFact's records (ROME's or EasyEdit's form, told apart by `requested_rewrite`) as edit records. */
@@ -79,18 +80,17 @@ export interface CounterfactScores {
 }
 
 /** P(new) and P(true) (exp of the mean per-token log-probability) after each prompt. */
-function probs(m: ModelView, prompts: readonly string[], r: EditRecord): { pNew: number; pTrue: number }[] {
+function probs(m: LanguageModel, prompts: readonly string[], r: EditRecord): { pNew: number; pTrue: number }[] {
   const s = scoreTargets(m, prompts.flatMap((p) => [{ prompt: p, target: r.target_new }, { prompt: p, target: r.target_true }]));
   const p = (i: number) => Math.exp(s[i].logProb / s[i].argmax.length);
   return prompts.map((_, i) => ({ pNew: p(2 * i), pTrue: p(2 * i + 1) }));
 }
 
 /**
- * ROME's CounterFact scores of one record under `params` (the edited model for "post", the base
- * model's own params for "pre"). The rewrite prompt is `prompts[0]`.
+ * ROME's CounterFact scores of one record under a model (the edited model for "post", the base
+ * model for "pre"). The rewrite prompt is `prompts[0]`.
  */
-export function counterfactScores(model: ModelView, params: Readonly<Params>, r: EditRecord): CounterfactScores {
-  const m = { ...model, params };
+export function counterfactScores(m: LanguageModel, r: EditRecord): CounterfactScores {
   const [rewrite] = probs(m, [r.prompts[0]], r);
   const para = probs(m, r.heldout_prompts, r);
   const nb = probs(m, r.locality.map((l) => l.prompt), r);

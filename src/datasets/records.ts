@@ -4,7 +4,7 @@
  * the field, and the train/validation split used for meta-training.
  */
 import * as fs from "fs";
-import { EditRecord } from "../world/world";
+import { EditRecord } from "./editRecord";
 import type { Skipped } from "./jsonRecords";
 import { counterfactRecords } from "./counterfact";
 import { zsreRecords } from "./zsre";

@@ -11,10 +11,10 @@
  * the fraction of loc_ans tokens whose argmax is unchanged (EasyEdit) and the official accuracy
  * drawdown (exact match of loc_ans before minus after).
  */
-import { Params } from "../model/gpt";
-import { ModelView, scoreTargets } from "../model/score";
+import type { LanguageModel } from "../model/languageModel";
+import { scoreTargets } from "../model/score";
 import { accuracyDrawdown, unchangedTokenFraction } from "../eval/metrics";
-import { EditRecord } from "../world/world";
+import { EditRecord } from "./editRecord";
 import { field, readJsonList, Skipped } from "./jsonRecords";
 
 /**
@@ -65,22 +65,22 @@ export interface ZsreScores {
   acc_dd: number;
 }
 
-/** zsRE scores of one edit: `edited` are the parameters after editing `r` (pre = model.params). */
-export function zsreScores(model: ModelView, edited: Readonly<Params>, r: EditRecord): ZsreScores {
+/** zsRE scores of one edit: `post` is the model after editing `r`, `pre` the model before. */
+export function zsreScores(pre: LanguageModel, post: LanguageModel, r: EditRecord): ZsreScores {
   const [src, rephrase] = r.prompts;
   const loc = r.locality[0];
-  const post = scoreTargets({ ...model, params: edited }, [
+  const after = scoreTargets(post, [
     { prompt: src, target: r.target_new },
     { prompt: rephrase, target: r.target_new },
     { prompt: loc.prompt, target: loc.target },
   ]);
-  const [pre] = scoreTargets(model, [{ prompt: loc.prompt, target: loc.target }]);
+  const [before] = scoreTargets(pre, [{ prompt: loc.prompt, target: loc.target }]);
   return {
-    edit_success: +post[1].exact,
-    rewrite_success: +post[0].exact,
-    rewrite_acc: post[0].tokenAcc,
-    rephrase_acc: post[1].tokenAcc,
-    locality: unchangedTokenFraction(pre.argmax, post[2].argmax),
-    acc_dd: accuracyDrawdown(+pre.exact, +post[2].exact),
+    edit_success: +after[1].exact,
+    rewrite_success: +after[0].exact,
+    rewrite_acc: after[0].tokenAcc,
+    rephrase_acc: after[1].tokenAcc,
+    locality: unchangedTokenFraction(before.argmax, after[2].argmax),
+    acc_dd: accuracyDrawdown(+before.exact, +after[2].exact),
   };
 }

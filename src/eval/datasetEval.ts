@@ -6,7 +6,7 @@
 import { counterfactScore, counterfactScores } from "../datasets/counterfact";
 import { Dataset } from "../datasets/records";
 import { zsreScores } from "../datasets/zsre";
-import { ModelView } from "../model/score";
+import type { EditedModel } from "../model/languageModel";
 import { disposeMethodEdit, EditMethod } from "./methods";
 
 export interface DatasetEvalResult {
@@ -27,9 +27,9 @@ function meanOf(rows: readonly Record<string, number>[]): Record<string, number>
 }
 
 /** Scores of `methods` on the first `limit` records of `data`; `onRecord` reports progress. */
-export function evaluateDataset(model: ModelView, methods: readonly EditMethod[], data: Dataset, opts: { limit?: number; onRecord?: (method: string, done: number, total: number) => void } = {}): DatasetEvalResult {
+export function evaluateDataset(model: EditedModel, methods: readonly EditMethod[], data: Dataset, opts: { limit?: number; onRecord?: (method: string, done: number, total: number) => void } = {}): DatasetEvalResult {
   const records = data.records.slice(0, opts.limit ?? data.records.length);
-  const pre = data.kind === "counterfact" ? meanOf(records.map((r) => counterfactScores(model, model.params, r) as unknown as Record<string, number>)) : undefined;
+  const pre = data.kind === "counterfact" ? meanOf(records.map((r) => counterfactScores(model, r) as unknown as Record<string, number>)) : undefined;
   if (pre) pre.score = counterfactScore(pre as never);
   const out: DatasetEvalResult = { dataset: { kind: data.kind, file: data.file, records: records.length }, methods: [] };
   for (const method of methods) {
@@ -39,7 +39,7 @@ export function evaluateDataset(model: ModelView, methods: readonly EditMethod[]
       const e = method.edit(model, [{ prompt: r.prompts[0], target: r.target_new }]);
       try {
         latency += e.latencyMs;
-        rows.push((data.kind === "zsre" ? zsreScores(model, e.params, r) : counterfactScores(model, e.params, r)) as unknown as Record<string, number>);
+        rows.push((data.kind === "zsre" ? zsreScores(model, e.model, r) : counterfactScores(e.model, r)) as unknown as Record<string, number>);
       } finally {
         disposeMethodEdit(e);
       }

@@ -13,12 +13,15 @@
  * Batched edits: k records edited in one call, for each k. Sequential edits: N edits one after
  * another, with retention of every earlier edit and locality on a fixed probe set after each.
  */
-import { TextExample } from "../world/batch";
-import { EditRequest } from "../mend/edit";
-import { disposeMethodEdit, EditMethod } from "./methods";
+import { TextExample } from "../model/batch";
+import { disposeMethodEdit, EditMethod, MethodContext } from "./methods";
 import { accuracyDrawdown, editSuccess, mean, meanBy, perplexity, perplexityDrawdown, tokenAccuracy, unchanged, unchangedTokenFraction } from "./metrics";
-import { corpusNll, klPerExample, ModelView, scoreTargets, TargetScore } from "../model/score";
-import { distinctFacts, EditRecord, factKey, LocalityClass, sharesOldAnswer, trainingSplitProbes, World } from "../world/world";
+import { corpusNll, klPerExample, scoreTargets, TargetScore } from "../model/score";
+import type { EditedModel } from "../model/languageModel";
+import { ModelView, replaceModel } from "../model/paramsModel";
+import { disposeUpdate } from "../model/weightUpdate";
+import { distinctFacts, EditRecord, EditRequest, factKey, LocalityClass, sharesOldAnswer } from "../datasets/editRecord";
+import { trainingSplitProbes, trainingSplitPrompts, World } from "../world/world";
 
 export interface EvalConfig {
   batchSizes: number[];
@@ -116,6 +119,15 @@ export interface EvalResult {
 
 const editRequest = (r: EditRecord): EditRequest => ({ prompt: r.prompts[0], target: r.target_new });
 
+/**
+ * What the methods need from the facts world (methods.ts `MethodContext`): FT+KL's locality texts,
+ * 16 training-split facts (never evaluated), and the training split's prompts, which MEND-batch-pres
+ * preserves (measured on `model`).
+ */
+export function worldMethodContext(world: World, model: ModelView): Pick<MethodContext, "locTexts" | "preserve"> {
+  return { locTexts: trainingSplitProbes(world, 16), preserve: { model, prompts: trainingSplitPrompts(world) } };
+}
+
 /** Held-out-template sentences of the world for perplexity (deterministic sample). */
 export function perplexityText(world: World, n: number): TextExample[] {
   const held = world.corpus().filter((c) => c.group === "heldout");
@@ -145,7 +157,7 @@ function recordProbes(r: EditRecord): RecordProbes {
 }
 
 /** Evaluate single edits (k = 1) of `method` on `records`; also fills drift points and the heatmap. */
-function evalSingle(model: ModelView, method: EditMethod, records: readonly EditRecord[], ppl: TextExample[], heatmapRecords: readonly EditRecord[]) {
+function evalSingle(model: EditedModel, method: EditMethod, records: readonly EditRecord[], ppl: TextExample[], heatmapRecords: readonly EditRecord[]) {
   const base = corpusNll(model, ppl);
   const pplBefore = perplexity(base.nll, base.tokens);
   const rows: { es: number; para: number; esPaper: number; relTok: number; genTok: number; unchanged: number[]; unchangedTok: number[]; kl: number[]; classes: LocalityClass[]; sameAnswer: boolean[]; accPre: number; accPost: number; nllAfter: number; tokensAfter: number; ms: number; steps?: number }[] = [];
@@ -158,7 +170,7 @@ function evalSingle(model: ModelView, method: EditMethod, records: readonly Edit
     const pre = scoreTargets(model, p.loc);
     const e = method.edit(model, [editRequest(r)]);
     try {
-      const post = { ...model, params: e.params };
+      const post = e.model;
       const all = [...p.edit, ...p.heldout, ...p.trainParaphrases, ...p.loc];
       const s = scoreTargets(post, all);
       const nE = p.edit.length;
@@ -168,7 +180,7 @@ function evalSingle(model: ModelView, method: EditMethod, records: readonly Edit
       const sHeld = s.slice(nE, nE + nH);
       const sTrain = s.slice(nE + nH, nE + nH + nT);
       const sLoc = s.slice(nE + nH + nT);
-      const kl = klPerExample(model, model.params, e.params, p.loc);
+      const kl = klPerExample(model, post, p.loc);
       const after = corpusNll(post, ppl);
       rows.push({
         es: editSuccess(sEdit.map((x) => x.exact)),
@@ -225,7 +237,7 @@ function evalSingle(model: ModelView, method: EditMethod, records: readonly Edit
 }
 
 /** Batched edits: groups of k distinct facts (consecutive in the split: about five subjects, all their relations) edited in one call. */
-function evalBatched(model: ModelView, method: EditMethod, allRecords: readonly EditRecord[], cfg: EvalConfig): BatchedPoint[] {
+function evalBatched(model: EditedModel, method: EditMethod, allRecords: readonly EditRecord[], cfg: EvalConfig): BatchedPoint[] {
   const records = distinctFacts(allRecords);
   const out: BatchedPoint[] = [];
   for (const k of cfg.batchSizes) {
@@ -243,7 +255,7 @@ function evalBatched(model: ModelView, method: EditMethod, allRecords: readonly 
       const pre = scoreTargets(model, locT);
       const e = method.edit(model, group.map(editRequest));
       try {
-        const post = { ...model, params: e.params };
+        const post = e.model;
         es.push(...scoreTargets(post, group.map((r) => ({ prompt: r.prompts[0], target: r.target_new }))).map((x) => (x.exact ? 1 : 0)));
         para.push(...scoreTargets(post, group.flatMap((r) => r.heldout_prompts.map((p) => ({ prompt: p, target: r.target_new })))).map((x) => (x.exact ? 1 : 0)));
         const s = scoreTargets(post, locT);
@@ -259,31 +271,30 @@ function evalBatched(model: ModelView, method: EditMethod, allRecords: readonly 
 }
 
 /** Sequential edits: apply N edits one after another; after each, retention and locality. */
-function evalSequential(model: ModelView, method: EditMethod, records: readonly EditRecord[], probes: TextExample[]): SequentialCurve {
+function evalSequential(model: EditedModel, method: EditMethod, records: readonly EditRecord[], probes: TextExample[]): SequentialCurve {
   const preProbe = scoreTargets(model, probes);
   const curve: SequentialCurve = { retention: [], locality: [] };
-  let current: ModelView = model;
-  let prev: ReturnType<EditMethod["edit"]> | null = null;
+  let current: EditedModel = model;
   const done: EditRecord[] = [];
   try {
     for (const r of records) {
       const e = method.edit(current, [editRequest(r)]);
-      if (prev) disposeMethodEdit(prev); // the new edit replaced every edited weight of the previous one
-      prev = e;
-      current = { ...model, params: e.params };
+      if (e.update) disposeUpdate(e.update);
+      if (current !== model) replaceModel(current, e.model); // only the newest model is kept
+      current = e.model;
       done.push(r);
       curve.retention.push(editSuccess(scoreTargets(current, done.map((d) => ({ prompt: d.prompts[0], target: d.target_new }))).map((x) => x.exact)));
       curve.locality.push(mean(scoreTargets(current, probes).map((x, i) => unchanged(preProbe[i].argmax, x.argmax))));
     }
   } finally {
-    if (prev) disposeMethodEdit(prev);
+    if (current !== model) current.dispose();
   }
   return curve;
 }
 
 /** Run every evaluation for every method on the same records and probes. */
 export function evaluateMethods(
-  model: ModelView,
+  model: EditedModel,
   world: World,
   methods: readonly EditMethod[],
   records: readonly EditRecord[],

@@ -1,7 +1,7 @@
 /** Evaluation: the method registry, metrics, probes, the evaluation runs and the target checks. */
-export { standardMethods, mendMethod, fineTuneMethod, disposeMethodEdit, STANDARD_METHODS, type EditMethod, type MethodEdit } from "./methods"; // methods behind one interface
+export { buildMethods, mendMethod, fineTuneMethod, disposeMethodEdit, paramsOf, METHODS, type EditMethod, type MethodEdit, type MethodContext } from "./methods"; // methods behind one interface, one registry
 export { editSuccess, tokenAccuracy, unchanged, unchangedTokenFraction, accuracyDrawdown, perplexity, perplexityDrawdown, mean, meanBy } from "./metrics"; // the paper's and EasyEdit's metrics
-export { evaluateMethods, DEFAULT_EVAL_CONFIG, type EvalConfig, type EvalResult, type MethodSummary } from "./evaluate"; // single, batched, sequential
+export { evaluateMethods, worldMethodContext, DEFAULT_EVAL_CONFIG, type EvalConfig, type EvalResult, type MethodSummary } from "./evaluate"; // single, batched, sequential
 export { probesFor, runProbes, formatProbeTable, probeTableRows, firstWord, type Probe, type ProbeResult } from "./report"; // before/after probe tables
 export { targetChecks } from "./targets"; // the project's measured targets
 export { evaluateDataset, formatDatasetTable, type DatasetEvalResult } from "./datasetEval"; // zsRE / CounterFact single edits with their metrics

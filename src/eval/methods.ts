@@ -1,27 +1,33 @@
 /**
- * Editing methods behind one pure interface (model parameters in, new parameters out), and the
- * registry of the methods `mend eval` compares, all on the same edited weights:
+ * Editing methods behind one interface, and the one registry of them that the CLI, the notebooks
+ * and the API use. A method edits a model (the base or one it edited before) and returns the
+ * edited model; a method that changes weights also returns the change as a value, ΔW per weight
+ * (model/weightUpdate.ts):
  *
- *  - MEND: the official algorithm with the shipped editor (src/mend/edit.ts);
+ *  - MEND: the official algorithm with a trained editor (src/mend/edit.ts);
  *  - FT, FT+KL: the fine-tuning baselines (src/baselines/fineTune.ts);
- *  - our extensions (src/extensions): MEND-cal (step calibration), MEND-batch (the editor trained for
- *    batched edits), MEND-batch-cal, and MEND-batch-pres (edit-time preservation; opt-in).
+ *  - our extensions (src/extensions): MEND-cal (step calibration), MEND-batch (the editor trained
+ *    for batched edits), MEND-batch-cal, and MEND-batch-pres (edit-time preservation; opt-in).
+ *
+ * The registry knows nothing of where the edits come from: what a method needs beyond the model
+ * (its editor, locality texts for FT+KL, prompts to preserve) is passed in a `MethodContext`.
  */
-import * as tf from "@tensorflow/tfjs";
 import { DEFAULT_FT_CONFIG, FineTuneConfig, fineTuneEdit, validateFineTune } from "../baselines/fineTune";
 import { BATCH_EDITOR_CALIBRATION, calibration, DEFAULT_CALIBRATION, StepCalibration } from "../extensions/calibrate";
 import { BATCH_EDITOR_PRESERVATION, buildPreservationSet, disposePreservationSet, preservedEdit } from "../extensions/preserve";
-import { EditRequest, mendEdit } from "../mend/edit";
+import { EditRequest } from "../datasets/editRecord";
+import { mendEdit } from "../mend/edit";
 import { Editor } from "../mend/editor";
-import { Params } from "../model/gpt";
-import { ModelView } from "../model/score";
-import { trainingSplitProbes, trainingSplitPrompts, World } from "../world/world";
+import { TextExample } from "../model/batch";
+import { EditedModel } from "../model/languageModel";
+import { applyUpdates, ModelView, ParamsModel } from "../model/paramsModel";
+import { disposeUpdate, ModelUpdate } from "../model/weightUpdate";
 
 export interface MethodEdit {
-  /** Full parameter record of the edited model (only edited weights are new). */
-  params: Params;
-  /** The new tensors (owned by the result; free with `disposeMethodEdit`). */
-  edited: Record<string, tf.Tensor>;
+  /** The edited model (owns what the edit made: free it with `dispose`). */
+  model: EditedModel;
+  /** ΔW of the edit, when the method changes weights (owned by this edit: `disposeMethodEdit`). */
+  update?: ModelUpdate;
   latencyMs: number;
   /** Optimizer steps taken (fine-tuning methods). */
   steps?: number;
@@ -29,84 +35,109 @@ export interface MethodEdit {
 
 export interface EditMethod {
   name: string;
-  edit(model: ModelView, requests: readonly EditRequest[]): MethodEdit;
+  /** Edit `model` (never changed) with `requests`; the latency includes forming the edited model. */
+  edit(model: EditedModel, requests: readonly EditRequest[]): MethodEdit;
   /** Frees what the method owns (a preservation set), if anything. */
   dispose?(): void;
 }
 
+/** Frees the edited model and the update of an edit. */
 export function disposeMethodEdit(e: MethodEdit): void {
-  tf.dispose(Object.values(e.edited));
+  e.model.dispose();
+  if (e.update) disposeUpdate(e.update);
+}
+
+/** The parameters of a model a weight-editing method is asked to edit (an error for other kinds). */
+export function paramsOf(model: EditedModel, method: string): ModelView {
+  if (!(model instanceof ParamsModel)) throw new Error(`${method} edits weights; this model is not parameter-backed (${model.constructor.name})`);
+  return model;
+}
+
+/** A method whose edit is a weight update: the edited model is `model` + ΔW, carrying the update's state. */
+function weightMethod(name: string, edit: (m: ModelView, requests: readonly EditRequest[]) => { update: ModelUpdate; steps?: number }): EditMethod {
+  return {
+    name,
+    edit(model, requests) {
+      const t0 = performance.now();
+      const base = paramsOf(model, name);
+      const r = edit(base, requests);
+      const edited = applyUpdates(base, [r.update]);
+      return { model: edited, update: r.update, latencyMs: performance.now() - t0, ...(r.steps !== undefined ? { steps: r.steps } : {}) };
+    },
+  };
 }
 
 /** MEND with `editor` (its hooks included); `calibrate`: edit-time step calibration (src/extensions/calibrate.ts). */
 export function mendMethod(editor: Editor, name = "MEND", calibrate: StepCalibration | null = null): EditMethod {
   const stepScale = calibrate ? calibration(calibrate) : null;
-  return {
-    name,
-    edit(model, requests) {
-      const r = mendEdit(model, editor, requests, { stepScale });
-      return { params: r.params, edited: r.edited, latencyMs: r.info.latencyMs };
-    },
-  };
+  return weightMethod(name, (m, requests) => mendEdit(m, editor, requests, { stepScale }));
 }
 
 export function fineTuneMethod(cfg: FineTuneConfig, name = cfg.cEdit === null ? "FT" : "FT+KL"): EditMethod {
-  return { name, edit: (model, requests) => fineTuneEdit(model, requests, cfg) };
+  return weightMethod(name, (m, requests) => fineTuneEdit(m, requests, cfg));
 }
 
-/** What `standardMethods` may be given beyond the single-edit editor. */
-export interface StandardMethodOptions {
-  /** The editor trained for batched edits (methods MEND-batch*). */
+/** What the methods may need beyond the model they edit. */
+export interface MethodContext {
+  /** The single-edit editor (MEND, MEND-cal). */
+  editor?: Editor;
+  /** The editor trained for batched edits (MEND-batch*). */
   batchEditor?: Editor;
+  /** Locality texts for FT+KL's KL term (full sentences; never the evaluated edits' own). */
+  locTexts?: readonly TextExample[];
+  /** Prompts whose answers MEND-batch-pres preserves, with the base model they are measured on. */
+  preserve?: { model: ModelView; prompts: readonly string[] };
   /** Overrides the calibration margin of MEND-cal and MEND-batch-cal. */
   margin?: number;
-  /** The base model (MEND-batch-pres measures its preservation set on it). */
-  model?: ModelView;
   /** Overrides FT's and FT+KL's lr and optimiser (default DEFAULT_FT_CONFIG). */
   ft?: Partial<Pick<FineTuneConfig, "lr" | "optimizer">>;
+  /** The weights FT and FT+KL tune (default: the editor's). */
+  innerParams?: readonly string[];
 }
 
-/** The names `standardMethods` knows, in the order `mend eval` reports them. */
-export const STANDARD_METHODS = ["MEND", "MEND-cal", "MEND-batch", "MEND-batch-cal", "MEND-batch-pres", "FT", "FT+KL"] as const;
+/** Every method name the registry knows, in the order evaluations report them. */
+export const METHODS = ["MEND", "MEND-cal", "MEND-batch", "MEND-batch-cal", "MEND-batch-pres", "FT", "FT+KL"] as const;
 
-/**
- * The methods compared everywhere, by name (STANDARD_METHODS). MEND-batch* need `batchEditor`;
- * MEND-batch-pres needs `model`. Free the methods with their `dispose`.
- */
-export function standardMethods(editor: Editor, world: World, names: readonly string[] = ["MEND", "FT", "FT+KL"], opts: StandardMethodOptions = {}): EditMethod[] {
-  const { batchEditor, margin, model } = opts;
-  const inner = editor.config.innerParams;
-  const ft = { ...DEFAULT_FT_CONFIG, ...opts.ft };
+/** The methods named (METHODS), built from `ctx`; a method that lacks what it needs says so. Free them with `dispose`. */
+export function buildMethods(names: readonly string[], ctx: MethodContext): EditMethod[] {
+  const ft = { ...DEFAULT_FT_CONFIG, ...ctx.ft };
   validateFineTune(ft);
-  const needBatch = (name: string): Editor => {
-    if (!batchEditor) throw new Error(`method ${name} needs the batch-trained editor: train it (README) or pass --batch-editor DIR`);
-    return batchEditor;
+  const need = <T>(x: T | undefined, name: string, what: string): T => {
+    if (x === undefined) throw new Error(`method ${name} needs ${what}`);
+    return x;
   };
-  const all: Record<string, () => EditMethod> = {
-    MEND: () => mendMethod(editor),
-    "MEND-cal": () => mendMethod(editor, "MEND-cal", { ...DEFAULT_CALIBRATION, ...(margin ? { margin } : {}) }),
-    "MEND-batch": () => mendMethod(needBatch("MEND-batch"), "MEND-batch"),
-    "MEND-batch-cal": () => mendMethod(needBatch("MEND-batch-cal"), "MEND-batch-cal", { ...BATCH_EDITOR_CALIBRATION, ...(margin ? { margin } : {}) }),
-    "MEND-batch-pres": () => {
-      if (!model) throw new Error("method MEND-batch-pres needs the base model (its preservation set is measured on it)");
-      const e = needBatch("MEND-batch-pres");
-      const set = buildPreservationSet(model, e.config.innerParams, trainingSplitPrompts(world));
+  const editor = (name: string) => need(ctx.editor, name, "an editor (--editor DIR)");
+  const batchEditor = (name: string) => need(ctx.batchEditor, name, "the batch-trained editor: train it (README) or pass --batch-editor DIR");
+  const inner = (name: string) => [...(ctx.innerParams ?? need(ctx.editor?.config.innerParams, name, "the weights to tune (an editor's, or innerParams)"))];
+  const all: Record<(typeof METHODS)[number], (name: string) => EditMethod> = {
+    MEND: (n) => mendMethod(editor(n)),
+    "MEND-cal": (n) => mendMethod(editor(n), n, { ...DEFAULT_CALIBRATION, ...(ctx.margin ? { margin: ctx.margin } : {}) }),
+    "MEND-batch": (n) => mendMethod(batchEditor(n), n),
+    "MEND-batch-cal": (n) => mendMethod(batchEditor(n), n, { ...BATCH_EDITOR_CALIBRATION, ...(ctx.margin ? { margin: ctx.margin } : {}) }),
+    "MEND-batch-pres": (n) => {
+      const e = batchEditor(n);
+      const pres = need(ctx.preserve, n, "prompts to preserve and the base model to measure them on");
+      const set = buildPreservationSet(pres.model, e.config.innerParams, pres.prompts);
       const p = { ...BATCH_EDITOR_PRESERVATION, set };
-      return {
-        name: "MEND-batch-pres",
-        edit(m, requests) {
-          const r = preservedEdit(m, e, requests, p, BATCH_EDITOR_CALIBRATION);
-          return { params: r.params, edited: r.edited, latencyMs: r.info.latencyMs };
-        },
-        dispose: () => disposePreservationSet(set),
-      };
+      return { ...weightMethod(n, (m, requests) => preservedEdit(m, e, requests, p, BATCH_EDITOR_CALIBRATION)), dispose: () => disposePreservationSet(set) };
     },
-    FT: () => fineTuneMethod({ ...ft, innerParams: inner, cEdit: null, locTexts: [] }),
-    "FT+KL": () => fineTuneMethod({ ...ft, innerParams: inner, cEdit: 1e-2, locTexts: trainingSplitProbes(world, 16) }),
+    FT: (n) => fineTuneMethod({ ...ft, innerParams: inner(n), cEdit: null, locTexts: [] }),
+    "FT+KL": (n) => {
+      const locTexts = need(ctx.locTexts, n, "locality texts for its KL term");
+      if (locTexts.length === 0) throw new Error(`method ${n} needs locality texts for its KL term; none were given`);
+      return fineTuneMethod({ ...ft, innerParams: inner(n), cEdit: 1e-2, locTexts: [...locTexts] });
+    },
   };
-  return names.map((n) => {
-    const f = all[n];
-    if (!f) throw new Error(`unknown method "${n}"; choose from ${Object.keys(all).join(", ")}`);
-    return f();
-  });
+  const built: EditMethod[] = [];
+  try {
+    for (const n of names) {
+      const f = all[n as (typeof METHODS)[number]];
+      if (!f) throw new Error(`unknown method "${n}"; choose from ${METHODS.join(", ")}`);
+      built.push(f(n));
+    }
+  } catch (e) {
+    for (const m of built) m.dispose?.();
+    throw e;
+  }
+  return built;
 }

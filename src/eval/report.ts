@@ -3,10 +3,10 @@
  * prompt, the world's paraphrases of the same fact, locality probes of each class, and extra probes.
  * Used by `mend edit`, `npm start` and the notebooks.
  */
-import { EditRequest } from "../mend/edit";
-import { Params } from "../model/gpt";
-import { ModelView, nextTokenTopK, scoreTargets } from "../model/score";
-import { factKey, LocalityClass, LOCALITY_CLASSES, TemplateGroup, World } from "../world/world";
+import type { LanguageModel } from "../model/languageModel";
+import { nextTokenTopK, scoreTargets } from "../model/score";
+import { EditRequest, factKey, LocalityClass, LOCALITY_CLASSES } from "../datasets/editRecord";
+import { TemplateGroup, World } from "../world/world";
 
 export type ProbeKind = "edit" | "paraphrase" | `locality:${LocalityClass}` | "probe";
 
@@ -78,19 +78,19 @@ export function probesFor(world: World | null, requests: readonly EditRequest[],
 }
 
 /**
- * Top-1 next token before (base params) and after (edited params) for every probe, and for probes
+ * Top-1 next token before (model `pre`) and after (model `post`) for every probe, and for probes
  * with an expected answer whether all of its tokens are the argmax (a multi-word answer is right
  * only when every word is).
  */
-export function runProbes(model: ModelView, edited: Readonly<Params>, probes: readonly Probe[]): ProbeResult[] {
+export function runProbes(pre: LanguageModel, post: LanguageModel, probes: readonly Probe[]): ProbeResult[] {
   const prompts = probes.map((p) => p.prompt);
-  const before = nextTokenTopK(model, prompts, 1);
-  const after = nextTokenTopK({ ...model, params: edited }, prompts, 1);
+  const before = nextTokenTopK(pre, prompts, 1);
+  const after = nextTokenTopK(post, prompts, 1);
   const judged = probes.map((p, i) => [p, i] as const).filter(([p]) => p.expected !== undefined);
   const targets = judged.map(([p]) => ({ prompt: p.prompt, target: p.expected! }));
-  const pre = targets.length ? scoreTargets(model, targets) : [];
-  const post = targets.length ? scoreTargets({ ...model, params: edited }, targets) : [];
-  const right = new Map(judged.map(([, i], j) => [i, { before: pre[j].exact, after: post[j].exact }]));
+  const sPre = targets.length ? scoreTargets(pre, targets) : [];
+  const sPost = targets.length ? scoreTargets(post, targets) : [];
+  const right = new Map(judged.map(([, i], j) => [i, { before: sPre[j].exact, after: sPost[j].exact }]));
   return probes.map((p, i) => ({
     ...p,
     before: { token: before[i].top[0].token, prob: before[i].top[0].prob },

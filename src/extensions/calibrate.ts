@@ -26,11 +26,11 @@
  * per candidate. Three rounds of 5 + 4 + 4 copies cost about as much as the edit itself.
  */
 import * as tf from "@tensorflow/tfjs";
-import { Batch } from "../world/batch";
-import { gptForward, LowRankUpdate } from "../model/gpt";
-import { ModelView } from "../model/score";
+import { Batch } from "../model/batch";
+import { gptForward, LowRankTerm } from "../model/gpt";
+import { ModelView } from "../model/paramsModel";
 import { StepScale } from "../mend/hooks";
-import { RequestUpdate } from "../mend/update";
+import { LowRankUpdate as EditUpdate } from "../mend/hooks";
 
 export interface StepCalibration {
   /** Multiple of the smallest right step that is applied (> 0; 1 = just right). */
@@ -71,7 +71,7 @@ export function validateCalibration(c: StepCalibration): void {
  * then sees only the rows of requests in its own call; without it the batch is one call.
  * @param scales [G][B] @returns [G][B]
  */
-export function rightAtScales(model: ModelView, update: Readonly<Record<string, RequestUpdate>>, batch: Batch, scales: readonly (readonly number[])[], labels = batch.labels.arraySync() as number[][], calls?: readonly number[]): boolean[][] {
+export function rightAtScales(model: ModelView, update: EditUpdate, batch: Batch, scales: readonly (readonly number[])[], labels = batch.labels.arraySync() as number[][], calls?: readonly number[]): boolean[][] {
   const [B, T] = batch.inputIds.shape;
   const G = scales.length;
   const argmax = tf.tidy(() => {
@@ -91,8 +91,8 @@ export function rightAtScales(model: ModelView, update: Readonly<Record<string, 
       }
       return masks.get(key)!;
     };
-    const lowRank: Record<string, LowRankUpdate> = {};
-    for (const [name, { left, right, request }] of Object.entries(update)) lowRank[name] = { left, right, mask: maskFor(request) };
+    const lowRank: Record<string, LowRankTerm> = {};
+    for (const [name, { alpha, keys, values, requests }] of Object.entries(update)) lowRank[name] = { left: tf.mul(alpha, keys) as tf.Tensor2D, right: values, mask: maskFor(requests) };
     const ids = tf.tile(batch.inputIds, [G, 1]) as tf.Tensor2D; // [G·B, T]
     const attn = tf.tile(batch.attentionMask, [G, 1]) as tf.Tensor2D;
     return tf.argMax(gptForward(model.params, model.config, ids, { attentionMask: attn, lowRank }).logits, -1); // [G·B, T]
@@ -137,7 +137,7 @@ export function smallestRightSteps(isRight: (scales: number[][]) => boolean[][],
  * The calibrated per-request step multiples of one edit call (see the file comment), or of several
  * independent calls in one batch (`calls`: request -> call, as in rightAtScales).
  */
-export function calibrateSteps(model: ModelView, update: Readonly<Record<string, RequestUpdate>>, batch: Batch, c: StepCalibration, calls?: readonly number[]): CalibrationResult {
+export function calibrateSteps(model: ModelView, update: EditUpdate, batch: Batch, c: StepCalibration, calls?: readonly number[]): CalibrationResult {
   validateCalibration(c);
   const labels = batch.labels.arraySync() as number[][]; // read once for the three rounds
   const s = smallestRightSteps((scales) => rightAtScales(model, update, batch, scales, labels, calls), labels.length, c.maxScale);

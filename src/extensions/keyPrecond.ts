@@ -15,13 +15,12 @@
  * with C⁻¹u keeps edit success and paraphrases and moves locality from 0.93 to 0.98.
  */
 import * as tf from "@tensorflow/tfjs";
-import { ModelView } from "../model/score";
+import { ModelView } from "../model/paramsModel";
 import { rowRequests } from "../mend/edit";
 import { Factors } from "../mend/factor";
 import { KeyTransform } from "../mend/hooks";
 import { inputScale } from "../mend/stats";
-import { netFor } from "../mend/editor";
-import { lastPositionInputs } from "./preserve";
+import { lastPositionInputs } from "../model/layerInputs";
 
 /**
  * E[u uᵀ] of each named weight's input at the last prompt position (the position that predicts the
@@ -167,9 +166,9 @@ function targetSet(f: Factors): ReadonlySet<number> {
  * `decorrelatedKeys`. σ is the editor's normalisation scale (so P applies in the input's own units).
  */
 export function preconditionedKeys(o: KeyOptions): KeyTransform {
-  return (uTilde, { name, editor, factors, rowCall }) => {
+  return (uTilde, { name, stats, factors, rowCall }) => {
     const P = o.precond?.[name] ?? null;
-    const scaled = P && editor.config.norm ? (tf.mul(uTilde, inputScale(netFor(editor, name).net.stats)) as tf.Tensor2D) : uTilde;
+    const scaled = P && stats ? (tf.mul(uTilde, inputScale(stats)) as tf.Tensor2D) : uTilde;
     const pr = o.preserved;
     const of = pr && ((call: number) => (pr.byCall ? pr.byCall.get(call)?.[name] : pr.inputs?.[name]));
     if (o.batchBeta || pr) return callKeys(scaled, factors, name, targetSet(factors), P, o.batchBeta, of && { of, beta: pr.beta }, rowCall);

@@ -11,7 +11,7 @@
  * Both plug into meta-training as a `LocalityPicker` (src/mend/metaExamples.ts).
  */
 import { LocalityPicker } from "../mend/metaExamples";
-import { distinctFacts, EditRecord, factKey, LocalityExample } from "../world/world";
+import { distinctFacts, EditRecord, factKey, LocalityExample } from "../datasets/editRecord";
 
 /** Locality texts that share a fact's relation and answer, keyed `relation|answer`, one per (subject, training template). */
 export type SameAnswerPool = Map<string, LocalityExample[]>;

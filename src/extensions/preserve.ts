@@ -23,12 +23,14 @@
  * edit example and the model's answers on a fixed set of prompts, no labels of the evaluated facts.
  */
 import * as tf from "@tensorflow/tfjs";
-import { disposeBatch, encodeExamples, toBatch } from "../world/batch";
+import { disposeBatch, encodeExamples, toBatch } from "../model/batch";
 import { gptForward } from "../model/gpt";
-import { ModelView } from "../model/score";
-import { disposeEdit, EditRequest, EditResult, mendEdit, validateRequests } from "../mend/edit";
+import { ModelView } from "../model/paramsModel";
+import { disposeEdit, EditResult, mendEdit } from "../mend/edit";
+import { EditRequest, validateRequests } from "../datasets/editRecord";
 import { Editor } from "../mend/editor";
 import { calibration, StepCalibration } from "./calibrate";
+import { lastPositionInputs } from "../model/layerInputs";
 import { extensionsOf, withKeys } from "./editorExtensions";
 import { preconditionedKeys } from "./keyPrecond";
 
@@ -61,42 +63,6 @@ export interface Preservation {
  * to 1.2 α∇̃W, falling back to the plain edit at its own margin (BATCH_EDITOR_CALIBRATION).
  */
 export const BATCH_EDITOR_PRESERVATION: Readonly<Omit<Preservation, "set">> = Object.freeze({ beta: 10, margin: 1.6, maxStep: 1.2 });
-
-/**
- * The named weights' inputs at the last position of each prompt (the position that predicts the
- * answer) and the model's argmax there. @returns inputs name -> [n, d_in] (caller owns), answers [n]
- */
-export function lastPositionInputs(model: ModelView, names: readonly string[], prompts: readonly string[], batchSize = 256): { inputs: Record<string, tf.Tensor2D>; answers: Int32Array } {
-  if (prompts.length === 0) throw new Error("no prompts to measure the inputs on");
-  for (const n of names) {
-    const w = model.params[n];
-    if (!w || w.rank !== 2) throw new Error(`"${n}" is not a 2-D weight of the base model`);
-  }
-  const chunks: tf.Tensor2D[][] = names.map(() => []);
-  const answers = new Int32Array(prompts.length);
-  for (let s = 0; s < prompts.length; s += batchSize) {
-    const a = encodeExamples(model.tokenizer, prompts.slice(s, s + batchSize).map((p) => ({ prompt: p, target: "" })), "none", model.config.n_positions);
-    const b = toBatch(a);
-    const T = b.inputIds.shape[1];
-    const [keys, argmax] = tf.tidy(() => {
-      const rows = tf.tensor1d(a.lastPosition.map((t, i) => i * T + t), "int32");
-      const out = gptForward(model.params, model.config, b.inputIds, { attentionMask: b.attentionMask, capture: names });
-      const V = out.logits.shape[2];
-      const last = tf.gather(tf.reshape(out.logits, [-1, V]), rows); // [b, V]
-      return [names.map((n) => tf.gather(out.inputs[n], rows) as tf.Tensor2D), tf.argMax(last, 1)] as const;
-    });
-    disposeBatch(b);
-    answers.set(argmax.dataSync(), s);
-    argmax.dispose();
-    keys.forEach((k, i) => chunks[i].push(k));
-  }
-  const inputs = Object.fromEntries(names.map((n, i) => {
-    const x = chunks[i].length === 1 ? chunks[i][0] : (tf.concat(chunks[i]) as tf.Tensor2D);
-    if (chunks[i].length > 1) tf.dispose(chunks[i]);
-    return [n, x];
-  }));
-  return { inputs, answers };
-}
 
 /** Measure a preservation set on the base model: the inputs of `names` and the answer after each prompt. */
 export function buildPreservationSet(model: ModelView, names: readonly string[], prompts: readonly string[]): PreservationSet {

@@ -7,12 +7,12 @@
  * with keyPrecond 1, then `init` from it with batchLoss "sum" and batchPrecond 10 on calls of
  * k ∈ {1, 5, 25} edits.
  */
-import { ModelView } from "../model/score";
+import { ModelView } from "../model/paramsModel";
 import { createEditor, DEFAULT_EDITOR_CONFIG, disposeEditor, Editor, EditorConfig, lastBlocksMlp } from "../mend/editor";
 import { AttachHooks } from "../mend/editorFolder";
-import { LocalityPicker, officialLocality } from "../mend/metaExamples";
+import { LocalityPicker, otherRecordLocality, recordLocality } from "../mend/metaExamples";
 import { TrainEditorConfig } from "../mend/train";
-import { EditRecord } from "../world/world";
+import { EditRecord } from "../datasets/editRecord";
 import { attachExtensions, EditorExtensions, extendEditor, extensionsOf, loadEditor, validateExtensions } from "./editorExtensions";
 import { keyPreconditioners } from "./keyPrecond";
 import { localityPicker, LocalitySampling } from "./localitySampling";
@@ -21,6 +21,8 @@ export interface TrainingRecipe {
   /** Editor extensions of a fresh editor, or the settings a later stage changes (`batchLoss` "mean" removes "sum"). */
   extensions: Omit<EditorExtensions, "batchLoss"> & { batchLoss?: "mean" | "sum" };
   locality: LocalitySampling;
+  /** Where training locality texts come from: the edit record's own (default) or another record (the official sampler). */
+  localitySource?: "record" | "other-record";
   /** Start from this editor folder (a later training stage). */
   init?: string | null;
 }
@@ -34,7 +36,9 @@ export const OFFICIAL_RECIPE: Readonly<TrainingRecipe> = Object.freeze({ extensi
 export function prepareTraining(model: ModelView, train: readonly EditRecord[], cfg: TrainEditorConfig, recipe: TrainingRecipe): { init?: Editor; pickLocality: LocalityPicker; attach: AttachHooks } {
   const { batchLoss, ...rest } = recipe.extensions;
   const x: EditorExtensions = { ...rest, ...(batchLoss === "sum" ? { batchLoss: "sum" } : {}) };
-  const pickLocality = recipe.locality.locPerEdit === 1 && recipe.locality.sameAnswerLoc === 0 ? officialLocality : localityPicker(recipe.locality, train);
+  const plain = recipe.locality.locPerEdit === 1 && recipe.locality.sameAnswerLoc === 0;
+  if (recipe.localitySource === "other-record" && !plain) throw new Error("the official locality sampler (another record) draws one text per edit: drop --loc-per-edit and --same-answer-loc");
+  const pickLocality = recipe.localitySource === "other-record" ? otherRecordLocality(train) : plain ? recordLocality : localityPicker(recipe.locality, train);
   if (recipe.init) {
     if (x.keyPrecond !== undefined || x.rows !== undefined) throw new Error("key preconditioning and target rows shape a new editor; an --init editor keeps its own");
     const editor = loadEditor(recipe.init, model.config, model.params);

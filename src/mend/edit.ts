@@ -3,27 +3,32 @@
  *
  *   1. one forward/backward pass of the base model on the edit example(s) gives u_ℓ, δ_ℓ (factor.ts);
  *   2. per edited weight W_ℓ: normalise (stats.ts), run the editor (editor.ts): ũ, δ̃;
- *   3. W'_ℓ = W_ℓ + α_ℓ Σ ũ δ̃ᵀ (update.ts; the official code *adds*, the paper writes W − α∇̃W).
+ *   3. ΔW_ℓ = α_ℓ Σ ũ δ̃ᵀ (update.ts; the official code *adds* it, the paper writes W − α∇̃W).
  *
- * `mendEdit` is pure: it returns a new parameter record in which only the edited weights are new
- * tensors (the rest are the base's, shared by reference) and never mutates the base. k requests in
- * one call are one batched edit. Editing the returned model again gives sequential edits. As in the
- * official code, the edit loss of a call is the mean NLL over all target tokens of all its requests
- * (so each δ carries a 1/#tokens factor). An editor's hooks (hooks.ts) may change the rows, the
- * loss grouping and the keys; a `stepScale` may scale each request's share of the update.
+ * `mendEdit` returns the update as a value: per edited weight α_ℓ, the keys ũ, the values δ̃ and the
+ * request each row came from (model/weightUpdate.ts). It forms no weight: `applyUpdates(model,
+ * [result.update])` (model/paramsModel.ts) gives the edited model W + ΔW, sharing every other
+ * weight with `model`, which is never changed. k requests in one call are one batched edit; editing
+ * the edited model again gives sequential edits. As in the official code, the edit loss of a call is
+ * the mean NLL over all target tokens of all its requests (so each δ carries a 1/#tokens factor).
+ * An editor's hooks (hooks.ts) may change the rows, the loss grouping and the keys; at edit time a
+ * `stepScale` may scale each request's share of the update and a `rule` may replace the update.
  */
 import * as tf from "@tensorflow/tfjs";
-import { Batch, disposeBatch, makeBatch, TextExample } from "../world/batch";
+import { Batch, disposeBatch, makeBatch } from "../model/batch";
+import { EditRequest, validateRequests } from "../datasets/editRecord";
 import { Editor, applyEditorAll, assertLive, netFor } from "./editor";
 import { captureFactors, disposeFactors, Factors } from "./factor";
 import { GPT2Config } from "../model/config";
 import { Params } from "../model/gpt";
-import { ModelView } from "../model/score";
+import type { MethodState } from "../model/languageModel";
+import { ModelView } from "../model/paramsModel";
+import { LowRankDelta, updateTensors } from "../model/weightUpdate";
 import { normalizeFactors, updateStats } from "./stats";
-import { StepScale, StepScales } from "./hooks";
-import { applyUpdates, lowRankFactors, RequestUpdate, Transformed, updatesOf } from "./update";
+import { LowRankUpdate, StepScale, StepScales, UpdateRule } from "./hooks";
+import { denseUpdate, lowRankFactors, Transformed, Update } from "./update";
 
-export type EditRequest = TextExample;
+export type { EditRequest };
 
 /**
  * The factors `editor` consumes for `batch`: its edited weights, its edit loss (one token-mean per
@@ -60,7 +65,25 @@ export function transformFactors(editor: Editor, factors: Factors, rowCall?: (ro
   const out = applyEditorAll(editor, normed);
   const keys = editor.hooks?.keys;
   if (!keys) return out;
-  for (const name of editor.config.innerParams) out[name] = { ...out[name], uTilde: keys(out[name].uTilde, { name, editor, factors, rowCall }) };
+  for (const name of editor.config.innerParams) out[name] = { ...out[name], uTilde: keys(out[name].uTilde, { name, stats: editor.config.norm ? netFor(editor, name).net.stats : null, factors, rowCall }) };
+  return out;
+}
+
+/**
+ * The updates of every edited weight from the editor's output, differentiably. `lrScale` multiplies
+ * every α (test-time `lr_scale` of ROME/EasyEdit, 1 = official); `rowScale` name -> [Nk, 1].
+ */
+export function updatesOf(editor: Editor, transformed: Transformed, lrScale = 1, rowScale?: Readonly<Record<string, tf.Tensor2D>>): Record<string, Update> {
+  const out: Record<string, Update> = {};
+  for (const name of editor.config.innerParams) {
+    const { uTilde, deltaTilde } = transformed[name];
+    const s = rowScale?.[name];
+    out[name] = {
+      alpha: lrScale === 1 ? editor.editLrs[name] : tf.mul(editor.editLrs[name], lrScale),
+      keys: s ? (tf.mul(uTilde, s) as tf.Tensor2D) : uTilde,
+      values: deltaTilde,
+    };
+  }
   return out;
 }
 
@@ -69,7 +92,8 @@ export function transformFactors(editor: Editor, factors: Factors, rowCall?: (ro
  * Use inside a gradient closure or `tf.tidy`. @returns name -> W' [d_in, d_out]
  */
 export function editedWeights(params: Readonly<Params>, editor: Editor, factors: Factors, lrScale = 1): Record<string, tf.Tensor2D> {
-  return applyUpdates(params, updatesOf(editor, transformFactors(editor, factors), lrScale)).weights;
+  const updates = updatesOf(editor, transformFactors(editor, factors), lrScale);
+  return Object.fromEntries(Object.entries(updates).map(([name, u]) => [name, tf.add(params[name], denseUpdate(u)) as tf.Tensor2D]));
 }
 
 /**
@@ -80,11 +104,6 @@ export function editedWeights(params: Readonly<Params>, editor: Editor, factors:
 export function lowRankEdits(editor: Editor, factors: Factors, lrScale = 1, rowCall?: (row: number) => number): Record<string, { left: tf.Tensor2D; right: tf.Tensor2D }> {
   const updates = updatesOf(editor, transformFactors(editor, factors, rowCall), lrScale);
   return Object.fromEntries(Object.entries(updates).map(([name, u]) => [name, lowRankFactors(u)]));
-}
-
-/** Low-rank updates with the request (batch row) of each of their rows (the input of a `StepScale`). */
-export function withRequests(factors: Factors, updates: Record<string, { left: tf.Tensor2D; right: tf.Tensor2D }>): Record<string, RequestUpdate> {
-  return Object.fromEntries(Object.entries(updates).map(([name, u]) => [name, { ...u, request: rowRequests(factors, name) }]));
 }
 
 /**
@@ -106,7 +125,7 @@ export interface EditLayerInfo {
   rows: number;
   /** α_ℓ (times lrScale; per-request step multiples are in `EditInfo.stepScales`). */
   editLr: number;
-  /** ‖W' − W‖_F and ‖W‖_F. */
+  /** ‖ΔW‖_F and ‖W‖_F. */
   updateNorm: number;
   weightNorm: number;
 }
@@ -122,10 +141,13 @@ export interface EditInfo {
 }
 
 export interface EditResult {
-  /** Full parameter record of the edited model (edited weights new, the rest shared with the base). */
-  params: Params;
-  /** The new tensors only (owned by this result). */
-  edited: Record<string, tf.Tensor2D>;
+  /**
+   * ΔW of every edited weight as a low-rank value: α, keys (ũ, times the request's step multiple),
+   * values δ̃ and each row's request. Owned by the result (`disposeEdit`).
+   */
+  update: LowRankUpdate;
+  /** The state an update rule returned, if any (owned by the caller: the edited model carries it). */
+  state?: MethodState;
   info: EditInfo;
 }
 
@@ -142,37 +164,43 @@ function weightNorm(w: tf.Tensor): number {
   return n;
 }
 
-/** Throws on requests that cannot be edited: empty prompts or targets, one prompt with two targets. */
-export function validateRequests(requests: readonly EditRequest[]): void {
-  if (!Array.isArray(requests) || requests.length === 0) throw new Error("no edit requests given");
-  const targetOf = new Map<string, string>();
-  requests.forEach((r, i) => {
-    if (!r || typeof r.prompt !== "string" || !r.prompt.trim()) throw new Error(`edit request ${i}: prompt is empty`);
-    if (typeof r.target !== "string" || !r.target.trim()) throw new Error(`edit request ${i} ("${r.prompt}"): target is empty`);
-    const key = r.prompt.normalize("NFC").trim();
-    const other = targetOf.get(key);
-    if (other !== undefined && other !== r.target.normalize("NFC").trim()) throw new Error(`edit requests ask for two targets for "${r.prompt}": "${other}" and "${r.target}"`);
-    targetOf.set(key, r.target.normalize("NFC").trim());
+/**
+ * The update of `transformed` as values: α read out (times lrScale), keys ũ, or ũ times each row's
+ * request step (`scales`, per request: ũ is then freed), values δ̃. It holds the editor's tensors.
+ */
+function updateValue(editor: Editor, factors: Factors, transformed: Transformed, lrScale: number, scales?: readonly number[]): LowRankUpdate {
+  const names = editor.config.innerParams;
+  const alphas = tf.tidy(() => tf.stack(names.map((n) => tf.mul(editor.editLrs[n], lrScale))).dataSync());
+  const out: Record<string, LowRankDelta> = {};
+  names.forEach((name, i) => {
+    const requests = rowRequests(factors, name);
+    const { uTilde, deltaTilde } = transformed[name];
+    const keys = scales ? tf.tidy(() => tf.mul(uTilde, tf.tensor2d(requests.map((b) => scales[b]), [requests.length, 1])) as tf.Tensor2D) : uTilde;
+    if (keys !== uTilde) uTilde.dispose();
+    out[name] = { alpha: alphas[i], keys, values: deltaTilde, requests };
   });
+  return out;
 }
 
-/** The step multiples of `stepScale` for the editor's output `transformed` on `batch`. */
-function stepScalesOf(model: ModelView, editor: Editor, factors: Factors, transformed: Transformed, batch: Batch, lrScale: number, stepScale: StepScale): StepScales {
-  const low = tf.tidy(() => Object.fromEntries(Object.entries(updatesOf(editor, transformed, lrScale)).map(([n, u]) => [n, lowRankFactors(u)])));
-  try {
-    return stepScale(model, withRequests(factors, low), batch);
-  } finally {
-    tf.dispose(Object.values(low).map((u) => u.left)); // right is the editor's δ̃, freed below
-  }
+/** ‖α KᵀV‖_F² = α² Σ (K Kᵀ) ⊙ (V Vᵀ) of every weight, without forming ΔW. */
+function lowRankNormsSq(update: LowRankUpdate, names: readonly string[]): Float32Array {
+  const sq = tf.tidy(() => tf.stack(names.map((n) => {
+    const { alpha, keys, values } = update[n];
+    return tf.mul(alpha * alpha, tf.sum(tf.mul(tf.matMul(keys, tf.transpose(keys)), tf.matMul(values, tf.transpose(values)))));
+  })));
+  const v = sq.dataSync() as Float32Array;
+  sq.dispose();
+  return v;
 }
 
 /**
  * Edit a model with MEND. The editor's statistics are frozen (test-time edit). `lrScale` multiplies
  * every α (1 = official); `stepScale` multiplies each request's share of the update by the multiple
- * it finds (absent = the official step). The caller owns `result.edited` (free with `disposeEdit`);
- * the base params are untouched.
+ * it finds (absent = the official step); `rule` replaces the update (absent = official), reading
+ * `state`, what it returned with the previous edit. The caller owns `result.update` (free it with
+ * `disposeEdit`) and `result.state`; the model is untouched.
  */
-export function mendEdit(model: ModelView, editor: Editor, requests: readonly EditRequest[], opts: { lrScale?: number; stepScale?: StepScale | null } = {}): EditResult {
+export function mendEdit(model: ModelView, editor: Editor, requests: readonly EditRequest[], opts: { lrScale?: number; stepScale?: StepScale | null; rule?: UpdateRule; state?: MethodState } = {}): EditResult {
   validateRequests(requests);
   assertLive(editor);
   const lrScale = opts.lrScale ?? 1;
@@ -181,53 +209,53 @@ export function mendEdit(model: ModelView, editor: Editor, requests: readonly Ed
   const batch = makeBatch(model.tokenizer, requests, "target", model.config.n_positions);
   let factors: Factors | undefined;
   let transformed: Transformed | undefined;
+  let update: LowRankUpdate | undefined;
   let steps: StepScales | undefined;
+  let state: MethodState | undefined;
   try {
     factors = captureEditorFactors(model.params, model.config, batch, editor);
-    transformed = tf.tidy(() => transformFactors(editor, factors!));
-    if (opts.stepScale) steps = stepScalesOf(model, editor, factors, transformed, batch, lrScale, opts.stepScale);
+    const f = factors;
+    transformed = tf.tidy(() => transformFactors(editor, f));
+    if (opts.stepScale) steps = opts.stepScale(model, updateValue(editor, f, transformed, lrScale), batch); // the official step's update, sharing the editor's output
+    update = updateValue(editor, f, transformed, lrScale, steps?.scales);
+    transformed = undefined; // its tensors now belong to the update
+    if (opts.rule) {
+      const fromRule = opts.rule({ model, factors: f, transformed: Object.fromEntries(Object.entries(update).map(([n, d]) => [n, { uTilde: d.keys, deltaTilde: d.values }])), update, state: opts.state });
+      update = fromRule.update;
+      state = fromRule.state;
+    }
   } catch (e) {
     if (factors) disposeFactors(factors);
     if (transformed) tf.dispose(Object.values(transformed).flatMap((t) => [t.uTilde, t.deltaTilde]));
+    if (update) tf.dispose(updateTensors(update));
     throw e;
   } finally {
     disposeBatch(batch);
   }
-  const t = transformed;
-  const f = factors;
-  // Few, cheap ops: on wasm an edit of this size is bound by the number of kernels, not by FLOPs.
-  const [edited, sq] = tf.tidy(() => {
-    const rowScale = steps && Object.fromEntries(editor.config.innerParams.map((n) => [n, tf.tensor2d(rowRequests(f, n).map((b) => steps!.scales[b]), [f.rows[n].length, 1])])); // [Nk, 1]
-    const updates = updatesOf(editor, t, lrScale, rowScale);
-    const { weights, deltas } = applyUpdates(model.params, updates);
-    const norms = editor.config.innerParams.flatMap((n) => [tf.sum(tf.square(deltas[n])), updates[n].alpha]); // ‖ΔW‖²_F, α
-    return [weights, tf.stack(norms)] as const;
-  });
-  tf.dispose(Object.values(t).flatMap((x) => [x.uTilde, x.deltaTilde]));
-  const vals = sq.dataSync();
-  sq.dispose();
-  const layers = editor.config.innerParams.map((name, i) => ({
+  const names = editor.config.innerParams;
+  const sq = lowRankNormsSq(update, names);
+  const layers = names.map((name, i) => ({
     name,
-    rows: f.rows[name].length,
-    editLr: vals[2 * i + 1],
-    updateNorm: Math.sqrt(Math.max(0, vals[2 * i])),
+    rows: factors!.rows[name].length,
+    editLr: update![name].alpha,
+    updateNorm: Math.sqrt(Math.max(0, sq[i])),
     weightNorm: weightNorm(model.params[name]),
   }));
   const lossBefore = factors.loss;
   disposeFactors(factors);
-  for (const l of layers) {
-    if (!Number.isFinite(l.updateNorm)) {
-      tf.dispose(Object.values(edited));
-      throw new Error(`the edit of "${l.name}" is not finite (NaN/Inf): check the editor checkpoint and its statistics`);
-    }
+  const bad = layers.find((l) => !Number.isFinite(l.updateNorm));
+  if (bad) {
+    tf.dispose(updateTensors(update));
+    throw new Error(`the edit of "${bad.name}" is not finite (NaN/Inf): check the editor checkpoint and its statistics`);
   }
   return {
-    params: { ...model.params, ...edited },
-    edited,
+    update,
+    ...(state ? { state } : {}),
     info: { requests: [...requests], lossBefore, layers, latencyMs: performance.now() - t0, ...(steps ? { stepScales: steps } : {}) },
   };
 }
 
+/** Frees the edit's update (not the state, which the edited model owns). */
 export function disposeEdit(r: EditResult): void {
-  tf.dispose(Object.values(r.edited));
+  tf.dispose(updateTensors(r.update));
 }

@@ -17,11 +17,10 @@
  * Shapes: N = B*T token rows, Nk = kept rows, d_in/d_out of the edited weight.
  */
 import * as tf from "@tensorflow/tfjs";
-import { Batch } from "../world/batch";
+import { Batch } from "../model/batch";
 import { GPT2Config } from "../model/config";
 import { gptForward, Params } from "../model/gpt";
 import { groupedMeanNll, meanNll } from "../model/loss";
-import type { RowSelector } from "./hooks";
 
 
 export interface Factors {
@@ -55,7 +54,7 @@ export function captureFactors(
   innerParams: readonly string[],
   group?: readonly number[],
   rowFilter: "structural" | "data" = "structural",
-  selectRows?: RowSelector,
+  selectRows?: (official: Readonly<Record<string, number[]>>, targetRows: readonly number[]) => Record<string, number[]>,
 ): Factors {
   const [B, T] = batch.inputIds.shape;
   const N = B * T;

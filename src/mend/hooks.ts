@@ -12,15 +12,22 @@
  *   - `keys`:  a map from the editor's ũ to the key of the update ΔW = α Σ key_i δ̃_iᵀ
  *              (official: the key is ũ itself).
  *
- * At edit time `mendEdit` also takes a `StepScale` (official: none, every request's rows at α).
+ * At edit time `mendEdit` also takes
+ *
+ *   - a `StepScale`: a multiple of each request's share of the update (official: none, α for all);
+ *   - an `UpdateRule`: the update itself replaced, from the edit's factors and the editor's output,
+ *              reading and returning state carried from earlier edits (official: α Ũᵀ Δ̃, no state).
+ *
  * Shapes: Nk kept token rows of one edited weight, d_in its input size.
  */
 import * as tf from "@tensorflow/tfjs";
 import type { Factors } from "./factor";
-import type { Editor } from "./editor";
-import type { Batch } from "../world/batch";
-import type { ModelView } from "../model/score";
-import type { RequestUpdate } from "./update";
+import type { RunningStats } from "./stats";
+import type { Batch } from "../model/batch";
+import type { ModelView } from "../model/paramsModel";
+import type { Transformed } from "./update";
+import type { MethodState } from "../model/languageModel";
+import type { LowRankDelta } from "../model/weightUpdate";
 
 /** The kept rows of each edited weight, from the official ones and the labelled (target) rows. */
 export type RowSelector = (official: Readonly<Record<string, number[]>>, targetRows: readonly number[]) => Record<string, number[]>;
@@ -36,7 +43,8 @@ export type LossGrouping = (nRows: number, callGroup?: readonly number[]) => rea
 export interface KeyContext {
   /** The edited weight. */
   name: string;
-  editor: Editor;
+  /** The normalisation statistics of the weight's editor net (null when the editor does not normalise). */
+  stats: RunningStats | null;
   factors: Factors;
   /** Flattened batch row -> edit call, when one batch holds several calls (meta-training). */
   rowCall?: (row: number) => number;
@@ -62,4 +70,24 @@ export interface StepScales {
   /** Whatever the scaling wants to report (kept in the edit's info). */
   [detail: string]: unknown;
 }
-export type StepScale = (model: ModelView, update: Readonly<Record<string, RequestUpdate>>, batch: Batch) => StepScales;
+/** The low-rank update of an edit call (α, keys ũ, values δ̃, each row's request), by weight. */
+export type LowRankUpdate = Readonly<Record<string, LowRankDelta>>;
+export type StepScale = (model: ModelView, update: LowRankUpdate, batch: Batch) => StepScales;
+
+/** What an update rule reads: the edit's factors u, δ, the editor's output and the official update. */
+export interface RuleContext {
+  model: ModelView;
+  factors: Factors;
+  /** ũ (or the keys of a `keys` hook) and δ̃ per weight; owned by the edit. */
+  transformed: Readonly<Transformed>;
+  /** The official update α Ũᵀ Δ̃ (with step multiples, if any), owned by the rule from here on. */
+  update: LowRankUpdate;
+  /** What the rule returned with the previous edit of this model, if any. */
+  state?: MethodState;
+}
+
+/**
+ * Replaces MEND's update rule: the update the edit applies (the rule frees what of `ctx.update` it
+ * does not return) and the state to carry into the next edit (owned by the edited model).
+ */
+export type UpdateRule = (ctx: RuleContext) => { update: LowRankUpdate; state?: MethodState };

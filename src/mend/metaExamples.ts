@@ -6,12 +6,14 @@
  *   x_loc         a locality text: one of the record's locality examples ("loc").
  *
  * A group is one edit call of k ≥ 1 examples of distinct facts (the official `n_edits`); a training
- * step holds `accumulate` groups. Which locality text(s) an edit gets is a `LocalityPicker` hook
- * (official: one, uniformly at random).
+ * step holds `accumulate` groups. Which locality text(s) an edit gets is a `LocalityPicker` hook:
+ * officially (`otherRecordLocality`) another record's edit input with its true answer, drawn
+ * uniformly from the training records; by default here (`recordLocality`) one of the edit record's
+ * own locality texts, uniformly (docs/deviations.md).
  */
-import { TextExample } from "../world/batch";
-import { Rng } from "../world/rng";
-import { EditRecord, factKey, LocalityClass, LocalityExample, distinctFacts } from "../world/world";
+import { TextExample } from "../model/batch";
+import { Rng } from "../model/rng";
+import { EditRecord, factKey, LocalityClass, LocalityExample, distinctFacts } from "../datasets/editRecord";
 
 /** One meta-training example: the edit (x_e, y_e), an equivalent input (x'_e, y_e) and a locality text. */
 export interface MetaExample {
@@ -24,18 +26,40 @@ export interface MetaExample {
 }
 
 /**
- * The locality text(s) of one training edit, from `pool` (the record's locality examples that are
- * not about a fact edited in the same call). Official: one, uniformly at random.
+ * The locality text(s) of one training edit; `pool` are the record's own locality examples that are
+ * not about a fact edited in the same call, `used` the facts edited in the call.
  */
 export type LocalityPicker = (record: EditRecord, pool: readonly LocalityExample[], rng: Rng, used: ReadonlySet<string>) => LocalityExample[];
 
-export const officialLocality: LocalityPicker = (_r, pool, rng) => [rng.choice(pool)];
+/**
+ * One of the edit record's own locality texts, uniformly (our default: a facts-world record carries
+ * neighbours of every class, same subject, same relation and unrelated, so the editor is trained on
+ * the neighbours its edits are evaluated on).
+ */
+export const recordLocality: LocalityPicker = (_r, pool, rng) => [rng.choice(pool)];
+
+/**
+ * The official sampler (`utils.EditBatchSampler`): another training record's edit input x_e with its
+ * true answer, uniformly from `records`, redrawn while it is about a fact edited in the same call.
+ * Its class is named relative to the edit (same subject, same relation, or unrelated).
+ */
+export function otherRecordLocality(records: readonly EditRecord[]): LocalityPicker {
+  return (r, _pool, rng, used) => {
+    for (let tries = 0; tries < 100; tries++) {
+      const o = records[rng.int(records.length)];
+      if (factKey(o) === factKey(r) || used.has(factKey(o))) continue;
+      const cls: LocalityClass = o.subject === r.subject ? "same_subject" : o.relation === r.relation ? "same_relation" : "unrelated";
+      return [{ class: cls, prompt: o.prompts[0], target: o.target_true, subject: o.subject, relation: o.relation }];
+    }
+    throw new Error(`otherRecordLocality: no record about another fact than the ones edited in the call (${records.length} records)`);
+  };
+}
 
 /**
  * Draw `n` examples of distinct facts; per record x_e and x'_e are two different training
  * templates (with probability `outerIsEdit`, x'_e = x_e, EasyEdit's choice; official 0).
  */
-export function sampleMetaBatch(records: readonly EditRecord[], rng: Rng, n: number, outerIsEdit = 0, pickLocality: LocalityPicker = officialLocality): MetaExample[] {
+export function sampleMetaBatch(records: readonly EditRecord[], rng: Rng, n: number, outerIsEdit = 0, pickLocality: LocalityPicker = recordLocality): MetaExample[] {
   const out: MetaExample[] = [];
   const used = new Set<string>();
   for (let tries = 0; out.length < n && tries < 50 * n; tries++) {
@@ -58,7 +82,7 @@ export function sampleMetaBatch(records: readonly EditRecord[], rng: Rng, n: num
 }
 
 /** A training step's `n` groups; each group one (batched) edit call of k distinct facts, k drawn from `kChoices`. */
-export function sampleMetaGroups(records: readonly EditRecord[], rng: Rng, n: number, kChoices: readonly number[] = [1], outerIsEdit = 0, pickLocality: LocalityPicker = officialLocality): MetaExample[][] {
+export function sampleMetaGroups(records: readonly EditRecord[], rng: Rng, n: number, kChoices: readonly number[] = [1], outerIsEdit = 0, pickLocality: LocalityPicker = recordLocality): MetaExample[][] {
   return Array.from({ length: n }, () => sampleMetaBatch(records, rng, kChoices[rng.int(kChoices.length)], outerIsEdit, pickLocality));
 }
 

@@ -13,28 +13,31 @@
  * (identical maths to running each example with its W', tested). One example is a batch of one
  * group of one.
  *
- * Examples are grouped into edit calls (metaExamples.ts); `weighting` "call" (default) averages the
- * per-edit losses within a call, then over calls (every call counts once, as each official example
- * does); "edit" averages over all edits. With calls of one edit both are the official mean.
+ * The update comes from an editor kind (editorKind.ts; MEND's by default): its low-rank rows, each
+ * with the request it belongs to. A kind may start the edited forwards from its own parameters and
+ * add loss terms of its own (`extraLoss`), which are added to the total.
+ *
+ * Examples are grouped into edit calls (metaExamples.ts): the per-edit losses are averaged within a
+ * call, then over calls, so every call counts once, as each official example does (with calls of
+ * one edit this is the official mean).
  * Defaults c_edit = 0.1, c_loc = 1.0 (the paper's and official values).
  * Shapes: R edit rows, L locality rows, T time, V vocab.
  */
 import * as tf from "@tensorflow/tfjs";
-import { Batch, disposeBatch, encodeExamples, toBatch } from "../world/batch";
+import { Batch, disposeBatch, encodeExamples, toBatch } from "../model/batch";
 import { GPT2Config } from "../model/config";
 import { gptForward, Params } from "../model/gpt";
 import { tokenKl, tokenNll } from "../model/loss";
-import { ModelView } from "../model/score";
-import { captureEditorFactors, exampleMask, lowRankEdits, rowRequests, updateEditorStats } from "./edit";
+import { ModelView } from "../model/paramsModel";
+import { exampleMask } from "./edit";
 import { Editor } from "./editor";
-import { disposeFactors, Factors } from "./factor";
+import { EditCalls, EditorKind, mendKind, RowUpdate } from "./editorKind";
+import { disposeFactors } from "./factor";
 import { MetaExample } from "./metaExamples";
 
 export interface MetaLossConfig {
   cEdit: number;
   cLoc: number;
-  /** How calls of different sizes are averaged: "call" (default: each call counts once) or "edit". */
-  weighting?: "call" | "edit";
 }
 
 export const DEFAULT_META_LOSS_CONFIG: Readonly<MetaLossConfig> = Object.freeze({ cEdit: 0.1, cLoc: 1.0 });
@@ -49,7 +52,7 @@ export interface EncodedMeta {
   locPos: number[][];
   /** Group (= one edit call) of each edit row; rows are aligned across inner/outer. */
   group: number[];
-  /** [R] loss weight of each edit row: 1 / (#groups · #edits in its group) ("call") or 1 / #edits ("edit"). The weights sum to 1. */
+  /** [R] loss weight of each edit row: 1 / (#groups · #edits in its group). The weights sum to 1. */
   weight: tf.Tensor1D;
   /** Example (edit row) that each locality row belongs to; one row per example unless `extraLoc`. */
   locOwner: number[];
@@ -58,7 +61,7 @@ export interface EncodedMeta {
 }
 
 /** Encode groups of meta-examples. The caller owns the result (`disposeEncodedMeta`). */
-export function encodeMeta(m: ModelView, groups: readonly (readonly MetaExample[])[], weighting: MetaLossConfig["weighting"] = "call"): EncodedMeta {
+export function encodeMeta(m: ModelView, groups: readonly (readonly MetaExample[])[]): EncodedMeta {
   const T = m.config.n_positions;
   const exs = groups.flat();
   const group = groups.flatMap((g, i) => g.map(() => i));
@@ -67,7 +70,7 @@ export function encodeMeta(m: ModelView, groups: readonly (readonly MetaExample[
   const locs = exs.map((e) => [e.loc, ...(e.extraLoc ?? [])]);
   const locOwner = locs.flatMap((ls, i) => ls.map(() => i));
   const l = encodeExamples(m.tokenizer, locs.flat(), "target", T);
-  const w = groups.flatMap((g) => g.map(() => (weighting === "edit" ? 1 / exs.length : 1 / (groups.length * g.length))));
+  const w = groups.flatMap((g) => g.map(() => 1 / (groups.length * g.length)));
   const weight = tf.tensor1d(w);
   const locWeight = tf.tensor1d(locOwner.map((i) => w[i] / locs[i].length));
   return { inner: toBatch(a), outer: toBatch(o), loc: toBatch(l), outerLabels: o.labels, outerPos: o.targetPositions, locPos: l.targetPositions, group, weight, locOwner, locWeight };
@@ -89,18 +92,28 @@ export function preEditLogits(params: Readonly<Params>, config: GPT2Config, batc
 /** Group id of each token row of a [R, T] batch (rows are flattened batch-major). */
 const rowGroups = (b: Batch, group: readonly number[]): number[] => Array.from({ length: b.inputIds.size }, (_, r) => group[Math.floor(r / b.inputIds.shape[1])]);
 
+/** The default kind: MEND's editor (its hooks come with the editor, so no `attach` is needed here). */
+const MEND: EditorKind<Editor> = mendKind();
+/** `kind`, or MEND's when none is given (then the editor is MEND's `Editor`). */
+function kindOr<E>(kind?: EditorKind<E>): EditorKind<E> {
+  return kind ?? (MEND as unknown as EditorKind<E>);
+}
+
+/** The requests (x_e, y_e) of an encoded batch, in row order. */
+const innerRequests = (groups: readonly (readonly MetaExample[])[]) => groups.flat().map((x) => x.editInner);
+
 /**
- * The meta-loss of a batch of groups, each group with its own edit (from `factors` of `e.inner`).
- * Differentiable in the editor's φ and α. @param preLoc [L, T, V] pre-edit locality logits.
+ * The meta-loss of a batch of groups, each group (edit call) with its own edit: `updates` are every
+ * edited weight's low-rank rows with the row of `e.inner` (request) each comes from. Differentiable
+ * in whatever made the updates. @param preLoc [L, T, V] pre-edit locality logits. `params`: the
+ * parameters the edited forwards start from (default the model's).
  * @returns the weighted L_edit, L_loc, the total, and the edited logits [R, T, V] and [L, T, V].
  */
-export function metaLoss(m: ModelView, editor: Editor, e: EncodedMeta, factors: Factors, preLoc: tf.Tensor3D, c: MetaLossConfig) {
-  const Ti = e.inner.inputIds.shape[1];
-  const updates = lowRankEdits(editor, factors, 1, (r) => e.group[Math.floor(r / Ti)]);
+export function metaLoss(m: ModelView, e: EncodedMeta, updates: Readonly<Record<string, RowUpdate>>, preLoc: tf.Tensor3D, c: MetaLossConfig, params: Readonly<Params> = m.params) {
   const forward = (b: Batch, textGroup: readonly number[]) => {
     const tokenGroup = rowGroups(b, textGroup);
-    const lowRank = Object.fromEntries(Object.entries(updates).map(([n, u]) => [n, { ...u, mask: exampleMask(tokenGroup, rowRequests(factors, n).map((q) => e.group[q])) }]));
-    return gptForward(m.params, m.config, b.inputIds, { attentionMask: b.attentionMask, lowRank }).logits;
+    const lowRank = Object.fromEntries(Object.entries(updates).map(([n, u]) => [n, { left: u.left, right: u.right, mask: exampleMask(tokenGroup, u.requests.map((q) => e.group[q])) }]));
+    return gptForward(params, m.config, b.inputIds, { attentionMask: b.attentionMask, lowRank }).logits;
   };
   const outerLogits = forward(e.outer, e.group);
   const locLogits = forward(e.loc, e.locOwner.map((i) => e.group[i]));
@@ -143,47 +156,62 @@ function locFraction(e: EncodedMeta, i: number, locPre: number[][], locPost: num
   return same / n;
 }
 
+/** The edit calls of an encoded batch for a kind's `updates`. */
+function editCalls(m: ModelView, e: EncodedMeta, groups: readonly (readonly MetaExample[])[], factors: EditCalls["factors"]): EditCalls {
+  const Ti = e.inner.inputIds.shape[1];
+  return { model: m, batch: e.inner, requests: innerRequests(groups), factors, rowCall: (r) => e.group[Math.floor(r / Ti)] };
+}
+
 /**
- * One meta-training batch: statistics update (if `train`, before normalising, as the official
- * code), the meta-loss and its gradients w.r.t. `vars` (checkpoint name -> variable). Returns the
- * gradients by checkpoint name (caller owns them; null when not finite: the official code skips
- * such examples), their global norm and per-example metrics.
+ * One meta-training batch: the kind's statistics update (if `train`, before its update is formed,
+ * as the official code normalises), the meta-loss (plus the kind's own terms) and its gradients
+ * w.r.t. `vars` (checkpoint name -> variable). Returns the gradients by checkpoint name (caller owns
+ * them; null when not finite: the official code skips such examples), their global norm, the
+ * kind's extra loss terms and per-example metrics. `kind`: the editor's kind (default MEND's).
  */
-export function metaBatchGrads(
+export function metaBatchGrads<E = Editor>(
   m: ModelView,
-  editor: Editor,
+  editor: E,
   groups: readonly (readonly MetaExample[])[],
   vars: Record<string, tf.Variable>,
   c: MetaLossConfig,
   train = true,
-): { grads: Record<string, tf.Tensor> | null; gradNorm: number; results: ExampleResult[] } {
-  const e = encodeMeta(m, groups, c.weighting);
-  const factors = captureEditorFactors(m.params, m.config, e.inner, editor, e.group);
+  kind?: EditorKind<E>,
+): { grads: Record<string, tf.Tensor> | null; gradNorm: number; results: ExampleResult[]; extra: Record<string, number> } {
+  const k = kindOr(kind);
+  const e = encodeMeta(m, groups);
+  const factors = k.capture(editor, m, e.inner, e.group);
   try {
-    if (train && editor.config.norm) updateEditorStats(editor, factors);
-    const pre = preEditLogits(m.params, m.config, e.loc);
+    if (train) k.observe?.(editor, factors);
+    const params = k.params?.(editor, m) ?? m.params;
+    const pre = preEditLogits(params, m.config, e.loc);
+    const calls = editCalls(m, e, groups, factors);
     const stash: tf.Tensor[] = [];
+    const extraNames: string[] = [];
     const { value, grads } = tf.variableGrads(() => {
-      const r = metaLoss(m, editor, e, factors, pre, c);
-      stash.push(tf.keep(tf.stack([r.lEdit, r.lLoc])), tf.keep(tf.argMax(r.outerLogits, -1)), tf.keep(tf.argMax(r.locLogits, -1)));
-      return r.total;
+      const r = metaLoss(m, e, k.updates(editor, calls), pre, c, params);
+      const extra = k.extraLoss?.(editor, m, e.loc) ?? {};
+      extraNames.push(...Object.keys(extra));
+      stash.push(tf.keep(tf.stack([r.lEdit, r.lLoc, ...Object.values(extra)])), tf.keep(tf.argMax(r.outerLogits, -1)), tf.keep(tf.argMax(r.locLogits, -1)));
+      return Object.values(extra).reduce((t: tf.Scalar, x) => tf.add(t, x) as tf.Scalar, r.total);
     }, Object.values(vars));
     const locPre = tf.tidy(() => tf.argMax(pre, -1));
     const [losses, outerAm, locPost] = stash;
-    const [lEdit, lLoc] = losses.dataSync();
+    const [lEdit, lLoc, ...extraValues] = losses.dataSync();
     const results = summarise(e, outerAm.arraySync() as number[][], locPre.arraySync() as number[][], locPost.arraySync() as number[][], lEdit, lLoc);
+    const extra = Object.fromEntries(extraNames.map((n, i) => [n, extraValues[i]]));
     const sq = tf.tidy(() => tf.addN(Object.values(grads).map((g) => tf.sum(tf.square(g)))));
     const gradNorm = Math.sqrt(sq.dataSync()[0]);
     const finite = Number.isFinite(gradNorm) && Number.isFinite(value.dataSync()[0]);
     tf.dispose([value, pre, locPre, sq, ...stash]);
     if (!finite) {
       tf.dispose(Object.values(grads));
-      return { grads: null, gradNorm, results };
+      return { grads: null, gradNorm, results, extra };
     }
     // variableGrads keys grads by the variables' engine names; map back to checkpoint names.
     const byName: Record<string, tf.Tensor> = {};
-    for (const [k, v] of Object.entries(vars)) byName[k] = grads[v.name];
-    return { grads: byName, gradNorm, results };
+    for (const [n, v] of Object.entries(vars)) byName[n] = grads[v.name];
+    return { grads: byName, gradNorm, results, extra };
   } finally {
     disposeFactors(factors);
     disposeEncodedMeta(e);
@@ -191,13 +219,15 @@ export function metaBatchGrads(
 }
 
 /** The same meta-loss without gradients (validation): same metrics, statistics frozen. */
-export function metaBatchEval(m: ModelView, editor: Editor, groups: readonly (readonly MetaExample[])[], c: MetaLossConfig): ExampleResult[] {
-  const e = encodeMeta(m, groups, c.weighting);
-  const factors = captureEditorFactors(m.params, m.config, e.inner, editor, e.group);
+export function metaBatchEval<E = Editor>(m: ModelView, editor: E, groups: readonly (readonly MetaExample[])[], c: MetaLossConfig, kind?: EditorKind<E>): ExampleResult[] {
+  const k = kindOr(kind);
+  const e = encodeMeta(m, groups);
+  const factors = k.capture(editor, m, e.inner, e.group);
   try {
     const out = tf.tidy(() => {
-      const pre = preEditLogits(m.params, m.config, e.loc);
-      const r = metaLoss(m, editor, e, factors, pre, c);
+      const params = k.params?.(editor, m) ?? m.params;
+      const pre = preEditLogits(params, m.config, e.loc);
+      const r = metaLoss(m, e, k.updates(editor, editCalls(m, e, groups, factors)), pre, c, params);
       return [tf.stack([r.lEdit, r.lLoc]), tf.argMax(r.outerLogits, -1), tf.argMax(pre, -1), tf.argMax(r.locLogits, -1)];
     });
     const [l, oa, lp, lq] = out;
@@ -212,7 +242,7 @@ export function metaBatchEval(m: ModelView, editor: Editor, groups: readonly (re
 }
 
 /** The meta-loss of one example (one edit call of one edit), without gradients: L_edit, L_loc and the total. */
-export function exampleMetaLoss(m: ModelView, editor: Editor, example: MetaExample, c: MetaLossConfig = DEFAULT_META_LOSS_CONFIG): { lEdit: number; lLoc: number; total: number } {
-  const [r] = metaBatchEval(m, editor, [[example]], c);
+export function exampleMetaLoss<E = Editor>(m: ModelView, editor: E, example: MetaExample, c: MetaLossConfig = DEFAULT_META_LOSS_CONFIG, kind?: EditorKind<E>): { lEdit: number; lLoc: number; total: number } {
+  const [r] = metaBatchEval(m, editor, [[example]], c, kind);
   return { lEdit: r.lEdit, lLoc: r.lLoc, total: c.cEdit * r.lEdit + c.cLoc * r.lLoc };
 }

@@ -19,21 +19,24 @@
  *  - The `accumulate` examples of a step run as one batched pass (each keeps its own edited
  *    weights); the official code accumulates one example at a time and its first step sees 11.
  *
- * An editor built with hooks (src/extensions) trains with them; `opts.pickLocality` chooses the
- * training edits' locality texts (official: one at random).
+ * The loop trains any editor kind (editorKind.ts), MEND's by default; an editor built with hooks
+ * (src/extensions) trains with them; `opts.pickLocality` chooses the training edits' locality texts
+ * (official: one at random).
  */
 import * as fs from "fs";
 import * as path from "path";
 import * as tf from "@tensorflow/tfjs";
 import { writeFolder } from "../model/checkpointFolder";
 import { loadOptimizerState, optimizerStateBytes } from "../model/optimizerState";
-import { ModelView, rowsPerPass } from "../model/score";
-import { Rng } from "../world/rng";
-import { EditRecord } from "../world/world";
-import { createEditor, disposeEditor, DEFAULT_EDITOR_CONFIG, Editor, EditorConfig, editorVariables, lastBlocksMlp } from "./editor";
-import { AttachHooks, editorFiles, loadEditor, saveEditor } from "./editorFolder";
+import { ModelView } from "../model/paramsModel";
+import { rowsPerPass } from "../model/score";
+import { Rng } from "../model/rng";
+import { EditRecord } from "../datasets/editRecord";
+import { Editor, EditorConfig } from "./editor";
+import { EditorKind, mendKind } from "./editorKind";
+import { AttachHooks } from "./editorFolder";
 import { ExampleResult, metaBatchEval, metaBatchGrads, MetaLossConfig } from "./metaLoss";
-import { fixedValGroups, LocalityPicker, MetaExample, officialLocality, sampleMetaGroups } from "./metaExamples";
+import { fixedValGroups, LocalityPicker, MetaExample, recordLocality, sampleMetaGroups } from "./metaExamples";
 
 export interface TrainEditorConfig extends MetaLossConfig {
   seed: number;
@@ -64,10 +67,10 @@ export interface TrainEditorConfig extends MetaLossConfig {
   valSize: number;
   /** Stop after this many optimizer steps without a better validation loss. */
   patience: number;
-  /** Stop (after the next validation) once this many seconds have passed. */
+  /** Stop (after the next validation) once this many seconds have passed (the result says what stopped the run). */
   timeBudgetSec: number;
-  /** The official editor settings of a fresh editor (innerParams default: the last 3 blocks' MLP weights). */
-  editor: Partial<EditorConfig>;
+  /** The settings of a fresh editor (MEND: its official config; innerParams default: the last 3 blocks' MLP weights). */
+  editor: Partial<EditorConfig> | Record<string, unknown>;
   /**
    * New targets per training fact in the training records (`World.editRecords("train", { perFact })`,
    * drawn by the caller; recorded here with the editor). 20 instead of the generator's 5 (docs/deviations.md).
@@ -98,7 +101,7 @@ export const DEFAULT_TRAIN_EDITOR_CONFIG: Readonly<TrainEditorConfig> = Object.f
   valEvery: 50,
   valSize: 80,
   patience: 500,
-  timeBudgetSec: 540,
+  timeBudgetSec: 3600,
   editor: {},
   perFact: 20,
 });
@@ -114,12 +117,11 @@ export interface ValidationResult {
 
 /**
  * Validation on fixed groups (each group one edit call): losses weighted per group as in training,
- * edit accuracy and locality averaged over all edits.
+ * edit accuracy and locality averaged over all edits. `kind`: the editor's (default MEND's).
  */
-export function validateEditor(m: ModelView, editor: Editor, groups: readonly (readonly MetaExample[])[], c: MetaLossConfig, maxEditsPerPass = 40): ValidationResult {
-  maxEditsPerPass = Math.max(1, Math.min(maxEditsPerPass, Math.floor(rowsPerPass(m.config, 3 * maxEditsPerPass) / 3))); // three texts per edit
+export function validateEditor<E = Editor>(m: ModelView, editor: E, groups: readonly (readonly MetaExample[])[], c: MetaLossConfig, opts: { kind?: EditorKind<E>; maxEditsPerPass?: number } = {}): ValidationResult {
+  const maxEditsPerPass = Math.max(1, Math.min(opts.maxEditsPerPass ?? 40, Math.floor(rowsPerPass(m.config, 3 * (opts.maxEditsPerPass ?? 40)) / 3))); // three texts per edit
   const rs: ExampleResult[] = [];
-  const totalEdits = groups.reduce((a, g) => a + g.length, 0);
   let lossEdit = 0;
   let lossLoc = 0;
   for (let s = 0; s < groups.length; ) {
@@ -129,11 +131,11 @@ export function validateEditor(m: ModelView, editor: Editor, groups: readonly (r
       edits += groups[s].length;
       chunk.push(groups[s++]);
     }
-    const r = metaBatchEval(m, editor, chunk, c);
+    const r = metaBatchEval(m, editor, chunk, c, opts.kind);
     rs.push(...r);
     // A pass's losses are its weighted means (the weights sum to 1 within the pass); its share of
-    // the whole set is its number of calls ("call") or of edits ("edit").
-    const share = c.weighting === "edit" ? edits / totalEdits : chunk.length / groups.length;
+    // the whole set is its number of calls.
+    const share = chunk.length / groups.length;
     lossEdit += r[0].lEdit * share;
     lossLoc += r[0].lLoc * share;
   }
@@ -159,6 +161,8 @@ export interface TrainEditorProgress {
 }
 
 interface TrainerState {
+  /** The editor's kind (absent in runs written before kinds: MEND). */
+  kind?: string;
   step: number;
   examples: number;
   skipped: number;
@@ -169,6 +173,9 @@ interface TrainerState {
   history: TrainEditorProgress[];
   config: TrainEditorConfig;
 }
+
+/** What ended a run: its step count, early stopping, or the time budget. */
+export type StopReason = "steps" | "patience" | "time budget";
 
 /** Consecutive skipped (non-finite) steps after which a run is stopped as diverged. */
 export const MAX_SKIPPED_IN_A_ROW = 20;
@@ -187,9 +194,9 @@ function clipGlobalNorm(grads: Record<string, tf.Tensor>, norm: number, maxNorm:
 /**
  * Train an editor for `model` on `train` records, validating on `val` records. Writes
  * `runDir/last` (editor + optimizers + state, for `resume`) and `runDir/best`. Returns the best
- * editor's folder and its validation result.
+ * editor's folder and its validation result. `opts.kind`: the editor's kind (default MEND's).
  */
-export async function trainEditor(
+export async function trainEditor<E = Editor>(
   model: ModelView,
   train: readonly EditRecord[],
   val: readonly EditRecord[],
@@ -198,46 +205,47 @@ export async function trainEditor(
   opts: {
     resume?: boolean;
     onProgress?: (p: TrainEditorProgress) => void;
-    /** The editor to start from (owned by the trainer from here on); default a fresh official editor from `cfg.editor`. */
-    init?: Editor;
-    /** Rebuilds an editor's hooks when a run folder is loaded (resume, best): src/extensions' `attachExtensions`. */
+    /** The kind of editor trained (default: MEND's, with `attach` for its hooks). */
+    kind?: EditorKind<E>;
+    /** The editor to start from (owned by the trainer from here on); default a fresh editor of the kind from `cfg.editor`. */
+    init?: E;
+    /** MEND: rebuilds an editor's hooks when a run folder is loaded (resume, best): src/extensions' `attachExtensions`. */
     attach?: AttachHooks;
     pickLocality?: LocalityPicker;
     /** With `resume`: settings that may change when a run continues (a larger maxSteps trains on). */
     resumeWith?: Partial<Pick<TrainEditorConfig, "maxSteps" | "timeBudgetSec" | "patience">>;
   } = {},
-): Promise<{ bestDir: string; best: ValidationResult; steps: number; stepsRun: number; elapsedSec: number; history: TrainEditorProgress[] }> {
+): Promise<{ bestDir: string; best: ValidationResult; steps: number; stepsRun: number; elapsedSec: number; history: TrainEditorProgress[]; stoppedBy: StopReason }> {
   if (train.length === 0) throw new Error("trainEditor: no training records");
   if (val.length === 0) throw new Error("trainEditor: no validation records");
   const lastDir = path.join(runDir, "last");
   const bestDir = path.join(runDir, "best");
   const statePath = path.join(lastDir, "trainer_state.json");
   const resuming = Boolean(opts.resume);
+  const kind = opts.kind ?? (mendKind(opts.attach) as unknown as EditorKind<E>); // without a kind the editor is MEND's
   if (resuming && !fs.existsSync(statePath)) {
-    opts.init && disposeEditor(opts.init);
+    opts.init && kind.dispose(opts.init);
     throw new Error(`nothing to resume: ${statePath} not found (start a new run without --resume, or name the run folder)`);
   }
   let st: TrainerState;
-  let editor: Editor;
+  let editor: E;
   if (resuming) {
     st = JSON.parse(fs.readFileSync(statePath, "utf8")) as TrainerState;
+    opts.init && kind.dispose(opts.init);
+    if ((st.kind ?? "MEND") !== kind.name) throw new Error(`${runDir} trains a ${st.kind ?? "MEND"} editor, not ${kind.name}: resume it as what it is`);
     cfg = { ...st.config, ...(opts.resumeWith ?? {}) };
     st.config = cfg;
-    opts.init && disposeEditor(opts.init);
-    editor = loadEditor(lastDir, model.config, model.params, opts.attach);
+    editor = kind.load(lastDir, model);
   } else {
-    if (opts.init) editor = opts.init;
-    else {
-      const ecfg: EditorConfig = { ...DEFAULT_EDITOR_CONFIG, innerParams: lastBlocksMlp(model.config.n_layer), ...cfg.editor };
-      const shapes = Object.fromEntries(ecfg.innerParams.map((n) => [n, model.params[n]?.shape ?? []]));
-      editor = createEditor(ecfg, shapes, cfg.seed);
-    }
-    st = { step: 0, examples: 0, skipped: 0, rngState: new Rng(cfg.seed).state, bestVal: Infinity, bestStep: 0, elapsedSec: 0, history: [], config: cfg };
+    editor = opts.init ?? kind.create(model, cfg.editor, cfg.seed);
+    st = { kind: kind.name, step: 0, examples: 0, skipped: 0, rngState: new Rng(cfg.seed).state, bestVal: Infinity, bestStep: 0, elapsedSec: 0, history: [], config: cfg };
   }
   const rng = new Rng(0);
   rng.state = st.rngState;
-  const pickLocality = opts.pickLocality ?? officialLocality;
-  const { net, editLrs } = editorVariables(editor);
+  const pickLocality = opts.pickLocality ?? recordLocality;
+  const groups = kind.variables(editor);
+  const net = { ...groups.net, ...(groups.base ?? {}) }; // trained at the main lr
+  const editLrs = groups.lrs; // trained at editLrLr
   const vars = { ...net, ...editLrs };
   const netOpt = tf.train.adam(cfg.lr, 0.9, 0.999, 1e-8); // ε = 1e-8 as PyTorch (tfjs' default is 1e-7)
   const lrOpt = tf.train.adam(cfg.editLrLr, 0.9, 0.999, 1e-8);
@@ -250,6 +258,7 @@ export async function trainEditor(
   const startStep = st.step;
   let lastSaved = st.step;
   let skippedInARow = 0;
+  let stoppedBy: StopReason = "steps";
   const kept = () => (lastSaved > 0 ? `the last good checkpoint (step ${lastSaved}) is kept in ${lastDir}` : "no checkpoint had been written yet");
   const training = (extra: Record<string, unknown>) => ({ steps: st.step, examples: st.examples, skipped: st.skipped, config: cfg, ...extra });
 
@@ -258,14 +267,14 @@ export async function trainEditor(
       const decay = cfg.lrSchedule === "cosine" ? 0.1 + 0.45 * (1 + Math.cos((Math.PI * st.step) / cfg.maxSteps)) : 1;
       (netOpt as unknown as { learningRate: number }).learningRate = cfg.lr * decay;
       (lrOpt as unknown as { learningRate: number }).learningRate = cfg.editLrLr * decay;
-      const groups = sampleMetaGroups(train, rng, cfg.accumulate, cfg.nEdits, cfg.outerIsEdit, pickLocality);
-      const { grads, gradNorm, results: rs } = metaBatchGrads(model, editor, groups, vars, cfg, true);
-      const nEx = groups.reduce((a, g) => a + g.length, 0);
+      const batch = sampleMetaGroups(train, rng, cfg.accumulate, cfg.nEdits, cfg.outerIsEdit, pickLocality);
+      const { grads, gradNorm, results: rs } = metaBatchGrads(model, editor, batch, vars, cfg, true, kind);
+      const nEx = batch.reduce((a, g) => a + g.length, 0);
       st.examples += nEx;
       if (grads) {
         clipGlobalNorm(grads, gradNorm, cfg.clipNorm);
         netOpt.applyGradients(Object.keys(net).map((n) => ({ name: vars[n].name, tensor: grads[n] })));
-        lrOpt.applyGradients(Object.keys(editLrs).map((n) => ({ name: vars[n].name, tensor: grads[n] })));
+        if (Object.keys(editLrs).length) lrOpt.applyGradients(Object.keys(editLrs).map((n) => ({ name: vars[n].name, tensor: grads[n] })));
         tf.dispose(Object.values(grads));
         skippedInARow = 0;
       } else {
@@ -287,7 +296,7 @@ export async function trainEditor(
       };
       const valNow = st.step % cfg.valEvery === 0 || st.step === cfg.maxSteps;
       if (valNow) {
-        p.val = validateEditor(model, editor, valExamples, cfg);
+        p.val = validateEditor(model, editor, valExamples, cfg, { kind });
         if (!Number.isFinite(p.val.total)) throw new Error(`meta-training diverged: the validation loss is ${p.val.total} at step ${st.step}; ${kept()}. Lower --lr and start again`);
         st.history.push(p);
         st.rngState = rng.state;
@@ -295,11 +304,11 @@ export async function trainEditor(
         if (p.val.total < st.bestVal) {
           st.bestVal = p.val.total;
           st.bestStep = st.step;
-          saveEditor(bestDir, editor, model.config, model.params, training({ val: p.val }));
+          writeFolder(bestDir, "editor", kind.files(editor, model, training({ val: p.val })));
         }
         // The resume point as one unit: editor, optimizer slots and trainer state of the same step.
         writeFolder(lastDir, "editor-run", {
-          ...editorFiles(editor, model.config, model.params, training({ val: p.val })),
+          ...kind.files(editor, model, training({ val: p.val })),
           "optimizer_net.safetensors": await optimizerStateBytes(netOpt),
           "optimizer_lr.safetensors": await optimizerStateBytes(lrOpt),
           "trainer_state.json": JSON.stringify(st),
@@ -308,19 +317,26 @@ export async function trainEditor(
       }
       opts.onProgress?.({ ...p, lastVal: st.history[st.history.length - 1]?.val });
       await new Promise((r) => setImmediate(r)); // let notebook displays and progress output draw
-      if (valNow && (st.step - st.bestStep >= cfg.patience || p.elapsedSec > cfg.timeBudgetSec)) break;
+      if (valNow && st.step - st.bestStep >= cfg.patience) {
+        stoppedBy = "patience";
+        break;
+      }
+      if (valNow && p.elapsedSec > cfg.timeBudgetSec) {
+        stoppedBy = "time budget";
+        break;
+      }
     }
   } finally {
     netOpt.dispose();
     lrOpt.dispose();
-    disposeEditor(editor);
+    kind.dispose(editor);
   }
-  let bestEditor: Editor | undefined;
+  let bestEditor: E | undefined;
   try {
-    bestEditor = loadEditor(bestDir, model.config, model.params, opts.attach);
-    const best = validateEditor(model, bestEditor, valExamples, cfg);
-    return { bestDir, best, steps: st.step, stepsRun: st.step - startStep, elapsedSec: (Date.now() - t0) / 1000, history: st.history };
+    bestEditor = kind.load(bestDir, model);
+    const best = validateEditor(model, bestEditor, valExamples, cfg, { kind });
+    return { bestDir, best, steps: st.step, stepsRun: st.step - startStep, elapsedSec: (Date.now() - t0) / 1000, history: st.history, stoppedBy };
   } finally {
-    if (bestEditor) disposeEditor(bestEditor);
+    if (bestEditor) kind.dispose(bestEditor);
   }
 }

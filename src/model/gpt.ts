@@ -84,10 +84,10 @@ export interface ForwardOptions {
    * mask allows. With mask[r, j] = 1 when token row r and update row j belong to the same example,
    * one forward runs many examples, each with its own edited weight (used by meta-training).
    */
-  lowRank?: Readonly<Record<string, LowRankUpdate>>;
+  lowRank?: Readonly<Record<string, LowRankTerm>>;
 }
 
-export interface LowRankUpdate {
+export interface LowRankTerm {
   /** [M, d_in] */
   left: tf.Tensor2D;
   /** [M, d_out] */

@@ -14,15 +14,32 @@ import { GPT2Config, validateConfig } from "./config";
 import { disposeParams, Params, paramShapes } from "./gpt";
 import { RawTensor, SafetensorsFile, encodeSafetensors } from "./safetensors";
 import { verifyFolder, writeFolder } from "./checkpointFolder";
-import { loadTokenizer, Tokenizer } from "./tokenizer";
+import { Tokenizer } from "./tokenizer";
+import { ModelView, ParamsModel } from "./paramsModel";
+import { BpeTokenizer } from "./bpeTokenizer";
+import { WordTokenizer } from "./wordTokenizer";
 
-export interface Model {
-  config: GPT2Config;
-  params: Params;
-  tokenizer: Tokenizer;
+/** A loaded model: it owns all its parameters (`dispose` frees them). */
+export type Model = ParamsModel;
+
+/**
+ * The tokenizer of a model folder: `tokenizer.json` or `vocab.json` + `merges.txt` (GPT-2 BPE),
+ * else `vocab.json` (the word tokenizer). Errors name the file.
+ */
+export function loadTokenizer(dir: string): Tokenizer {
+  const has = (n: string) => fs.existsSync(path.join(dir, n));
+  if (has("tokenizer.json") || has("merges.txt")) return BpeTokenizer.fromFolder(dir);
+  const vocabFile = path.join(dir, "vocab.json");
+  if (!has("vocab.json")) throw new Error(`${dir}: no tokenizer (expected tokenizer.json, vocab.json + merges.txt, or the word tokenizer's vocab.json)`);
+  const text = fs.readFileSync(vocabFile, "utf8");
+  try {
+    return WordTokenizer.fromJSON(JSON.parse(text), text);
+  } catch (e) {
+    throw new Error(`${vocabFile}: ${(e as Error).message.replace(/^vocab\.json: /, "")}`);
+  }
 }
 
-/** The files of a model folder besides the tokenizer's (tokenizer.ts: TOKENIZER_FILES). */
+/** The files of a model folder besides the tokenizer's (`loadTokenizer`). */
 export const MODEL_FILES = ["config.json", "model.safetensors"] as const;
 
 function readJson(file: string): unknown {
@@ -136,7 +153,8 @@ export function loadModel(dir: string): Model {
     const other = ["pytorch_model.bin", "tf_model.h5", "flax_model.msgpack"].filter((n) => fs.existsSync(path.join(dir, n)));
     throw new Error(`${file}: file not found${other.length ? ` (the folder has ${other.join(", ")}; download model.safetensors, which every GPT-2 on the Hub has)` : ""}`);
   }
-  return { config, params: readParams(file, config), tokenizer };
+  const params = readParams(file, config);
+  return new ParamsModel(config, params, tokenizer, { owned: Object.values(params) });
 }
 
 /** Tensors -> raw F32 entries (synchronous download). */
@@ -147,7 +165,7 @@ export function toRaw(params: Readonly<Params>): Record<string, RawTensor> {
 }
 
 /** The files of a model folder (name -> bytes). */
-export function modelFiles(m: Model, metadata: Record<string, string> = {}): Record<string, Buffer> {
+export function modelFiles(m: ModelView, metadata: Record<string, string> = {}): Record<string, Buffer> {
   return {
     "model.safetensors": encodeSafetensors(toRaw(m.params), { format: "pt", ...metadata }),
     ...m.tokenizer.files(),
@@ -156,6 +174,6 @@ export function modelFiles(m: Model, metadata: Record<string, string> = {}): Rec
 }
 
 /** Save a model folder as one unit (checkpointFolder.ts): the old folder or the new one, never a mix. */
-export function saveModel(dir: string, m: Model, metadata: Record<string, string> = {}, opts: { check?: () => void } = {}): void {
+export function saveModel(dir: string, m: ModelView, metadata: Record<string, string> = {}, opts: { check?: () => void } = {}): void {
   writeFolder(dir, "model", modelFiles(m, metadata), opts);
 }

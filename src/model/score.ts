@@ -1,20 +1,14 @@
 /**
- * Reading predictions out of the model: next-token top-k for prompts, and teacher-forced scores of
- * target continuations (exact match of every target token, token accuracy, probabilities).
+ * Reading predictions out of any model (languageModel.ts), from its logits: next-token top-k and
+ * distributions for prompts, teacher-forced scores of target continuations (exact match of every
+ * target token, token accuracy, probabilities), KL between two models, and corpus NLL.
  * Everything runs in `tf.tidy` and returns plain numbers.
  */
 import * as tf from "@tensorflow/tfjs";
-import { encodeExamples, TextExample, toBatch, disposeBatch } from "../world/batch";
+import { BatchArrays, encodeExamples, TextExample, toBatch, disposeBatch } from "./batch";
 import { GPT2Config } from "./config";
-import { gptForward, Params } from "./gpt";
+import type { LanguageModel } from "./languageModel";
 import { labelMask, oneHotFloat, tokenKl, tokenNll } from "./loss";
-import type { Tokenizer } from "./tokenizer";
-
-export interface ModelView {
-  config: GPT2Config;
-  params: Readonly<Params>;
-  tokenizer: Tokenizer;
-}
 
 /** Elements of the [rows, T, vocab] logits one scoring pass may hold (64 MB of float32). */
 export const LOGITS_BUDGET = 2 ** 24;
@@ -35,20 +29,29 @@ export interface TopK {
   top: { token: string; id: number; prob: number }[];
 }
 
-/** Top-k next tokens after each prompt (prompts are prefixed with <bos>). */
-export function nextTokenTopK(m: ModelView, prompts: readonly string[], k = 5, batchSize = 128): TopK[] {
+/** Next-token probabilities [B, V] after each prompt of a chunk, and the chunk's encoding. Caller owns the tensor. */
+function nextTokenProbChunk(m: LanguageModel, prompts: readonly string[]): { probs: tf.Tensor2D; a: BatchArrays } {
+  const a = encodeExamples(m.tokenizer, prompts.map((p) => ({ prompt: p, target: "" })), "none", m.config.n_positions);
+  const b = toBatch(a);
+  try {
+    const probs = tf.tidy(() => {
+      const logits = m.logits(b, a);
+      const last = a.lastPosition.map((t, i) => tf.slice(logits, [i, t, 0], [1, 1, -1]).reshape([-1]));
+      return tf.softmax(tf.stack(last)) as tf.Tensor2D; // [B, V]
+    });
+    return { probs, a };
+  } finally {
+    disposeBatch(b);
+  }
+}
+
+/** Top-k next tokens after each prompt (prompts are prefixed with <bos> where the tokenizer has one). */
+export function nextTokenTopK(m: LanguageModel, prompts: readonly string[], k = 5, batchSize = 128): TopK[] {
   const out: TopK[] = [];
   const rows = rowsPerPass(m.config, batchSize);
   for (let s = 0; s < prompts.length; s += rows) {
     const chunk = prompts.slice(s, s + rows);
-    const a = encodeExamples(m.tokenizer, chunk.map((p) => ({ prompt: p, target: "" })), "none", m.config.n_positions);
-    const b = toBatch(a);
-    const probs = tf.tidy(() => {
-      const { logits } = gptForward(m.params, m.config, b.inputIds, { attentionMask: b.attentionMask });
-      const last = a.lastPosition.map((t, i) => tf.slice(logits, [i, t, 0], [1, 1, -1]).reshape([-1]));
-      return tf.softmax(tf.stack(last)); // [B, V]
-    });
-    disposeBatch(b);
+    const { probs, a } = nextTokenProbChunk(m, chunk);
     const { values, indices } = tf.topk(probs, Math.min(k, m.tokenizer.size));
     const v = values.arraySync() as number[][];
     const ix = indices.arraySync() as number[][];
@@ -57,6 +60,20 @@ export function nextTokenTopK(m: ModelView, prompts: readonly string[], k = 5, b
       const ids = a.inputIds[i].slice(0, a.lastPosition[i] + 1);
       out.push({ prompt: p, ids, tokens: ids.map((id) => m.tokenizer.token(id)), top: ix[i].map((id, j) => ({ token: m.tokenizer.token(id), id, prob: v[i][j] })) });
     });
+  }
+  return out;
+}
+
+/** The whole next-token distribution after each prompt: one Float32Array of `tokenizer.size` probabilities per prompt. */
+export function nextTokenProbs(m: LanguageModel, prompts: readonly string[], batchSize = 128): Float32Array[] {
+  const out: Float32Array[] = [];
+  const rows = rowsPerPass(m.config, batchSize);
+  for (let s = 0; s < prompts.length; s += rows) {
+    const { probs } = nextTokenProbChunk(m, prompts.slice(s, s + rows));
+    const V = probs.shape[1];
+    const data = probs.dataSync() as Float32Array;
+    probs.dispose();
+    for (let i = 0; i * V < data.length; i++) out.push(data.slice(i * V, i * V + m.tokenizer.size));
   }
   return out;
 }
@@ -75,7 +92,7 @@ export interface TargetScore {
 }
 
 /** Teacher-forced scores of `target` after `prompt` for each example. */
-export function scoreTargets(m: ModelView, examples: readonly TextExample[], batchSize = 128): TargetScore[] {
+export function scoreTargets(m: LanguageModel, examples: readonly TextExample[], batchSize = 128): TargetScore[] {
   const out: TargetScore[] = [];
   const rows = rowsPerPass(m.config, batchSize);
   for (let s = 0; s < examples.length; s += rows) {
@@ -83,7 +100,7 @@ export function scoreTargets(m: ModelView, examples: readonly TextExample[], bat
     const a = encodeExamples(m.tokenizer, chunk, "target", m.config.n_positions);
     const b = toBatch(a);
     const [logp, am] = tf.tidy(() => {
-      const { logits } = gptForward(m.params, m.config, b.inputIds, { attentionMask: b.attentionMask });
+      const logits = m.logits(b, a);
       const lp = tf.logSoftmax(logits); // [B, T, V]
       const onehot = oneHotFloat(tf.maximum(b.labels, 0), m.config.vocab_size);
       return [tf.sum(tf.mul(lp, onehot), -1), tf.argMax(logits, -1)]; // [B, T], [B, T]
@@ -108,18 +125,19 @@ export function scoreTargets(m: ModelView, examples: readonly TextExample[], bat
 }
 
 /**
- * Mean KL(p_a ‖ p_b) over the non-pad positions of each example's full text (prompt + target),
- * the same quantity as MEND's L_loc, per example.
+ * Mean KL(p_pre ‖ p_post) over the non-pad positions of each example's full text (prompt + target),
+ * the same quantity as MEND's L_loc, per example. The two models share a tokenizer.
  */
-export function klPerExample(m: ModelView, paramsA: Readonly<Params>, paramsB: Readonly<Params>, examples: readonly TextExample[], batchSize = 128): number[] {
+export function klPerExample(pre: LanguageModel, post: LanguageModel, examples: readonly TextExample[], batchSize = 128): number[] {
   const out: number[] = [];
-  const rows = rowsPerPass(m.config, batchSize);
+  const rows = rowsPerPass(pre.config, batchSize);
   for (let s = 0; s < examples.length; s += rows) {
     const chunk = examples.slice(s, s + rows);
-    const b = toBatch(encodeExamples(m.tokenizer, chunk, "target", m.config.n_positions));
+    const arrays = encodeExamples(pre.tokenizer, chunk, "target", pre.config.n_positions);
+    const b = toBatch(arrays);
     const kl = tf.tidy(() => {
-      const a = gptForward(paramsA, m.config, b.inputIds, { attentionMask: b.attentionMask }).logits;
-      const c = gptForward(paramsB, m.config, b.inputIds, { attentionMask: b.attentionMask }).logits;
+      const a = pre.logits(b, arrays);
+      const c = post.logits(b, arrays);
       const perPos = tf.mul(tokenKl(a, c), b.attentionMask); // [B, T]
       return tf.div(tf.sum(perPos, 1), tf.sum(b.attentionMask, 1)); // [B]
     });
@@ -131,14 +149,15 @@ export function klPerExample(m: ModelView, paramsA: Readonly<Params>, paramsB: R
 }
 
 /** Summed NLL and token count of full sentences (every next token incl. <eos>), for perplexity. */
-export function corpusNll(m: ModelView, examples: readonly TextExample[], batchSize = 128): { nll: number; tokens: number } {
+export function corpusNll(m: LanguageModel, examples: readonly TextExample[], batchSize = 128): { nll: number; tokens: number } {
   let nll = 0;
   let tokens = 0;
   const rows = rowsPerPass(m.config, batchSize);
   for (let s = 0; s < examples.length; s += rows) {
-    const b = toBatch(encodeExamples(m.tokenizer, examples.slice(s, s + rows), "all", m.config.n_positions));
+    const arrays = encodeExamples(m.tokenizer, examples.slice(s, s + rows), "all", m.config.n_positions);
+    const b = toBatch(arrays);
     const [sum, count] = tf.tidy(() => {
-      const { logits } = gptForward(m.params, m.config, b.inputIds, { attentionMask: b.attentionMask });
+      const logits = m.logits(b, arrays);
       return [tf.sum(tokenNll(logits, b.labels)), tf.sum(labelMask(b.labels))];
     });
     disposeBatch(b);

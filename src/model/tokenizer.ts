@@ -10,10 +10,6 @@
  * text that follows the prompt, so for GPT-2 it starts with a space (" Biden"). `continuation`
  * adds that space when neither side has one; the word tokenizer ignores spaces either way.
  */
-import * as fs from "fs";
-import * as path from "path";
-import { BpeTokenizer } from "./bpeTokenizer";
-import { WordTokenizer } from "./wordTokenizer";
 
 export interface Tokenizer {
   readonly kind: "word" | "bpe";
@@ -40,24 +36,4 @@ export interface Tokenizer {
 export function continuation(prompt: string, target: string): string {
   if (target === "" || /\s$/u.test(prompt) || /^\s/u.test(target)) return target;
   return " " + target;
-}
-
-/** The tokenizer files a model folder may hold, by kind. */
-export const TOKENIZER_FILES = { word: ["vocab.json"], bpe: ["vocab.json", "merges.txt", "tokenizer.json"] } as const;
-
-/**
- * The tokenizer of a model folder: `tokenizer.json` or `vocab.json` + `merges.txt` (GPT-2 BPE),
- * else `vocab.json` (the word tokenizer). Errors name the file.
- */
-export function loadTokenizer(dir: string): Tokenizer {
-  const has = (n: string) => fs.existsSync(path.join(dir, n));
-  if (has("tokenizer.json") || has("merges.txt")) return BpeTokenizer.fromFolder(dir);
-  const vocabFile = path.join(dir, "vocab.json");
-  if (!has("vocab.json")) throw new Error(`${dir}: no tokenizer (expected tokenizer.json, vocab.json + merges.txt, or the word tokenizer's vocab.json)`);
-  const text = fs.readFileSync(vocabFile, "utf8");
-  try {
-    return WordTokenizer.fromJSON(JSON.parse(text), text);
-  } catch (e) {
-    throw new Error(`${vocabFile}: ${(e as Error).message.replace(/^vocab\.json: /, "")}`);
-  }
 }

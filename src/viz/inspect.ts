@@ -4,13 +4,14 @@
  * with the raw gradient. Everything returns plain numbers.
  */
 import * as tf from "@tensorflow/tfjs";
-import { disposeBatch, makeBatch } from "../world/batch";
-import { captureEditorFactors, EditRequest, transformFactors } from "../mend/edit";
+import { disposeBatch, makeBatch } from "../model/batch";
+import { captureEditorFactors, transformFactors } from "../mend/edit";
+import { EditRequest } from "../datasets/editRecord";
 import { Editor } from "../mend/editor";
 import { disposeFactors, outerProductSum } from "../mend/factor";
 import { pseudoGradient } from "../mend/update";
 import { stdOf } from "../mend/stats";
-import { ModelView } from "../model/score";
+import { ModelView } from "../model/paramsModel";
 
 export interface MemoryRow {
   model: string;

@@ -5,7 +5,7 @@
  */
 import * as fs from "fs";
 import { EvalResult, MethodSummary } from "../eval/evaluate";
-import { LOCALITY_CLASSES } from "../world/world";
+import { LOCALITY_CLASSES } from "../datasets/editRecord";
 
 export interface Figure {
   data: Record<string, unknown>[];

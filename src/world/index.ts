@@ -1,4 +1,3 @@
-/** The facts world (subjects, relations, templates, edit records), batching and the seeded RNG. */
-export { World, type EditRecord, type LocalityExample, type LocalityClass, LOCALITY_CLASSES, type Fact, type TemplateGroup, factKey, distinctFacts, sharesOldAnswer, trainingSplitProbes, trainingSplitPrompts } from "./world";
-export { type TextExample, type Batch, makeBatch, encodeExamples, toBatch, disposeBatch } from "./batch"; // text -> padded, shifted tensors
-export { Rng } from "./rng"; // mulberry32 with a saveable state
+/** The facts world: subjects, relations, templates, its corpus and its edit records. */
+export { World, type Fact, type TemplateGroup, trainingSplitProbes, trainingSplitPrompts } from "./world";
+export { pretrain, DEFAULT_PRETRAIN_CONFIG, factAccuracy, type PretrainConfig, type PretrainProgress } from "./pretrain"; // pretraining the base model on the facts world

@@ -11,13 +11,11 @@
  */
 import * as fs from "fs";
 import * as path from "path";
-import { Rng } from "./rng";
-import type { TextExample } from "./batch";
+import { Rng } from "../model/rng";
+import type { TextExample } from "../model/batch";
+import { EditRecord, LocalityExample, Split } from "../datasets/editRecord";
 
 export type TemplateGroup = "train" | "heldout";
-export type LocalityClass = "same_subject" | "same_relation" | "unrelated";
-export const LOCALITY_CLASSES: readonly LocalityClass[] = ["same_subject", "same_relation", "unrelated"];
-export type Split = "train" | "val" | "test";
 
 export interface RelationSpec {
   subject_type: "country" | "person";
@@ -38,54 +36,6 @@ export interface Fact {
   subject: string;
   relation: string;
   object: string;
-}
-
-export interface LocalityExample {
-  class: LocalityClass;
-  prompt: string;
-  target: string;
-  subject: string;
-  relation: string;
-}
-
-/** One MEND edit case. `prompts` (training templates) give x_e and x_e'; `heldout_prompts` only evaluate. */
-export interface EditRecord {
-  case_id: number;
-  split: Split;
-  subject: string;
-  relation: string;
-  target_true: string;
-  target_new: string;
-  prompts: string[];
-  heldout_prompts: string[];
-  locality: LocalityExample[];
-}
-
-/**
- * A same-relation locality probe whose answer is the edited fact's old answer ("The official language
- * of Guatemala is Spanish" for an edit of Panama's Spanish): the probes a single MEND edit breaks most.
- */
-export function sharesOldAnswer(r: EditRecord, l: LocalityExample): boolean {
-  return l.class === "same_relation" && l.target === r.target_true;
-}
-
-/** The key of a fact (subject, relation): the same string wherever facts are matched. */
-export function factKey(f: { subject: string; relation: string }): string {
-  return `${f.subject}|${f.relation}`;
-}
-
-/**
- * The first edit record of each fact (subject, relation), in order. A split may hold several edits
- * of one fact (other new targets); one batched edit call cannot make a fact answer two targets.
- */
-export function distinctFacts(records: readonly EditRecord[]): EditRecord[] {
-  const seen = new Set<string>();
-  return records.filter((r) => {
-    const k = factKey(r);
-    if (seen.has(k)) return false;
-    seen.add(k);
-    return true;
-  });
 }
 
 /** Put the subject into a template; "the United States" is capitalised at the start of a sentence. */

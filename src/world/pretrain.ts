@@ -9,17 +9,19 @@
 import * as fs from "fs";
 import * as path from "path";
 import * as tf from "@tensorflow/tfjs";
-import { makeBatch, disposeBatch } from "../world/batch";
-import { DEFAULT_GPT2_CONFIG, GPT2Config, validateConfig } from "./config";
-import { gptForward, initGPT, Params } from "./gpt";
-import { meanNll } from "./loss";
-import { loadOptimizerState, optimizerStateBytes } from "./optimizerState";
-import { loadModel, Model, modelFiles, saveModel } from "./modelFolder";
-import { writeFolder } from "./checkpointFolder";
-import { Rng } from "../world/rng";
-import { scoreTargets } from "./score";
-import { WordTokenizer } from "./wordTokenizer";
-import { TemplateGroup, World } from "../world/world";
+import { makeBatch, disposeBatch } from "../model/batch";
+import { DEFAULT_GPT2_CONFIG, GPT2Config, validateConfig } from "../model/config";
+import { gptForward, initGPT, Params } from "../model/gpt";
+import { meanNll } from "../model/loss";
+import { loadOptimizerState, optimizerStateBytes } from "../model/optimizerState";
+import { loadModel, modelFiles, saveModel } from "../model/modelFolder";
+import { ModelView, ParamsModel } from "../model/paramsModel";
+import type { LanguageModel } from "../model/languageModel";
+import { writeFolder } from "../model/checkpointFolder";
+import { Rng } from "../model/rng";
+import { scoreTargets } from "../model/score";
+import { WordTokenizer } from "../model/wordTokenizer";
+import { TemplateGroup, World } from "./world";
 
 export interface PretrainConfig {
   seed: number;
@@ -56,7 +58,7 @@ export interface FactAccuracy {
 }
 
 /** Fact accuracy of a model over the world's whole corpus. */
-export function factAccuracy(m: Model, world: World): FactAccuracy {
+export function factAccuracy(m: LanguageModel, world: World): FactAccuracy {
   const corpus = world.corpus();
   const scores = scoreTargets(m, corpus.map((c) => ({ prompt: c.prompt, target: c.object })), 256);
   const by: Record<TemplateGroup, [number, number]> = { train: [0, 0], heldout: [0, 0] };
@@ -114,7 +116,7 @@ export async function pretrain(
   const statePath = path.join(lastDir, "trainer_state.json");
   const corpus = world.corpus().map((c) => ({ prompt: c.prompt, target: c.object }));
 
-  let model: Model;
+  let model: ModelView;
   let st: TrainerState;
   const rng = new Rng(cfg.seed);
   if (opts.resume && !fs.existsSync(statePath)) throw new Error(`nothing to resume: ${statePath} not found (start a new run without --resume, or name the run folder)`);
@@ -139,7 +141,7 @@ export async function pretrain(
     model.params[n].dispose();
   }
   const params = vars as unknown as Params;
-  const view: Model = { config, tokenizer, params };
+  const view = new ParamsModel(config, params, tokenizer); // owns nothing: the variables are freed below
   const opt = tf.train.adam(cfg.lr, 0.9, 0.98, 1e-8);
   if (opts.resume) await loadOptimizerState(path.join(lastDir, "optimizer.safetensors"), opt);
 

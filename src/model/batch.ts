@@ -7,7 +7,7 @@
  * here, so losses never shift). Right padding with <pad>; attentionMask is 1 on real tokens.
  */
 import * as tf from "@tensorflow/tfjs";
-import { continuation, type Tokenizer } from "../model/tokenizer";
+import { continuation, type Tokenizer } from "./tokenizer";
 
 export interface TextExample {
   prompt: string;
