@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// Render the README figures to PNG from reports/eval/results.json (written by `mend eval`):
+// Render the README figures to PNG from an evaluation's results.json (written by `mend eval`; default
+// docs/eval/results.json, the run the README reports):
 // each figure is drawn by plotly.js in a page that headless Chromium screenshots.
 // Needs Debian's chromium-headless-shell (or chromium): apt-get install -y chromium-headless-shell
 // Usage: node scripts/export-figures.js [results.json] [out dir]
@@ -10,7 +11,7 @@ const path = require("path");
 const plots = require("../dist/viz/plots");
 
 const root = path.join(__dirname, "..");
-const resultsPath = process.argv[2] ?? path.join(root, "reports", "eval", "results.json");
+const resultsPath = process.argv[2] ?? path.join(root, "docs", "eval", "results.json");
 const outDir = process.argv[3] ?? path.join(root, "docs", "figures");
 const browser = ["/usr/bin/chromium-headless-shell", "/usr/bin/chromium"].find((p) => fs.existsSync(p));
 if (!browser) {

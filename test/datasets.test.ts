@@ -4,7 +4,8 @@ import * as assert from "node:assert/strict";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { counterfactRecords, counterfactScore } from "../dist/datasets/counterfact";
+import { counterfactRecords } from "../dist/datasets/counterfact";
+import { counterfactScore } from "../dist/eval/counterfactMetrics";
 import { loadDataset, parseDataSpec, splitRecords } from "../dist/datasets/records";
 import { zsreRecords } from "../dist/datasets/zsre";
 import { CF_EASYEDIT_FILE, CF_ROME_FILE, ZSRE_FILE } from "./helpers";
@@ -49,7 +50,7 @@ test("dataset errors name the file, the record and the field", () => {
   assert.throws(() => zsreRecords([{ src: "q?", rephrase: "r?", alt: "x", answers: ["y"], loc: "nq question: a" }], "z.json"), /z\.json: record 0: field "loc_ans" must be a non-empty string \(it is missing\)/);
   assert.throws(() => zsreRecords([{ src: "q?", rephrase: "r?", alt: "x", answers: "y", loc: "l", loc_ans: "a" }], "z.json"), /field "answers" must be a list of strings/);
   const rw = { prompt: "{} speaks", subject: "S", target_new: { str: "English" }, target_true: { str: "French" } };
-  assert.throws(() => counterfactRecords([{ requested_rewrite: { ...rw, prompt: "speaks" }, paraphrase_prompts: ["p"], neighborhood_prompts: ["n"] }], "c.json"), /requested_rewrite\.prompt has no "\{\}" for the subject/);
+  assert.throws(() => counterfactRecords([{ requested_rewrite: { ...rw, prompt: "speaks" }, paraphrase_prompts: ["p"], neighborhood_prompts: ["n"] }], "c.json"), /requested_rewrite\.prompt must hold "\{\}" exactly once for the subject .*found 0/);
   assert.throws(() => counterfactRecords([{ requested_rewrite: { ...rw, target_new: {} }, paraphrase_prompts: ["p"], neighborhood_prompts: ["n"] }], "c.json"), /c\.json: record 0 \(case_id 0\): requested_rewrite\.target_new: field "str" must be a non-empty string/);
   assert.throws(() => counterfactRecords([{ requested_rewrite: rw, paraphrase_prompts: [], neighborhood_prompts: ["n"] }], "c.json"), /paraphrase_prompts and neighborhood_prompts must not be empty/);
   assert.throws(() => parseDataSpec("squad:x.json"), /expected zsre:FILE or counterfact:FILE/);

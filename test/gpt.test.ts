@@ -148,3 +148,32 @@ test("large base weights: custom ops with cached transposes give the same values
   disposeParams(m.params);
   assert.equal(tf.memory().numTensors, start - Object.keys(m.params).length, "disposeParams frees the cached transposes too");
 });
+
+test("frozen large base weights form no weight gradient: a probe's gradient takes one product fewer per such weight, same values", async () => {
+  await setup();
+  const m = tinyModel(4, { n_embd: 512, n_layer: 2, n_head: 4 });
+  const b = makeBatch(m.tokenizer, examples, "target", m.config.n_positions);
+  const names = ["h.1.mlp.c_fc.weight", "h.1.mlp.c_proj.weight"];
+  const N = b.inputIds.size;
+  // δ of h.0's c_proj (a small probe upstream of both large weights), with the large weights frozen
+  // (read from params) or offered for differentiation (replaced by themselves).
+  const delta = (replace: boolean) =>
+    tf.tidy(() => {
+      const probe = tf.zeros([N, m.config.n_embd]);
+      const f = (p: tf.Tensor) => meanNll(gptForward(m.params, m.config, b.inputIds, { attentionMask: b.attentionMask, probes: { "h.0.mlp.c_proj.weight": p }, ...(replace ? { replace: Object.fromEntries(names.map((n) => [n, m.params[n]])) } : {}) }).logits, b.labels);
+      return tf.grad(f)(probe);
+    });
+  const matMuls = async (replace: boolean) => {
+    const info = await tf.profile(() => delta(replace));
+    tf.dispose(info.result as tf.Tensor);
+    return info.kernels.filter((k) => k.name === "BatchMatMul" || k.name === "_FusedMatMul").length;
+  };
+  delta(false).dispose(); // cache the transposes first
+  const [frozen, offered] = [await matMuls(false), await matMuls(true)];
+  assert.equal(offered - frozen, names.length, `products: frozen ${frozen}, offered ${offered}`);
+  const [a, c] = [delta(false), delta(true)];
+  assert.equal(maxAbsDiff(a, c), 0, "the same δ either way");
+  tf.dispose([a, c]);
+  disposeBatch(b);
+  disposeParams(m.params);
+});

@@ -1,4 +1,5 @@
 import test from "node:test";
+import * as tf from "@tensorflow/tfjs";
 import assert from "node:assert/strict";
 import * as fs from "fs";
 import * as os from "os";
@@ -59,7 +60,7 @@ test("bad model folders raise errors that name the problem", async () => {
   disposeParams(m.params);
 });
 
-test("Hugging Face checks: an untied lm_head, another activation or an untied config are errors", async () => {
+test("Hugging Face checks: an untied lm_head, another activation, an untied config or another attention variant are errors", async () => {
   await setup();
   const m = tinyModel(9);
   const raw = toRaw(m.params);
@@ -67,6 +68,31 @@ test("Hugging Face checks: an untied lm_head, another activation or an untied co
   assert.throws(() => paramsFromRaw({ ...raw, "lm_head.weight": other }, m.config, "f"), /lm_head\.weight differs from wte\.weight/);
   assert.throws(() => validateConfig({ ...m.config, activation_function: "relu" } as GPT2Config), /activation_function "relu" is not supported/);
   assert.throws(() => validateConfig({ ...m.config, tie_word_embeddings: false } as GPT2Config), /tie_word_embeddings is false/);
-  validateConfig({ ...m.config, activation_function: "gelu_new", n_inner: null } as unknown as GPT2Config);
+  assert.throws(() => validateConfig({ ...m.config, scale_attn_weights: false } as GPT2Config), /scale_attn_weights is false/);
+  assert.throws(() => validateConfig({ ...m.config, scale_attn_by_inverse_layer_idx: true } as GPT2Config), /scale_attn_by_inverse_layer_idx is true/);
+  assert.throws(() => validateConfig({ ...m.config, reorder_and_upcast_attn: true } as GPT2Config), /reorder_and_upcast_attn is true/);
+  assert.throws(() => validateConfig({ ...m.config, add_cross_attention: true } as GPT2Config), /add_cross_attention is true/);
+  validateConfig({ ...m.config, activation_function: "gelu_new", n_inner: null, scale_attn_weights: true, scale_attn_by_inverse_layer_idx: false, reorder_and_upcast_attn: false } as unknown as GPT2Config);
+  disposeParams(m.params);
+});
+
+test("the base-model fingerprint is computed once per set of tensors (not on every editor save), and again for Variables", async () => {
+  await setup();
+  const { paramsFingerprint } = await import("../dist/model/gpt");
+  const m = tinyModel(10);
+  const w = m.params["wte.weight"];
+  let reads = 0;
+  const orig = w.dataSync.bind(w);
+  (w as unknown as { dataSync: () => unknown }).dataSync = () => (reads++, orig());
+  const fp = paramsFingerprint(m.params);
+  assert.equal(reads, 1);
+  assert.equal(paramsFingerprint({ ...m.params }), fp, "the same tensors in another record");
+  assert.equal(reads, 1, "not read again");
+  const v = tf.variable(m.params["ln_f.weight"]);
+  const withVar = { ...m.params, "ln_f.weight": v };
+  const a = paramsFingerprint(withVar);
+  v.assign(tf.tidy(() => tf.add(v, 1)));
+  assert.notEqual(paramsFingerprint(withVar), a, "a Variable's new values give a new fingerprint");
+  v.dispose();
   disposeParams(m.params);
 });

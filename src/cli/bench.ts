@@ -31,6 +31,7 @@ import { meanNll } from "../model/loss";
 import { loadModel, Model } from "../model/modelFolder";
 import { DEFAULT_TRAIN_EDITOR_CONFIG } from "../mend/train";
 import { Rng } from "../model/rng";
+import { leanAdam } from "../model/leanAdam";
 import { World } from "../world/world";
 import { editAndApply, gradsOf, timeIt, timePair } from "./timing";
 import { formatScaleBench, runScaleBench, runScaleStage, SCALE_STAGES, ScaleStage } from "./scaleBench";
@@ -128,7 +129,7 @@ async function benchMend(model: Model, world: World, editorDir: string, reps: nu
     const { net, editLrs } = editorVariables(editor);
     const vars = { ...net, ...editLrs };
     const snapshot = Object.fromEntries(Object.entries(vars).map(([k, v]) => [k, tf.clone(v)]));
-    const opt = tf.train.adam(1e-12);
+    const opt = leanAdam(1e-12); // as trainEditor
     // Time the step the shipped editor was trained with (its locality texts per edit; official: 1).
     const trained = (editorTrainingInfo(editorDir)?.config ?? {}) as { locPerEdit?: number; extensions?: { locPerEdit?: number } };
     const locPerEdit = trained.extensions?.locPerEdit ?? trained.locPerEdit ?? 1;
@@ -167,7 +168,7 @@ async function benchMend(model: Model, world: World, editorDir: string, reps: nu
   }
 }
 
-export async function runBench(opts: { modelDir?: string; editorDir?: string; reps?: number; log?: (s: string) => void } = {}): Promise<BenchResult> {
+async function runBench(opts: { modelDir?: string; editorDir?: string; reps?: number; log?: (s: string) => void } = {}): Promise<BenchResult> {
   const backend = await initBackend();
   opts.log?.(`backend: ${describeBackend(backend)}`);
   const os = await import("os");
@@ -195,7 +196,7 @@ export async function runBench(opts: { modelDir?: string; editorDir?: string; re
   }
 }
 
-export function formatBench(r: BenchResult): string {
+function formatBench(r: BenchResult): string {
   const f = (x: number) => x.toFixed(1);
   const lines = [
     `machine: ${r.machine.cpus} x ${r.machine.cpuModel}, ${r.machine.platform}, node ${r.machine.node}; backend ${r.backend}`,

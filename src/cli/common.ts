@@ -7,7 +7,8 @@ import { loadModel, Model } from "../model/modelFolder";
 import { EditRequest, validateRequests } from "../datasets/editRecord";
 import { Editor } from "../mend/editor";
 import type { FlagSpec } from "./flags";
-import { readManifest } from "../model/checkpointFolder";
+import { readManifest, resolveLinks } from "../model/checkpointFolder";
+import { readJsonFile } from "../model/jsonFile";
 
 export const PACKAGE_ROOT = path.join(__dirname, "..", "..");
 export const DEFAULT_MODEL_DIR = path.join(PACKAGE_ROOT, "checkpoints", "base");
@@ -28,18 +29,13 @@ export function loadModelAndEditor(modelDir = DEFAULT_MODEL_DIR, editorDir = DEF
   }
 }
 
-/** A JSON list of {"prompt": ..., "target": ...}. */
+/** A JSON list of {"prompt": ..., "target": ...}, each field checked to be text. */
 export function readRequests(file: string): EditRequest[] {
   if (!fs.existsSync(file)) throw new Error(`requests file "${file}" not found`);
-  let data: unknown;
-  try {
-    data = JSON.parse(fs.readFileSync(file, "utf8"));
-  } catch (e) {
-    throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
-  }
+  const data = readJsonFile(file);
   if (!Array.isArray(data)) throw new Error(`${file}: expected a JSON list of {"prompt": ..., "target": ...}`);
-  const reqs = data.map((d) => ({ prompt: String(d?.prompt ?? ""), target: String(d?.target ?? "") }));
-  validateRequests(reqs);
+  validateRequests(data as EditRequest[], `${file}: request`);
+  const reqs = (data as EditRequest[]).map((d) => ({ prompt: d.prompt, target: d.target }));
   return reqs;
 }
 
@@ -74,10 +70,11 @@ const inside = (child: string, parent: string) => {
  * of another kind, or any non-empty folder. `force` allows it. The error says why.
  */
 export function guardOutput(dir: string, kind: string, opts: { force?: boolean; sources?: readonly string[]; replaceSameKind?: boolean } = {}): void {
-  const abs = path.resolve(dir);
+  const abs = resolveLinks(dir); // a link is judged by the folder it points to
+  if (inside(process.cwd(), abs)) throw new Error(`refusing to write the ${kind} to ${dir}: it is the folder you are in, or one that holds it; choose another folder`);
   const reasons: string[] = [];
-  if (inside(abs, path.join(PACKAGE_ROOT, "checkpoints"))) reasons.push("it is one of the shipped checkpoints (regenerating them is described in README)");
-  for (const s of opts.sources ?? []) if (path.resolve(s) === abs) reasons.push("it is a folder this command reads from");
+  if (inside(abs, resolveLinks(path.join(PACKAGE_ROOT, "checkpoints")))) reasons.push("it is one of the shipped checkpoints (regenerating them is described in README)");
+  for (const s of opts.sources ?? []) if (resolveLinks(s) === abs) reasons.push("it is a folder this command reads from");
   if (fs.existsSync(abs)) {
     if (!fs.statSync(abs).isDirectory()) reasons.push("it is a file, not a folder");
     else if (fs.readdirSync(abs).length) {

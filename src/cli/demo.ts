@@ -1,23 +1,23 @@
 /** `mend demo` (`npm start`): the President -> Biden edit with MEND, MEND-cal, FT and FT+KL, before/after, and a report. */
-import * as fs from "fs";
 import * as path from "path";
 import { firstWord, formatProbeTable, ProbeResult, probesFor, runProbes } from "../eval/report";
 import { buildMethods, disposeMethodEdit } from "../eval/methods";
 import { worldMethodContext } from "../eval/evaluate";
 import { describeBackend, initBackend } from "../model/backend";
 import { disposeParams } from "../model/gpt";
-import { writeFileDurable } from "../model/durable";
+import { writeFolder } from "../model/checkpointFolder";
 import { disposeEditor } from "../mend/editor";
 import { Figure, htmlReport } from "../viz/plots";
 import { World } from "../world/world";
-import { DEFAULT_EDITOR_DIR, DEFAULT_MODEL_DIR, EDITOR_FLAG, MODEL_FLAG, PACKAGE_ROOT, loadModelAndEditor } from "./common";
-import { CommandSpec, Flags, flagString } from "./flags";
+import { DEFAULT_EDITOR_DIR, DEFAULT_MODEL_DIR, EDITOR_FLAG, FORCE_FLAG, MODEL_FLAG, guardOutput, loadModelAndEditor, newRunDir } from "./common";
+import { CommandSpec, flagBool, Flags, flagString } from "./flags";
 
 export const spec: CommandSpec = {
   name: "demo",
   summary: "President -> Biden with MEND, MEND-cal, FT and FT+KL: before/after tables and an HTML report (npm start)",
   flags: [
-    { name: "out", type: "string", value: "DIR", help: "where report.html goes", default: "reports/demo" },
+    { name: "out", type: "string", value: "DIR", help: "where report.html goes (see --force)", default: "runs/demo-<time>" },
+    FORCE_FLAG,
     MODEL_FLAG,
     EDITOR_FLAG,
   ],
@@ -38,9 +38,14 @@ function demoFigure(rows: Record<string, ProbeResult[]>): Figure {
 
 export async function run(f: Flags): Promise<void> {
   const t0 = performance.now();
+  const modelDir = flagString(f, "model") ?? DEFAULT_MODEL_DIR;
+  const editorDir = flagString(f, "editor") ?? DEFAULT_EDITOR_DIR;
+  const out = flagString(f, "out") ?? newRunDir("demo");
+  const guard = () => guardOutput(out, "demo-report", { force: flagBool(f, "force"), sources: [modelDir, editorDir] });
+  guard(); // before any work
   const backend = await initBackend();
   console.log(`backend: ${describeBackend(backend)}`);
-  const { model, editor } = loadModelAndEditor(flagString(f, "model") ?? DEFAULT_MODEL_DIR, flagString(f, "editor") ?? DEFAULT_EDITOR_DIR);
+  const { model, editor } = loadModelAndEditor(modelDir, editorDir);
   try {
     const world = World.load();
     const request = { prompt: "The president of the United States is", target: "Biden" };
@@ -59,10 +64,8 @@ export async function run(f: Flags): Promise<void> {
     }
     const table = ["| method | edit | paraphrases | locality kept | latency |", "|---|---|---|---|---|", ...summary].join("\n");
     console.log(`\n${table}`);
-    const out = flagString(f, "out") ?? path.join(PACKAGE_ROOT, "reports", "demo");
-    fs.mkdirSync(out, { recursive: true });
     const intro = Object.entries(tables).map(([n, rows]) => `== ${n}\n${formatProbeTable(rows)}`).join("\n\n");
-    writeFileDurable(path.join(out, "report.html"), htmlReport("President -> Biden with MEND, MEND-cal, FT and FT+KL", intro, table, [{ title: "Expected answers after the edit", fig: demoFigure(tables) }]));
+    writeFolder(out, "demo-report", { "report.html": htmlReport("President -> Biden with MEND, MEND-cal, FT and FT+KL", intro, table, [{ title: "Expected answers after the edit", fig: demoFigure(tables) }]) }, { check: guard });
     console.log(`\nreport: ${path.join(out, "report.html")}   (total ${((performance.now() - t0) / 1000).toFixed(1)} s)`);
   } finally {
     disposeEditor(editor);

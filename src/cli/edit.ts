@@ -2,7 +2,8 @@
 import { DEFAULT_CALIBRATION, calibration, calibrationOf } from "../extensions/calibrate";
 import { describeBackend, initBackend } from "../model/backend";
 import { disposeParams } from "../model/gpt";
-import { saveModel } from "../model/modelFolder";
+import { modelMetadata, saveModel } from "../model/modelFolder";
+import { parseJson } from "../model/jsonFile";
 import { applyUpdates } from "../model/paramsModel";
 import { disposeEdit, mendEdit } from "../mend/edit";
 import { disposeEditor } from "../mend/editor";
@@ -36,6 +37,14 @@ export const spec: CommandSpec = {
   ],
 };
 
+/** The edit requests an edited model folder already holds (its model.safetensors metadata), oldest first. */
+function priorEdits(modelDir: string): { prompt: string; target: string }[] {
+  const raw = modelMetadata(modelDir).edits;
+  if (!raw) return [];
+  const list = parseJson(raw, `${modelDir}/model.safetensors (metadata "edits")`);
+  return Array.isArray(list) ? (list as { prompt: string; target: string }[]) : [];
+}
+
 export async function run(f: Flags): Promise<void> {
   const file = flagString(f, "requests");
   if (file && (flagString(f, "prompt") || flagString(f, "target"))) throw new Error("give either --requests FILE.json or --prompt and --target, not both");
@@ -59,7 +68,7 @@ export async function run(f: Flags): Promise<void> {
     const edited = applyUpdates(model, [result.update]);
     const rows = runProbes(model, edited, probes);
     // Checked again under the folder's lock: a concurrent --save to the same folder cannot both succeed.
-    if (save) saveModel(save, edited, { edited_by: "mend-ts", edits: JSON.stringify(requests) }, { check: () => guardOutput(save, "model", { force: flagBool(f, "force"), sources: [modelDir, editorDir] }) });
+    if (save) saveModel(save, edited, { edited_by: "mend-ts", edits: JSON.stringify([...priorEdits(modelDir), ...requests]) }, { check: () => guardOutput(save, "model", { force: flagBool(f, "force"), sources: [modelDir, editorDir] }) });
     const c = calibrationOf(result.info);
     if (flagBool(f, "json")) {
       console.log(

@@ -7,7 +7,7 @@ import { DEFAULT_FT_CONFIG, FineTuneOptimizer } from "../baselines/fineTune";
 import { DEFAULT_EVAL_CONFIG, EvalResult, evaluateMethods, worldMethodContext } from "../eval/evaluate";
 import { buildMethods, EditMethod, METHODS } from "../eval/methods";
 import { evaluateDataset, formatDatasetTable } from "../eval/datasetEval";
-import { loadDataset, parseDataSpec } from "../datasets/records";
+import { checkRecordsTokenize, loadDataset, parseDataSpec } from "../datasets/records";
 import { loadModel } from "../model/modelFolder";
 import { lastBlocksMlp } from "../mend/editor";
 import { ProgressBar } from "./progress";
@@ -15,16 +15,16 @@ import { targetChecks } from "../eval/targets";
 import { loadEditor } from "../extensions/editorExtensions";
 import { describeBackend, initBackend } from "../model/backend";
 import { disposeParams } from "../model/gpt";
-import { writeFileDurable } from "../model/durable";
+import { writeFolder } from "../model/checkpointFolder";
 import { disposeEditor, Editor } from "../mend/editor";
 import { evalFigures, htmlReport, markdownTable } from "../viz/plots";
 import { World } from "../world/world";
-import { DEFAULT_BATCH_EDITOR_DIR, DEFAULT_EDITOR_DIR, DEFAULT_MODEL_DIR, JSON_FLAG, MODEL_FLAG, PACKAGE_ROOT, loadModelAndEditor } from "./common";
+import { DEFAULT_BATCH_EDITOR_DIR, DEFAULT_EDITOR_DIR, DEFAULT_MODEL_DIR, FORCE_FLAG, JSON_FLAG, MODEL_FLAG, PACKAGE_ROOT, guardOutput, loadModelAndEditor, newRunDir } from "./common";
 import { CommandSpec, flagBool, flagNumber, Flags, flagString } from "./flags";
 
 export const spec: CommandSpec = {
   name: "eval",
-  summary: "MEND, its extensions, FT and FT+KL on the same edits: single, batched and sequential (writes reports/eval)",
+  summary: "MEND, its extensions, FT and FT+KL on the same edits: single, batched and sequential (writes a new runs/eval-<time>/)",
   flags: [
     { name: "methods", type: "strings", value: "M,...", help: "methods to compare", choices: METHODS, default: "MEND,MEND-cal,MEND-batch,MEND-batch-cal,FT,FT+KL" },
     { name: "data", type: "string", value: "KIND:FILE", help: "evaluate single edits on zsre:FILE or counterfact:FILE with its metrics (methods MEND, MEND-cal, FT, FT+KL) instead of the facts world" },
@@ -32,7 +32,8 @@ export const spec: CommandSpec = {
     { name: "limit", type: "int", value: "N", help: "only the first N edits of the split", min: 1 },
     { name: "batch-sizes", type: "ints", value: "K,...", help: "edits per call in the batched evaluation", default: DEFAULT_EVAL_CONFIG.batchSizes.join(","), min: 1 },
     { name: "sequential", type: "int", value: "N", help: "edits applied one after another in the sequential evaluation (0: none)", default: DEFAULT_EVAL_CONFIG.sequential, min: 0 },
-    { name: "out", type: "string", value: "DIR", help: "where results.json, results.md and report.html go", default: "reports/eval" },
+    { name: "out", type: "string", value: "DIR", help: "where results.json, results.md and report.html go (see --force)", default: "runs/eval-<time>" },
+    FORCE_FLAG,
     MODEL_FLAG,
     { name: "editor", type: "string", value: "DIR", help: "the single-edit editor (MEND, MEND-cal)", default: "checkpoints/editor" },
     { name: "batch-editor", type: "string", value: "DIR", help: "the batch editor (MEND-batch*)", default: "checkpoints/editor-batch" },
@@ -48,6 +49,16 @@ export const spec: CommandSpec = {
 /** Methods that need nothing but the editor and the dataset (FT+KL takes its locality texts from records not evaluated). */
 const DATASET_METHODS = ["MEND", "MEND-cal", "FT", "FT+KL"];
 
+/** Where the results go: --out, or a new run folder; refused before any work when it would replace what the user did not name. */
+function outputOf(f: Flags): string {
+  if (flagBool(f, "worker")) return ""; // a worker prints its result; the parent writes
+  const out = flagString(f, "out") ?? newRunDir("eval");
+  guardReport(f, out);
+  return out;
+}
+
+const guardReport = (f: Flags, out: string) => guardOutput(out, "eval-report", { force: flagBool(f, "force"), sources: [flagString(f, "model") ?? DEFAULT_MODEL_DIR, flagString(f, "editor") ?? DEFAULT_EDITOR_DIR] });
+
 /** `mend eval --data KIND:FILE`: single edits of a dataset's first records, with its own metrics. */
 async function runDataset(f: Flags): Promise<void> {
   const spec = parseDataSpec(flagString(f, "data")!);
@@ -55,6 +66,7 @@ async function runDataset(f: Flags): Promise<void> {
   const bad = names.filter((n) => !DATASET_METHODS.includes(n));
   if (bad.length) throw new Error(`--data evaluates ${DATASET_METHODS.join(", ")}; ${bad.join(", ")} need the facts world`);
   for (const flag of ["split", "batch-sizes", "sequential", "batch-editor", "jobs"]) if (f[flag] !== undefined) throw new Error(`--${flag} is for the facts world's evaluation, not --data`);
+  const out = outputOf(f);
   const ds = loadDataset(spec.kind, spec.file);
   if (ds.skipped.length) console.error(`${spec.file}: skipped ${ds.skipped.length} record(s) (${ds.skipped[0].reason})`);
   const limit = flagNumber(f, "limit") ?? Math.min(100, ds.records.length);
@@ -64,6 +76,7 @@ async function runDataset(f: Flags): Promise<void> {
   const modelDir = flagString(f, "model") ?? DEFAULT_MODEL_DIR;
   const { model, editor } = needEditor ? loadModelAndEditor(modelDir, flagString(f, "editor") ?? DEFAULT_EDITOR_DIR) : { model: loadModel(modelDir), editor: null };
   try {
+    checkRecordsTokenize(ds, model.tokenizer);
     const innerParams = editor?.config.innerParams ?? lastBlocksMlp(model.config.n_layer);
     const ft = { lr: flagNumber(f, "ft-lr") ?? DEFAULT_FT_CONFIG.lr, optimizer: (flagString(f, "ft-optimizer") ?? DEFAULT_FT_CONFIG.optimizer) as FineTuneOptimizer };
     // FT+KL's locality texts: the locality pairs of the last 16 records after --limit (never evaluated).
@@ -74,14 +87,9 @@ async function runDataset(f: Flags): Promise<void> {
     let done = 0;
     const r = evaluateDataset(model, methods, ds, { limit, onRecord: () => bar.update(++done, {}) });
     bar.done();
-    const out = flagString(f, "out");
-    if (out) {
-      fs.mkdirSync(out, { recursive: true });
-      writeFileDurable(path.join(out, "results.json"), JSON.stringify(r, null, 1) + "\n");
-      writeFileDurable(path.join(out, "results.md"), "```\n" + formatDatasetTable(r) + "\n```\n");
-    }
-    if (flagBool(f, "json")) console.log(JSON.stringify({ backend: backend.kind, ...r, ...(out ? { out } : {}) }));
-    else console.log(formatDatasetTable(r) + (out ? `\n\nwrote ${out}/results.json, results.md` : ""));
+    writeFolder(out, "eval-report", { "results.json": JSON.stringify(r, null, 1) + "\n", "results.md": "```\n" + formatDatasetTable(r) + "\n```\n" }, { check: () => guardReport(f, out) });
+    if (flagBool(f, "json")) console.log(JSON.stringify({ backend: backend.kind, ...r, out }));
+    else console.log(`${formatDatasetTable(r)}\n\nwrote ${out}/results.json, results.md`);
   } finally {
     if (editor) disposeEditor(editor);
     disposeParams(model.params);
@@ -90,6 +98,7 @@ async function runDataset(f: Flags): Promise<void> {
 
 export async function run(f: Flags, argv: readonly string[]): Promise<void> {
   if (flagString(f, "data")) return runDataset(f);
+  const out = outputOf(f);
   const split = (flagString(f, "split") ?? "test") as "test" | "val";
   const batchDir = flagString(f, "batch-editor") ?? DEFAULT_BATCH_EDITOR_DIR;
   // Given explicitly, the batch editor is evaluated (a wrong folder is then a clear load error); by default only if shipped.
@@ -122,8 +131,7 @@ export async function run(f: Flags, argv: readonly string[]): Promise<void> {
       console.log(JSON.stringify(r));
       return;
     }
-    const out = flagString(f, "out") ?? path.join(PACKAGE_ROOT, "reports", "eval");
-    writeEvalOutputs(out, r);
+    writeEvalOutputs(out, r, () => guardReport(f, out));
     const checks = targetChecks(r, ft);
     if (flagBool(f, "json")) {
       console.log(JSON.stringify({ backend: backend.kind, split, ...r, targets: checks, out }));
@@ -181,12 +189,11 @@ async function evalInWorkers(argv: string[], names: string[], jobs: number): Pro
   return merged;
 }
 
-export function writeEvalOutputs(out: string, r: EvalResult): void {
-  fs.mkdirSync(out, { recursive: true });
-  writeFileDurable(path.join(out, "results.json"), JSON.stringify(r, null, 1) + "\n");
+/** results.json, results.md and report.html as one folder (`check`: the output guard, re-run under the folder's lock). */
+function writeEvalOutputs(out: string, r: EvalResult, check: () => void): void {
   const md = `# mend eval\n\n${markdownTable(r.methods)}\n`;
-  writeFileDurable(path.join(out, "results.md"), md);
   const intro = `MEND vs fine-tuning on ${r.n_test} test edits of the facts world (held-out subjects; paraphrases use held-out templates).\nES = every target token is the argmax; locality = fraction of locality answers whose argmax tokens are unchanged.`;
-  writeFileDurable(path.join(out, "report.html"), htmlReport("mend-ts evaluation", intro, markdownTable(r.methods), evalFigures(r)));
+  const files = { "results.json": JSON.stringify(r, null, 1) + "\n", "results.md": md, "report.html": htmlReport("mend-ts evaluation", intro, markdownTable(r.methods), evalFigures(r)) };
+  writeFolder(out, "eval-report", files, { check });
 }
 

@@ -67,8 +67,14 @@ export function parseFlags(spec: CommandSpec, argv: readonly string[]): Flags {
   for (const f of spec.flags) {
     const v = parsed.values[f.name];
     if (v === undefined) continue;
-    if (f.type === "boolean" || f.type === "repeat") {
+    if (f.type === "boolean") {
       out[f.name] = v as FlagValue;
+      continue;
+    }
+    if (f.type === "repeat") {
+      const items = (Array.isArray(v) ? v : [v]).map(String);
+      if (items.some((s) => s.trim() === "")) throw new UsageError(`--${f.name} needs a value (an empty one was given)`);
+      out[f.name] = items;
       continue;
     }
     const raw = Array.isArray(v) ? String(v[v.length - 1]) : String(v);

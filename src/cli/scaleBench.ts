@@ -27,6 +27,7 @@ import { metaBatchGrads } from "../mend/metaLoss";
 import { MetaExample } from "../mend/metaExamples";
 import { DEFAULT_TRAIN_EDITOR_CONFIG } from "../mend/train";
 import { PACKAGE_ROOT } from "./common";
+import { leanAdam } from "../model/leanAdam";
 import { editAndApply, gradsOf, timeIt } from "./timing";
 
 export const SCALE_STAGES = ["edit", "forward-backward", "meta-step"] as const;
@@ -61,11 +62,20 @@ interface StageReport {
   peakRssMb: number;
 }
 
+/**
+ * The meta-training example: GPT-2 BPE lengths close to the PyTorch peer's (../shared/peer, an edit
+ * of a 12-token prompt + 2 target tokens and three 14-token locality texts): edit 14 + 2, equivalent
+ * 11 + 2, three locality texts of 13-14 + 1 tokens.
+ */
 const EXAMPLE: MetaExample = {
-  editInner: { prompt: "The president of the United States is", target: "Joe Biden" },
-  editOuter: { prompt: "The current US president is", target: "Joe Biden" },
-  loc: { prompt: "The capital of France is", target: "Paris" },
+  editInner: { prompt: "After the election of 2020, the new president of the United States is", target: "Joe Biden" },
+  editOuter: { prompt: "Since January 2021 the president of the United States has been", target: "Joe Biden" },
+  loc: { prompt: "The capital of France is a city on the river Seine called", target: "Paris" },
   locClass: "unrelated",
+  extraLoc: [
+    { prompt: "The largest planet in the solar system, a gas giant, is named", target: "Jupiter" },
+    { prompt: "The author of the play Hamlet, written around 1600, was William", target: "Shakespeare" },
+  ],
 };
 
 /** Run one stage in this process. Throws when it does not fit (a wasm abort ends the backend). */
@@ -110,7 +120,7 @@ export async function runScaleStage(opts: { shape: Gpt2Shape; stage: ScaleStage;
       return report(ms);
     }
     const vars = { ...net, ...editLrs };
-    const opt = tf.train.adam(1e-6, 0.9, 0.999, 1e-8);
+    const opt = leanAdam(1e-6, 0.9, 0.999, 1e-8); // as trainEditor
     const ms = await timeIt(async () => {
       const { grads } = metaBatchGrads(model, editor, [[EXAMPLE]], vars, DEFAULT_TRAIN_EDITOR_CONFIG, true);
       if (grads) {
@@ -183,20 +193,18 @@ export async function runScaleBench(opts: { shape: Gpt2Shape; reps?: number; ran
   return { backend: info.backend, shape: opts.shape, params: info.params, editorParams: info.editorParams, rank: info.rank, stages, peakRssMb: Math.max(...rss) };
 }
 
-/** The PyTorch 1.13 CPU (2 threads) figures for the GPT-2-small shape on this machine type (the reference of the speed goal). */
-export const PYTORCH_GPT2_SMALL = { editMs: 241, trainStepMs: 3500, forwardBackward8x16Ms: 3300, peakRssMb: 3000 };
-
+/**
+ * The result as text. Ratios against another implementation are measured in one run, alternating
+ * the two on the same machine (docs/benchmarks.md), never against figures from elsewhere.
+ */
 export function formatScaleBench(r: ScaleBenchResult): string {
-  const ref = r.shape === "gpt2" ? PYTORCH_GPT2_SMALL : null;
-  const row = (name: string, s: ScaleStageResult, refMs?: number) =>
-    s.ms === null
-      ? `  ${name.padEnd(34)} failed: ${s.failure}`
-      : `  ${name.padEnd(34)} ${s.ms.toFixed(0).padStart(7)} ms${refMs ? `   ${(s.ms / refMs).toFixed(2)}x PyTorch's ${refMs} ms` : ""}   (peak RSS ${(s.peakRssMb ?? 0).toFixed(0)} MB)`;
+  const row = (name: string, s: ScaleStageResult) =>
+    s.ms === null ? `  ${name.padEnd(44)} failed: ${s.failure}` : `  ${name.padEnd(44)} ${s.ms.toFixed(0).padStart(7)} ms   (peak RSS ${(s.peakRssMb ?? 0).toFixed(0)} MB)`;
   return [
     `${r.shape}: ${(r.params / 1e6).toFixed(1)}M parameters, editor rank ${r.rank} (${(r.editorParams / 1e6).toFixed(1)}M parameters); backend ${r.backend}`,
-    row("MEND edit", r.stages.edit, ref?.editMs),
-    row("forward+backward, 8 x 16 tokens", r.stages["forward-backward"], ref?.forwardBackward8x16Ms),
-    row("meta-training step (1 example)", r.stages["meta-step"], ref?.trainStepMs),
-    `  peak RSS ${r.peakRssMb.toFixed(0)} MB${ref ? `   ${(r.peakRssMb / ref.peakRssMb).toFixed(2)}x PyTorch's ${ref.peakRssMb} MB` : ""} (the largest stage)`,
+    row("MEND edit", r.stages.edit),
+    row("forward+backward, 8 x 16 tokens", r.stages["forward-backward"]),
+    row("meta-training step (1 example, 3 locality texts)", r.stages["meta-step"]),
+    `  peak RSS ${r.peakRssMb.toFixed(0)} MB (the largest stage)`,
   ].join("\n");
 }

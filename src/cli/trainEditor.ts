@@ -1,18 +1,20 @@
 /** `mend train-editor`: meta-train a MEND editor for a base model on the facts world. */
 import * as fs from "fs";
 import * as path from "path";
-import { loadDataset, parseDataSpec, splitRecords } from "../datasets/records";
+import { checkRecordsTokenize, loadDataset, parseDataSpec, splitRecords } from "../datasets/records";
+import type { Tokenizer } from "../model/tokenizer";
 import { OFFICIAL_RECIPE, prepareTraining, TrainingRecipe } from "../extensions/trainingRecipe";
 import { describeBackend, initBackend } from "../model/backend";
 import { disposeParams } from "../model/gpt";
 import { loadModel } from "../model/modelFolder";
-import { readFolderFiles, writeFolder } from "../model/checkpointFolder";
+import { readFolderFiles, recoverForRead, writeFolder } from "../model/checkpointFolder";
 import { DEFAULT_TRAIN_EDITOR_CONFIG, TrainEditorConfig, trainEditor } from "../mend/train";
 import { EditRecord } from "../datasets/editRecord";
 import { World } from "../world/world";
 import { DEFAULT_MODEL_DIR, FORCE_FLAG, guardOutput, MODEL_FLAG, newRunDir, RESUME_FLAG } from "./common";
 import { CommandSpec, flagBool, flagNumber, Flags, flagString } from "./flags";
 import { ProgressBar } from "./progress";
+import { readJsonFile } from "../model/jsonFile";
 
 const d = DEFAULT_TRAIN_EDITOR_CONFIG;
 export const spec: CommandSpec = {
@@ -55,15 +57,17 @@ const RESUMABLE = new Set(["model", "out", "run-dir", "resume", "force", "steps"
 /** The settings a run was started with (its last checkpoint's trainer state), for --resume. */
 function runConfig(runDir: string): TrainEditorConfig {
   const file = path.join(runDir, "last", "trainer_state.json");
+  recoverForRead(path.join(runDir, "last"));
   if (!fs.existsSync(file)) throw new Error(`nothing to resume: ${file} not found (start a new run without --resume, or name the run folder)`);
-  return (JSON.parse(fs.readFileSync(file, "utf8")) as { config: TrainEditorConfig }).config;
+  return (readJsonFile(file) as { config: TrainEditorConfig }).config;
 }
 
 /** Training and validation records: a dataset's (its last records validate) or the facts world's. */
-function trainingRecords(cfg: TrainEditorConfig): { train: EditRecord[]; val: EditRecord[] } {
+function trainingRecords(cfg: TrainEditorConfig, tokenizer: Tokenizer): { train: EditRecord[]; val: EditRecord[] } {
   if (cfg.data) {
     const spec = parseDataSpec(cfg.data);
     const ds = loadDataset(spec.kind, spec.file);
+    checkRecordsTokenize(ds, tokenizer);
     if (ds.skipped.length) console.error(`${spec.file}: skipped ${ds.skipped.length} record(s): ${ds.skipped.slice(0, 3).map((s) => `${s.index} (${s.reason})`).join(", ")}`);
     return splitRecords(ds.records, cfg.valSize);
   }
@@ -71,13 +75,31 @@ function trainingRecords(cfg: TrainEditorConfig): { train: EditRecord[]; val: Ed
   return { train: world.editRecords("train", { perFact: cfg.perFact }), val: world.editRecords("val") };
 }
 
+/** The recorded setting each of a run's own flags sets (a resumed run accepts a flag that repeats it). */
+const RUN_SETTING: Record<string, (c: TrainEditorConfig) => unknown> = {
+  data: (c) => c.data ?? null,
+  rank: (c) => (c.editor as { rank?: number }).rank,
+  "inner-params": (c) => (c.editor as { innerParams?: string[] }).innerParams,
+  seed: (c) => c.seed,
+  lr: (c) => c.lr,
+  "n-edits": (c) => c.nEdits,
+  accumulate: (c) => c.accumulate,
+  "outer-is-edit": (c) => c.outerIsEdit,
+  "per-fact": (c) => c.perFact,
+  "c-loc": (c) => c.cLoc,
+  init: (c) => c.initEditor,
+  locality: (c) => (c.extensions?.localitySource as string | undefined) ?? "record",
+  "loc-per-edit": (c) => (c.extensions?.locPerEdit as number | undefined) ?? 1,
+  "same-answer-loc": (c) => (c.extensions?.sameAnswerLoc as number | undefined) ?? 0,
+  "batch-loss": (c) => (c.extensions?.batchLoss as string | undefined) ?? "mean",
+  rows: (c) => (c.extensions?.rows as string | undefined) ?? "all",
+  "key-precond": (c) => c.extensions?.keyPrecond,
+  "batch-precond": (c) => c.extensions?.batchPrecond,
+};
+
 export async function run(f: Flags): Promise<void> {
   const resume = flagBool(f, "resume");
-  if (resume) {
-    const fixed = Object.keys(f).filter((k) => k !== "help" && f[k] !== undefined && !RESUMABLE.has(k));
-    if (fixed.length) throw new Error(`${fixed.map((k) => `--${k}`).join(", ")} cannot change when resuming: a resumed run keeps its own settings (only --steps, --time-budget and --patience may change)`);
-    if (!flagString(f, "run-dir")) throw new Error("--resume needs --run-dir DIR: the run to continue");
-  }
+  if (resume && !flagString(f, "run-dir")) throw new Error("--resume needs --run-dir DIR: the run to continue");
   const init = flagString(f, "init") ?? null;
   for (const flag of ["rank", "inner-params", "rows", "key-precond"]) {
     if (init && f[flag] !== undefined) throw new Error(`--${flag} shapes a new editor; with --init the editor keeps its own (drop --${flag})`);
@@ -116,6 +138,12 @@ export async function run(f: Flags): Promise<void> {
   };
   const modelDir = flagString(f, "model") ?? DEFAULT_MODEL_DIR;
   const runDir = flagString(f, "run-dir") ?? newRunDir("train-editor");
+  if (resume) {
+    // A resumed run keeps its own settings: a flag may repeat one, not change it.
+    const was = runConfig(runDir);
+    const changed = Object.keys(f).filter((k) => k !== "help" && f[k] !== undefined && !RESUMABLE.has(k) && (!RUN_SETTING[k] || JSON.stringify(RUN_SETTING[k](cfg)) !== JSON.stringify(RUN_SETTING[k](was))));
+    if (changed.length) throw new Error(`${changed.map((k) => `--${k}`).join(", ")} cannot change when resuming: a resumed run keeps its own settings (${changed.map((k) => (RUN_SETTING[k] ? `--${k} was ${JSON.stringify(RUN_SETTING[k](was))}` : `--${k} is not a setting of the run`)).join("; ")}); only --steps, --time-budget and --patience may change`);
+  }
   const out = flagString(f, "out") ?? path.join(runDir, "editor");
   const ownOutput = flagBool(f, "force") || (resume && !flagString(f, "out")); // a resumed run may replace its own output
   guardOutput(out, "editor", { force: ownOutput, sources: [modelDir, ...(init ? [init] : [])] });
@@ -124,12 +152,12 @@ export async function run(f: Flags): Promise<void> {
   console.error(`run folder: ${runDir}; the best editor goes to ${out}`);
   if (cfg.data && f["per-fact"] !== undefined) throw new Error("--per-fact draws new targets for the facts world; a dataset brings its own (drop --per-fact)");
   const started = resume ? runConfig(runDir) : cfg; // a resumed run reads what it started on, and samples its locality texts as it did
-  const { train, val } = trainingRecords(started);
   const x = (started.extensions ?? {}) as { locPerEdit?: number; sameAnswerLoc?: number; localitySource?: "record" | "other-record" };
   const resumedLocality = { locality: { locPerEdit: x.locPerEdit ?? 1, sameAnswerLoc: x.sameAnswerLoc ?? 0 }, localitySource: x.localitySource ?? "record" };
   const model = loadModel(modelDir);
   const bar = new ProgressBar(cfg.maxSteps, "train-editor");
   try {
+    const { train, val } = trainingRecords(started, model.tokenizer);
     // A resumed run loads its editor (and its extensions) from the run folder.
     const prep = prepareTraining(model, train, cfg, resume ? { ...OFFICIAL_RECIPE, ...resumedLocality } : recipe);
     const r = await trainEditor(model, train, val, runDir, cfg, {

@@ -65,16 +65,22 @@ export interface EditRequest {
   target: string;
 }
 
-/** Throws on requests that cannot be edited: empty prompts or targets, one prompt with two targets. */
-export function validateRequests(requests: readonly EditRequest[]): void {
+/**
+ * Throws on requests that cannot be edited: a field that is not text, an empty prompt or target,
+ * one prompt with two targets. `where` names their source ("edits.json") in the messages.
+ */
+export function validateRequests(requests: readonly EditRequest[], where = "edit request"): void {
   if (!Array.isArray(requests) || requests.length === 0) throw new Error("no edit requests given");
   const targetOf = new Map<string, string>();
+  const q = (s: string) => JSON.stringify(s.length > 80 ? `${s.slice(0, 80)}…` : s);
   requests.forEach((r, i) => {
-    if (!r || typeof r.prompt !== "string" || !r.prompt.trim()) throw new Error(`edit request ${i}: prompt is empty`);
-    if (typeof r.target !== "string" || !r.target.trim()) throw new Error(`edit request ${i} ("${r.prompt}"): target is empty`);
+    if (!r || typeof r !== "object" || Array.isArray(r)) throw new Error(`${where} ${i}: expected {"prompt": ..., "target": ...}, got ${JSON.stringify(r)?.slice(0, 60)}`);
+    for (const k of ["prompt", "target"] as const) if (typeof r[k] !== "string") throw new Error(`${where} ${i}: "${k}" must be text, got ${JSON.stringify(r[k])?.slice(0, 60) ?? "nothing"}`);
+    if (!r.prompt.trim()) throw new Error(`${where} ${i}: prompt is empty`);
+    if (!r.target.trim()) throw new Error(`${where} ${i} (${q(r.prompt)}): target is empty`);
     const key = r.prompt.normalize("NFC").trim();
     const other = targetOf.get(key);
-    if (other !== undefined && other !== r.target.normalize("NFC").trim()) throw new Error(`edit requests ask for two targets for "${r.prompt}": "${other}" and "${r.target}"`);
+    if (other !== undefined && other !== r.target.normalize("NFC").trim()) throw new Error(`edit requests ask for two targets for ${q(r.prompt)}: ${q(other)} and ${q(r.target)}`);
     targetOf.set(key, r.target.normalize("NFC").trim());
   });
 }

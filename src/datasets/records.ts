@@ -3,11 +3,12 @@
  * `--data` takes), the file's format checked record by record with errors that name the record and
  * the field, and the train/validation split used for meta-training.
  */
-import * as fs from "fs";
 import { EditRecord } from "./editRecord";
 import type { Skipped } from "./jsonRecords";
 import { counterfactRecords } from "./counterfact";
 import { zsreRecords } from "./zsre";
+import { readJsonFile } from "../model/jsonFile";
+import type { Tokenizer } from "../model/tokenizer";
 
 export type DatasetKind = "zsre" | "counterfact";
 export const DATASET_KINDS: readonly DatasetKind[] = ["zsre", "counterfact"];
@@ -29,16 +30,27 @@ export function parseDataSpec(spec: string): { kind: DatasetKind; file: string }
 
 /** Load a dataset file of a kind (zsRE: EasyEdit JSON; CounterFact: ROME's or EasyEdit's JSON). */
 export function loadDataset(kind: DatasetKind, file: string): Dataset {
-  if (!fs.existsSync(file)) throw new Error(`${file}: file not found`);
-  let data: unknown;
-  try {
-    data = JSON.parse(fs.readFileSync(file, "utf8"));
-  } catch (e) {
-    throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
-  }
+  const data = readJsonFile(file);
   const { records, skipped } = kind === "zsre" ? zsreRecords(data, file) : counterfactRecords(data, file);
   if (records.length === 0) throw new Error(`${file}: no usable records (${skipped.length} skipped: ${skipped[0]?.reason})`);
   return { kind, file, records, skipped };
+}
+
+/**
+ * Check that a dataset's records can be edited and scored with `tokenizer`: a dataset's text is
+ * for a GPT-2 with its BPE (the facts world's word tokenizer knows only its world's words), and a
+ * record holding a special token (e.g. "<|endoftext|>") is refused with the file and the record.
+ */
+export function checkRecordsTokenize(ds: Pick<Dataset, "kind" | "file" | "records">, tokenizer: Tokenizer): void {
+  if (tokenizer.kind !== "bpe") throw new Error(`${ds.kind}:${ds.file} needs a GPT-2 with its BPE tokenizer (--model DIR: a Hugging Face GPT-2 folder, or one made by "mend random-gpt2"); this model's word tokenizer knows only the facts world's words`);
+  for (const r of ds.records) {
+    const texts = [...r.prompts, ...r.heldout_prompts, r.target_new, r.target_true, ...r.locality.flatMap((l) => [l.prompt, l.target])];
+    try {
+      for (const t of texts) tokenizer.encode(t);
+    } catch (e) {
+      throw new Error(`${ds.file}: record with case_id ${r.case_id}: ${(e as Error).message}`);
+    }
+  }
 }
 
 /**

@@ -3,9 +3,9 @@
  * one single edit of the base model, scored with the dataset's own metrics before and after, then
  * undone. Scores are averaged over records (the paper's and ROME's convention).
  */
-import { counterfactScore, counterfactScores } from "../datasets/counterfact";
+import { counterfactScore, counterfactScores } from "./counterfactMetrics";
 import { Dataset } from "../datasets/records";
-import { zsreScores } from "../datasets/zsre";
+import { zsreScores } from "./zsreMetrics";
 import type { EditedModel } from "../model/languageModel";
 import { disposeMethodEdit, EditMethod } from "./methods";
 

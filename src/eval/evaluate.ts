@@ -13,6 +13,7 @@
  * Batched edits: k records edited in one call, for each k. Sequential edits: N edits one after
  * another, with retention of every earlier edit and locality on a fixed probe set after each.
  */
+import * as tf from "@tensorflow/tfjs";
 import { TextExample } from "../model/batch";
 import { disposeMethodEdit, EditMethod, MethodContext } from "./methods";
 import { accuracyDrawdown, editSuccess, mean, meanBy, perplexity, perplexityDrawdown, tokenAccuracy, unchanged, unchangedTokenFraction } from "./metrics";
@@ -280,6 +281,7 @@ function evalSequential(model: EditedModel, method: EditMethod, records: readonl
     for (const r of records) {
       const e = method.edit(current, [editRequest(r)]);
       if (e.update) disposeUpdate(e.update);
+      if (e.state) tf.dispose(Object.values(e.state.tensors));
       if (current !== model) replaceModel(current, e.model); // only the newest model is kept
       current = e.model;
       done.push(r);

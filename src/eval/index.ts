@@ -5,3 +5,5 @@ export { evaluateMethods, worldMethodContext, DEFAULT_EVAL_CONFIG, type EvalConf
 export { probesFor, runProbes, formatProbeTable, probeTableRows, firstWord, type Probe, type ProbeResult } from "./report"; // before/after probe tables
 export { targetChecks } from "./targets"; // the project's measured targets
 export { evaluateDataset, formatDatasetTable, type DatasetEvalResult } from "./datasetEval"; // zsRE / CounterFact single edits with their metrics
+export { zsreScores, type ZsreScores } from "./zsreMetrics"; // the official, EasyEdit's and ROME's zsRE metrics
+export { counterfactScores, counterfactScore, type CounterfactScores } from "./counterfactMetrics"; // ROME's ES/EM, PS/PM, NS/NM, S

@@ -12,14 +12,16 @@
  * The registry knows nothing of where the edits come from: what a method needs beyond the model
  * (its editor, locality texts for FT+KL, prompts to preserve) is passed in a `MethodContext`.
  */
+import * as tf from "@tensorflow/tfjs";
 import { DEFAULT_FT_CONFIG, FineTuneConfig, fineTuneEdit, validateFineTune } from "../baselines/fineTune";
 import { BATCH_EDITOR_CALIBRATION, calibration, DEFAULT_CALIBRATION, StepCalibration } from "../extensions/calibrate";
 import { BATCH_EDITOR_PRESERVATION, buildPreservationSet, disposePreservationSet, preservedEdit } from "../extensions/preserve";
 import { EditRequest } from "../datasets/editRecord";
 import { mendEdit } from "../mend/edit";
 import { Editor } from "../mend/editor";
+import type { UpdateRule } from "../mend/hooks";
 import { TextExample } from "../model/batch";
-import { EditedModel } from "../model/languageModel";
+import { EditedModel, MethodState } from "../model/languageModel";
 import { applyUpdates, ModelView, ParamsModel } from "../model/paramsModel";
 import { disposeUpdate, ModelUpdate } from "../model/weightUpdate";
 
@@ -28,6 +30,8 @@ export interface MethodEdit {
   model: EditedModel;
   /** ΔW of the edit, when the method changes weights (owned by this edit: `disposeMethodEdit`). */
   update?: ModelUpdate;
+  /** The state the method carries on from this edit (owned by this edit; the edited model holds its own copy). */
+  state?: MethodState;
   latencyMs: number;
   /** Optimizer steps taken (fine-tuning methods). */
   steps?: number;
@@ -45,6 +49,7 @@ export interface EditMethod {
 export function disposeMethodEdit(e: MethodEdit): void {
   e.model.dispose();
   if (e.update) disposeUpdate(e.update);
+  if (e.state) tf.dispose(Object.values(e.state.tensors));
 }
 
 /** The parameters of a model a weight-editing method is asked to edit (an error for other kinds). */
@@ -53,24 +58,39 @@ export function paramsOf(model: EditedModel, method: string): ModelView {
   return model;
 }
 
-/** A method whose edit is a weight update: the edited model is `model` + ΔW, carrying the update's state. */
-function weightMethod(name: string, edit: (m: ModelView, requests: readonly EditRequest[]) => { update: ModelUpdate; steps?: number }): EditMethod {
+/**
+ * A method whose edit is a weight update: the edited model is `model` + ΔW. The method reads the
+ * state it left on `model` (when `model` is its own edit) and leaves its new state on the edited
+ * model (a copy of what the ledger records: `state` of the MethodEdit is the method's own).
+ */
+function weightMethod(name: string, edit: (m: ModelView, requests: readonly EditRequest[], state?: MethodState) => { update: ModelUpdate; steps?: number; state?: MethodState }): EditMethod {
   return {
     name,
     edit(model, requests) {
       const t0 = performance.now();
       const base = paramsOf(model, name);
-      const r = edit(base, requests);
-      const edited = applyUpdates(base, [r.update]);
-      return { model: edited, update: r.update, latencyMs: performance.now() - t0, ...(r.steps !== undefined ? { steps: r.steps } : {}) };
+      const prior = model.state?.method === name ? model.state : undefined;
+      const r = edit(base, requests, prior);
+      const state = r.state && { method: name, meta: r.state.meta, tensors: r.state.tensors };
+      const edited = applyUpdates(base, [r.update], state && cloneState(state));
+      return { model: edited, update: r.update, ...(state ? { state } : {}), latencyMs: performance.now() - t0, ...(r.steps !== undefined ? { steps: r.steps } : {}) };
     },
   };
 }
 
-/** MEND with `editor` (its hooks included); `calibrate`: edit-time step calibration (src/extensions/calibrate.ts). */
-export function mendMethod(editor: Editor, name = "MEND", calibrate: StepCalibration | null = null): EditMethod {
+/** A copy of a state whose tensors are new handles on the same data (cheap; owned separately). */
+export function cloneState(s: MethodState): MethodState {
+  return { method: s.method, meta: { ...s.meta }, tensors: Object.fromEntries(Object.entries(s.tensors).map(([k, t]) => [k, tf.clone(t)])) };
+}
+
+/**
+ * MEND with `editor` (its hooks included); `calibrate`: edit-time step calibration
+ * (src/extensions/calibrate.ts); `rule`: a replaced update rule (src/mend/hooks.ts), which may carry
+ * state from one edit of a model to the next.
+ */
+export function mendMethod(editor: Editor, name = "MEND", calibrate: StepCalibration | null = null, rule?: UpdateRule): EditMethod {
   const stepScale = calibrate ? calibration(calibrate) : null;
-  return weightMethod(name, (m, requests) => mendEdit(m, editor, requests, { stepScale }));
+  return weightMethod(name, (m, requests, state) => mendEdit(m, editor, requests, { stepScale, ...(rule ? { rule, state } : {}) }));
 }
 
 export function fineTuneMethod(cfg: FineTuneConfig, name = cfg.cEdit === null ? "FT" : "FT+KL"): EditMethod {

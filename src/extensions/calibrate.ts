@@ -59,7 +59,7 @@ export interface CalibrationResult {
 
 const ROUND = 4;
 
-export function validateCalibration(c: StepCalibration): void {
+function validateCalibration(c: StepCalibration): void {
   if (!(Number.isFinite(c.margin) && c.margin > 0)) throw new Error(`calibration margin must be a positive number, got ${c.margin}`);
   if (!(Number.isFinite(c.maxScale) && c.maxScale > 0)) throw new Error(`calibration maxScale must be a positive number, got ${c.maxScale}`);
 }

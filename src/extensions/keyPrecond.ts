@@ -58,7 +58,7 @@ export function ridgeInverse(C: Float64Array, d: number, lam: number): Float64Ar
 }
 
 /** A⁻¹ of a symmetric positive definite A, row-major [d · d], by Cholesky (float64). */
-export function spdInverse(A: Float64Array, d: number): Float64Array {
+function spdInverse(A: Float64Array, d: number): Float64Array {
   const L = new Float64Array(d * d);
   for (let i = 0; i < d; i++) {
     for (let j = 0; j <= i; j++) {

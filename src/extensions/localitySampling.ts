@@ -33,7 +33,7 @@ export interface LocalitySampling {
   sameAnswerLoc: number;
 }
 
-export function validateLocalitySampling(s: LocalitySampling): void {
+function validateLocalitySampling(s: LocalitySampling): void {
   if (!Number.isInteger(s.locPerEdit) || s.locPerEdit < 1) throw new Error(`locPerEdit must be a positive integer, got ${s.locPerEdit}`);
   if (!(s.sameAnswerLoc >= 0 && s.sameAnswerLoc <= 1)) throw new Error(`sameAnswerLoc must be a probability in [0, 1], got ${s.sameAnswerLoc}`);
 }

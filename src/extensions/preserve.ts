@@ -101,7 +101,7 @@ export function firstTargetArgmax(logits: tf.Tensor3D, labels: readonly (readonl
   return tf.tidy(() => Array.from(tf.argMax(tf.gather(tf.reshape(logits, [B * T, V]), tf.tensor1d(pos.map((p, b) => b * T + p), "int32")), 1).dataSync()));
 }
 
-export function validatePreservation(p: Preservation, names: readonly string[]): void {
+function validatePreservation(p: Preservation, names: readonly string[]): void {
   if (!(p.beta > 0) || !Number.isFinite(p.beta)) throw new Error(`preservation: β must be a finite number > 0, got ${p.beta}`);
   if (!(p.margin > 0) || !(p.maxStep > 0) || !Number.isFinite(p.maxStep)) throw new Error(`preservation: margin and maxStep must be > 0, got ${p.margin} and ${p.maxStep}`);
   for (const n of names) {

@@ -87,7 +87,7 @@ export interface Editor {
   hooks?: EditorHooks;
 }
 
-export function shapeKey(dIn: number, dOut: number): string {
+function shapeKey(dIn: number, dOut: number): string {
   return `${dIn}x${dOut}`;
 }
 
@@ -116,9 +116,9 @@ export function createEditor(config: EditorConfig, shapes: Readonly<Record<strin
   const id = `editor${editorCounter++}`;
   const nets: Record<string, EditorNet> = {};
   for (const name of config.innerParams) {
-    const s = shapes[name];
+    const s = Object.prototype.hasOwnProperty.call(shapes, name) ? shapes[name] : undefined; // never a prototype key ("__proto__")
     if (!s) throw new Error(`editor config: inner parameter "${name}" is not a weight of the base model`);
-    if (s.length !== 2) throw new Error(`editor config: inner parameter "${name}" has shape [${s}], expected a 2-D weight`);
+    if (!Array.isArray(s) || s.length !== 2) throw new Error(`editor config: inner parameter "${name}" has shape [${s}], expected a 2-D weight`);
     const key = shapeKey(s[0], s[1]);
     nets[key] ??= { key, dIn: s[0], dOut: s[1], modes: [], layers: [], stats: createStats(s[0], s[1]) };
     nets[key].modes.push(name);
@@ -147,7 +147,10 @@ export function createEditor(config: EditorConfig, shapes: Readonly<Record<strin
 
 /** Throws on a config the editor cannot be built from, naming the key. */
 export function validateEditorConfig(config: EditorConfig): void {
+  if (!config || typeof config !== "object" || Array.isArray(config)) throw new Error(`editor config: expected an object, got ${JSON.stringify(config)}`);
   if (!Array.isArray(config.innerParams) || config.innerParams.length === 0) throw new Error("editor config: innerParams is empty");
+  const bad = config.innerParams.find((n) => typeof n !== "string" || n === "");
+  if (bad !== undefined) throw new Error(`editor config: innerParams must be weight names, got ${JSON.stringify(bad)}`);
   if (!Number.isInteger(config.rank) || config.rank < 1) throw new Error(`editor config: rank must be a positive integer, got ${config.rank}`);
   if (!Number.isInteger(config.nHidden) || config.nHidden < 0) throw new Error(`editor config: nHidden must be a non-negative integer, got ${config.nHidden}`);
   if (config.init !== "id" && config.init !== "xavier") throw new Error(`editor config: init must be "id" or "xavier", got ${JSON.stringify(config.init)}`);

@@ -16,12 +16,13 @@ import * as fs from "fs";
 import * as path from "path";
 import * as tf from "@tensorflow/tfjs";
 import { GPT2Config } from "../model/config";
-import { createEditor, disposeEditor, Editor, EditorConfig, editorVariables } from "./editor";
+import { createEditor, disposeEditor, Editor, EditorConfig, editorVariables, validateEditorConfig } from "./editor";
 import { Params } from "../model/gpt";
-import { verifyFolder, writeFolder } from "../model/checkpointFolder";
+import { recoverForRead, verifyFolder, writeFolder } from "../model/checkpointFolder";
 import { paramsFingerprint } from "../model/gpt";
 import { encodeSafetensors, RawTensor, readSafetensors } from "../model/safetensors";
 import { disposeStats } from "./stats";
+import { readJsonFile } from "../model/jsonFile";
 
 export interface EditorFolderConfig {
   format: "mend-ts-editor";
@@ -91,6 +92,27 @@ export function saveEditor(dir: string, e: Editor, baseConfig: GPT2Config, baseP
   writeFolder(dir, "editor", editorFiles(e, baseConfig, baseParams, training));
 }
 
+/** config.json of an editor folder, its fields checked as data (types; the editor config by `createEditor`). */
+function checkedFolderConfig(raw: unknown, file: string): EditorFolderConfig {
+  const obj = (v: unknown) => !!v && typeof v === "object" && !Array.isArray(v);
+  if (!obj(raw)) throw new Error(`${file}: expected an object, got ${JSON.stringify(raw)?.slice(0, 40)}`);
+  const c = raw as EditorFolderConfig;
+  if (c.format !== "mend-ts-editor") throw new Error(`${file}: not a mend-ts editor config (format ${JSON.stringify(c.format)})`);
+  if (!obj(c.editor)) throw new Error(`${file}: "editor" (the editor config) must be an object`);
+  try {
+    validateEditorConfig(c.editor);
+  } catch (e) {
+    throw new Error(`${file}: ${(e as Error).message}`);
+  }
+  if (!obj(c.base)) throw new Error(`${file}: "base" (what the editor was trained for) must be an object`);
+  for (const k of ["n_embd", "n_layer", "vocab_size"] as const) if (!Number.isInteger(c.base[k])) throw new Error(`${file}: base.${k} must be an integer, got ${JSON.stringify(c.base[k])}`);
+  if (!obj(c.base.shapes) || !Object.values(c.base.shapes).every((s) => Array.isArray(s) && s.every((d) => Number.isInteger(d) && d > 0))) throw new Error(`${file}: base.shapes must map weight names to shapes (lists of positive integers)`);
+  if (c.base.fingerprint !== undefined && typeof c.base.fingerprint !== "string") throw new Error(`${file}: base.fingerprint must be a string`);
+  if (!obj(c.stats) || !Object.values(c.stats).every((s) => obj(s) && Number.isInteger(s.count) && s.count >= 0)) throw new Error(`${file}: stats must map editor nets to {"count": rows}`);
+  if (c.extensions !== undefined && !obj(c.extensions)) throw new Error(`${file}: extensions must be an object`);
+  return c;
+}
+
 /**
  * Load an editor folder for a base model. Throws a clear error when the folder is missing, a file
  * is bad, or the editor does not fit the base model (other config, missing weight, other shape).
@@ -98,17 +120,12 @@ export function saveEditor(dir: string, e: Editor, baseConfig: GPT2Config, baseP
  */
 export function loadEditor(dir: string, baseConfig: GPT2Config, baseParams: Readonly<Params>, attach?: AttachHooks, opts: { allowBaseMismatch?: boolean } = {}): Editor {
   const cfgPath = path.join(dir, "config.json");
+  recoverForRead(dir);
   if (!fs.existsSync(dir) || !fs.existsSync(cfgPath)) {
     throw new Error(`editor folder "${dir}" not found (expected config.json and editor.safetensors); run "mend train-editor" or pass --editor`);
   }
-  verifyFolder(dir);
-  let cfg: EditorFolderConfig;
-  try {
-    cfg = JSON.parse(fs.readFileSync(cfgPath, "utf8"));
-  } catch (e) {
-    throw new Error(`${cfgPath}: not valid JSON (${(e as Error).message})`);
-  }
-  if (cfg.format !== "mend-ts-editor") throw new Error(`${cfgPath}: not a mend-ts editor config (format ${JSON.stringify(cfg.format)})`);
+  verifyFolder(dir, ["editor", "editor-run"]);
+  const cfg = checkedFolderConfig(readJsonFile(cfgPath), cfgPath);
   if (cfg.extensions && !attach) {
     throw new Error(`editor "${dir}" was trained with additions to MEND (${Object.keys(cfg.extensions).join(", ")}); load it with extensions.loadEditor (src/extensions), which rebuilds them`);
   }
@@ -123,9 +140,10 @@ export function loadEditor(dir: string, baseConfig: GPT2Config, baseParams: Read
     if (have !== fp) throw new Error(`editor "${dir}" was trained for the base model with fingerprint ${fp.slice(0, 12)}, but this base model's is ${have.slice(0, 12)} (another or a changed model); retrain the editor for it, or pass --allow-base-mismatch`);
   }
   for (const name of cfg.editor.innerParams) {
-    const w = baseParams[name];
-    if (!w) throw new Error(`editor "${dir}" edits "${name}", which the base model does not have`);
-    const want = cfg.base.shapes[name];
+    const own = (o: object, k: string) => Object.prototype.hasOwnProperty.call(o, k); // never a prototype key ("__proto__")
+    const w = own(baseParams, name) ? baseParams[name] : undefined;
+    if (!w) throw new Error(`editor "${dir}" edits ${JSON.stringify(name)}, which the base model does not have`);
+    const want = own(cfg.base.shapes, name) ? cfg.base.shapes[name] : undefined;
     if (!want || want.join("x") !== w.shape.join("x")) throw new Error(`editor "${dir}" expects "${name}" of shape [${want}], the base model has [${w.shape}]`);
   }
   const { tensors } = readSafetensors(path.join(dir, "editor.safetensors"));
@@ -174,5 +192,6 @@ export function loadEditor(dir: string, baseConfig: GPT2Config, baseParams: Read
 /** The training summary stored in an editor folder's config.json (or undefined). */
 export function editorTrainingInfo(dir: string): Record<string, unknown> | undefined {
   const p = path.join(dir, "config.json");
-  return fs.existsSync(p) ? (JSON.parse(fs.readFileSync(p, "utf8")) as EditorFolderConfig).training : undefined;
+  recoverForRead(dir);
+  return fs.existsSync(p) ? (readJsonFile(p) as EditorFolderConfig | null)?.training : undefined;
 }

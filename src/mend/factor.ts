@@ -119,10 +119,6 @@ function dataRowFilter(u: Record<string, tf.Tensor2D>, d: tf.Tensor2D[], innerPa
  * later positions read, so it keeps every position up to the last label.)
  * (u, a LayerNorm/GELU output, is never all-zero at real positions.)
  */
-export function structuralRowFilter(batch: Batch, innerParams: readonly string[], nLayer: number): Record<string, number[]> {
-  return rowsFromLabels(labelledRows(batch), innerParams, nLayer);
-}
-
 function rowsFromLabels(l: { upToLast: number[]; labelled: number[] }, innerParams: readonly string[], nLayer: number): Record<string, number[]> {
   return Object.fromEntries(innerParams.map((n) => [n, reachesOwnPositionOnly(n, nLayer) ? l.labelled : l.upToLast]));
 }

@@ -3,7 +3,7 @@
  * gradient factoring, normalisation, the editor network, the update, the edit, the meta-loss,
  * meta-training, editor folders; and the hooks through which additions plug in.
  */
-export { captureFactors, disposeFactors, outerProductSum, autodiffWeightGradient, structuralRowFilter, type Factors } from "./factor"; // u, δ of each edited weight (§3.1)
+export { captureFactors, disposeFactors, outerProductSum, autodiffWeightGradient, type Factors } from "./factor"; // u, δ of each edited weight (§3.1)
 export { createStats, updateStats, normalizeFactors, stdOf, disposeStats, type RunningStats } from "./stats"; // running μ, σ of u and δ
 export { type EditorConfig, DEFAULT_EDITOR_CONFIG, type Editor, createEditor, disposeEditor, applyEditor, applyEditorAll, netForward, editorVariables, countEditorParams, lastBlocksMlp } from "./editor"; // g_φ (Eq. 3)
 export { denseUpdate, lowRankFactors, pseudoGradient, type Update, type Transformed } from "./update"; // ΔW = α Σ ũ δ̃ᵀ

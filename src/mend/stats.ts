@@ -36,7 +36,7 @@ export interface RunningStats {
   delta: Moments;
 }
 
-export const NORM_EPS = 1e-7;
+const NORM_EPS = 1e-7;
 
 /** Empty statistics for an editor of inputs [d_in] and [d_out]. Caller owns the tensors. */
 export function createStats(dIn: number, dOut: number): RunningStats {

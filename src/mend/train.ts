@@ -26,7 +26,8 @@
 import * as fs from "fs";
 import * as path from "path";
 import * as tf from "@tensorflow/tfjs";
-import { writeFolder } from "../model/checkpointFolder";
+import { lockRunFolder, recoverForRead, writeFolder } from "../model/checkpointFolder";
+import { leanAdam } from "../model/leanAdam";
 import { loadOptimizerState, optimizerStateBytes } from "../model/optimizerState";
 import { ModelView } from "../model/paramsModel";
 import { rowsPerPass } from "../model/score";
@@ -37,6 +38,7 @@ import { EditorKind, mendKind } from "./editorKind";
 import { AttachHooks } from "./editorFolder";
 import { ExampleResult, metaBatchEval, metaBatchGrads, MetaLossConfig } from "./metaLoss";
 import { fixedValGroups, LocalityPicker, MetaExample, recordLocality, sampleMetaGroups } from "./metaExamples";
+import { readJsonFile } from "../model/jsonFile";
 
 export interface TrainEditorConfig extends MetaLossConfig {
   seed: number;
@@ -178,7 +180,7 @@ interface TrainerState {
 export type StopReason = "steps" | "patience" | "time budget";
 
 /** Consecutive skipped (non-finite) steps after which a run is stopped as diverged. */
-export const MAX_SKIPPED_IN_A_ROW = 20;
+const MAX_SKIPPED_IN_A_ROW = 20;
 
 /** Global-norm clip of a gradient record whose norm is `norm`, in place. */
 function clipGlobalNorm(grads: Record<string, tf.Tensor>, norm: number, maxNorm: number): void {
@@ -191,10 +193,36 @@ function clipGlobalNorm(grads: Record<string, tf.Tensor>, norm: number, maxNorm:
   }
 }
 
+/** What `trainEditor` takes besides the data and settings. */
+export interface TrainOptions<E> {
+  resume?: boolean;
+  onProgress?: (p: TrainEditorProgress) => void;
+  /** The kind of editor trained (default: MEND's, with `attach` for its hooks). */
+  kind?: EditorKind<E>;
+  /** The editor to start from (owned by the trainer from here on); default a fresh editor of the kind from `cfg.editor`. */
+  init?: E;
+  /** MEND: rebuilds an editor's hooks when a run folder is loaded (resume, best): src/extensions' `attachExtensions`. */
+  attach?: AttachHooks;
+  pickLocality?: LocalityPicker;
+  /** With `resume`: settings that may change when a run continues (a larger maxSteps trains on). */
+  resumeWith?: Partial<Pick<TrainEditorConfig, "maxSteps" | "timeBudgetSec" | "patience">>;
+}
+
+export interface TrainResult {
+  bestDir: string;
+  best: ValidationResult;
+  steps: number;
+  stepsRun: number;
+  elapsedSec: number;
+  history: TrainEditorProgress[];
+  stoppedBy: StopReason;
+}
+
 /**
  * Train an editor for `model` on `train` records, validating on `val` records. Writes
  * `runDir/last` (editor + optimizers + state, for `resume`) and `runDir/best`. Returns the best
- * editor's folder and its validation result. `opts.kind`: the editor's kind (default MEND's).
+ * editor's folder and its validation result. `opts.kind`: the editor's kind (default MEND's). The run folder
+ * is locked for the whole run (a second run on it is refused).
  */
 export async function trainEditor<E = Editor>(
   model: ModelView,
@@ -202,27 +230,31 @@ export async function trainEditor<E = Editor>(
   val: readonly EditRecord[],
   runDir: string,
   cfg: TrainEditorConfig = DEFAULT_TRAIN_EDITOR_CONFIG,
-  opts: {
-    resume?: boolean;
-    onProgress?: (p: TrainEditorProgress) => void;
-    /** The kind of editor trained (default: MEND's, with `attach` for its hooks). */
-    kind?: EditorKind<E>;
-    /** The editor to start from (owned by the trainer from here on); default a fresh editor of the kind from `cfg.editor`. */
-    init?: E;
-    /** MEND: rebuilds an editor's hooks when a run folder is loaded (resume, best): src/extensions' `attachExtensions`. */
-    attach?: AttachHooks;
-    pickLocality?: LocalityPicker;
-    /** With `resume`: settings that may change when a run continues (a larger maxSteps trains on). */
-    resumeWith?: Partial<Pick<TrainEditorConfig, "maxSteps" | "timeBudgetSec" | "patience">>;
-  } = {},
-): Promise<{ bestDir: string; best: ValidationResult; steps: number; stepsRun: number; elapsedSec: number; history: TrainEditorProgress[]; stoppedBy: StopReason }> {
+  opts: TrainOptions<E> = {},
+): Promise<TrainResult> {
   if (train.length === 0) throw new Error("trainEditor: no training records");
   if (val.length === 0) throw new Error("trainEditor: no validation records");
+  const kind = opts.kind ?? (mendKind(opts.attach) as unknown as EditorKind<E>); // without a kind the editor is MEND's
+  let release: () => void;
+  try {
+    release = lockRunFolder(runDir); // for the whole run: a second run on the folder is refused
+  } catch (e) {
+    opts.init && kind.dispose(opts.init);
+    throw e;
+  }
+  try {
+    return await trainLocked(model, train, val, runDir, cfg, opts, kind);
+  } finally {
+    release();
+  }
+}
+
+async function trainLocked<E>(model: ModelView, train: readonly EditRecord[], val: readonly EditRecord[], runDir: string, cfg: TrainEditorConfig, opts: TrainOptions<E>, kind: EditorKind<E>): Promise<TrainResult> {
   const lastDir = path.join(runDir, "last");
   const bestDir = path.join(runDir, "best");
   const statePath = path.join(lastDir, "trainer_state.json");
   const resuming = Boolean(opts.resume);
-  const kind = opts.kind ?? (mendKind(opts.attach) as unknown as EditorKind<E>); // without a kind the editor is MEND's
+  if (resuming) recoverForRead(lastDir);
   if (resuming && !fs.existsSync(statePath)) {
     opts.init && kind.dispose(opts.init);
     throw new Error(`nothing to resume: ${statePath} not found (start a new run without --resume, or name the run folder)`);
@@ -230,7 +262,7 @@ export async function trainEditor<E = Editor>(
   let st: TrainerState;
   let editor: E;
   if (resuming) {
-    st = JSON.parse(fs.readFileSync(statePath, "utf8")) as TrainerState;
+    st = readJsonFile(statePath) as TrainerState;
     opts.init && kind.dispose(opts.init);
     if ((st.kind ?? "MEND") !== kind.name) throw new Error(`${runDir} trains a ${st.kind ?? "MEND"} editor, not ${kind.name}: resume it as what it is`);
     cfg = { ...st.config, ...(opts.resumeWith ?? {}) };
@@ -247,8 +279,9 @@ export async function trainEditor<E = Editor>(
   const net = { ...groups.net, ...(groups.base ?? {}) }; // trained at the main lr
   const editLrs = groups.lrs; // trained at editLrLr
   const vars = { ...net, ...editLrs };
-  const netOpt = tf.train.adam(cfg.lr, 0.9, 0.999, 1e-8); // ε = 1e-8 as PyTorch (tfjs' default is 1e-7)
-  const lrOpt = tf.train.adam(cfg.editLrLr, 0.9, 0.999, 1e-8);
+  // Adam with ε = 1e-8 as PyTorch (tfjs' default is 1e-7); tfjs' arithmetic, one variable's temporaries at a time (leanAdam.ts).
+  const netOpt = leanAdam(cfg.lr, 0.9, 0.999, 1e-8);
+  const lrOpt = leanAdam(cfg.editLrLr, 0.9, 0.999, 1e-8);
   if (resuming) {
     await loadOptimizerState(path.join(lastDir, "optimizer_net.safetensors"), netOpt);
     await loadOptimizerState(path.join(lastDir, "optimizer_lr.safetensors"), lrOpt);

@@ -37,6 +37,11 @@ export interface BatchArrays {
 
 export type LossOn = "target" | "all" | "none";
 
+/** Text quoted for an error message, cut to `max` characters (a long prompt is not echoed whole). */
+export function excerpt(text: string, max = 80): string {
+  return JSON.stringify(text.length > max ? `${text.slice(0, max)}…` : text) + (text.length > max ? ` (${text.length} characters)` : "");
+}
+
 /**
  * Encode examples. `lossOn`: "target" labels only the target tokens (editing, evaluation),
  * "all" labels every next token incl. <eos> (pretraining), "none" labels nothing (prediction).
@@ -48,12 +53,12 @@ export function encodeExamples(tok: Tokenizer, examples: readonly TextExample[],
     const p = tok.encode(ex.prompt);
     const t = tok.encode(continuation(ex.prompt, ex.target));
     if (p.length === 0) throw new Error("prompt is empty");
-    if (lossOn !== "none" && t.length === 0) throw new Error(`target is empty for prompt "${ex.prompt}"`);
+    if (lossOn !== "none" && t.length === 0) throw new Error(`target is empty for prompt ${excerpt(ex.prompt)}`);
     const bos = tok.bosId === null ? [] : [tok.bosId];
     const seq = [...bos, ...p, ...t, ...(lossOn === "all" ? [tok.eosId] : [])];
     const inputLen = lossOn === "none" ? seq.length : seq.length - 1;
     if (inputLen > maxLen) {
-      throw new Error(`"${ex.prompt} ${ex.target}" is ${inputLen} tokens, longer than the model's context of ${maxLen}`);
+      throw new Error(`${excerpt(`${ex.prompt} ${ex.target}`)} is ${inputLen} tokens, longer than the model's context of ${maxLen}`);
     }
     return { seq, promptLen: bos.length + p.length, inputLen };
   });

@@ -14,17 +14,13 @@ import * as fs from "fs";
 import * as path from "path";
 import { Tokenizer as HfTokenizer } from "@huggingface/tokenizers";
 import type { Tokenizer } from "./tokenizer";
+import { parseJson } from "./jsonFile";
 
 export const END_OF_TEXT = "<|endoftext|>";
 
 /** Parse `vocab.json` ({token: id}); ids must be distinct non-negative integers. */
 function parseVocab(text: string, file: string): Record<string, number> {
-  let obj: unknown;
-  try {
-    obj = JSON.parse(text);
-  } catch (e) {
-    throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
-  }
+  const obj = parseJson(text, file);
   if (!obj || typeof obj !== "object" || Array.isArray(obj)) throw new Error(`${file}: expected an object {token: id}`);
   const seen = new Set<number>();
   for (const [tok, id] of Object.entries(obj as Record<string, unknown>)) {
@@ -113,20 +109,15 @@ export class BpeTokenizer implements Tokenizer {
 
   /** From a Hugging Face `tokenizer.json` (its text). */
   static fromTokenizerJson(text: string, file = "tokenizer.json"): BpeTokenizer {
-    let json: Record<string, unknown>;
-    try {
-      json = JSON.parse(text);
-    } catch (e) {
-      throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
-    }
+    const json = parseJson(text, file) as Record<string, unknown>;
     return new BpeTokenizer(json, { "tokenizer.json": Buffer.from(text) }, file);
   }
 
   /** From a model folder: tokenizer.json if present, else vocab.json + merges.txt. */
-  static fromFolder(dir: string): BpeTokenizer {
+  static fromFolder(dir: string, has: (name: string) => boolean = (n) => fs.existsSync(path.join(dir, n))): BpeTokenizer {
     const f = (n: string) => path.join(dir, n);
-    if (fs.existsSync(f("tokenizer.json"))) return BpeTokenizer.fromTokenizerJson(fs.readFileSync(f("tokenizer.json"), "utf8"), f("tokenizer.json"));
-    for (const n of ["vocab.json", "merges.txt"]) if (!fs.existsSync(f(n))) throw new Error(`${f(n)}: file not found (a GPT-2 BPE tokenizer needs vocab.json and merges.txt, or tokenizer.json)`);
+    if (has("tokenizer.json")) return BpeTokenizer.fromTokenizerJson(fs.readFileSync(f("tokenizer.json"), "utf8"), f("tokenizer.json"));
+    for (const n of ["vocab.json", "merges.txt"]) if (!has(n)) throw new Error(`${f(n)}: file not found (a GPT-2 BPE tokenizer needs vocab.json and merges.txt, or tokenizer.json)`);
     return BpeTokenizer.fromFiles(fs.readFileSync(f("vocab.json"), "utf8"), fs.readFileSync(f("merges.txt"), "utf8"), dir);
   }
 

@@ -6,8 +6,8 @@
  *      `manifest.json` last: the folder's kind and every file with its size and SHA-256;
  *   2. the old folder (if any) is renamed aside (`.<name>.old.<pid>.<random>`), the new one renamed
  *      into place, the old one removed. A process killed between the two renames leaves no folder
- *      under the name and the complete old one aside: `recoverFolder` (run by every read and write)
- *      renames it back.
+ *      under the name and the complete old one aside: `recoverFolder` (run by every write, and by
+ *      every read through `recoverForRead` before it looks for the folder) renames it back.
  *
  * Loading checks the manifest: a missing file, another size or another hash is an error that
  * names the file. Folders without a manifest (written by other tools, e.g. a Hugging Face download)
@@ -18,6 +18,7 @@ import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { fsyncDir, isTempName, pidRuns, removeStaleTemps, writeFileDurable } from "./durable";
+import { readJsonFile } from "./jsonFile";
 
 export const MANIFEST = "manifest.json";
 
@@ -52,6 +53,110 @@ export function recoverFolder(dir: string): void {
   removeStaleTemps(parent);
 }
 
+/**
+ * Before a folder is read: put back a complete copy that a killed writer left aside (recoverFolder).
+ * Where that cannot be done (e.g. a read-only parent folder) and nothing is under the name, the
+ * error names the copy and the command that restores it.
+ */
+export function recoverForRead(dir: string): void {
+  try {
+    recoverFolder(dir);
+  } catch (e) {
+    if (fs.existsSync(dir)) return; // the folder is there; the leftovers can wait for a writer
+    const parent = path.dirname(dir);
+    const re = ASIDE(path.basename(dir));
+    const aside = fs.existsSync(parent) ? fs.readdirSync(parent).find((n) => re.test(n)) : undefined;
+    if (aside) throw new Error(`${dir} is missing, but an interrupted write left the complete folder aside as ${path.join(parent, aside)}, and it could not be put back (${(e as Error).message}); restore it with: mv "${path.join(parent, aside)}" "${dir}"`);
+    throw e;
+  }
+}
+
+/** The lock a training run holds on its run folder (`<runDir>/.run.lock`): the holder's pid and start time. */
+export const RUN_LOCK = ".run.lock";
+
+/**
+ * Hold a run folder for the whole run: a second run on it is refused at once, naming the holder's
+ * pid and start time; a lock left by a process that no longer runs is taken over (moved aside
+ * atomically first, so two runs cannot both take it). The folder is created here, so an unwritable
+ * run folder fails before any work. @returns the release function (call it when the run ends): it
+ * removes the lock, and the folder too when the run left it empty (a run refused at its start).
+ */
+export function lockRunFolder(runDir: string): () => void {
+  const created = !fs.existsSync(runDir);
+  try {
+    fs.mkdirSync(runDir, { recursive: true });
+  } catch (e) {
+    throw new Error(`cannot create the run folder ${runDir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  const lock = path.join(runDir, RUN_LOCK);
+  const mine = JSON.stringify({ pid: process.pid, started: new Date().toISOString() });
+  for (let attempt = 0; attempt < 5; attempt++) {
+    try {
+      fs.writeFileSync(lock, mine, { flag: "wx" });
+      return () => {
+        try {
+          if (fs.readFileSync(lock, "utf8") === mine) fs.unlinkSync(lock);
+          if (created && fs.readdirSync(runDir).length === 0) fs.rmdirSync(runDir);
+        } catch {
+          // already gone
+        }
+      };
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code !== "EEXIST") throw new Error(`cannot write to the run folder ${runDir}: ${code ?? (e as Error).message}`);
+    }
+    let holder: { pid?: number; started?: string } = {};
+    try {
+      holder = JSON.parse(fs.readFileSync(lock, "utf8"));
+    } catch {
+      // being written, or damaged: treated as held unless its writer is gone (below)
+    }
+    if (holder.pid === process.pid) throw new Error(`${runDir} is already used by a run in this process (started ${holder.started})`);
+    if (holder.pid && pidRuns(holder.pid)) throw new Error(`${runDir} is used by another run (pid ${holder.pid}, started ${holder.started}); wait for it to finish, or choose another --run-dir`);
+    let written: number;
+    try {
+      written = fs.statSync(lock).mtimeMs;
+    } catch {
+      continue; // released meanwhile: try again
+    }
+    if (!holder.pid && Date.now() - written < 5000) throw new Error(`${runDir} is being locked by another run just now; try again`);
+    const stale = `${lock}.stale.${process.pid}.${crypto.randomBytes(4).toString("hex")}`;
+    try {
+      fs.renameSync(lock, stale); // only one of several runs taking over a stale lock gets it
+      fs.rmSync(stale, { force: true });
+    } catch {
+      // another run moved it first: try again
+    }
+  }
+  throw new Error(`${runDir}: could not take the run lock (${lock})`);
+}
+
+/**
+ * The path a folder name stands for, symbolic links resolved: the real path when it exists, else the
+ * real path of its nearest existing ancestor joined with the rest. A link whose target is missing is
+ * an error that says so.
+ */
+export function resolveLinks(p: string): string {
+  const abs = path.resolve(p);
+  let stat: fs.Stats | undefined;
+  try {
+    stat = fs.lstatSync(abs);
+  } catch {
+    stat = undefined;
+  }
+  if (stat?.isSymbolicLink() && !fs.existsSync(abs)) throw new Error(`${p} is a link to ${fs.readlinkSync(abs)}, which does not exist`);
+  if (stat) return fs.realpathSync(abs);
+  const parent = path.dirname(abs);
+  return parent === abs ? abs : path.join(resolveLinks(parent), path.basename(abs));
+}
+
+/** A file of the folder itself: a non-empty name with no separator, not "." or "..", no NUL. */
+export function isPlainFileName(name: string): boolean {
+  return name.length > 0 && name !== "." && name !== ".." && !/[/\\\0]/.test(name);
+}
+
+const a = (kind: string) => `${/^[aeiou]/.test(kind) ? "an" : "a"} ${kind}`;
+
 /** Take the folder's lock, run `fn`, release it. A live second writer is an error naming its pid. */
 export function withFolderLock<T>(dir: string, fn: () => T): T {
   const lock = lockPath(dir);
@@ -79,9 +184,10 @@ export function withFolderLock<T>(dir: string, fn: () => T): T {
  * `check` runs under the folder's lock before anything is written (an overwrite guard that a
  * concurrent writer cannot slip past).
  */
-export function writeFolder(dir: string, kind: string, files: Readonly<Record<string, Uint8Array | string>>, opts: { check?: () => void } = {}): void {
+export function writeFolder(given: string, kind: string, files: Readonly<Record<string, Uint8Array | string>>, opts: { check?: () => void } = {}): void {
+  const dir = resolveLinks(given); // through a link: the folder it points to is written, the link stays
   for (const name of Object.keys(files)) {
-    if (name === MANIFEST || name.includes("/") || name.includes("\\") || isTempName(name)) throw new Error(`writeFolder: bad file name "${name}"`);
+    if (name === MANIFEST || !isPlainFileName(name) || isTempName(name)) throw new Error(`writeFolder: bad file name "${name}"`);
   }
   withFolderLock(dir, () => {
     recoverFolder(dir);
@@ -103,8 +209,19 @@ export function writeFolder(dir: string, kind: string, files: Readonly<Record<st
       throw e;
     }
     const aside = fs.existsSync(dir) ? asideName(dir) : null;
-    if (aside) fs.renameSync(dir, aside);
-    fs.renameSync(tmp, dir);
+    try {
+      if (aside) fs.renameSync(dir, aside);
+    } catch (e) {
+      fs.rmSync(tmp, { recursive: true, force: true });
+      throw new Error(`could not replace ${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}; it is unchanged`);
+    }
+    try {
+      fs.renameSync(tmp, dir);
+    } catch (e) {
+      if (aside) fs.renameSync(aside, dir); // the old folder back under its name
+      fs.rmSync(tmp, { recursive: true, force: true });
+      throw new Error(`could not write ${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}; it is unchanged`);
+    }
     fsyncDir(parent);
     if (aside) fs.rmSync(aside, { recursive: true, force: true });
   });
@@ -114,12 +231,9 @@ export function writeFolder(dir: string, kind: string, files: Readonly<Record<st
 export function readManifest(dir: string): Manifest | null {
   const file = path.join(dir, MANIFEST);
   if (!fs.existsSync(file)) return null;
-  let m: Manifest;
-  try {
-    m = JSON.parse(fs.readFileSync(file, "utf8"));
-  } catch (e) {
-    throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
-  }
+  const m = readJsonFile(file) as Manifest;
+  const entriesOk = m && typeof m.files === "object" && !Array.isArray(m.files) && Object.values(m.files).every((f) => f && Number.isInteger(f.bytes) && typeof f.sha256 === "string");
+  if (m?.format === "mend-ts-folder" && !entriesOk) throw new Error(`${file}: every file entry must have "bytes" and "sha256"`);
   if (m?.format !== "mend-ts-folder" || typeof m.kind !== "string" || typeof m.files !== "object") throw new Error(`${file}: not a mend-ts folder manifest`);
   return m;
 }
@@ -128,10 +242,14 @@ export function readManifest(dir: string): Manifest | null {
  * Check a folder against its manifest (after recovering an interrupted write). Throws an error that
  * names the file that is missing or differs. @returns the manifest, or null without one
  */
-export function verifyFolder(dir: string): Manifest | null {
-  recoverFolder(dir);
+export function verifyFolder(dir: string, kinds?: readonly string[]): Manifest | null {
+  recoverForRead(dir);
   const m = readManifest(dir);
   if (!m) return null;
+  if (kinds && !kinds.includes(m.kind)) throw new Error(`${dir}: the folder holds ${a(m.kind)}, not ${kinds.map(a).join(" or ")} (its manifest.json says so)`);
+  for (const name of Object.keys(m.files)) {
+    if (!isPlainFileName(name) || name === MANIFEST) throw new Error(`${path.join(dir, MANIFEST)}: lists ${JSON.stringify(name).slice(0, 100)}, which is not a file of this folder; the manifest decides what the folder holds, so the folder is refused`);
+  }
   for (const [name, want] of Object.entries(m.files)) {
     const file = path.join(dir, name);
     if (!fs.existsSync(file)) throw new Error(`${file}: missing (the folder's manifest lists it): the folder is incomplete`);

@@ -47,5 +47,10 @@ export function validateConfig(c: GPT2Config): GPT2Config {
   if (act !== undefined && act !== "gelu_new" && act !== "gelu_pytorch_tanh") throw new Error(`config.json: activation_function ${JSON.stringify(act)} is not supported (GPT-2's tanh GELU: "gelu_new")`);
   if (hf.tie_word_embeddings === false) throw new Error("config.json: tie_word_embeddings is false; this GPT-2 ties the output head to wte");
   if (hf.n_inner !== undefined && hf.n_inner !== null && hf.n_inner !== 4 * c.n_embd) throw new Error(`config.json: n_inner ${JSON.stringify(hf.n_inner)} is not 4 · n_embd (${4 * c.n_embd})`);
+  // Attention variants this forward does not implement (HF defaults: true, false, false, false).
+  if (hf.scale_attn_weights === false) throw new Error("config.json: scale_attn_weights is false (attention without the 1/sqrt(head size) scale) is not supported");
+  if (hf.scale_attn_by_inverse_layer_idx === true) throw new Error("config.json: scale_attn_by_inverse_layer_idx is true (attention scaled by 1/(layer + 1), as in Mistral's GPT-2 runs) is not supported");
+  if (hf.reorder_and_upcast_attn === true) throw new Error("config.json: reorder_and_upcast_attn is true (the attention reordered for half precision) is not supported");
+  if (hf.add_cross_attention === true) throw new Error("config.json: add_cross_attention is true (a GPT-2 decoder with cross-attention) is not supported");
   return c;
 }

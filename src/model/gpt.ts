@@ -129,8 +129,12 @@ export function gptForward(params: Readonly<Params>, c: GPT2Config, inputIds: tf
     const wName = prefix + ".weight";
     if (capture.has(wName)) inputs[wName] = x;
     const w = P(wName) as tf.Tensor2D;
-    const base = w === params[wName] && !(w instanceof tf.Variable); // a base weight, not an edited or trained copy
-    let z = tf.add(base && w.size >= CACHE_MIN_ELEMENTS ? baseLinear(x, w) : tf.matMul(x, w), P(prefix + ".bias")) as tf.Tensor2D;
+    // A large base weight (not an edited copy, not a Variable) takes a custom op with its transpose
+    // cached; read from `params` it is frozen (no weight gradient is formed), passed through
+    // `replace` a gradient may be asked of it (tf.grads w.r.t. the base weights themselves).
+    const base = w === params[wName] && !(w instanceof tf.Variable) && w.size >= CACHE_MIN_ELEMENTS;
+    const product = !base ? tf.matMul(x, w) : opts.replace?.[wName] ? baseLinear(x, w) : frozenLinear(x, w);
+    let z = tf.add(product, P(prefix + ".bias")) as tf.Tensor2D;
     const lr = opts.lowRank?.[wName];
     if (lr) {
       let coef = tf.matMul(x, tf.transpose(lr.left)) as tf.Tensor2D; // [N, M] (explicit transpose: fast path)
@@ -225,6 +229,13 @@ function baseLinear(x: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
   return f(x, w) as tf.Tensor2D;
 }
 
+/** x @ W for a large frozen base weight: only dx = dy @ (cached Wᵀ); no weight gradient is formed. */
+function frozenLinear(x: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
+  type Grad = Parameters<typeof tf.customGrad>[0];
+  const f = tf.customGrad(((a: tf.Tensor2D) => ({ value: tf.matMul(a, w), gradFunc: (dy: tf.Tensor2D) => tf.matMul(dy, cachedTranspose(w)) })) as unknown as Grad);
+  return f(x) as tf.Tensor2D;
+}
+
 /**
  * The tied output head h [N, C] @ wteᵀ for a wte that is not being trained: the gradient reaches h
  * only (dh = dy @ wte, a plain product). tfjs' own matMul gradient would also form the unused
@@ -256,18 +267,31 @@ export function gelu(x: tf.Tensor2D): tf.Tensor2D {
 
 /**
  * SHA-256 over every parameter (name, shape and float32 data, in name order): an editor records
- * the fingerprint of the base model it was trained for. Reads every tensor (synchronously).
+ * the fingerprint of the base model it was trained for. Computed once per set of tensors: a tensor
+ * that is not a Variable never changes its data, so the result is kept, keyed by the tensors' ids
+ * (an editor saved at every validation step does not re-hash a GPT-2).
  */
 export function paramsFingerprint(p: Readonly<Params>): string {
+  const names = Object.keys(p).sort();
+  const frozen = names.every((n) => !(p[n] instanceof tf.Variable));
+  const key = frozen ? names.map((n) => `${n}#${p[n].id}`).join(",") : null;
+  const known = key === null ? undefined : fingerprints.get(key);
+  if (known) return known;
   const h = crypto.createHash("sha256");
-  for (const name of Object.keys(p).sort()) {
+  for (const name of names) {
     const t = p[name];
     const d = t.dataSync() as Float32Array;
     h.update(`${name}:${t.shape.join("x")}:`);
     h.update(Buffer.from(d.buffer, d.byteOffset, d.byteLength));
   }
-  return h.digest("hex");
+  const fp = h.digest("hex");
+  if (key !== null) {
+    if (fingerprints.size >= 16) fingerprints.delete(fingerprints.keys().next().value!); // a few models at a time
+    fingerprints.set(key, fp);
+  }
+  return fp;
 }
+const fingerprints = new Map<string, string>();
 
 /** Count of scalars in a parameter record. */
 export function countParams(p: Readonly<Params>): number {

@@ -3,7 +3,7 @@ export { initBackend, describeBackend, backendChoice, useFastMatMulGradient, typ
 export { type GPT2Config, DEFAULT_GPT2_CONFIG, validateConfig } from "./config"; // HF GPT2Config keys
 export { type Params, type ForwardOptions, type ForwardResult, type LowRankTerm, gptForward, initGPT, paramShapes, disposeParams, countParams, paramsFingerprint, gelu } from "./gpt"; // the pure forward
 export { meanNll, tokenNll, meanKl, tokenKl, labelMask } from "./loss"; // token losses on shifted labels
-export { type Model, loadModel, loadTokenizer, saveModel, modelFiles, MODEL_FILES } from "./modelFolder"; // config.json + model.safetensors + the tokenizer files; Hugging Face GPT-2 folders too
+export { type Model, loadModel, loadTokenizer, saveModel, modelFiles } from "./modelFolder"; // config.json + model.safetensors + the tokenizer files; Hugging Face GPT-2 folders too
 export { writeFileDurable, removeStaleTemps, WriteError, type FileOps } from "./durable"; // durable file writes
 export { writeFolder, verifyFolder, readFolderFiles, recoverFolder, withFolderLock, readManifest, type Manifest } from "./checkpointFolder"; // folders as one unit
 export { readSafetensors, writeSafetensors, encodeSafetensors, decodeSafetensors, SafetensorsFile, type RawTensor } from "./safetensors"; // the safetensors format
@@ -13,7 +13,7 @@ export { BpeTokenizer, gpt2TokenizerFiles, END_OF_TEXT } from "./bpeTokenizer"; 
 export { nextTokenTopK, nextTokenProbs, scoreTargets, corpusNll, klPerExample, rowsPerPass, type TargetScore, type TopK } from "./score"; // predictions and teacher-forced scores of any model
 export { type LanguageModel, type EditedModel, type MethodState } from "./languageModel"; // what evaluators read: logits; a model after edits
 export { type ModelView, ParamsModel, paramsModel, applyUpdates, withWeights, replaceModel } from "./paramsModel"; // parameter-backed models
-export { type ModelUpdate, type WeightDelta, type LowRankDelta, type DenseDelta, isLowRank, denseDelta, updatedWeights, updateTensors, disposeUpdate, updateNorms } from "./weightUpdate"; // weight updates as values
+export { type ModelUpdate, type WeightDelta, type LowRankDelta, type DenseDelta, isLowRank, denseDelta, updatedWeights, updateTensors, disposeUpdate } from "./weightUpdate"; // weight updates as values
 export { type TextExample, type Batch, makeBatch, encodeExamples, toBatch, disposeBatch } from "./batch"; // text -> padded, shifted tensors
 export { Rng } from "./rng"; // mulberry32 with a saveable state
 export { lastPositionInputs } from "./layerInputs"; // layer inputs at the answer position

@@ -13,11 +13,12 @@ import * as tf from "@tensorflow/tfjs";
 import { GPT2Config, validateConfig } from "./config";
 import { disposeParams, Params, paramShapes } from "./gpt";
 import { RawTensor, SafetensorsFile, encodeSafetensors } from "./safetensors";
-import { verifyFolder, writeFolder } from "./checkpointFolder";
+import { isPlainFileName, recoverForRead, verifyFolder, writeFolder } from "./checkpointFolder";
 import { Tokenizer } from "./tokenizer";
 import { ModelView, ParamsModel } from "./paramsModel";
 import { BpeTokenizer } from "./bpeTokenizer";
 import { WordTokenizer } from "./wordTokenizer";
+import { parseJson, readJsonFile } from "./jsonFile";
 
 /** A loaded model: it owns all its parameters (`dispose` frees them). */
 export type Model = ParamsModel;
@@ -26,33 +27,21 @@ export type Model = ParamsModel;
  * The tokenizer of a model folder: `tokenizer.json` or `vocab.json` + `merges.txt` (GPT-2 BPE),
  * else `vocab.json` (the word tokenizer). Errors name the file.
  */
-export function loadTokenizer(dir: string): Tokenizer {
-  const has = (n: string) => fs.existsSync(path.join(dir, n));
-  if (has("tokenizer.json") || has("merges.txt")) return BpeTokenizer.fromFolder(dir);
+export function loadTokenizer(dir: string, has: (name: string) => boolean = (n) => fs.existsSync(path.join(dir, n))): Tokenizer {
+  if (has("tokenizer.json") || has("merges.txt")) return BpeTokenizer.fromFolder(dir, has);
   const vocabFile = path.join(dir, "vocab.json");
   if (!has("vocab.json")) throw new Error(`${dir}: no tokenizer (expected tokenizer.json, vocab.json + merges.txt, or the word tokenizer's vocab.json)`);
   const text = fs.readFileSync(vocabFile, "utf8");
   try {
-    return WordTokenizer.fromJSON(JSON.parse(text), text);
+    return WordTokenizer.fromJSON(parseJson(text, vocabFile), text);
   } catch (e) {
     throw new Error(`${vocabFile}: ${(e as Error).message.replace(/^vocab\.json: /, "")}`);
   }
 }
 
-/** The files of a model folder besides the tokenizer's (`loadTokenizer`). */
-export const MODEL_FILES = ["config.json", "model.safetensors"] as const;
-
-function readJson(file: string): unknown {
-  if (!fs.existsSync(file)) throw new Error(`${file}: file not found`);
-  try {
-    return JSON.parse(fs.readFileSync(file, "utf8"));
-  } catch (e) {
-    throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
-  }
-}
 
 /** Index of the first NaN or ±Inf in `x`, or -1. */
-export function firstNonFinite(x: ArrayLike<number>): number {
+function firstNonFinite(x: ArrayLike<number>): number {
   for (let i = 0; i < x.length; i++) if (!Number.isFinite(x[i])) return i;
   return -1;
 }
@@ -121,14 +110,57 @@ export function paramsFromRaw(raw: Record<string, RawTensor>, config: GPT2Config
   return paramsFromSource(inMemory(raw), config, file);
 }
 
+/** The tensors of safetensors files as one source: name -> the file that holds it (F16/BF16 read as F32). */
+function filesSource(byName: ReadonlyMap<string, SafetensorsFile>): TensorSource {
+  const entry = (n: string) => byName.get(n)!.entries.get(n)!;
+  return {
+    names: [...byName.keys()],
+    shape: (n) => entry(n).shape,
+    dtype: (n) => (entry(n).dtype === "F16" || entry(n).dtype === "BF16" ? "F32" : entry(n).dtype),
+    read: (n) => byName.get(n)!.read(n),
+  };
+}
+
 /** Read a model's weights from a safetensors file, one tensor at a time (caller owns them). */
-export function readParams(file: string, config: GPT2Config): Params {
+function readParams(file: string, config: GPT2Config): Params {
   const f = new SafetensorsFile(file);
   try {
-    const src: TensorSource = { names: [...f.entries.keys()], shape: (n) => f.entries.get(n)!.shape, dtype: (n) => { const d = f.entries.get(n)!.dtype; return d === "F16" || d === "BF16" ? "F32" : d; }, read: (n) => f.read(n) };
-    return paramsFromSource(src, config, file);
+    return paramsFromSource(filesSource(new Map([...f.entries.keys()].map((n) => [n, f]))), config, file);
   } finally {
     f.close();
+  }
+}
+
+/** The name of the index of a sharded checkpoint, as the Hub writes it for larger models. */
+const SHARD_INDEX = "model.safetensors.index.json";
+
+/** The files that decide what a model folder loads (weights, config, tokenizer). */
+const MODEL_FOLDER_FILES = ["config.json", "model.safetensors", SHARD_INDEX, "tokenizer.json", "vocab.json", "merges.txt"];
+
+/**
+ * Read a sharded checkpoint (`model.safetensors.index.json` with `weight_map`: tensor -> shard file
+ * in the same folder), one tensor at a time. Every shard must be a plain file name of the folder and
+ * hold the tensors the index gives it.
+ */
+function readShardedParams(dir: string, config: GPT2Config, listed: ReadonlySet<string> | null): Params {
+  const index = path.join(dir, SHARD_INDEX);
+  const json = readJsonFile(index) as { weight_map?: unknown };
+  const map = json?.weight_map;
+  if (!map || typeof map !== "object" || Array.isArray(map)) throw new Error(`${index}: no "weight_map" object (tensor name -> shard file)`);
+  const shards = new Map<string, SafetensorsFile>();
+  const byName = new Map<string, SafetensorsFile>();
+  try {
+    for (const [name, shard] of Object.entries(map as Record<string, unknown>)) {
+      if (typeof shard !== "string" || !isPlainFileName(shard)) throw new Error(`${index}: tensor "${name}" is mapped to ${JSON.stringify(shard)}, not a file name of this folder`);
+      if (listed && !listed.has(shard)) throw new Error(`${index}: shard "${shard}" is not in the folder's manifest`);
+      if (!shards.has(shard)) shards.set(shard, new SafetensorsFile(path.join(dir, shard)));
+      const f = shards.get(shard)!;
+      if (!f.entries.has(name)) throw new Error(`${path.join(dir, shard)}: no tensor "${name}" (the index maps it there)`);
+      byName.set(name, f);
+    }
+    return paramsFromSource(filesSource(byName), config, `${dir} (${shards.size} shards)`);
+  } finally {
+    for (const f of shards.values()) f.close();
   }
 }
 
@@ -138,23 +170,45 @@ export function readParams(file: string, config: GPT2Config): Params {
  * error for a missing folder or file, or any mismatch.
  */
 export function loadModel(dir: string): Model {
+  recoverForRead(dir);
   if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) {
     throw new Error(`model folder "${dir}" not found (expected config.json, model.safetensors and the tokenizer's files); run "mend pretrain" or pass --model`);
   }
-  verifyFolder(dir);
-  const config = validateConfig(readJson(path.join(dir, "config.json")) as GPT2Config);
-  const tokenizer = loadTokenizer(dir);
+  // A folder with a manifest holds exactly the files it lists: others are refused by name if they
+  // would change what loads (a stray tokenizer.json), ignored otherwise.
+  const manifest = verifyFolder(dir, ["model", "pretrain-run"]);
+  const listed = manifest ? new Set(Object.keys(manifest.files)) : null;
+  if (listed) {
+    const stray = MODEL_FOLDER_FILES.filter((n) => !listed.has(n) && fs.existsSync(path.join(dir, n)));
+    if (stray.length) throw new Error(`${dir}: ${stray.join(", ")} ${stray.length > 1 ? "are" : "is"} in the folder but not in its manifest.json, so ${stray.length > 1 ? "they are" : "it is"} not part of the model; remove ${stray.length > 1 ? "them" : "it"}, or save the folder again`);
+  }
+  const has = (n: string) => (listed ? listed.has(n) : fs.existsSync(path.join(dir, n)));
+  if (!has("config.json")) throw new Error(`${path.join(dir, "config.json")}: file not found`);
+  const config = validateConfig(readJsonFile(path.join(dir, "config.json")) as GPT2Config);
+  const tokenizer = loadTokenizer(dir, has);
   const exact = tokenizer.kind === "word"; // a Hub checkpoint may pad its embedding beyond the tokenizer
   if (exact ? tokenizer.size !== config.vocab_size : tokenizer.size > config.vocab_size) {
     throw new Error(`${dir}: the tokenizer has ${tokenizer.size} tokens but config.json says vocab_size ${config.vocab_size}`);
   }
   const file = path.join(dir, "model.safetensors");
-  if (!fs.existsSync(file)) {
+  if (!has("model.safetensors") && !has(SHARD_INDEX)) {
     const other = ["pytorch_model.bin", "tf_model.h5", "flax_model.msgpack"].filter((n) => fs.existsSync(path.join(dir, n)));
     throw new Error(`${file}: file not found${other.length ? ` (the folder has ${other.join(", ")}; download model.safetensors, which every GPT-2 on the Hub has)` : ""}`);
   }
-  const params = readParams(file, config);
+  const params = has("model.safetensors") ? readParams(file, config) : readShardedParams(dir, config, listed);
   return new ParamsModel(config, params, tokenizer, { owned: Object.values(params) });
+}
+
+/** The metadata of a model folder's model.safetensors (e.g. `edits`: the edit requests it holds); {} without one. */
+export function modelMetadata(dir: string): Record<string, string> {
+  const file = path.join(dir, "model.safetensors");
+  if (!fs.existsSync(file)) return {};
+  const f = new SafetensorsFile(file);
+  try {
+    return { ...f.metadata };
+  } finally {
+    f.close();
+  }
 }
 
 /** Tensors -> raw F32 entries (synchronous download). */

@@ -23,7 +23,7 @@ export const GPT2_SHAPES = {
 } as const;
 export type Gpt2Shape = keyof typeof GPT2_SHAPES;
 
-export const GPT2_VOCAB_SIZE = 50257;
+const GPT2_VOCAB_SIZE = 50257;
 
 /** A config.json as the Hub's gpt2 has it, for a shape. */
 export function hubConfig(shape: Gpt2Shape): GPT2Config & Record<string, unknown> {
@@ -85,7 +85,7 @@ function toBF16(x: number): number {
 }
 
 /** The model.safetensors bytes of `params` as the Hub stores them (masked-bias buffers included). */
-export function hubSafetensors(params: Readonly<Params>, config: GPT2Config, opts: RandomGpt2Options = {}): Buffer {
+function hubSafetensors(params: Readonly<Params>, config: GPT2Config, opts: RandomGpt2Options = {}): Buffer {
   const pre = opts.prefix ? "transformer." : "";
   const raw: Record<string, RawTensor | { dtype: "F16" | "BF16"; shape: number[]; data: Uint16Array }> = {};
   for (const [n, t] of Object.entries(params)) {

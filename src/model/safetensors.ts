@@ -61,7 +61,7 @@ export function encodeSafetensors(tensors: Record<string, RawTensor>, metadata: 
 }
 
 /** IEEE half (F16) or bfloat16 (BF16) bit patterns -> float32 values. */
-export function widen(bits: Uint16Array, dtype: HalfDType): Float32Array {
+function widen(bits: Uint16Array, dtype: HalfDType): Float32Array {
   const out = new Float32Array(bits.length);
   if (dtype === "BF16") {
     const u = new Uint32Array(out.buffer);

@@ -11,7 +11,7 @@ import type { LanguageModel } from "./languageModel";
 import { labelMask, oneHotFloat, tokenKl, tokenNll } from "./loss";
 
 /** Elements of the [rows, T, vocab] logits one scoring pass may hold (64 MB of float32). */
-export const LOGITS_BUDGET = 2 ** 24;
+const LOGITS_BUDGET = 2 ** 24;
 
 /**
  * Rows (texts) per forward pass for this model: `max`, fewer for a large vocabulary so that a pass's

@@ -87,12 +87,3 @@ export function updateTensors(u: ModelUpdate): tf.Tensor[] {
 export function disposeUpdate(u: ModelUpdate): void {
   tf.dispose(updateTensors(u));
 }
-
-/** ‖ΔW‖_F of every weight of an update. */
-export function updateNorms(u: ModelUpdate): Record<string, number> {
-  const names = Object.keys(u);
-  const sq = tf.tidy(() => tf.stack(names.map((n) => tf.sum(tf.square(deltaOf(u[n]))))));
-  const v = sq.dataSync();
-  sq.dispose();
-  return Object.fromEntries(names.map((n, i) => [n, Math.sqrt(Math.max(0, v[i]))]));
-}

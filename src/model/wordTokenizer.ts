@@ -26,11 +26,13 @@ export class UnknownWordError extends Error {
     readonly unknown: string[],
     readonly suggestions: Record<string, string[]>,
   ) {
-    const parts = unknown.map((w) => {
+    const parts = unknown.slice(0, 5).map((w) => {
       const s = suggestions[w];
-      return s.length ? `"${w}" (did you mean ${s.map((x) => `"${x}"`).join(", ")}?)` : `"${w}"`;
+      const q = JSON.stringify(w.length > 40 ? `${w.slice(0, 40)}…` : w);
+      return s.length ? `${q} (did you mean ${s.map((x) => `"${x}"`).join(", ")}?)` : q;
     });
-    super(`unknown word${unknown.length > 1 ? "s" : ""} ${parts.join(", ")}: the model only knows the words of its world`);
+    const more = unknown.length > 5 ? ` and ${unknown.length - 5} more` : "";
+    super(`unknown word${unknown.length > 1 ? "s" : ""} ${parts.join(", ")}${more}: the model only knows the words of its world`);
     this.name = "UnknownWordError";
   }
 }

@@ -12,6 +12,7 @@
  * writer it uses (tslab 1.0.22 internals, pinned); outside a kernel the functions fall back to text.
  */
 import { Figure } from "./plots";
+import { escapeHtml, scriptJson } from "./escape";
 
 type Writer = (msg: { data: Record<string, unknown>; metadata: object; transient: object }, update: boolean) => void;
 
@@ -26,7 +27,7 @@ function kernelWriter(): Writer | null {
 }
 
 /** Send a MIME bundle to the notebook; returns false outside a tslab kernel. */
-export function displayBundle(data: Record<string, unknown>): boolean {
+function displayBundle(data: Record<string, unknown>): boolean {
   const w = kernelWriter();
   if (!w) return false;
   w({ data, metadata: {}, transient: {} }, false);
@@ -48,9 +49,9 @@ var d=w.define;w.define=undefined;var s=document.createElement("script");s.src=s
 
 /** HTML that draws `fig` into a new div, loading plotly.js first if the page has none. */
 export function figureHtml(fig: Figure, id: string): string {
-  const height = (fig.layout.height as number | undefined) ?? 440;
-  const draw = `Plotly.newPlot(${JSON.stringify(id)}, ${JSON.stringify(fig.data)}, ${JSON.stringify(fig.layout)}, {responsive: true});`;
-  return `<div id="${id}" style="height:${height}px"></div><script>${PLOTLY_LOADER}(function(){function go(){if(window.Plotly){${draw}}else{setTimeout(go,50);}}go();})();</script>`;
+  const height = Number(fig.layout.height ?? 440) || 440;
+  const draw = `Plotly.newPlot(${scriptJson(id)}, ${scriptJson(fig.data)}, ${scriptJson(fig.layout)}, {responsive: true});`;
+  return `<div id="${escapeHtml(id)}" style="height:${height}px"></div><script>${PLOTLY_LOADER}(function(){function go(){if(window.Plotly){${draw}}else{setTimeout(go,50);}}go();})();</script>`;
 }
 
 /** Show a plotly figure ({data, layout}) in the notebook. */
@@ -83,13 +84,12 @@ function toColumnsValues(t: TableLike): { columns: string[]; values: unknown[][]
 }
 
 const fmt = (v: unknown): string => (typeof v === "number" ? (Number.isInteger(v) ? String(v) : Math.abs(v) >= 1e-3 || v === 0 ? v.toFixed(4) : v.toExponential(2)) : String(v ?? ""));
-const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
 
 /** An HTML table (danfojs has no HTML output). */
 export function tableHtml(t: TableLike): string {
   const { columns, values } = toColumnsValues(t);
-  const head = columns.map((c) => `<th>${esc(c)}</th>`).join("");
-  const body = values.map((r) => `<tr>${r.map((v) => `<td style="text-align:${typeof v === "number" ? "right" : "left"}">${esc(fmt(v))}</td>`).join("")}</tr>`).join("");
+  const head = columns.map((c) => `<th>${escapeHtml(c)}</th>`).join("");
+  const body = values.map((r) => `<tr>${r.map((v) => `<td style="text-align:${typeof v === "number" ? "right" : "left"}">${escapeHtml(fmt(v))}</td>`).join("")}</tr>`).join("");
   return `<table><thead><tr>${head}</tr></thead><tbody>${body}</tbody></table>`;
 }
 

@@ -6,6 +6,7 @@
 import * as fs from "fs";
 import { EvalResult, MethodSummary } from "../eval/evaluate";
 import { LOCALITY_CLASSES } from "../datasets/editRecord";
+import { escapeHtml, scriptJson } from "./escape";
 
 export interface Figure {
   data: Record<string, unknown>[];
@@ -114,8 +115,6 @@ export function plotlyBundlePath(): string {
   return require.resolve("plotly.js-dist-min/plotly.min.js");
 }
 
-const escapeHtml = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
-
 /** A self-contained HTML page: markdown-ish preamble, the table, and every figure. */
 export function htmlReport(title: string, intro: string, table: string, figures: { title: string; fig: Figure }[]): string {
   const rows = table.split("\n").filter((l) => !/^\|-/.test(l));
@@ -125,7 +124,7 @@ export function htmlReport(title: string, intro: string, table: string, figures:
     .map((l) => `<tr>${cells(l).map((c) => `<td>${escapeHtml(c)}</td>`).join("")}</tr>`)
     .join("")}</tbody></table>`;
   const divs = figures.map((f, i) => `<h2>${escapeHtml(f.title)}</h2><div id="fig${i}" class="fig"></div>`).join("\n");
-  const scripts = figures.map((f, i) => `Plotly.newPlot("fig${i}", ${JSON.stringify(f.fig.data)}, ${JSON.stringify(f.fig.layout)}, {responsive: true});`).join("\n");
+  const scripts = figures.map((f, i) => `Plotly.newPlot("fig${i}", ${scriptJson(f.fig.data)}, ${scriptJson(f.fig.layout)}, {responsive: true});`).join("\n");
   return `<!doctype html>
 <html><head><meta charset="utf-8"><title>${escapeHtml(title)}</title>
 <style>body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}

@@ -17,11 +17,12 @@ import { loadOptimizerState, optimizerStateBytes } from "../model/optimizerState
 import { loadModel, modelFiles, saveModel } from "../model/modelFolder";
 import { ModelView, ParamsModel } from "../model/paramsModel";
 import type { LanguageModel } from "../model/languageModel";
-import { writeFolder } from "../model/checkpointFolder";
+import { lockRunFolder, recoverForRead, writeFolder } from "../model/checkpointFolder";
 import { Rng } from "../model/rng";
 import { scoreTargets } from "../model/score";
 import { WordTokenizer } from "../model/wordTokenizer";
 import { TemplateGroup, World } from "./world";
+import { readJsonFile } from "../model/jsonFile";
 
 export interface PretrainConfig {
   seed: number;
@@ -111,6 +112,15 @@ export async function pretrain(
     resumeWith?: Partial<Pick<PretrainConfig, "maxSteps" | "timeBudgetSec">>;
   } = {},
 ): Promise<{ bestDir: string; accuracy: FactAccuracy; steps: number; stepsRun: number; elapsedSec: number }> {
+  const release = lockRunFolder(runDir); // for the whole run: a second run on the folder is refused
+  try {
+    return await pretrainLocked(world, runDir, cfg, opts);
+  } finally {
+    release();
+  }
+}
+
+async function pretrainLocked(world: World, runDir: string, cfg: PretrainConfig, opts: NonNullable<Parameters<typeof pretrain>[3]>): Promise<Awaited<ReturnType<typeof pretrain>>> {
   const lastDir = path.join(runDir, "last");
   const bestDir = path.join(runDir, "best");
   const statePath = path.join(lastDir, "trainer_state.json");
@@ -119,10 +129,11 @@ export async function pretrain(
   let model: ModelView;
   let st: TrainerState;
   const rng = new Rng(cfg.seed);
+  if (opts.resume) recoverForRead(lastDir);
   if (opts.resume && !fs.existsSync(statePath)) throw new Error(`nothing to resume: ${statePath} not found (start a new run without --resume, or name the run folder)`);
   if (opts.resume) {
     model = loadModel(lastDir);
-    st = JSON.parse(fs.readFileSync(statePath, "utf8")) as TrainerState;
+    st = readJsonFile(statePath) as TrainerState;
     cfg = { ...st.config, ...(opts.resumeWith ?? {}) };
     st.config = cfg;
     rng.state = st.rngState;

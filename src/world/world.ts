@@ -14,6 +14,7 @@ import * as path from "path";
 import { Rng } from "../model/rng";
 import type { TextExample } from "../model/batch";
 import { EditRecord, LocalityExample, Split } from "../datasets/editRecord";
+import { readJsonFile } from "../model/jsonFile";
 
 export type TemplateGroup = "train" | "heldout";
 
@@ -39,13 +40,13 @@ export interface Fact {
 }
 
 /** Put the subject into a template; "the United States" is capitalised at the start of a sentence. */
-export function fillTemplate(template: string, subject: string): string {
+function fillTemplate(template: string, subject: string): string {
   const s = template.startsWith("{}") ? subject.charAt(0).toUpperCase() + subject.slice(1) : subject;
-  return template.replace("{}", s);
+  return template.replace("{}", () => s); // a replacer function: "$&" in a name stays literal
 }
 
 /** Default location of the world description: `<package root>/data/world.json`. */
-export function defaultWorldPath(): string {
+function defaultWorldPath(): string {
   return path.join(__dirname, "..", "..", "data", "world.json");
 }
 
@@ -77,7 +78,7 @@ export class World {
 
   static load(file = defaultWorldPath()): World {
     if (!fs.existsSync(file)) throw new Error(`world file "${file}" not found`);
-    return new World(JSON.parse(fs.readFileSync(file, "utf8")) as WorldFile);
+    return new World(readJsonFile(file) as WorldFile);
   }
 
   get relations(): string[] {

@@ -1,0 +1,194 @@
+/**
+ * The edit ledger: a base model W0 and every edit applied to it, in order, each with its request(s),
+ * the method that made it, its update ΔW as a value (weightUpdate.ts) and the state the method
+ * carried on from it (languageModel.ts `MethodState`: the keys of earlier edits, running
+ * statistics, ...). The edited model is always W0 + ΔW_1 + ... + ΔW_n, recomputed from W0: removing
+ * an edit gives exactly W0 plus the remaining updates (later updates were computed on a model that
+ * contained the removed one; replaying the stream without it is the evaluation layer's job).
+ *
+ * Saved beside an edited model's own files (a model folder any command can load):
+ *
+ *   edits.json          the entries (method, requests, time, the layout of each update and state)
+ *                       and the base model's fingerprint;
+ *   edits.safetensors   the update and state tensors, `e<id>/<weight>/{keys,values,delta}` and
+ *                       `e<id>/state/<name>`.
+ *
+ * Loading checks the ledger against the weights: the base must have the recorded fingerprint, and
+ * W0 + every update must equal the saved weights exactly.
+ */
+import * as tf from "@tensorflow/tfjs";
+import type { TextExample as EditRequest } from "./batch";
+import { paramsFingerprint } from "./gpt";
+import type { MethodState } from "./languageModel";
+import { applyUpdates, ModelView, ParamsModel } from "./paramsModel";
+import { decodeSafetensors, encodeSafetensors, RawTensor } from "./safetensors";
+import { DenseDelta, disposeUpdate, isLowRank, LowRankDelta, ModelUpdate, updateTensors } from "./weightUpdate";
+import { parseJson } from "./jsonFile";
+
+export interface LedgerEntry {
+  /** 1, 2, ... in the order the edits were applied; never reused. */
+  readonly id: number;
+  readonly method: string;
+  readonly requests: readonly EditRequest[];
+  /** ΔW of the edit (owned by the ledger). */
+  readonly update: ModelUpdate;
+  /** The state the method carried on from this edit (owned by the ledger). */
+  readonly state?: MethodState;
+  readonly latencyMs: number;
+  /** ISO time the edit was recorded. */
+  readonly time: string;
+}
+
+/** edits.json */
+interface LedgerFile {
+  format: "mend-ts-edits";
+  base: { fingerprint: string };
+  next_id: number;
+  entries: {
+    id: number;
+    method: string;
+    requests: EditRequest[];
+    latency_ms: number;
+    time: string;
+    update: Record<string, { alpha: number; rows: number; requests: number[] } | { dense: true }>;
+    state?: { method: string; meta: Record<string, unknown>; tensors: string[] };
+  }[];
+}
+
+export const LEDGER_FILES = ["edits.json", "edits.safetensors"] as const;
+
+const raw = (t: tf.Tensor): RawTensor => ({ dtype: "F32", shape: t.shape, data: t.dataSync() as Float32Array });
+
+export class EditLedger {
+  private nextId: number;
+
+  private constructor(readonly base: ModelView, readonly baseFingerprint: string, private readonly list: LedgerEntry[], nextId: number) {
+    this.nextId = nextId;
+  }
+
+  /** An empty ledger over a base model (W0), which it reads and never changes or frees. */
+  static start(base: ModelView): EditLedger {
+    return new EditLedger(base, paramsFingerprint(base.params), [], 1);
+  }
+
+  get entries(): readonly LedgerEntry[] {
+    return this.list;
+  }
+
+  /** Record an edit; the ledger takes ownership of its update and state. */
+  add(e: { method: string; requests: readonly EditRequest[]; update: ModelUpdate; state?: MethodState; latencyMs: number }): LedgerEntry {
+    const entry: LedgerEntry = { id: this.nextId++, method: e.method, requests: [...e.requests], update: e.update, ...(e.state ? { state: e.state } : {}), latencyMs: e.latencyMs, time: new Date().toISOString() };
+    this.list.push(entry);
+    return entry;
+  }
+
+  /**
+   * W0 + every recorded update, in order: a new model that owns its weights and a copy of the last
+   * entry's state (the state the next edit of its method reads).
+   */
+  model(): ParamsModel {
+    const last = this.list[this.list.length - 1]?.state;
+    const state = last && { method: last.method, meta: { ...last.meta }, tensors: Object.fromEntries(Object.entries(last.tensors).map(([k, t]) => [k, tf.clone(t)])) };
+    return applyUpdates(this.base, this.list.map((e) => e.update), state);
+  }
+
+  /** Remove edit `id` and free its tensors; `model()` is then W0 plus the other updates. */
+  remove(id: number): LedgerEntry {
+    const i = this.list.findIndex((e) => e.id === id);
+    if (i < 0) throw new Error(`no edit ${id} in the ledger (edits: ${this.list.map((e) => e.id).join(", ") || "none"})`);
+    const [e] = this.list.splice(i, 1);
+    disposeUpdate(e.update);
+    tf.dispose(Object.values(e.state?.tensors ?? {}));
+    return e;
+  }
+
+  dispose(): void {
+    for (const e of this.list) {
+      disposeUpdate(e.update);
+      tf.dispose(Object.values(e.state?.tensors ?? {}));
+    }
+    this.list.length = 0;
+  }
+
+  /** edits.json and edits.safetensors. */
+  files(): Record<(typeof LEDGER_FILES)[number], Buffer> {
+    const tensors: Record<string, RawTensor> = {};
+    const file: LedgerFile = { format: "mend-ts-edits", base: { fingerprint: this.baseFingerprint }, next_id: this.nextId, entries: [] };
+    for (const e of this.list) {
+      const update: LedgerFile["entries"][number]["update"] = {};
+      for (const [name, d] of Object.entries(e.update)) {
+        if (isLowRank(d)) {
+          tensors[`e${e.id}/${name}/keys`] = raw(d.keys);
+          tensors[`e${e.id}/${name}/values`] = raw(d.values);
+          update[name] = { alpha: d.alpha, rows: d.keys.shape[0], requests: [...d.requests] };
+        } else {
+          tensors[`e${e.id}/${name}/delta`] = raw(d.delta);
+          update[name] = { dense: true };
+        }
+      }
+      for (const [k, t] of Object.entries(e.state?.tensors ?? {})) tensors[`e${e.id}/state/${k}`] = raw(t);
+      file.entries.push({
+        id: e.id,
+        method: e.method,
+        requests: [...e.requests],
+        latency_ms: e.latencyMs,
+        time: e.time,
+        update,
+        ...(e.state ? { state: { method: e.state.method, meta: { ...e.state.meta }, tensors: Object.keys(e.state.tensors) } } : {}),
+      });
+    }
+    return { "edits.json": Buffer.from(JSON.stringify(file, null, 1) + "\n"), "edits.safetensors": encodeSafetensors(tensors, { format: "mend-ts-edits" }) };
+  }
+
+  /**
+   * The ledger saved as `files` (edits.json, edits.safetensors) over `base`, checked: the base's
+   * fingerprint must be the recorded one, and, given the saved model's `weights`, W0 + every update
+   * must equal them exactly. `where` names the folder in errors.
+   */
+  static fromFiles(files: Record<string, Buffer>, base: ModelView, where: string, weights?: Readonly<Record<string, tf.Tensor>>): EditLedger {
+    const file = parseJson(files["edits.json"].toString("utf8"), `${where}/edits.json`) as LedgerFile;
+    if (file?.format !== "mend-ts-edits" || !Array.isArray(file.entries) || typeof file.base?.fingerprint !== "string") throw new Error(`${where}/edits.json: not a mend-ts edit ledger`);
+    const fp = paramsFingerprint(base.params);
+    if (fp !== file.base.fingerprint) throw new Error(`${where}: its edits were made to the base model with fingerprint ${file.base.fingerprint.slice(0, 12)}, not to this one (${fp.slice(0, 12)}); pass the base model the edits were made to`);
+    const { tensors } = decodeSafetensors(files["edits.safetensors"], `${where}/edits.safetensors`);
+    const take = (key: string): tf.Tensor => {
+      const t = tensors[key];
+      if (!t) throw new Error(`${where}/edits.safetensors: missing tensor "${key}"`);
+      return tf.tensor(t.data, t.shape, "float32");
+    };
+    const ledger = new EditLedger(base, fp, [], Number(file.next_id) || 1);
+    try {
+      for (const e of file.entries) {
+        const update: Record<string, LowRankDelta | DenseDelta> = {};
+        for (const [name, d] of Object.entries(e.update)) {
+          if (!Object.prototype.hasOwnProperty.call(base.params, name)) throw new Error(`${where}/edits.json: edit ${e.id} changes "${name}", which the base model does not have`);
+          update[name] = "dense" in d ? { delta: take(`e${e.id}/${name}/delta`) as tf.Tensor2D } : { alpha: d.alpha, keys: take(`e${e.id}/${name}/keys`) as tf.Tensor2D, values: take(`e${e.id}/${name}/values`) as tf.Tensor2D, requests: d.requests };
+        }
+        const state = e.state && { method: e.state.method, meta: e.state.meta, tensors: Object.fromEntries(e.state.tensors.map((k) => [k, take(`e${e.id}/state/${k}`)])) };
+        ledger.list.push({ id: e.id, method: e.method, requests: e.requests, update, ...(state ? { state } : {}), latencyMs: e.latency_ms, time: e.time });
+      }
+      if (weights) {
+        const m = ledger.model();
+        try {
+          for (const [n, w] of Object.entries(m.params)) {
+            const saved = weights[n];
+            if (!saved) continue;
+            const same = tf.tidy(() => tf.all(tf.equal(w, saved)).dataSync()[0] === 1);
+            if (!same) throw new Error(`${where}: the saved weight "${n}" is not W0 plus the recorded edits (the folder's weights or its edits.json were changed)`);
+          }
+        } finally {
+          m.dispose();
+        }
+      }
+    } catch (err) {
+      ledger.dispose();
+      throw err;
+    }
+    return ledger;
+  }
+
+  /** Tensors the ledger holds (for memory accounting). */
+  tensors(): tf.Tensor[] {
+    return this.list.flatMap((e) => [...updateTensors(e.update), ...Object.values(e.state?.tensors ?? {})]);
+  }
+}
