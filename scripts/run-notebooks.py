@@ -1,22 +1,34 @@
-"""Execute every notebook in notebooks/ with the tslab kernel (nbclient).
+"""Execute every notebook in notebooks/ with the tslab kernel (nbclient), and check what it says.
 
 tslab reports a failing cell's error in the cell's stderr stream and leaves nbconvert's message
-empty, so on failure this prints the failing cell's source and every stream/error output.
-Usage: run-notebooks.py [--write] [--html DIR] [--timeout SEC] [NOTEBOOK ...]
-  --write     store the executed outputs back into the .ipynb files
-  --twice     run every cell a second time in the same kernel (Run All twice) after the first pass
-  --html DIR  export each executed notebook to DIR/<name>.html; plotly.js is written once to
+empty, so on failure this prints the failing cell's source and every stream/error output. The
+kernel's own stderr (tslab prints a "Socket is closed" trace when a kernel is shut down) goes to a
+log file that is shown only when a notebook fails.
+
+Usage: run-notebooks.py [--twice] [--write] [--html DIR] [--timeout SEC] [NOTEBOOK ...]
+  --twice     after the first pass, run the notebook's second half again after its clean-up (from
+              the cell tagged "second-half" to the end), then every cell again (Run All twice)
+  --write     store the first pass's outputs back into the .ipynb files
+  --html DIR  export each notebook's first pass to DIR/<name>.html; plotly.js is written once to
               DIR/plotly.min.js, which the pages' figures load
-Exit code: number of failed notebooks (0 = all passed). Last line: "N passed, N failed".
+
+Every pass fails the notebook when a cell fails. Checks on every notebook:
+  - cells tagged "solution" (the exercises' solutions) run like any other cell; their count is shown;
+  - prose quotes only what the notebook computes: a number in a markdown cell followed by the marker
+    <!--out--> must appear in the outputs of the notebook's code cells, and a decimal number with two
+    or more digits after the point (0.87, 1.25) outside code and math must carry that marker.
+Exit code: number of failed notebooks (0 = all passed). Last line: "notebooks: N passed, N failed".
 """
+import copy
 import glob
 import os
+import re
 import sys
+import tempfile
 import time
 
 import nbformat
 from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError
 
 args = sys.argv[1:]
 write = "--write" in args
@@ -26,6 +38,12 @@ html_dir = args[args.index("--html") + 1] if "--html" in args else None
 if "--timeout" in args:
     timeout = int(args[args.index("--timeout") + 1])
 paths = [a for a in args if a.endswith(".ipynb")]
+root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if not paths:
+    paths = sorted(glob.glob(os.path.join(root, "notebooks", "*.ipynb")))
+
+MARK = "<!--out-->"
+NUMBER = r"[-−]?\d[\d,]*(?:\.\d+)?(?:e[-−]?\d+)?%?"
 
 
 def export_html(nb, path):
@@ -41,45 +59,116 @@ def export_html(nb, path):
     with open(os.path.join(html_dir, name), "w") as f:
         f.write(body)
 
-root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if not paths:
-    paths = sorted(glob.glob(os.path.join(root, "notebooks", "*.ipynb")))
+
+def output_text(nb):
+    """Everything the code cells printed or displayed, as one text (HTML tags and escapes removed)."""
+    import html
+
+    parts = []
+    for cell in nb.cells:
+        for o in cell.get("outputs", []):
+            if o.get("output_type") == "stream":
+                parts.append(o.get("text", ""))
+            for mime in ("text/plain", "text/html", "text/markdown"):
+                v = o.get("data", {}).get(mime)
+                if v:
+                    parts.append(html.unescape(re.sub(r"<[^>]+>", " ", v if isinstance(v, str) else "".join(v))))
+    return "\n".join(parts)
+
+
+def prose(source):
+    """A markdown cell's text without code blocks, code spans and math."""
+    s = re.sub(r"```.*?```", " ", source, flags=re.S)
+    s = re.sub(r"`[^`]*`", " ", s)
+    s = re.sub(r"\$\$.*?\$\$", " ", s, flags=re.S)
+    return re.sub(r"\$[^$]*\$", " ", s)
+
+
+def check_prose(nb):
+    """The prose-number check; returns a list of problems."""
+    outputs = output_text(nb)
+    problems = []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "markdown":
+            continue
+        text = prose(cell.source)
+        for m in re.finditer(r"(" + NUMBER + r")" + re.escape(MARK), text):
+            n = m.group(1).replace("−", "-")
+            if not re.search(r"(?<![\d.])" + re.escape(n) + r"(?![\d])", outputs):
+                problems.append(f"cell {i}: the prose quotes {n}, which no output of this notebook contains")
+        for m in re.finditer(r"(?<![\w.])(\d+\.\d{2,})(?!\d)(?!\.\d)(?!" + re.escape(MARK) + ")", text):
+            problems.append(f"cell {i}: {m.group(1)} is not marked {MARK} (a number the notebook computes) nor written in code or math")
+    return problems
+
+
+def report_failure(nb, path, err, log):
+    print(f"FAIL {os.path.relpath(path, root)}")
+    for i, cell in enumerate(nb.cells):
+        outs = cell.get("outputs", [])
+        bad = [o for o in outs if o.get("output_type") == "error" or (o.get("output_type") == "stream" and o.get("name") == "stderr")]
+        if bad:
+            print(f"--- cell {i}:\n{cell.source}\n--- its error output:")
+            for o in bad:
+                print(o.get("text") or "\n".join(o.get("traceback", [])) or f"{o.get('ename')}: {o.get('evalue')}")
+    print(f"--- nbclient: {type(err).__name__}: {str(err)[-2000:]}")
+    log.seek(0)
+    kernel = log.read().decode(errors="replace").strip()
+    if kernel:
+        print(f"--- the kernel's stderr:\n{kernel[-3000:]}")
+
 
 passed = failed = 0
 for path in paths:
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, kernel_name="tslab", timeout=timeout, resources={"metadata": {"path": os.path.dirname(path)}})
-    t0 = time.time()
-    second = None
-    try:
-        with client.setup_kernel():
-            for i, cell in enumerate(nb.cells):
-                client.execute_cell(cell, i)
-            first = time.time() - t0
-            if twice:
-                second = time.time()
-                for i, cell in enumerate(nb.cells):
-                    client.execute_cell(cell, i)
-                second = time.time() - second
-    except (CellExecutionError, Exception) as e:  # noqa: BLE001 - report any kernel failure
+    count = 0
+    times = []
+
+    def run(cells):
+        """Execute (index, cell) pairs in order, numbering them like a kernel session does."""
+        global count
+        t0 = time.time()
+        for i, cell in cells:
+            if cell.cell_type != "code":
+                continue
+            count += 1
+            client.execute_cell(cell, i, execution_count=count)
+            cell["execution_count"] = count
+        times.append(time.time() - t0)
+
+    cells = list(enumerate(nb.cells))
+    half = next((i for i, c in enumerate(nb.cells) if "second-half" in c.metadata.get("tags", [])), None)
+    solutions = sum(1 for c in nb.cells if "solution" in c.metadata.get("tags", []))
+    first = None
+    with tempfile.TemporaryFile() as log:
+        try:
+            with client.setup_kernel(stderr=log):
+                run(cells)
+                first = copy.deepcopy(nb)
+                if twice:
+                    if half is None:
+                        raise RuntimeError('no cell is tagged "second-half": tag the first cell of the part to run again after the clean-up')
+                    run(cells[half:])
+                    run(cells)
+        except Exception as e:  # noqa: BLE001 - report any kernel failure
+            failed += 1
+            report_failure(nb, path, e, log)
+            continue
+    problems = check_prose(first)
+    if problems:
         failed += 1
-        print(f"FAIL {os.path.relpath(path, root)} ({time.time() - t0:.0f}s)")
-        for i, cell in enumerate(nb.cells):
-            outs = cell.get("outputs", [])
-            bad = [o for o in outs if o.get("output_type") == "error" or (o.get("output_type") == "stream" and o.get("name") == "stderr")]
-            if bad:
-                print(f"--- cell {i}:\n{cell.source}\n--- its error output:")
-                for o in bad:
-                    print(o.get("text") or "\n".join(o.get("traceback", [])) or f"{o.get('ename')}: {o.get('evalue')}")
-        print(f"--- nbclient: {type(e).__name__}: {str(e)[-2000:]}")
+        print(f"FAIL {os.path.relpath(path, root)}: its prose does not match its outputs")
+        for p in problems:
+            print(f"  {p}")
         continue
     passed += 1
-    size = len(nbformat.writes(nb).encode())
-    print(f"ok   {os.path.relpath(path, root)} ({first:.0f}s{f'; again in the same kernel {second:.0f}s' if second is not None else ''}; executed {size / 1e6:.2f} MB)")
+    size = len(nbformat.writes(first).encode())
+    passes = f"{times[0]:.0f}s" + (f"; second half after the clean-up {times[1]:.0f}s; again in the same kernel {times[2]:.0f}s" if twice else "")
+    print(f"ok   {os.path.relpath(path, root)} ({passes}; {solutions} solutions ran; executed {size / 1e6:.2f} MB)")
     if write:
-        nbformat.write(nb, path)
+        nbformat.write(first, path)
     if html_dir:
-        export_html(nb, path)
+        export_html(first, path)
 
 print(f"notebooks: {passed} passed, {failed} failed")
 sys.exit(min(failed, 100))

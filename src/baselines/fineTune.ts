@@ -43,6 +43,11 @@ export interface FineTuneConfig {
   cEdit: number | null;
   /** Locality text for FT+KL (full sentences; KL over every non-pad position). */
   locTexts: TextExample[];
+  /**
+   * Stop as soon as every target token is the argmax (default true, the paper's FT baseline); false
+   * takes exactly `maxSteps` steps (to compare objectives at a fixed budget).
+   */
+  stopAtArgmax?: boolean;
 }
 
 export type FineTuneOptimizer = "adam" | "rmsprop";
@@ -61,7 +66,7 @@ function makeOptimizer(kind: FineTuneOptimizer, lr: number): tf.Optimizer {
   return kind === "adam" ? tf.train.adam(lr) : tf.train.rmsprop(lr, 0.99, 0, 1e-16);
 }
 
-export const DEFAULT_FT_CONFIG: Readonly<Required<Omit<FineTuneConfig, "innerParams" | "locTexts">>> = Object.freeze({ lr: 4e-4, optimizer: "rmsprop" as FineTuneOptimizer, maxSteps: 100, cEdit: null });
+export const DEFAULT_FT_CONFIG: Readonly<Required<Omit<FineTuneConfig, "innerParams" | "locTexts">>> = Object.freeze({ lr: 4e-4, optimizer: "rmsprop" as FineTuneOptimizer, maxSteps: 100, cEdit: null, stopAtArgmax: true });
 
 /**
  * Fine-tune `innerParams` on the requests (one mean loss over all their target tokens) until every
@@ -101,7 +106,7 @@ export function fineTuneEdit(model: ModelView, requests: readonly EditRequest[],
       }, Object.values(deltas));
       const argmax = am!.arraySync() as number[][];
       tf.dispose([am!, value]);
-      const done = labels.every((row, i) => row.every((l, t) => l < 0 || argmax[i][t] === l));
+      const done = cfg.stopAtArgmax !== false && labels.every((row, i) => row.every((l, t) => l < 0 || argmax[i][t] === l));
       if (done || steps === cfg.maxSteps) {
         tf.dispose(Object.values(grads));
         break;

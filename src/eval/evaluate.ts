@@ -19,7 +19,8 @@ import { disposeMethodEdit, EditMethod, MethodContext } from "./methods";
 import { accuracyDrawdown, editSuccess, mean, meanBy, perplexity, perplexityDrawdown, tokenAccuracy, unchanged, unchangedTokenFraction } from "./metrics";
 import { corpusNll, klPerExample, scoreTargets, TargetScore } from "../model/score";
 import type { EditedModel } from "../model/languageModel";
-import { ModelView, replaceModel } from "../model/paramsModel";
+import { ModelView, ParamsModel, replaceModel } from "../model/paramsModel";
+import type { Params } from "../model/gpt";
 import { disposeUpdate } from "../model/weightUpdate";
 import { distinctFacts, EditRecord, EditRequest, factKey, LocalityClass, sharesOldAnswer } from "../datasets/editRecord";
 import { trainingSplitProbes, trainingSplitPrompts, World } from "../world/world";
@@ -99,6 +100,11 @@ export interface SequentialCurve {
   retention: number[];
   /** After edit i: fraction of fixed probe facts whose answer argmax is unchanged. */
   locality: number[];
+  /**
+   * After edit i: how far the weights have moved from the base, max over the changed weights of
+   * ‖W_i − W_0‖_F / ‖W_0‖_F (empty for a model that is not parameter-backed).
+   */
+  weightChange: number[];
 }
 
 export interface Heatmap {
@@ -274,7 +280,8 @@ function evalBatched(model: EditedModel, method: EditMethod, allRecords: readonl
 /** Sequential edits: apply N edits one after another; after each, retention and locality. */
 function evalSequential(model: EditedModel, method: EditMethod, records: readonly EditRecord[], probes: TextExample[]): SequentialCurve {
   const preProbe = scoreTargets(model, probes);
-  const curve: SequentialCurve = { retention: [], locality: [] };
+  const curve: SequentialCurve = { retention: [], locality: [], weightChange: [] };
+  const base = model instanceof ParamsModel ? model.params : null;
   let current: EditedModel = model;
   const done: EditRecord[] = [];
   try {
@@ -287,11 +294,25 @@ function evalSequential(model: EditedModel, method: EditMethod, records: readonl
       done.push(r);
       curve.retention.push(editSuccess(scoreTargets(current, done.map((d) => ({ prompt: d.prompts[0], target: d.target_new }))).map((x) => x.exact)));
       curve.locality.push(mean(scoreTargets(current, probes).map((x, i) => unchanged(preProbe[i].argmax, x.argmax))));
+      if (base && current instanceof ParamsModel) curve.weightChange.push(relativeWeightChange(base, current.params));
     }
   } finally {
     if (current !== model) current.dispose();
   }
   return curve;
+}
+
+/** max over the weights that differ of ‖W − W0‖_F / ‖W0‖_F (0 when none differs). */
+export function relativeWeightChange(w0: Readonly<Params>, w: Readonly<Params>): number {
+  return tf.tidy(() => {
+    let worst = 0;
+    for (const [n, t] of Object.entries(w)) {
+      if (t === w0[n] || !w0[n]) continue;
+      const r = tf.div(tf.norm(tf.sub(t, w0[n])), tf.norm(w0[n])).dataSync()[0];
+      worst = Math.max(worst, r);
+    }
+    return worst;
+  });
 }
 
 /** Run every evaluation for every method on the same records and probes. */

@@ -93,8 +93,12 @@ export function mendMethod(editor: Editor, name = "MEND", calibrate: StepCalibra
   return weightMethod(name, (m, requests, state) => mendEdit(m, editor, requests, { stepScale, ...(rule ? { rule, state } : {}) }));
 }
 
-export function fineTuneMethod(cfg: FineTuneConfig, name = cfg.cEdit === null ? "FT" : "FT+KL"): EditMethod {
-  return weightMethod(name, (m, requests) => fineTuneEdit(m, requests, cfg));
+/**
+ * FT or FT+KL (by `cfg.cEdit`). `trainingSet`, if given, turns the requests into the set that is
+ * fine-tuned on (e.g. each request with its paraphrases); success is still judged on the requests.
+ */
+export function fineTuneMethod(cfg: FineTuneConfig, name = cfg.cEdit === null ? "FT" : "FT+KL", trainingSet?: (requests: readonly EditRequest[]) => EditRequest[]): EditMethod {
+  return weightMethod(name, (m, requests) => fineTuneEdit(m, trainingSet ? trainingSet(requests) : requests, cfg));
 }
 
 /** What the methods may need beyond the model they edit. */

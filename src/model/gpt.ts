@@ -85,7 +85,17 @@ export interface ForwardOptions {
    * one forward runs many examples, each with its own edited weight (used by meta-training).
    */
   lowRank?: Readonly<Record<string, LowRankTerm>>;
+  /**
+   * Read or replace hidden states [N, C] where they form (causal tracing, src/eval/causalTrace.ts):
+   * "embed" (token + position embeddings), "h.<i>.attn" and "h.<i>.mlp" (a block's attention and MLP
+   * outputs, before they join the residual stream) and "h.<i>" (the residual stream after block i).
+   * The returned tensor is used in place of `x`.
+   */
+  intervene?: (site: HiddenSite, x: tf.Tensor2D) => tf.Tensor2D;
 }
+
+/** Where `ForwardOptions.intervene` sees the hidden states. */
+export type HiddenSite = "embed" | `h.${number}` | `h.${number}.attn` | `h.${number}.mlp`;
 
 export interface LowRankTerm {
   /** [M, d_in] */
@@ -161,7 +171,8 @@ export function gptForward(params: Readonly<Params>, c: GPT2Config, inputIds: tf
   const trained = opts.replace?.["wte.weight"] !== undefined || wte instanceof tf.Variable;
   const tok = trained ? tf.matMul(oneHotFloat(ids, c.vocab_size) as tf.Tensor2D, wte) : frozenEmbedding(wte, ids); // [N, C]
   const pos = tf.tile(tf.slice(P("wpe.weight"), [0, 0], [T, C]), [B, 1]); // [N, C]
-  let x = tf.add(tok, pos) as tf.Tensor2D; // [N, C]
+  const at = (site: HiddenSite, h: tf.Tensor2D): tf.Tensor2D => (opts.intervene ? opts.intervene(site, h) : h);
+  let x = at("embed", tf.add(tok, pos) as tf.Tensor2D); // [N, C]
 
   // Additive attention bias [B, 1, T, T]: causal, and padded keys masked out.
   const causal = tf.linalg.bandPart(tf.ones([T, T]), -1, 0); // [T, T] lower triangle
@@ -178,10 +189,10 @@ export function gptForward(params: Readonly<Params>, c: GPT2Config, inputIds: tf
     const kT = tf.transpose(heads(k), [0, 1, 3, 2]); // [B, H, hs, T] (explicit transpose: no matMul flags)
     const att = tf.softmax(tf.add(tf.mul(tf.matMul(heads(q), kT), 1 / Math.sqrt(hs)), bias)); // [B, H, T, T]
     const y = tf.reshape(tf.transpose(tf.matMul(att, heads(v)), [0, 2, 1, 3]), [N, C]) as tf.Tensor2D;
-    x = tf.add(x, linear(y, p + "attn.c_proj")) as tf.Tensor2D;
+    x = tf.add(x, at(`h.${i}.attn`, linear(y, p + "attn.c_proj"))) as tf.Tensor2D;
     // MLP: c_proj(gelu(c_fc(ln_2(x)))) -- the two weights MEND edits.
     const hmid = gelu(linear(layerNorm(x, p + "ln_2"), p + "mlp.c_fc")); // [N, 4C]
-    x = tf.add(x, linear(hmid, p + "mlp.c_proj")) as tf.Tensor2D;
+    x = at(`h.${i}`, tf.add(x, at(`h.${i}.mlp`, linear(hmid, p + "mlp.c_proj"))) as tf.Tensor2D);
   }
   const hf = layerNorm(x, "ln_f");
   const head = trained ? tf.matMul(hf, tf.transpose(wte)) : frozenHead(hf, wte); // tied head

@@ -136,6 +136,18 @@ export class World {
   }
 
   /**
+   * The request's training-template paraphrases as requests with the same target (the request's own
+   * prompt left out): a fine-tuning set that covers the fact, not only its sentence. An error for a
+   * prompt that is none of the world's templates.
+   */
+  trainingParaphrases(request: { prompt: string; target: string }): { prompt: string; target: string }[] {
+    const m = this.matchPrompt(request.prompt);
+    if (!m) throw new Error(`"${request.prompt}" is none of the world's templates: it has no paraphrases`);
+    const own = request.prompt.trim().replace(/\s+/g, " ");
+    return this.prompts(m.fact.subject, m.fact.relation, "train").filter((p) => p !== own).map((prompt) => ({ prompt, target: request.target }));
+  }
+
+  /**
    * Subjects per split. `test_subjects` are always test; the rest are shuffled (seeded) and split
    * separately for countries and people so that each split gets about `fractions` of them
    * (default 79/8/13%: the test split then holds >= 125 distinct facts, enough for a batched edit
