@@ -84,9 +84,27 @@ def prose(source):
     return re.sub(r"\$[^$]*\$", " ", s)
 
 
+def printed(n, outputs, numbers):
+    """Whether prose number `n` is in the outputs as written, or is a rounding of a printed decimal
+    (0.42 for a printed 0.4167: a value derived in the text from a printed one)."""
+    if re.search(r"(?<![\d.])" + re.escape(n) + r"(?![\d])", outputs):
+        return True
+    m = re.fullmatch(r"-?\d+\.(\d+)", n)
+    if not m:
+        return False
+    k = len(m.group(1))
+    for x in numbers:
+        if "e" in x or len(x.split(".")[1]) <= k:
+            continue
+        if f"{round(float(x), k):.{k}f}" == n:
+            return True
+    return False
+
+
 def check_prose(nb):
     """The prose-number check; returns a list of problems."""
     outputs = output_text(nb)
+    numbers = re.findall(r"(?<![\w.])-?\d+\.\d+(?:e-?\d+)?", outputs)
     problems = []
     for i, cell in enumerate(nb.cells):
         if cell.cell_type != "markdown":
@@ -94,11 +112,30 @@ def check_prose(nb):
         text = prose(cell.source)
         for m in re.finditer(r"(" + NUMBER + r")" + re.escape(MARK), text):
             n = m.group(1).replace("−", "-")
-            if not re.search(r"(?<![\d.])" + re.escape(n) + r"(?![\d])", outputs):
-                problems.append(f"cell {i}: the prose quotes {n}, which no output of this notebook contains")
+            if not printed(n, outputs, numbers):
+                problems.append(f"cell {i}: the prose quotes {n}, which no output of this notebook contains (as printed or rounded)")
         for m in re.finditer(r"(?<![\w.])(\d+\.\d{2,})(?!\d)(?!\.\d)(?!" + re.escape(MARK) + ")", text):
             problems.append(f"cell {i}: {m.group(1)} is not marked {MARK} (a number the notebook computes) nor written in code or math")
     return problems
+
+
+def self_test():
+    """The prose check catches what it should (runs before every notebook run)."""
+    nb = nbformat.v4.new_notebook()
+    code = nbformat.v4.new_code_cell("")
+    code.outputs = [nbformat.v4.new_output("stream", name="stdout", text="paraphrases 0.4167, locality 0.991\n")]
+    nb.cells = [code]
+    cases = {
+        "paraphrases 0.42<!--out-->, locality 0.991<!--out--> and `0.87` and $0.5$": 0,
+        "paraphrases 0.43<!--out-->": 1,
+        "paraphrases 0.87 unmarked": 1,
+        "0.4167<!--out--> but 0.40<!--out-->": 1,
+    }
+    for text, want in cases.items():
+        nb.cells[1:] = [nbformat.v4.new_markdown_cell(text)]
+        got = len(check_prose(nb))
+        if got != want:
+            raise SystemExit(f"run-notebooks.py self-test: {got} problems (expected {want}) in {text!r}")
 
 
 def report_failure(nb, path, err, log):
@@ -117,6 +154,7 @@ def report_failure(nb, path, err, log):
         print(f"--- the kernel's stderr:\n{kernel[-3000:]}")
 
 
+self_test()
 passed = failed = 0
 for path in paths:
     nb = nbformat.read(path, as_version=4)

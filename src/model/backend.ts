@@ -153,6 +153,13 @@ export function describeBackend(c: BackendChoice): string {
   return `${c.kind}${threads}${c.fastMatMulGradient ? " + explicit-transpose matMul gradient" : ""}${skips ? ` (skipped ${skips})` : ""}`;
 }
 
+/** The backend in one short line (notebook banners): which one, its threads, and which faster ones were unavailable. */
+export function backendBanner(c: BackendChoice): string {
+  const threads = c.threads === null ? "" : `, ${c.threads} thread${c.threads === 1 ? "" : "s"}`;
+  const skipped = c.skipped.length ? ` (${c.skipped.map((s) => s.kind).join(", ")} not available; see README)` : "";
+  return `tfjs backend: ${c.kind}${threads}${skipped}`;
+}
+
 // ---------------------------------------------------------------------------------------------
 // matMul gradient without transpose flags
 

@@ -6,6 +6,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { BatchArrays, encodeExamples, TextExample, toBatch, disposeBatch } from "./batch";
+import { continuation } from "./tokenizer";
 import { GPT2Config } from "./config";
 import type { LanguageModel } from "./languageModel";
 import { labelMask, oneHotFloat, tokenKl, tokenNll } from "./loss";
@@ -76,6 +77,26 @@ export function nextTokenProbs(m: LanguageModel, prompts: readonly string[], bat
     for (let i = 0; i * V < data.length; i++) out.push(data.slice(i * V, i * V + m.tokenizer.size));
   }
   return out;
+}
+
+/**
+ * Greedy continuations: after each prompt, up to `maxTokens` most likely next tokens, stopping at
+ * the end-of-text token. Returns the generated text (the tokens decoded, without the prompt).
+ */
+export function greedyContinuation(m: LanguageModel, prompts: readonly string[], maxTokens = 12): string[] {
+  const tok = m.tokenizer;
+  return prompts.map((prompt) => {
+    const ids: number[] = [];
+    const text = () => (ids.length ? prompt + continuation(prompt, tok.decode(ids)) : prompt);
+    while (ids.length < maxTokens && tok.encode(text()).length + 1 < m.config.n_positions) {
+      const [p] = nextTokenProbs(m, [text()]);
+      let best = 0;
+      for (let id = 1; id < p.length; id++) if (p[id] > p[best]) best = id;
+      if (best === tok.eosId) break;
+      ids.push(best);
+    }
+    return tok.decode(ids);
+  });
 }
 
 export interface TargetScore {

@@ -11,7 +11,9 @@ import { Editor } from "../mend/editor";
 import { disposeFactors, outerProductSum } from "../mend/factor";
 import { pseudoGradient } from "../mend/update";
 import { stdOf } from "../mend/stats";
+import type { LanguageModel } from "../model/languageModel";
 import { ModelView } from "../model/paramsModel";
+import { nextTokenProbs } from "../model/score";
 
 export interface MemoryRow {
   model: string;
@@ -37,6 +39,89 @@ export function gradientMemoryTable(models: { model: string; dModel: number }[] 
     const dOut = 4 * dModel;
     return { model, d_in: dIn, d_out: dOut, full_gradient: dIn * dOut, per_token_factors: dIn + dOut, ratio_10_tokens: (dIn * dOut) / (10 * (dIn + dOut)) };
   });
+}
+
+export interface EditorSizeRow {
+  weight: string;
+  d_in: number;
+  d_out: number;
+  /** Entries of the weight's gradient, d_in · d_out: the input of an editor that reads it whole. */
+  gradient_entries: number;
+  /** One dense layer from the flattened gradient to an update of the same size: (d_in · d_out)². */
+  dense_editor: number;
+  /** MEND's network for this weight shape (one mode): 2 layers · (2·D·r + D + 2·D), D = d_in + d_out. */
+  mend_editor: number;
+  rank: number;
+}
+
+/**
+ * The paper's reason to act on u and δ (§3.1): an editor that reads a d_in × d_out gradient as one
+ * vector needs a weight per (input entry, output entry) pair even for a single linear layer; MEND's
+ * network reads (u, δ), D = d_in + d_out numbers per token, through rank-r layers.
+ */
+export function editorSizeTable(weights: { weight: string; dIn: number; dOut: number; rank: number }[]): EditorSizeRow[] {
+  return weights.map(({ weight, dIn, dOut, rank }) => {
+    const D = dIn + dOut;
+    const r = Math.min(rank, D);
+    return { weight, d_in: dIn, d_out: dOut, gradient_entries: dIn * dOut, dense_editor: (dIn * dOut) ** 2, mend_editor: 2 * (2 * D * r + D + 2 * D), rank: r };
+  });
+}
+
+export interface TokenFactorRow {
+  weight: string;
+  /** The input token at the row's position (the u it holds is that token's layer input). */
+  token: string;
+  position: number;
+  "‖u‖": number;
+  "‖ũ‖": number;
+  "‖δ‖": number;
+  "‖δ̃‖": number;
+  /** ‖ũ‖‖δ̃‖ / Σ over the weight's rows: the row's share of the update (rank-1 terms' norms). */
+  share: number;
+}
+
+/**
+ * What the editor makes of each token row of an edit: the raw factors u, δ and the editor's ũ, δ̃
+ * per kept row, with each row's share of the update. The rows are the edit's token positions whose
+ * u and δ are non-zero (notebook 3).
+ */
+export function factorsByToken(model: ModelView, editor: Editor, request: EditRequest): TokenFactorRow[] {
+  const b = makeBatch(model.tokenizer, [request], "target", model.config.n_positions);
+  const ids = b.inputIds.arraySync()[0] as number[];
+  const f = captureEditorFactors(model.params, model.config, b, editor);
+  disposeBatch(b);
+  try {
+    return tf.tidy(() => {
+      const t = transformFactors(editor, f);
+      return editor.config.innerParams.flatMap((name) => {
+        const norms = (x: tf.Tensor2D) => Array.from(tf.norm(x, "euclidean", 1).dataSync());
+        const [u, ut, d, dt] = [norms(f.u[name]), norms(t[name].uTilde), norms(f.delta[name]), norms(t[name].deltaTilde)];
+        const total = ut.reduce((a, x, i) => a + x * dt[i], 0);
+        return f.rows[name].map((row, i) => {
+          const position = row % f.seqLen;
+          return { weight: name, token: model.tokenizer.token(ids[position]), position, "‖u‖": u[i], "‖ũ‖": ut[i], "‖δ‖": d[i], "‖δ̃‖": dt[i], share: (ut[i] * dt[i]) / total };
+        });
+      });
+    });
+  } finally {
+    disposeFactors(f);
+  }
+}
+
+export interface TokenMove {
+  token: string;
+  before: number;
+  after: number;
+  change: number;
+}
+
+/** The next tokens after `prompt` whose probability rose most and fell most from `pre` to `post`. */
+export function topMovers(pre: LanguageModel, post: LanguageModel, prompt: string, k = 5): { rose: TokenMove[]; fell: TokenMove[] } {
+  const [a] = nextTokenProbs(pre, [prompt]);
+  const [b] = nextTokenProbs(post, [prompt]);
+  const moves = Array.from(a, (p, id) => ({ token: pre.tokenizer.token(id), before: p, after: b[id], change: b[id] - p }));
+  moves.sort((x, y) => y.change - x.change);
+  return { rose: moves.slice(0, k), fell: moves.slice(-k).reverse() };
 }
 
 export interface GradientComparison {

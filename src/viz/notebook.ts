@@ -14,6 +14,7 @@
 import * as path from "path";
 import { loadEditor } from "../extensions/editorExtensions";
 import { disposeEditor, Editor } from "../mend/editor";
+import { backendBanner, initBackend } from "../model/backend";
 import { loadModel, Model } from "../model/modelFolder";
 import { World } from "../world/world";
 
@@ -141,4 +142,10 @@ let current: NotebookSession | null = null;
 /** The kernel's notebook session. */
 export function notebookSession(): NotebookSession {
   return (current ??= new NotebookSession());
+}
+
+/** A notebook's first cell: start the tfjs backend (once per kernel), print it in one line, return the session. */
+export async function startNotebook(): Promise<NotebookSession> {
+  console.log(backendBanner(await initBackend()));
+  return notebookSession();
 }

@@ -39,13 +39,15 @@ export function driftFigure(drift: EvalResult["drift"], key: "dProb" | "kl" = "d
       name,
       x: pts.map((p) => p.class.replace("_", " ")),
       y: pts.map((p) => p[key]),
-      marker: { color: color(name, i) },
-      boxpoints: false,
+      marker: { color: color(name, i), size: 3, opacity: 0.5 },
+      boxpoints: "all",
+      jitter: 0.5,
+      pointpos: 0,
     })),
     layout: base(key === "dProb" ? "Locality drift: change in p(original answer), per class" : "Locality drift: KL(pre ‖ post), per class", {
       boxmode: "group",
       yaxis: { title: { text: key === "dProb" ? "p after − p before" : "KL (nats)" }, ...(key === "kl" ? { type: "log" } : {}) },
-      xaxis: { categoryorder: "array", categoryarray: LOCALITY_CLASSES.map((c) => c.replace("_", " ")) },
+      xaxis: { title: { text: "locality class" }, categoryorder: "array", categoryarray: LOCALITY_CLASSES.map((c) => c.replace("_", " ")) },
     }),
   };
 }
@@ -53,35 +55,51 @@ export function driftFigure(drift: EvalResult["drift"], key: "dProb" | "kl" = "d
 /** Heatmap: change in p(original answer of fact j) after editing fact i. */
 export function heatmapFigure(h: EvalResult["heatmap"][string], method: string): Figure {
   return {
-    data: [{ type: "heatmap", z: h.dp, x: h.labels, y: h.labels, colorscale: "RdBu", zmid: 0, zmin: -1, zmax: 1, colorbar: { title: { text: "Δp" } } }],
+    data: [{ type: "heatmap", z: h.dp, x: h.labels, y: h.labels, colorscale: "RdBu", zmid: 0, zmin: -1, zmax: 1, colorbar: { title: { text: "Δp(original answer)", side: "right" }, thickness: 14, tickvals: [-1, -0.5, 0, 0.5, 1] } }],
     layout: base(`${method}: drift of every probed fact (columns) after editing one fact (rows)`, {
-      height: 640,
-      margin: { t: 50, l: 220, r: 20, b: 200 },
-      xaxis: { tickfont: { size: 9 }, tickangle: 45 },
-      yaxis: { tickfont: { size: 9 }, autorange: "reversed" },
+      height: 660,
+      margin: { t: 50, l: 220, r: 120, b: 200 },
+      xaxis: { tickfont: { size: 9 }, tickangle: 45, title: { text: "probed fact" } },
+      yaxis: { tickfont: { size: 9 }, autorange: "reversed", title: { text: "edited fact" } },
     }),
   };
 }
 
-/** Batched edits: ES and locality vs k, per method. */
-export function batchedFigure(batched: EvalResult["batched"]): Figure {
+const SYMBOLS = ["circle-open", "square", "diamond-open", "cross", "triangle-up-open", "x"];
+
+/**
+ * Curves of several methods in stacked panels (one per quantity). Each method has its own colour,
+ * marker and line width (earlier methods drawn wider), so a curve lying exactly on another stays visible.
+ */
+function methodPanels(title: string, xTitle: string, byMethod: [string, number[], Record<string, number[]>][], panels: [string, string][], xLog: boolean): Figure {
+  const n = panels.length;
+  const gap = 0.08;
+  const h = (1 - gap * (n - 1)) / n;
   const data: Record<string, unknown>[] = [];
-  Object.entries(batched).forEach(([name, pts], i) => {
-    data.push({ type: "scatter", mode: "lines+markers", name: `${name} ES`, x: pts.map((p) => p.k), y: pts.map((p) => p.es), line: { color: color(name, i) } });
-    data.push({ type: "scatter", mode: "lines+markers", name: `${name} locality`, x: pts.map((p) => p.k), y: pts.map((p) => p.locality), line: { color: color(name, i), dash: "dot" } });
+  const xs = [...new Set(byMethod.flatMap(([, x]) => x))].sort((a, b) => a - b);
+  const layout: Record<string, unknown> = base(title, { height: 250 * n + 110, legend: { orientation: "h", y: -0.15 } });
+  panels.forEach(([key, yTitle], i) => {
+    const ax = i === 0 ? "" : String(i + 1);
+    const top = 1 - i * (h + gap);
+    layout[`yaxis${ax}`] = { title: { text: yTitle }, domain: [top - h, top], range: [-0.03, 1.05] };
+    layout[`xaxis${ax}`] = { anchor: `y${ax}`, ...(i ? { matches: "x" } : {}), ...(xLog ? { type: "log", tickvals: xs, ticktext: xs.map(String) } : {}), showticklabels: i === n - 1, ...(i === n - 1 ? { title: { text: xTitle } } : {}) };
+    byMethod.forEach(([name, x, ys], j) => {
+      data.push({ type: "scatter", mode: xs.length > 12 ? "lines" : "lines+markers", name, legendgroup: name, showlegend: i === 0, x, y: ys[key], xaxis: `x${ax}`, yaxis: `y${ax}`, line: { color: color(name, j), width: Math.max(1.5, 5 - 1.5 * j) }, marker: { symbol: SYMBOLS[j % SYMBOLS.length], size: Math.max(6, 13 - 3 * j) } });
+    });
   });
-  return { data, layout: base("Batched edits: k facts edited in one call", { xaxis: { type: "log", title: { text: "k (edits per call)" } }, yaxis: { range: [0, 1.05] } }) };
+  return { data, layout };
 }
 
-/** Sequential edits: retention of earlier edits and locality after each edit. */
+/** Batched edits: ES and locality vs k (one panel each), per method. */
+export function batchedFigure(batched: EvalResult["batched"]): Figure {
+  const rows = Object.entries(batched).map(([name, pts]): [string, number[], Record<string, number[]>] => [name, pts.map((p) => p.k), { es: pts.map((p) => p.es), locality: pts.map((p) => p.locality) }]);
+  return methodPanels("Batched edits: k facts edited in one call", "k (edits per call)", rows, [["es", "edit success"], ["locality", "locality unchanged"]], true);
+}
+
+/** Sequential edits: retention of earlier edits and locality after each edit (one panel each), per method. */
 export function sequentialFigure(seq: EvalResult["sequential"]): Figure {
-  const data: Record<string, unknown>[] = [];
-  Object.entries(seq).forEach(([name, c], i) => {
-    const x = c.retention.map((_, j) => j + 1);
-    data.push({ type: "scatter", mode: "lines", name: `${name} retention`, x, y: c.retention, line: { color: color(name, i) } });
-    data.push({ type: "scatter", mode: "lines", name: `${name} locality`, x, y: c.locality, line: { color: color(name, i), dash: "dot" } });
-  });
-  return { data, layout: base("Sequential edits: drift as edits accumulate", { xaxis: { title: { text: "edits applied" } }, yaxis: { range: [0, 1.05] } }) };
+  const rows = Object.entries(seq).map(([name, c]): [string, number[], Record<string, number[]>] => [name, c.retention.map((_, j) => j + 1), { retention: c.retention, locality: c.locality }]);
+  return methodPanels("Sequential edits: one model edited again and again", "edits applied", rows, [["retention", "earlier edits still right"], ["locality", "probe facts unchanged"]], false);
 }
 
 /** All report figures, in report order. */
