@@ -8,7 +8,7 @@ log file that is shown only when a notebook fails.
 Usage: run-notebooks.py [--twice] [--write] [--html DIR] [--timeout SEC] [NOTEBOOK ...]
   --twice     after the first pass, run the notebook's second half again after its clean-up (from
               the cell tagged "second-half" to the end), then every cell again (Run All twice)
-  --write     store the first pass's outputs back into the .ipynb files
+  --write     store the first pass's outputs back into the .ipynb files (also when the prose check fails)
   --html DIR  export each notebook's first pass to DIR/<name>.html; plotly.js is written once to
               DIR/plotly.min.js, which the pages' figures load
 
@@ -43,7 +43,7 @@ if not paths:
     paths = sorted(glob.glob(os.path.join(root, "notebooks", "*.ipynb")))
 
 MARK = "<!--out-->"
-NUMBER = r"[-−]?\d[\d,]*(?:\.\d+)?(?:e[-−]?\d+)?%?"
+NUMBER = r"[-−]?\d[\d,]*(?:\.\d+)?(?:e[-+−]?\d+)?%?"
 
 
 def export_html(nb, path):
@@ -104,7 +104,7 @@ def printed(n, outputs, numbers):
 def check_prose(nb):
     """The prose-number check; returns a list of problems."""
     outputs = output_text(nb)
-    numbers = re.findall(r"(?<![\w.])-?\d+\.\d+(?:e-?\d+)?", outputs)
+    numbers = re.findall(r"(?<![\w.])-?\d+\.\d+(?:e[-+]?\d+)?", outputs)
     problems = []
     for i, cell in enumerate(nb.cells):
         if cell.cell_type != "markdown":
@@ -114,7 +114,7 @@ def check_prose(nb):
             n = m.group(1).replace("−", "-")
             if not printed(n, outputs, numbers):
                 problems.append(f"cell {i}: the prose quotes {n}, which no output of this notebook contains (as printed or rounded)")
-        for m in re.finditer(r"(?<![\w.])(\d+\.\d{2,})(?!\d)(?!\.\d)(?!" + re.escape(MARK) + ")", text):
+        for m in re.finditer(r"(?<![\w.])(\d+\.\d{2,}(?:e[-+]?\d+)?)(?![\d.e])(?!" + re.escape(MARK) + ")", text):
             problems.append(f"cell {i}: {m.group(1)} is not marked {MARK} (a number the notebook computes) nor written in code or math")
     return problems
 
@@ -193,6 +193,8 @@ for path in paths:
             report_failure(nb, path, e, log)
             continue
     problems = check_prose(first)
+    if write:
+        nbformat.write(first, path)
     if problems:
         failed += 1
         print(f"FAIL {os.path.relpath(path, root)}: its prose does not match its outputs")
@@ -203,8 +205,6 @@ for path in paths:
     size = len(nbformat.writes(first).encode())
     passes = f"{times[0]:.0f}s" + (f"; second half after the clean-up {times[1]:.0f}s; again in the same kernel {times[2]:.0f}s" if twice else "")
     print(f"ok   {os.path.relpath(path, root)} ({passes}; {solutions} solutions ran; executed {size / 1e6:.2f} MB)")
-    if write:
-        nbformat.write(first, path)
     if html_dir:
         export_html(first, path)
 

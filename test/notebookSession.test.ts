@@ -63,6 +63,14 @@ test("notebook session: handles reload after the clean-up, kept values say which
     nb.cleanup();
   }
   assert.equal(tf.memory().numTensors, floor, "load, edit and clean up three times: flat");
+  // derived values are made again on their next use after the clean-up, dependencies included
+  const dEdit = nb.derive("dEdit", () => mendEdit(model, editor, [request]), disposeEdit);
+  const dModel = nb.derive("dModel", () => applyUpdates(model, [dEdit.update]), (x) => x.dispose());
+  const first = nextTokenTopK(dModel, [request.prompt], 1)[0].top[0];
+  assert.deepEqual(nb.cleanup().freed.sort(), ["dEdit", "dModel"]);
+  assert.deepEqual(nextTokenTopK(dModel, [request.prompt], 1)[0].top[0], first, "made again after the clean-up");
+  assert.deepEqual(nb.cleanup().freed.sort(), ["dEdit", "dModel"], "and freed again by the next clean-up");
+  assert.equal(tf.memory().numTensors, floor);
   disposeEditor(e);
   m.dispose();
   fs.rmSync(dir, { recursive: true, force: true });

@@ -64,21 +64,24 @@ export function showFigure(fig: Figure): void {
 }
 
 /** Anything table-like: a danfojs DataFrame ({columns, values}) or a list of row objects (turned into one). */
-export type TableLike = { columns: string[]; values: unknown } | Record<string, unknown>[];
+export type TableLike = { columns: string[]; values: unknown } | readonly object[];
 
 /**
  * Row objects become a danfojs DataFrame (loaded on first use; danfojs shares our tfjs engine
  * through the shim in package.json overrides), so every table shown is a DataFrame.
  */
-export function toDataFrame(rows: Record<string, unknown>[]): { columns: string[]; values: unknown } {
+export function toDataFrame(objects: readonly object[]): { columns: string[]; values: unknown } {
+  const rows = objects as readonly Record<string, unknown>[];
   // eslint-disable-next-line @typescript-eslint/no-var-requires
   const dfd = require("danfojs-node") as { DataFrame: new (data: unknown, opts?: { columns?: string[] }) => { columns: string[]; values: unknown } };
   const columns = [...new Set(rows.flatMap((r) => Object.keys(r)))];
   return new dfd.DataFrame(rows.map((r) => columns.map((c) => (r[c] === undefined ? "" : r[c]))), { columns });
 }
 
+const isRows = (t: TableLike): t is readonly object[] => Array.isArray(t);
+
 function toColumnsValues(t: TableLike): { columns: string[]; values: unknown[][] } {
-  const df = Array.isArray(t) ? toDataFrame(t) : t;
+  const df = isRows(t) ? toDataFrame(t) : t;
   const v = df.values as unknown[];
   return { columns: df.columns, values: v.map((r) => (Array.isArray(r) ? r : [r])) };
 }

@@ -12,6 +12,7 @@
  * again returns the same session).
  */
 import * as path from "path";
+import { inspect } from "util";
 import { loadEditor } from "../extensions/editorExtensions";
 import { disposeEditor, Editor } from "../mend/editor";
 import { backendBanner, initBackend } from "../model/backend";
@@ -24,6 +25,11 @@ export class NotebookError extends Error {
     super(message);
     this.name = "NotebookError";
     this.stack = `${this.name}: ${message}`;
+  }
+
+  /** One line in the notebook (tslab prints errors with console.error, which inspects them). */
+  [inspect.custom](): string {
+    return `${this.name}: ${this.message}`;
   }
 }
 
@@ -119,6 +125,34 @@ export class NotebookSession {
         check();
         return Reflect.ownKeys(target);
       },
+    });
+  }
+
+  /**
+   * Like `keep`, for a value later parts of the notebook build on (an edit, an edited model): after
+   * the clean-up freed it, the next use makes it again with `make` (which may use other derived
+   * values), instead of answering with an error.
+   */
+  derive<T extends object>(name: string, make: () => T, free: (v: T) => void): T {
+    this.kept = this.kept.filter((k) => k.name !== name || (k.free(), false));
+    this.freed.delete(name);
+    const slot = { value: make() as T | null };
+    const entry: Kept = {
+      name,
+      free: () => {
+        if (slot.value) free(slot.value);
+        slot.value = null;
+      },
+    };
+    this.kept.push(entry);
+    const first = slot.value!;
+    return handle(first, () => {
+      if (!slot.value) {
+        slot.value = make();
+        if (!this.kept.includes(entry)) this.kept.push(entry);
+        this.freed.delete(name);
+      }
+      return slot.value;
     });
   }
 
