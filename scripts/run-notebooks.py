@@ -16,7 +16,8 @@ Every pass fails the notebook when a cell fails. Checks on every notebook:
   - cells tagged "solution" (the exercises' solutions) run like any other cell; their count is shown;
   - prose quotes only what the notebook computes: a number in a markdown cell followed by the marker
     <!--out--> must appear in the outputs of the notebook's code cells, and a decimal number with two
-    or more digits after the point (0.87, 1.25) outside code and math must carry that marker.
+    or more digits after the point (0.87, 1.25) outside code and math must carry that marker
+    (or <!--paper--> when it is quoted from a publication).
 Exit code: number of failed notebooks (0 = all passed). Last line: "notebooks: N passed, N failed".
 """
 import copy
@@ -43,6 +44,7 @@ if not paths:
     paths = sorted(glob.glob(os.path.join(root, "notebooks", "*.ipynb")))
 
 MARK = "<!--out-->"
+CITED = "<!--paper-->"  # a number quoted from a publication, not computed here
 NUMBER = r"[-−]?\d[\d,]*(?:\.\d+)?(?:e[-+−]?\d+)?%?"
 
 
@@ -114,7 +116,7 @@ def check_prose(nb):
             n = m.group(1).replace("−", "-")
             if not printed(n, outputs, numbers):
                 problems.append(f"cell {i}: the prose quotes {n}, which no output of this notebook contains (as printed or rounded)")
-        for m in re.finditer(r"(?<![\w.])(\d+\.\d{2,}(?:e[-+]?\d+)?)(?![\d.e])(?!" + re.escape(MARK) + ")", text):
+        for m in re.finditer(r"(?<![\w.])(\d+\.\d{2,}(?:e[-+]?\d+)?)(?![\d.e])(?!" + re.escape(MARK) + ")(?!" + re.escape(CITED) + ")", text):
             problems.append(f"cell {i}: {m.group(1)} is not marked {MARK} (a number the notebook computes) nor written in code or math")
     return problems
 
@@ -129,6 +131,7 @@ def self_test():
         "paraphrases 0.42<!--out-->, locality 0.991<!--out--> and `0.87` and $0.5$": 0,
         "paraphrases 0.43<!--out-->": 1,
         "paraphrases 0.87 unmarked": 1,
+        "the paper reports 0.86<!--paper-->": 0,
         "0.4167<!--out--> but 0.40<!--out-->": 1,
     }
     for text, want in cases.items():
