@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // `npm run notebooks:format`: format every notebook's code cells with prettier (TypeScript,
-// 100 columns), so cells read without horizontal scrolling. Markdown cells are left alone.
+// 100 columns), so cells read without horizontal scrolling, and clear their outputs and execution
+// counts (notebooks are committed without outputs; the exports in docs/notebooks have them).
+// Markdown cells are left alone.
 import * as fs from "fs";
 import * as path from "path";
 import * as prettier from "prettier";
@@ -13,6 +15,8 @@ for (const name of fs.readdirSync(dir).filter((n) => n.endsWith(".ipynb")).sort(
   const nb = JSON.parse(fs.readFileSync(file, "utf8"));
   for (const cell of nb.cells) {
     if (cell.cell_type !== "code") continue;
+    cell.outputs = [];
+    cell.execution_count = null;
     const src = cell.source.join("");
     const out = (await prettier.format(src, options)).replace(/\n$/, "");
     if (out !== src) {

@@ -13,6 +13,7 @@ Usage: run-notebooks.py [--twice] [--write] [--html DIR] [--timeout SEC] [NOTEBO
               DIR/plotly.min.js, which the pages' figures load
 
 Every pass fails the notebook when a cell fails. Checks on every notebook:
+  - every imported name is used; a notebook with exercises has solution cells;
   - cells tagged "solution" (the exercises' solutions) run like any other cell; their count is shown;
   - prose quotes only what the notebook computes: a number in a markdown cell followed by the marker
     <!--out--> must appear in the outputs of the notebook's code cells, and a decimal number with two
@@ -141,6 +142,25 @@ def self_test():
             raise SystemExit(f"run-notebooks.py self-test: {got} problems (expected {want}) in {text!r}")
 
 
+def check_structure(nb):
+    """Every imported name is used; a notebook with exercises has solution cells; returns problems."""
+    problems = []
+    code = [c.source for c in nb.cells if c.cell_type == "code"]
+    names = []
+    for src in code:
+        for m in re.finditer(r"import\s*\{([^}]*)\}\s*from", src):
+            names += [n.split(" as ")[-1].strip() for n in m.group(1).split(",") if n.strip()]
+        names += re.findall(r"import\s+\*\s+as\s+(\w+)", src)
+    body = "\n".join(re.sub(r"^\s*import[^;]*;", "", src, flags=re.M | re.S) for src in code)
+    for n in names:
+        if not re.search(r"\b" + re.escape(n) + r"\b", body):
+            problems.append(f"{n} is imported and never used")
+    exercises = any(c.cell_type == "markdown" and "## Exercises" in c.source for c in nb.cells)
+    if exercises and not any("solution" in c.metadata.get("tags", []) for c in nb.cells):
+        problems.append('the exercises have no solution cell (a code cell tagged "solution")')
+    return problems
+
+
 def report_failure(nb, path, err, log):
     print(f"FAIL {os.path.relpath(path, root)}")
     for i, cell in enumerate(nb.cells):
@@ -195,19 +215,19 @@ for path in paths:
             failed += 1
             report_failure(nb, path, e, log)
             continue
-    problems = check_prose(first)
+    problems = check_prose(first) + check_structure(first)
     if write:
         nbformat.write(first, path)
     if problems:
         failed += 1
-        print(f"FAIL {os.path.relpath(path, root)}: its prose does not match its outputs")
+        print(f"FAIL {os.path.relpath(path, root)}: its text does not match what it runs")
         for p in problems:
             print(f"  {p}")
         continue
     passed += 1
     size = len(nbformat.writes(first).encode())
     passes = f"{times[0]:.0f}s" + (f"; second half after the clean-up {times[1]:.0f}s; again in the same kernel {times[2]:.0f}s" if twice else "")
-    print(f"ok   {os.path.relpath(path, root)} ({passes}; {solutions} solutions ran; executed {size / 1e6:.2f} MB)")
+    print(f"ok   {os.path.relpath(path, root)} ({passes}; solutions run: {solutions}; executed {size / 1e6:.2f} MB)")
     if html_dir:
         export_html(first, path)
 

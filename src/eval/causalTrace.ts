@@ -59,8 +59,10 @@ const siteOf = (kind: TraceKind, layer: number): HiddenSite => (kind === "hidden
 export function causalTrace(model: ModelView, prompt: string, subject: string, answer: string, opts: TraceOptions): CausalTrace {
   const S = opts.samples ?? 10;
   if (!(opts.noise > 0)) throw new Error(`causalTrace: noise must be a positive number, got ${opts.noise}`);
-  const at = prompt.indexOf(subject);
-  if (subject === "" || at < 0) throw new Error(`causalTrace: the subject "${subject}" does not occur in the prompt "${prompt}"`);
+  // a subject that starts the sentence is capitalised there ("the United States" -> "The United States ...")
+  const found = [subject, subject.charAt(0).toUpperCase() + subject.slice(1)].map((s) => prompt.indexOf(s)).find((i) => i >= 0);
+  if (subject === "" || found === undefined) throw new Error(`causalTrace: the subject "${subject}" does not occur in the prompt "${prompt}"`);
+  const at = found;
   const tok = model.tokenizer;
   const a = encodeExamples(tok, [{ prompt, target: answer }], "target", model.config.n_positions);
   const label = a.targetPositions[0][0]; // the position whose next token is the answer's first

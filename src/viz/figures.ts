@@ -130,12 +130,12 @@ export function causalTraceFigure(t: CausalTrace, kind: TraceKind): Figure {
   const L = t.restored[kind].length;
   const z = t.tokens.map((_, pos) => t.restored[kind].map((row) => row[pos])); // [position][layer]
   return {
-    data: [{ type: "heatmap", z, x: Array.from({ length: L }, (_, l) => `block ${l}`), y: labels, zmin: 0, zmax: 1, colorscale: kind === "mlp" ? "Greens" : kind === "attn" ? "Reds" : "Purples", colorbar: { title: { text: `p(${t.answer})`, side: "right" }, thickness: 14 } }],
+    data: [{ type: "heatmap", z, x: Array.from({ length: L }, (_, l) => `block ${l}`), y: labels, zmin: 0, zmax: 1, colorscale: kind === "mlp" ? "Greens" : kind === "attn" ? "Reds" : "Purples", reversescale: true, colorbar: { title: { text: `p(${t.answer})`, side: "right" }, thickness: 14 } }],
     layout: layoutBase(`Restoring ${KIND_TITLE[kind]} at one token and block (* subject, corrupted)`, {
       height: 140 + 32 * t.tokens.length,
-      margin: { t: 60, l: 140, r: 110, b: 60 },
+      margin: { t: 60, l: 160, r: 110, b: 60 },
       xaxis: { title: { text: "block" } },
-      yaxis: { title: { text: "input token" }, autorange: "reversed" },
+      yaxis: { title: { text: "input token", standoff: 12 }, autorange: "reversed", automargin: true },
     }),
   };
 }
@@ -163,6 +163,30 @@ export function averageTraceFigure(a: AverageTrace): Figure {
     const ax = i === 0 ? "" : String(i + 1);
     layout[`xaxis${ax}`] = { domain: [i * (w + 0.05), i * (w + 0.05) + w], anchor: `y${ax}`, title: { text: `block (${KIND_TITLE[k]})`, font: { size: 11 } } };
     layout[`yaxis${ax}`] = { anchor: `x${ax}`, autorange: "reversed", showticklabels: i === 0, ...(i === 0 ? { title: { text: "token group" } } : {}) };
+  });
+  return { data, layout };
+}
+
+/**
+ * Several runs (seeds) per category, one panel per metric: a dash at the mean, a line from the lowest
+ * to the highest run, and every run as a point, so a reader sees the spread beside the mean (a dot
+ * plot: its axis need not start at zero).
+ */
+export function seedRangeFigure(title: string, categories: readonly string[], panels: readonly { yTitle: string; runs: readonly (readonly number[])[]; range?: [number, number] }[]): Figure {
+  const n = panels.length;
+  const gap = 0.06;
+  const w = (1 - gap * (n - 1)) / n;
+  const data: Record<string, unknown>[] = [];
+  const layout: Record<string, unknown> = layoutBase(title, { height: 420, showlegend: false, margin: { t: 70, l: 70, r: 30, b: 110 } });
+  panels.forEach((p, i) => {
+    const ax = i === 0 ? "" : String(i + 1);
+    const mean = p.runs.map((r) => r.reduce((a, b) => a + b, 0) / r.length);
+    const lo = p.runs.map((r, j) => mean[j] - Math.min(...r));
+    const hi = p.runs.map((r, j) => Math.max(...r) - mean[j]);
+    data.push({ type: "scatter", mode: "markers", x: categories, y: mean, xaxis: `x${ax}`, yaxis: `y${ax}`, marker: { symbol: "line-ew-open", size: 26, line: { width: 3, color: PALETTE[i % PALETTE.length] } }, error_y: { type: "data", symmetric: false, array: hi, arrayminus: lo, color: PALETTE[i % PALETTE.length], thickness: 2, width: 0 }, hovertemplate: "%{x}: mean %{y:.3f}<extra></extra>" });
+    data.push({ type: "scatter", mode: "markers", x: categories.flatMap((c, j) => p.runs[j].map(() => c)), y: p.runs.flat(), xaxis: `x${ax}`, yaxis: `y${ax}`, marker: { color: "#222", size: 6 }, hovertemplate: "%{x}: %{y:.3f}<extra>one run</extra>" });
+    layout[`xaxis${ax}`] = { domain: [i * (w + gap), i * (w + gap) + w], anchor: `y${ax}`, tickangle: 35, tickfont: { size: 10 } };
+    layout[`yaxis${ax}`] = { anchor: `x${ax}`, title: { text: p.yTitle }, ...(p.range ? { range: p.range } : {}) };
   });
   return { data, layout };
 }
