@@ -3,7 +3,8 @@ import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import * as path from "path";
 import { fineTuneEdit } from "../dist/baselines/fineTune";
-import { disposeMethodEdit, paramsOf } from "../dist/eval/methods";
+import { disposeMethodEdit, fineTuneMethod, paramsOf } from "../dist/eval/methods";
+import { DEFAULT_EVAL_CONFIG, evaluateMethods } from "../dist/eval/evaluate";
 import { applyUpdates } from "../dist/model/paramsModel";
 import { disposeUpdate } from "../dist/model/weightUpdate";
 import { autodiffWeightGradient } from "../dist/mend/factor";
@@ -11,7 +12,7 @@ import { disposeParams } from "../dist/model/gpt";
 import { loadModel } from "../dist/model/modelFolder";
 import { scoreTargets } from "../dist/model/score";
 import { disposeBatch, makeBatch } from "../dist/model/batch";
-import { leaked, ROOT, setup, tinyModel } from "./helpers";
+import { getWorld, leaked, ROOT, setup, tinyModel } from "./helpers";
 
 const inner = ["h.1.mlp.c_fc.weight", "h.1.mlp.c_proj.weight"];
 const req = { prompt: "The capital of Peru is", target: "Madrid" };
@@ -107,5 +108,38 @@ test("the method registry: names as given, each method says what it lacks, unkno
   assert.deepEqual(edited({ optimizer: "rmsprop", lr: 4e-4 }), rms, "the default is RMSprop at 4e-4");
   assert.notDeepEqual(edited({ optimizer: "adam" }), rms);
   disposeEditor(e);
+  disposeParams(m.params);
+});
+
+test("FT keeps stepping with stopAtArgmax false; fineTuneMethod tunes on the training set it is given; sequential runs report the weights' distance", async () => {
+  await setup();
+  const m = loadModel(path.join(ROOT, "checkpoints", "base"));
+  const world = getWorld();
+  const inner3 = ["h.3.mlp.c_fc.weight", "h.3.mlp.c_proj.weight"];
+  const stops = fineTuneEdit(m, [req], { innerParams: inner3, lr: 1e-3, maxSteps: 20, cEdit: null, locTexts: [] });
+  const keeps = fineTuneEdit(m, [req], { innerParams: inner3, lr: 1e-3, maxSteps: 20, cEdit: null, locTexts: [], stopAtArgmax: false });
+  assert.ok(stops.steps < 20, "stops at the argmax by default");
+  assert.equal(keeps.steps, 20, "takes every step when told not to stop");
+  [stops, keeps].forEach((e) => disposeUpdate(e.update));
+  // the training set: the request and its training paraphrases, all with the request's target
+  const para = world.trainingParaphrases({ prompt: "The capital of Peru is", target: "Madrid" });
+  assert.ok(para.length >= 3 && para.every((p) => p.target === "Madrid" && p.prompt !== "The capital of Peru is"));
+  assert.ok(para.every((p) => world.matchPrompt(p.prompt)?.fact.subject === "Peru"));
+  assert.throws(() => world.trainingParaphrases({ prompt: "Peru is nice", target: "x" }), /none of the world's templates/);
+  const seen: number[] = [];
+  const method = fineTuneMethod({ innerParams: inner3, lr: 1e-3, maxSteps: 2, cEdit: null, locTexts: [] }, "FT+para", (rs) => {
+    const set = rs.flatMap((r) => [r, ...world.trainingParaphrases(r)]);
+    seen.push(set.length);
+    return set;
+  });
+  const e = method.edit(m, [req]);
+  assert.deepEqual(seen, [1 + para.length]);
+  disposeMethodEdit(e);
+  // sequential: the distance from the base grows with the edits and is 0 for none
+  const records = world.editRecords("test").slice(0, 3);
+  const r = evaluateMethods(m, world, [fineTuneMethod({ innerParams: inner3, lr: 1e-3, maxSteps: 5, cEdit: null, locTexts: [] })], records, { ...DEFAULT_EVAL_CONFIG, batchSizes: [], sequential: 3, heatmapEdits: 0, pplSentences: 2, sequentialProbes: 4 });
+  const w = r.sequential["FT"].weightChange;
+  assert.equal(w.length, 3);
+  assert.ok(w[0] > 0 && w[2] >= w[0], `distance from the base after each edit: ${w}`);
   disposeParams(m.params);
 });

@@ -7,3 +7,4 @@ export { targetChecks } from "./targets"; // the project's measured targets
 export { evaluateDataset, formatDatasetTable, type DatasetEvalResult } from "./datasetEval"; // zsRE / CounterFact single edits with their metrics
 export { zsreScores, type ZsreScores } from "./zsreMetrics"; // the official, EasyEdit's and ROME's zsRE metrics
 export { counterfactScores, counterfactScore, type CounterfactScores } from "./counterfactMetrics"; // ROME's ES/EM, PS/PM, NS/NM, S
+export { causalTrace, averageTrace, subjectNoiseLevel, TRACE_KINDS, TOKEN_GROUPS, type CausalTrace, type AverageTrace, type TraceKind } from "./causalTrace"; // where a model recalls a fact (ROME §2.1)

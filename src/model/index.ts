@@ -10,7 +10,7 @@ export { readSafetensors, writeSafetensors, encodeSafetensors, decodeSafetensors
 export { type Tokenizer, continuation } from "./tokenizer"; // what the model needs from a tokenizer
 export { WordTokenizer, splitWords, UnknownWordError, SPECIAL_TOKENS } from "./wordTokenizer"; // the facts world's word tokenizer
 export { BpeTokenizer, gpt2TokenizerFiles, END_OF_TEXT } from "./bpeTokenizer"; // GPT-2 byte-level BPE (tokenizers.js)
-export { nextTokenTopK, nextTokenProbs, scoreTargets, corpusNll, klPerExample, rowsPerPass, type TargetScore, type TopK } from "./score"; // predictions and teacher-forced scores of any model
+export { nextTokenTopK, nextTokenProbs, greedyContinuation, scoreTargets, corpusNll, klPerExample, rowsPerPass, type TargetScore, type TopK } from "./score"; // predictions and teacher-forced scores of any model
 export { type LanguageModel, type EditedModel, type MethodState } from "./languageModel"; // what evaluators read: logits; a model after edits
 export { type ModelView, ParamsModel, paramsModel, applyUpdates, withWeights, replaceModel } from "./paramsModel"; // parameter-backed models
 export { type ModelUpdate, type WeightDelta, type LowRankDelta, type DenseDelta, isLowRank, denseDelta, updatedWeights, updateTensors, disposeUpdate } from "./weightUpdate"; // weight updates as values

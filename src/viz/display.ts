@@ -127,22 +127,3 @@ export function liveFigure(): { update(fig: Figure): void } {
     },
   };
 }
-
-/**
- * Curves as a figure: one line per series, x = step. Series named in `right` go on a second y axis
- * (for instance accuracies in [0, 1] beside losses), titled `rightTitle`.
- */
-export function curvesFigure(title: string, steps: number[], series: Record<string, number[]>, yTitle = "", right: readonly string[] = [], rightTitle = ""): Figure {
-  const two = right.length > 0;
-  return {
-    data: Object.entries(series).map(([name, y]) => ({ type: "scatter", mode: "lines", name, x: steps, y, ...(right.includes(name) ? { yaxis: "y2", line: { dash: "dot" } } : {}) })),
-    layout: {
-      title: { text: title },
-      height: 380,
-      margin: { t: 50, l: 60, r: two ? 70 : 20, b: 50 },
-      xaxis: { title: { text: "step" } },
-      yaxis: { title: { text: yTitle } },
-      ...(two ? { yaxis2: { title: { text: rightTitle }, overlaying: "y", side: "right", range: [0, 1.02] }, legend: { orientation: "h", y: -0.25 } } : {}),
-    },
-  };
-}
