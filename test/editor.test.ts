@@ -89,3 +89,46 @@ test("editor initialisation is reproducible from the seed (also seed 0, which tf
     disposeEditor(b);
   }
 });
+
+test("editor structures (the paper's ablations): no sharing, and nets on u only, δ only or the smaller side", async () => {
+  await setup();
+  const shapes = { a: [8, 32], b: [32, 8], c: [8, 32] };
+  const base = { ...DEFAULT_EDITOR_CONFIG, innerParams: ["a", "b", "c"], rank: 4 };
+  const u = (n: number, d: number) => tf.randomNormal([n, d], 0, 1, "float32", n + d) as tf.Tensor2D;
+  // no sharing: one net per weight, one mode each
+  const unshared = createEditor({ ...base, shared: false }, shapes, 1);
+  assert.deepEqual(Object.keys(unshared.nets).sort(), ["a", "b", "c"]);
+  assert.ok(Object.values(unshared.nets).every((n) => n.modes.length === 1 && n.part === "joint"));
+  const shared = createEditor(base, shapes, 1);
+  assert.deepEqual(Object.keys(shared.nets).sort(), ["32x8", "8x32"]);
+  assert.ok(countEditorParams(unshared) > countEditorParams(shared), "three nets hold more than two");
+  // one-sided nets: the side they do not read passes through exactly; the net is the identity at init
+  for (const [transform, parts] of [["u", ["u", "u"]], ["delta", ["delta", "delta"]], ["smaller", ["u", "delta"]]] as const) {
+    const e = createEditor({ ...base, transform }, shapes, 2);
+    assert.deepEqual([e.nets["8x32"].part, e.nets["32x8"].part], parts, `${transform}: which side each net reads`);
+    for (const [name, [dIn, dOut]] of Object.entries(shapes)) {
+      const [ub, db] = [u(3, dIn), u(3, dOut)];
+      const out = applyEditor(e, name, ub, db);
+      assert.equal(maxAbsDiff(out.uTilde, ub), 0);
+      assert.equal(maxAbsDiff(out.deltaTilde, db), 0);
+      const side = e.nets[`${dIn}x${dOut}`].part;
+      assert.equal(e.nets[`${dIn}x${dOut}`].layers[0].V.shape[0], side === "u" ? dIn : dOut, `${transform}: the net is as wide as its side`);
+      tf.dispose([ub, db, out.uTilde, out.deltaTilde]);
+    }
+    // after a change to the net, only the side it reads moves
+    const net = e.nets["8x32"];
+    net.layers[0].U.assign(tf.onesLike(net.layers[0].U));
+    const [ub, db] = [u(2, 8), u(2, 32)];
+    const out = applyEditor(e, "a", ub, db);
+    const read = net.part === "u" ? [out.uTilde, ub] : [out.deltaTilde, db];
+    const passed = net.part === "u" ? [out.deltaTilde, db] : [out.uTilde, ub];
+    assert.ok(maxAbsDiff(read[0], read[1]) > 1e-3);
+    assert.equal(maxAbsDiff(passed[0], passed[1]), 0);
+    tf.dispose([ub, db, out.uTilde, out.deltaTilde]);
+    disposeEditor(e);
+  }
+  assert.throws(() => createEditor({ ...base, transform: "both" as never }, shapes, 1), /transform must be one of joint, u, delta, smaller/);
+  assert.throws(() => createEditor({ ...base, shared: "no" as never }, shapes, 1), /shared must be true or false/);
+  disposeEditor(unshared);
+  disposeEditor(shared);
+});

@@ -14,6 +14,8 @@ export const PACKAGE_ROOT = path.join(__dirname, "..", "..");
 export const DEFAULT_MODEL_DIR = path.join(PACKAGE_ROOT, "checkpoints", "base");
 export const DEFAULT_EDITOR_DIR = path.join(PACKAGE_ROOT, "checkpoints", "editor");
 /** The editor trained for batched edits (the batch-editor recipe, README). */
+export const DEFAULT_KE_DIR = path.join(PACKAGE_ROOT, "checkpoints", "ke");
+export const DEFAULT_ENN_DIR = path.join(PACKAGE_ROOT, "checkpoints", "enn");
 export const DEFAULT_BATCH_EDITOR_DIR = path.join(PACKAGE_ROOT, "checkpoints", "editor-batch");
 
 /** The base model and an editor for it (official or with extensions). The caller disposes both. */

@@ -4,6 +4,9 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { DEFAULT_FT_CONFIG, FineTuneOptimizer } from "../baselines/fineTune";
+import { cacheThreshold } from "../baselines/cache";
+import { disposeEnn, EnnEditor, loadEnn } from "../baselines/enn";
+import { disposeKe, KeEditor, loadKe } from "../baselines/ke";
 import { DEFAULT_EVAL_CONFIG, EvalResult, evaluateMethods, worldMethodContext } from "../eval/evaluate";
 import { buildMethods, EditMethod, METHODS } from "../eval/methods";
 import { evaluateDataset, formatDatasetTable } from "../eval/datasetEval";
@@ -19,12 +22,12 @@ import { writeFolder } from "../model/checkpointFolder";
 import { disposeEditor, Editor } from "../mend/editor";
 import { evalFigures, htmlReport, markdownTable } from "../viz/plots";
 import { World } from "../world/world";
-import { DEFAULT_BATCH_EDITOR_DIR, DEFAULT_EDITOR_DIR, DEFAULT_MODEL_DIR, FORCE_FLAG, JSON_FLAG, MODEL_FLAG, PACKAGE_ROOT, guardOutput, loadModelAndEditor, newRunDir } from "./common";
+import { DEFAULT_BATCH_EDITOR_DIR, DEFAULT_EDITOR_DIR, DEFAULT_ENN_DIR, DEFAULT_KE_DIR, DEFAULT_MODEL_DIR, FORCE_FLAG, JSON_FLAG, MODEL_FLAG, PACKAGE_ROOT, guardOutput, loadModelAndEditor, newRunDir } from "./common";
 import { CommandSpec, flagBool, flagNumber, Flags, flagString } from "./flags";
 
 export const spec: CommandSpec = {
   name: "eval",
-  summary: "MEND, its extensions, FT and FT+KL on the same edits: single, batched and sequential (writes a new runs/eval-<time>/)",
+  summary: "MEND, its extensions, KE, ENN, the cache, FT and FT+KL on the same edits: single, batched and sequential (writes a new runs/eval-<time>/)",
   flags: [
     { name: "methods", type: "strings", value: "M,...", help: "methods to compare", choices: METHODS, default: "MEND,MEND-cal,MEND-batch,MEND-batch-cal,FT,FT+KL" },
     { name: "data", type: "string", value: "KIND:FILE", help: "evaluate single edits on zsre:FILE or counterfact:FILE with its metrics (methods MEND, MEND-cal, FT, FT+KL) instead of the facts world" },
@@ -37,6 +40,8 @@ export const spec: CommandSpec = {
     MODEL_FLAG,
     { name: "editor", type: "string", value: "DIR", help: "the single-edit editor (MEND, MEND-cal)", default: "checkpoints/editor" },
     { name: "batch-editor", type: "string", value: "DIR", help: "the batch editor (MEND-batch*)", default: "checkpoints/editor-batch" },
+    { name: "ke", type: "string", value: "DIR", help: "the trained KE editor (KE)", default: "checkpoints/ke" },
+    { name: "enn", type: "string", value: "DIR", help: "the trained ENN: step sizes and its copy of the base model (ENN)", default: "checkpoints/enn" },
     JSON_FLAG,
     { name: "jobs", type: "int", value: "N", help: "worker processes (one method each)", default: "cores", min: 1, advanced: true },
     { name: "calibrate", type: "number", value: "MARGIN", help: "margin of MEND-cal and MEND-batch-cal (defaults 1.3 and 1.4)", above: 0, advanced: true },
@@ -111,6 +116,8 @@ export async function run(f: Flags, argv: readonly string[]): Promise<void> {
   console.error(`backend: ${describeBackend(backend)}`);
   const { model, editor } = loadModelAndEditor(flagString(f, "model") ?? DEFAULT_MODEL_DIR, flagString(f, "editor") ?? DEFAULT_EDITOR_DIR);
   let batchEditor: Editor | undefined;
+  let ke: KeEditor | undefined;
+  let enn: EnnEditor | undefined;
   let methods: EditMethod[] = [];
   try {
     const world = World.load();
@@ -120,7 +127,11 @@ export async function run(f: Flags, argv: readonly string[]): Promise<void> {
       r = await evalInWorkers([...argv], names, jobs);
     } else {
       batchEditor = names.some((n) => n.startsWith("MEND-batch")) ? loadEditor(batchDir, model.config, model.params) : undefined;
-      methods = buildMethods(names, { editor, batchEditor, margin, ft, ...worldMethodContext(world, model) });
+      if (names.includes("KE")) ke = loadKe(flagString(f, "ke") ?? DEFAULT_KE_DIR, model);
+      if (names.includes("ENN")) enn = loadEnn(flagString(f, "enn") ?? DEFAULT_ENN_DIR, model);
+      // The cache's ε*: chosen on the validation split's edits, whichever split is reported.
+      const cacheEps = names.includes("cache") ? cacheThreshold(model, world.editRecords("val")).threshold : undefined;
+      methods = buildMethods(names, { editor, batchEditor, margin, ft, ke, enn, cacheThreshold: cacheEps, ...worldMethodContext(world, model) });
       let records = world.editRecords(split);
       const limit = flagNumber(f, "limit");
       if (limit !== undefined) records = records.slice(0, limit);
@@ -149,6 +160,8 @@ export async function run(f: Flags, argv: readonly string[]): Promise<void> {
   } finally {
     for (const m of methods) m.dispose?.();
     if (batchEditor) disposeEditor(batchEditor);
+    if (ke) disposeKe(ke);
+    if (enn) disposeEnn(enn);
     disposeEditor(editor);
     disposeParams(model.params);
   }
@@ -157,7 +170,7 @@ export async function run(f: Flags, argv: readonly string[]): Promise<void> {
 /** Run `mend eval --worker` per method, `jobs` at a time (slowest first), and merge the results. */
 async function evalInWorkers(argv: string[], names: string[], jobs: number): Promise<EvalResult> {
   const t0 = performance.now();
-  const cost: Record<string, number> = { "FT+KL": 3, FT: 2, "MEND-cal": 1.5, "MEND-batch-cal": 1.5, "MEND-batch-pres": 1.8, MEND: 1, "MEND-batch": 1 };
+  const cost: Record<string, number> = { "FT+KL": 3, FT: 2, ENN: 1.5, KE: 1.2, "MEND-cal": 1.5, "MEND-batch-cal": 1.5, "MEND-batch-pres": 1.8, MEND: 1, "MEND-batch": 1 };
   const queue = [...names].sort((x, y) => (cost[y] ?? 1) - (cost[x] ?? 1));
   const base = argv.filter((x, i) => !["--methods", "--jobs", "--json", "--out"].includes(x) && !["--methods", "--jobs", "--out"].includes(argv[i - 1]) && !x.startsWith("--methods=") && !x.startsWith("--jobs="));
   const parts: EvalResult[] = [];

@@ -21,6 +21,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   world: async () => import("./world"),
   "random-gpt2": async () => import("./randomGpt2"),
   bench: async () => import("./bench"),
+  paper: async () => import("./paper"),
 };
 
 async function usage(): Promise<string> {

@@ -9,6 +9,10 @@ import { disposeParams } from "../model/gpt";
 import { loadModel } from "../model/modelFolder";
 import { readFolderFiles, recoverForRead, writeFolder } from "../model/checkpointFolder";
 import { DEFAULT_TRAIN_EDITOR_CONFIG, TrainEditorConfig, trainEditor } from "../mend/train";
+import type { EditorTransform } from "../mend/editor";
+import type { EditorKind } from "../mend/editorKind";
+import { keKind } from "../baselines/ke";
+import { ennKind } from "../baselines/enn";
 import { EditRecord } from "../datasets/editRecord";
 import { World } from "../world/world";
 import { DEFAULT_MODEL_DIR, FORCE_FLAG, guardOutput, MODEL_FLAG, newRunDir, RESUME_FLAG } from "./common";
@@ -19,7 +23,7 @@ import { readJsonFile } from "../model/jsonFile";
 const d = DEFAULT_TRAIN_EDITOR_CONFIG;
 export const spec: CommandSpec = {
   name: "train-editor",
-  summary: "meta-train a MEND editor on the facts world's training edits, or on zsRE / CounterFact (validation and early stopping)",
+  summary: "meta-train a MEND editor (or KE, ENN) on the facts world's training edits, or on zsRE / CounterFact (validation and early stopping)",
   flags: [
     MODEL_FLAG,
     { name: "data", type: "string", value: "KIND:FILE", help: "train on a dataset, zsre:FILE or counterfact:FILE (its last records validate), instead of the facts world" },
@@ -45,6 +49,11 @@ export const spec: CommandSpec = {
     { name: "same-answer-loc", type: "number", value: "P", help: "probability of a same-relation, same-answer locality text (our extension)", default: 0, min: 0, max: 1, advanced: true },
     { name: "batch-loss", type: "string", value: "L", help: "edit loss of a k-request call: one mean (official) or each request's mean, summed (our extension)", choices: ["mean", "sum"], default: "mean", advanced: true },
     { name: "rows", type: "string", value: "R", help: "rows that feed the editor: all with a gradient (official) or the target positions (our extension)", choices: ["all", "target"], default: "all", advanced: true },
+    { name: "kind", type: "string", value: "K", help: "the learned editor: MEND, or the paper's baselines KE (De Cao et al.) and ENN (Sinitsin et al.; trains a copy of the base model)", choices: ["MEND", "KE", "ENN"], default: "MEND" },
+    { name: "net", type: "string", value: "T", help: "what the editor nets transform: concat(u, δ) (official), u only, δ only, or the smaller side (the paper's ablations)", choices: ["joint", "u", "delta", "smaller"], default: "joint", advanced: true },
+    { name: "shared", type: "string", value: "yes|no", help: "one net per weight shape with a mode per weight (official), or one net per weight (the paper's 'no sharing')", choices: ["yes", "no"], default: "yes", advanced: true },
+    { name: "norm", type: "string", value: "yes|no", help: "normalise u and δ with running statistics (official), or not (the paper's 'no norm')", choices: ["yes", "no"], default: "yes", advanced: true },
+    { name: "editor-init", type: "string", value: "I", help: "identity init with residual (official) or Xavier without residual (the paper's 'no ID init')", choices: ["id", "xavier"], default: "id", advanced: true },
     { name: "key-precond", type: "number", value: "LAMBDA", help: "key preconditioning with ridge λ (our extension)", above: 0, advanced: true },
     { name: "batch-precond", type: "number", value: "BETA", help: "batch key decorrelation with strength β, needs key preconditioning (our extension)", above: 0, advanced: true },
   ],
@@ -94,6 +103,11 @@ const RUN_SETTING: Record<string, (c: TrainEditorConfig) => unknown> = {
   "batch-loss": (c) => (c.extensions?.batchLoss as string | undefined) ?? "mean",
   rows: (c) => (c.extensions?.rows as string | undefined) ?? "all",
   "key-precond": (c) => c.extensions?.keyPrecond,
+  kind: (c) => (c.extensions?.kind as string | undefined) ?? "MEND",
+  net: (c) => (c.editor as { transform?: string }).transform ?? "joint",
+  shared: (c) => ((c.editor as { shared?: boolean }).shared === false ? "no" : "yes"),
+  norm: (c) => ((c.editor as { norm?: boolean }).norm === false ? "no" : "yes"),
+  "editor-init": (c) => (c.editor as { init?: string }).init ?? "id",
   "batch-precond": (c) => c.extensions?.batchPrecond,
 };
 
@@ -101,12 +115,16 @@ export async function run(f: Flags): Promise<void> {
   const resume = flagBool(f, "resume");
   if (resume && !flagString(f, "run-dir")) throw new Error("--resume needs --run-dir DIR: the run to continue");
   const init = flagString(f, "init") ?? null;
-  for (const flag of ["rank", "inner-params", "rows", "key-precond"]) {
+  for (const flag of ["rank", "inner-params", "rows", "key-precond", "net", "shared", "norm", "editor-init"]) {
     if (init && f[flag] !== undefined) throw new Error(`--${flag} shapes a new editor; with --init the editor keeps its own (drop --${flag})`);
   }
   const editor: TrainEditorConfig["editor"] = {};
   if (f["inner-params"]) editor.innerParams = f["inner-params"] as string[];
   if (flagNumber(f, "rank") !== undefined) editor.rank = flagNumber(f, "rank")!;
+  if (flagString(f, "net") && flagString(f, "net") !== "joint") editor.transform = flagString(f, "net") as EditorTransform;
+  if (flagString(f, "shared") === "no") editor.shared = false;
+  if (flagString(f, "norm") === "no") editor.norm = false;
+  if (flagString(f, "editor-init") === "xavier") editor.init = "xavier";
   const recipe: TrainingRecipe = {
     init,
     locality: { locPerEdit: flagNumber(f, "loc-per-edit") ?? 1, sameAnswerLoc: flagNumber(f, "same-answer-loc") ?? 0 },
@@ -118,6 +136,11 @@ export async function run(f: Flags): Promise<void> {
       ...(flagNumber(f, "batch-precond") !== undefined ? { batchPrecond: flagNumber(f, "batch-precond")! } : {}),
     },
   };
+  const kindName = flagString(f, "kind") ?? "MEND";
+  if (kindName !== "MEND") {
+    const mendOnly = ["rank", "net", "shared", "norm", "editor-init", "init", "batch-loss", "rows", "key-precond", "batch-precond"].filter((k) => f[k] !== undefined);
+    if (mendOnly.length) throw new Error(`${mendOnly.map((k) => `--${k}`).join(", ")} shape(s) a MEND editor; --kind ${kindName} has its own (drop them)`);
+  }
   if (!init && recipe.extensions.batchPrecond !== undefined && recipe.extensions.keyPrecond === undefined) throw new Error("--batch-precond needs key preconditioning: add --key-precond LAMBDA (or --init an editor that has it)");
   const cfg: TrainEditorConfig = {
     ...d,
@@ -134,7 +157,7 @@ export async function run(f: Flags): Promise<void> {
     data: flagString(f, "data") ?? null,
     patience: flagNumber(f, "patience") ?? d.patience,
     cLoc: flagNumber(f, "c-loc") ?? d.cLoc,
-    extensions: { ...(recipe.extensions as Record<string, unknown>), ...(recipe.locality.locPerEdit !== 1 ? { locPerEdit: recipe.locality.locPerEdit } : {}), ...(recipe.locality.sameAnswerLoc ? { sameAnswerLoc: recipe.locality.sameAnswerLoc } : {}), ...(recipe.localitySource === "other-record" ? { localitySource: "other-record" } : {}) },
+    extensions: { ...(kindName !== "MEND" ? { kind: kindName } : {}), ...(recipe.extensions as Record<string, unknown>), ...(recipe.locality.locPerEdit !== 1 ? { locPerEdit: recipe.locality.locPerEdit } : {}), ...(recipe.locality.sameAnswerLoc ? { sameAnswerLoc: recipe.locality.sameAnswerLoc } : {}), ...(recipe.localitySource === "other-record" ? { localitySource: "other-record" } : {}) },
   };
   const modelDir = flagString(f, "model") ?? DEFAULT_MODEL_DIR;
   const runDir = flagString(f, "run-dir") ?? newRunDir("train-editor");
@@ -160,9 +183,10 @@ export async function run(f: Flags): Promise<void> {
     const { train, val } = trainingRecords(started, model.tokenizer);
     // A resumed run loads its editor (and its extensions) from the run folder.
     const prep = prepareTraining(model, train, cfg, resume ? { ...OFFICIAL_RECIPE, ...resumedLocality } : recipe);
-    const r = await trainEditor(model, train, val, runDir, cfg, {
+    const kindOf = ((started.extensions?.kind as string | undefined) ?? "MEND") as "MEND" | "KE" | "ENN";
+    const r = await trainEditor<unknown>(model, train, val, runDir, cfg, {
       resume,
-      ...prep,
+      ...(kindOf === "MEND" ? prep : { pickLocality: prep.pickLocality, kind: (kindOf === "KE" ? keKind : ennKind) as EditorKind<unknown> }),
       resumeWith: { ...(f.steps !== undefined ? { maxSteps: cfg.maxSteps } : {}), ...(f["time-budget"] !== undefined ? { timeBudgetSec: cfg.timeBudgetSec } : {}), ...(f.patience !== undefined ? { patience: cfg.patience } : {}) },
       onProgress: (p) => bar.update(p.step, { L_edit: p.lossEdit, L_loc: p.lossLoc, "edit acc": p.editAcc, "val ES": p.lastVal?.editAcc ?? NaN, "val loc": p.lastVal?.locUnchanged ?? NaN, skipped: p.skipped }, p.val !== undefined),
     });

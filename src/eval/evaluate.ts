@@ -72,6 +72,11 @@ export interface MethodSummary {
   kl: LocalityStats;
   acc_dd: number;
   ppl_dd: number;
+  /**
+   * CounterFact-style margins (counterfactMetrics.ts), P = exp(mean per-token log-probability):
+   * edit and held-out paraphrases P(new) − P(old), locality probes P(their answer) − P(new).
+   */
+  magnitude: { edit: number; paraphrase: number; locality: number };
   latency_ms: number;
   /** Mean optimizer steps (fine-tuning methods). */
   steps?: number;
@@ -163,11 +168,25 @@ function recordProbes(r: EditRecord): RecordProbes {
   };
 }
 
+/** P(answer) = exp of the mean per-token log-probability of each (prompt, answer), teacher forced. */
+function answerProbs(m: EditedModel, pairs: readonly TextExample[]): number[] {
+  return scoreTargets(m, pairs).map((s) => Math.exp(s.logProb / s.argmax.length));
+}
+
+/** One record's CounterFact-style margins under the edited model (MethodSummary.magnitude). */
+function margins(post: EditedModel, r: EditRecord): { edit: number; paraphrase: number; locality: number } {
+  const prompts = [r.prompts[0], ...r.heldout_prompts];
+  const p = answerProbs(post, prompts.flatMap((q) => [{ prompt: q, target: r.target_new }, { prompt: q, target: r.target_true }]));
+  const diff = prompts.map((_, i) => p[2 * i] - p[2 * i + 1]);
+  const l = answerProbs(post, r.locality.flatMap((x) => [{ prompt: x.prompt, target: x.target }, { prompt: x.prompt, target: r.target_new }]));
+  return { edit: diff[0], paraphrase: mean(diff.slice(1)), locality: mean(r.locality.map((_, i) => l[2 * i] - l[2 * i + 1])) };
+}
+
 /** Evaluate single edits (k = 1) of `method` on `records`; also fills drift points and the heatmap. */
 function evalSingle(model: EditedModel, method: EditMethod, records: readonly EditRecord[], ppl: TextExample[], heatmapRecords: readonly EditRecord[]) {
   const base = corpusNll(model, ppl);
   const pplBefore = perplexity(base.nll, base.tokens);
-  const rows: { es: number; para: number; esPaper: number; relTok: number; genTok: number; unchanged: number[]; unchangedTok: number[]; kl: number[]; classes: LocalityClass[]; sameAnswer: boolean[]; accPre: number; accPost: number; nllAfter: number; tokensAfter: number; ms: number; steps?: number }[] = [];
+  const rows: { es: number; para: number; esPaper: number; relTok: number; genTok: number; unchanged: number[]; unchangedTok: number[]; kl: number[]; classes: LocalityClass[]; sameAnswer: boolean[]; accPre: number; accPost: number; nllAfter: number; tokensAfter: number; ms: number; steps?: number; mag: { edit: number; paraphrase: number; locality: number } }[] = [];
   const drift: DriftPoint[] = [];
   const heat = heatmapRecords.map((r) => ({ prompt: r.prompts[0], target: r.target_true }));
   const heatPre = scoreTargets(model, heat);
@@ -188,6 +207,7 @@ function evalSingle(model: EditedModel, method: EditMethod, records: readonly Ed
       const sTrain = s.slice(nE + nH, nE + nH + nT);
       const sLoc = s.slice(nE + nH + nT);
       const kl = klPerExample(model, post, p.loc);
+      const mag = margins(post, r);
       const after = corpusNll(post, ppl);
       rows.push({
         es: editSuccess(sEdit.map((x) => x.exact)),
@@ -206,6 +226,7 @@ function evalSingle(model: EditedModel, method: EditMethod, records: readonly Ed
         tokensAfter: after.tokens,
         ms: e.latencyMs,
         steps: e.steps,
+        mag,
       });
       sLoc.forEach((x, i) => drift.push({ class: p.locClass[i], dProb: x.firstProb - pre[i].firstProb, kl: kl[i] }));
       const row = heatmapRecords.indexOf(r);
@@ -235,6 +256,7 @@ function evalSingle(model: EditedModel, method: EditMethod, records: readonly Ed
     acc_dd: accuracyDrawdown(mean(rows.map((r) => r.accPre)), mean(rows.map((r) => r.accPost))),
     // Official: the perplexity of the token-weighted mean NLL over all edits, not a mean of perplexities.
     ppl_dd: perplexityDrawdown(pplBefore, perplexity(rows.reduce((a, r) => a + r.nllAfter, 0), rows.reduce((a, r) => a + r.tokensAfter, 0))),
+    magnitude: { edit: mean(rows.map((r) => r.mag.edit)), paraphrase: mean(rows.map((r) => r.mag.paraphrase)), locality: mean(rows.map((r) => r.mag.locality)) },
     latency_ms: mean(rows.map((r) => r.ms)),
     n_edits: rows.length,
   };
@@ -248,6 +270,7 @@ function evalBatched(model: EditedModel, method: EditMethod, allRecords: readonl
   const records = distinctFacts(allRecords);
   const out: BatchedPoint[] = [];
   for (const k of cfg.batchSizes) {
+    if (method.maxRequests !== undefined && k > method.maxRequests) continue; // KE edits one request per call
     const nGroups = Math.min(cfg.maxBatches, Math.floor(records.length / k));
     if (nGroups === 0) continue;
     const es: number[] = [];

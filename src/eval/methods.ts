@@ -6,6 +6,8 @@
  *
  *  - MEND: the official algorithm with a trained editor (src/mend/edit.ts);
  *  - FT, FT+KL: the fine-tuning baselines (src/baselines/fineTune.ts);
+ *  - KE, ENN: the learned editors the paper compares with (src/baselines/ke.ts, enn.ts), each with
+ *    its trained checkpoint; cache: the paper's caching baseline (src/baselines/cache.ts), no weights;
  *  - our extensions (src/extensions): MEND-cal (step calibration), MEND-batch (the editor trained
  *    for batched edits), MEND-batch-cal, and MEND-batch-pres (edit-time preservation; opt-in).
  *
@@ -14,6 +16,9 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { DEFAULT_FT_CONFIG, FineTuneConfig, fineTuneEdit, validateFineTune } from "../baselines/fineTune";
+import { CachedModel, cacheEdit } from "../baselines/cache";
+import { EnnEditor, ennEdit } from "../baselines/enn";
+import { KeEditor, keEdit } from "../baselines/ke";
 import { BATCH_EDITOR_CALIBRATION, calibration, DEFAULT_CALIBRATION, StepCalibration } from "../extensions/calibrate";
 import { BATCH_EDITOR_PRESERVATION, buildPreservationSet, disposePreservationSet, preservedEdit } from "../extensions/preserve";
 import { EditRequest } from "../datasets/editRecord";
@@ -43,6 +48,8 @@ export interface EditMethod {
   edit(model: EditedModel, requests: readonly EditRequest[]): MethodEdit;
   /** Frees what the method owns (a preservation set), if anything. */
   dispose?(): void;
+  /** The most requests one edit call takes (KE: 1); absent = any number. */
+  maxRequests?: number;
 }
 
 /** Frees the edited model and the update of an edit. */
@@ -101,6 +108,28 @@ export function fineTuneMethod(cfg: FineTuneConfig, name = cfg.cEdit === null ? 
   return weightMethod(name, (m, requests) => fineTuneEdit(m, trainingSet ? trainingSet(requests) : requests, cfg));
 }
 
+/** KE with a trained KE editor: one request per call. */
+export function keMethod(ke: KeEditor, name = "KE"): EditMethod {
+  return { ...weightMethod(name, (m, requests) => keEdit(m, ke, requests)), maxRequests: 1 };
+}
+
+/** ENN with a trained ENN (its step sizes and its copy of the base model). */
+export function ennMethod(enn: EnnEditor, name = "ENN"): EditMethod {
+  return weightMethod(name, (m, requests, state) => ennEdit(m, enn, requests, state));
+}
+
+/** The cache baseline at distance threshold ε: the edited model answers queries within ε of a cached edit. */
+export function cacheMethod(threshold: number, name = "cache"): EditMethod {
+  return {
+    name,
+    edit(model, requests) {
+      const t0 = performance.now();
+      const cached: CachedModel = cacheEdit(model, requests, threshold);
+      return { model: cached, state: cloneState(cached.state), latencyMs: performance.now() - t0 };
+    },
+  };
+}
+
 /** What the methods may need beyond the model they edit. */
 export interface MethodContext {
   /** The single-edit editor (MEND, MEND-cal). */
@@ -117,10 +146,16 @@ export interface MethodContext {
   ft?: Partial<Pick<FineTuneConfig, "lr" | "optimizer">>;
   /** The weights FT and FT+KL tune (default: the editor's). */
   innerParams?: readonly string[];
+  /** A trained KE editor (KE). */
+  ke?: KeEditor;
+  /** A trained ENN (ENN). */
+  enn?: EnnEditor;
+  /** The cache's distance threshold ε* (cache; `cacheThreshold` on validation edits). */
+  cacheThreshold?: number;
 }
 
 /** Every method name the registry knows, in the order evaluations report them. */
-export const METHODS = ["MEND", "MEND-cal", "MEND-batch", "MEND-batch-cal", "MEND-batch-pres", "FT", "FT+KL"] as const;
+export const METHODS = ["MEND", "MEND-cal", "MEND-batch", "MEND-batch-cal", "MEND-batch-pres", "KE", "ENN", "cache", "FT", "FT+KL"] as const;
 
 /** The methods named (METHODS), built from `ctx`; a method that lacks what it needs says so. Free them with `dispose`. */
 export function buildMethods(names: readonly string[], ctx: MethodContext): EditMethod[] {
@@ -145,6 +180,9 @@ export function buildMethods(names: readonly string[], ctx: MethodContext): Edit
       const p = { ...BATCH_EDITOR_PRESERVATION, set };
       return { ...weightMethod(n, (m, requests) => preservedEdit(m, e, requests, p, BATCH_EDITOR_CALIBRATION)), dispose: () => disposePreservationSet(set) };
     },
+    KE: (n) => keMethod(need(ctx.ke, n, "a trained KE editor (--ke DIR; README: Regenerating the checkpoints)"), n),
+    ENN: (n) => ennMethod(need(ctx.enn, n, "a trained ENN (--enn DIR; README: Regenerating the checkpoints)"), n),
+    cache: (n) => cacheMethod(need(ctx.cacheThreshold, n, "its distance threshold (chosen on validation edits: cacheThreshold)"), n),
     FT: (n) => fineTuneMethod({ ...ft, innerParams: inner(n), cEdit: null, locTexts: [] }),
     "FT+KL": (n) => {
       const locTexts = need(ctx.locTexts, n, "locality texts for its KL term");

@@ -15,6 +15,12 @@
  * scale = 1, shift = 0, so g is exactly the identity at step 0. We use `tf.maximum(x, 0)`, whose
  * gradient at exactly 0 is 1 (tfjs' relu has 0 there, which would leave the editor dead at init).
  * Init "xavier" (the paper's "No ID init" ablation): U, V Xavier-uniform (gain √2 / 1), no residual.
+ *
+ * The structure follows the official `GradientTransform` options, which the paper's ablations
+ * (Table 6) switch: `shared` (one net per weight shape with a mode per weight; false: one net per
+ * weight) and `transform` ("joint": one net on concat(ū, δ̄), the official `combine`; "u": a net on ū
+ * only, δ̃ = δ̄, the official `x_only`; "delta": a net on δ̄ only, `delta_only`; "smaller": a net on the
+ * smaller of the two, `one_sided`). A net on one side has D = d_in or d_out.
  */
 import * as tf from "@tensorflow/tfjs";
 import { createStats, disposeStats, RunningStats } from "./stats";
@@ -33,7 +39,15 @@ export interface EditorConfig {
   norm: boolean;
   /** Initial per-matrix edit learning rate α (official 1e-4). */
   editLr: number;
+  /** One net per weight shape, a mode per weight (official default); false: one net per weight. Absent = true. */
+  shared?: boolean;
+  /** Which factors the nets transform (official `combine` / `x_only` / `delta_only` / `one_sided`). Absent = "joint". */
+  transform?: EditorTransform;
 }
+
+/** What an editor's nets read and rewrite; the other side passes through normalised. */
+export type EditorTransform = "joint" | "u" | "delta" | "smaller";
+export const EDITOR_TRANSFORMS: readonly EditorTransform[] = ["joint", "u", "delta", "smaller"];
 
 /** Names of MEND's default edited weights: the MLP c_fc and c_proj weights of the last `k` blocks. */
 export function lastBlocksMlp(nLayer: number, k = 3): string[] {
@@ -65,10 +79,12 @@ export interface EditorLayer {
 }
 
 export interface EditorNet {
-  /** "d_in x d_out" */
+  /** "d_in x d_out" (shared nets), or the weight's name */
   key: string;
   dIn: number;
   dOut: number;
+  /** The factors this net reads and rewrites: both (concat(ū, δ̄)), ū only, or δ̄ only. */
+  part: "joint" | "u" | "delta";
   /** Weight names sharing this net; the index is the mode. */
   modes: string[];
   layers: EditorLayer[];
@@ -119,13 +135,13 @@ export function createEditor(config: EditorConfig, shapes: Readonly<Record<strin
     const s = Object.prototype.hasOwnProperty.call(shapes, name) ? shapes[name] : undefined; // never a prototype key ("__proto__")
     if (!s) throw new Error(`editor config: inner parameter "${name}" is not a weight of the base model`);
     if (!Array.isArray(s) || s.length !== 2) throw new Error(`editor config: inner parameter "${name}" has shape [${s}], expected a 2-D weight`);
-    const key = shapeKey(s[0], s[1]);
-    nets[key] ??= { key, dIn: s[0], dOut: s[1], modes: [], layers: [], stats: createStats(s[0], s[1]) };
+    const key = config.shared === false ? name : shapeKey(s[0], s[1]);
+    nets[key] ??= { key, dIn: s[0], dOut: s[1], part: netPart(config.transform ?? "joint", s[0], s[1]), modes: [], layers: [], stats: createStats(s[0], s[1]) };
     nets[key].modes.push(name);
   }
   let k = 0;
   for (const net of Object.values(nets)) {
-    const D = net.dIn + net.dOut;
+    const D = netWidth(net);
     const r = Math.min(config.rank, D);
     const M = net.modes.length;
     for (let l = 0; l < config.nHidden + 1; l++) {
@@ -145,6 +161,17 @@ export function createEditor(config: EditorConfig, shapes: Readonly<Record<strin
   return { config, nets, editLrs };
 }
 
+/** The part a net of a weight [d_in, d_out] transforms ("smaller": the smaller side, as the official one_sided). */
+function netPart(t: EditorTransform, dIn: number, dOut: number): EditorNet["part"] {
+  if (t === "smaller") return dIn > dOut ? "delta" : "u";
+  return t;
+}
+
+/** The width D of a net's input: d_in + d_out, d_in or d_out. */
+export function netWidth(net: Pick<EditorNet, "part" | "dIn" | "dOut">): number {
+  return net.part === "joint" ? net.dIn + net.dOut : net.part === "u" ? net.dIn : net.dOut;
+}
+
 /** Throws on a config the editor cannot be built from, naming the key. */
 export function validateEditorConfig(config: EditorConfig): void {
   if (!config || typeof config !== "object" || Array.isArray(config)) throw new Error(`editor config: expected an object, got ${JSON.stringify(config)}`);
@@ -156,7 +183,9 @@ export function validateEditorConfig(config: EditorConfig): void {
   if (config.init !== "id" && config.init !== "xavier") throw new Error(`editor config: init must be "id" or "xavier", got ${JSON.stringify(config.init)}`);
   if (typeof config.norm !== "boolean") throw new Error(`editor config: norm must be true or false, got ${JSON.stringify(config.norm)}`);
   if (!(Number.isFinite(config.editLr) && config.editLr > 0)) throw new Error(`editor config: editLr must be a positive number, got ${config.editLr}`);
-  const known = new Set(["innerParams", "rank", "nHidden", "init", "norm", "editLr"]);
+  if (config.shared !== undefined && typeof config.shared !== "boolean") throw new Error(`editor config: shared must be true or false, got ${JSON.stringify(config.shared)}`);
+  if (config.transform !== undefined && !EDITOR_TRANSFORMS.includes(config.transform)) throw new Error(`editor config: transform must be one of ${EDITOR_TRANSFORMS.join(", ")}, got ${JSON.stringify(config.transform)}`);
+  const known = new Set(["innerParams", "rank", "nHidden", "init", "norm", "editLr", "shared", "transform"]);
   const extra = Object.keys(config).filter((k) => !known.has(k));
   if (extra.length) throw new Error(`editor config: unknown key(s) ${extra.join(", ")} (the official keys are ${[...known].join(", ")}; additions are hooks, see src/mend/hooks.ts)`);
 }
@@ -213,7 +242,7 @@ export function editorVariables(e: Editor): { net: Record<string, tf.Variable>; 
  * `tf.slice` (gather's gradient is missing on wasm).
  */
 export function netForward(net: EditorNet, mode: number | tf.Tensor2D, z: tf.Tensor2D, init: EditorConfig["init"]): tf.Tensor2D {
-  const D = net.dIn + net.dOut;
+  const D = netWidth(net);
   tf.util.assert(z.rank === 2 && z.shape[1] === D, () => `editor ${net.key}: input must be [N, ${D}], got [${z.shape}]`);
   let h = z;
   for (const l of net.layers) {
@@ -232,7 +261,18 @@ export function netForward(net: EditorNet, mode: number | tf.Tensor2D, z: tf.Ten
  */
 export function applyEditor(e: Editor, name: string, uBar: tf.Tensor2D, deltaBar: tf.Tensor2D): { uTilde: tf.Tensor2D; deltaTilde: tf.Tensor2D } {
   const { net, mode } = netFor(e, name);
-  const out = netForward(net, mode, tf.concat([uBar, deltaBar], 1), e.config.init);
+  return splitOutput(net, netForward(net, mode, netInput(net, uBar, deltaBar), e.config.init), uBar, deltaBar);
+}
+
+/** The net's input from the normalised factors: concat(ū, δ̄), ū or δ̄. */
+function netInput(net: EditorNet, uBar: tf.Tensor2D, deltaBar: tf.Tensor2D): tf.Tensor2D {
+  return net.part === "joint" ? (tf.concat([uBar, deltaBar], 1) as tf.Tensor2D) : net.part === "u" ? uBar : deltaBar;
+}
+
+/** (ũ, δ̃) from the net's output; the side a one-sided net does not read passes through. */
+function splitOutput(net: EditorNet, out: tf.Tensor2D, uBar: tf.Tensor2D, deltaBar: tf.Tensor2D): { uTilde: tf.Tensor2D; deltaTilde: tf.Tensor2D } {
+  if (net.part === "u") return { uTilde: out, deltaTilde: deltaBar };
+  if (net.part === "delta") return { uTilde: uBar, deltaTilde: out };
   const [uTilde, deltaTilde] = tf.split(out, [net.dIn, net.dOut], 1) as tf.Tensor2D[];
   return { uTilde, deltaTilde };
 }
@@ -254,14 +294,13 @@ export function applyEditorAll(
       continue;
     }
     const rows = names.map((n) => inputs[n].uBar.shape[0]);
-    const z = tf.concat(names.map((n) => tf.concat([inputs[n].uBar, inputs[n].deltaBar], 1)), 0) as tf.Tensor2D; // [ΣNk, D]
+    const z = tf.concat(names.map((n) => netInput(net, inputs[n].uBar, inputs[n].deltaBar)), 0) as tf.Tensor2D; // [ΣNk, D]
     const modeIdx = names.flatMap((n, i) => new Array<number>(rows[i]).fill(net.modes.indexOf(n)));
     const onehot = tf.cast(tf.oneHot(tf.tensor1d(modeIdx, "int32"), net.modes.length), "float32") as tf.Tensor2D; // [ΣNk, M]
     const res = netForward(net, onehot, z, e.config.init);
     const parts = tf.split(res, rows, 0) as tf.Tensor2D[];
     names.forEach((n, i) => {
-      const [uTilde, deltaTilde] = tf.split(parts[i], [net.dIn, net.dOut], 1) as tf.Tensor2D[];
-      out[n] = { uTilde, deltaTilde };
+      out[n] = splitOutput(net, parts[i], inputs[n].uBar, inputs[n].deltaBar);
     });
   }
   return out;

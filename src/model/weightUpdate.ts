@@ -27,9 +27,9 @@ export interface LowRankDelta {
   readonly requests: readonly number[];
 }
 
-/** ΔW [d_in, d_out] of one weight, as a tensor. */
+/** ΔW of one weight, as a tensor of the weight's shape ([d_in, d_out] for a matrix; a method that changes every parameter, as ENN, also changes biases and norms). */
 export interface DenseDelta {
-  readonly delta: tf.Tensor2D;
+  readonly delta: tf.Tensor;
 }
 
 export type WeightDelta = LowRankDelta | DenseDelta;
@@ -41,14 +41,14 @@ export function isLowRank(d: WeightDelta): d is LowRankDelta {
   return "keys" in d;
 }
 
-/** ΔW [d_in, d_out] of one weight, inside the caller's tidy (a dense delta is returned as it is). */
+/** ΔW of one weight (its shape; [d_in, d_out] for a matrix), inside the caller's tidy (a dense delta is returned as it is). */
 function deltaOf(d: WeightDelta): tf.Tensor2D {
-  return isLowRank(d) ? (tf.mul(d.alpha, tf.matMul(tf.transpose(d.keys), d.values)) as tf.Tensor2D) : d.delta; // explicit transpose: wasm's fast path
+  return (isLowRank(d) ? tf.mul(d.alpha, tf.matMul(tf.transpose(d.keys), d.values)) : d.delta) as tf.Tensor2D; // explicit transpose: wasm's fast path
 }
 
-/** ΔW [d_in, d_out] of one weight; the caller owns it. */
+/** ΔW of one weight (its shape; [d_in, d_out] for a matrix); the caller owns it. */
 export function denseDelta(d: WeightDelta): tf.Tensor2D {
-  return isLowRank(d) ? tf.tidy(() => deltaOf(d)) : tf.clone(d.delta);
+  return isLowRank(d) ? tf.tidy(() => deltaOf(d)) : (tf.clone(d.delta) as tf.Tensor2D);
 }
 
 /**
@@ -64,8 +64,8 @@ export function updatedWeights(params: Readonly<Params>, updates: readonly Model
     for (const u of updates) {
       const d = u[n];
       if (!d) continue;
-      const [dIn, dOut] = isLowRank(d) ? [d.keys.shape[1], d.values.shape[1]] : d.delta.shape;
-      if (w.rank !== 2 || w.shape[0] !== dIn || w.shape[1] !== dOut) throw new Error(`an update of "${n}" is [${dIn}, ${dOut}], the weight is [${w.shape}]`);
+      const shape = isLowRank(d) ? [d.keys.shape[1], d.values.shape[1]] : d.delta.shape;
+      if (w.shape.join() !== shape.join()) throw new Error(`an update of "${n}" is [${shape}], the weight is [${w.shape}]`);
     }
   }
   return tf.tidy(() => {

@@ -119,11 +119,11 @@ const pct = (x: number) => (Number.isFinite(x) ? x.toFixed(3) : "n/a");
 
 /** The results as a markdown table (one row per method). */
 export function markdownTable(methods: Record<string, MethodSummary>): string {
-  const head = "| method | ES (edit prompt) | held-out paraphrases | paper ES | locality unchanged | same subject | same relation | (same answer) | unrelated | mean KL | acc DD | ppl DD | latency ms |";
-  const sep = "|---|---|---|---|---|---|---|---|---|---|---|---|---|";
+  const head = "| method | ES (edit prompt) | held-out paraphrases | paper ES | locality unchanged | same subject | same relation | (same answer) | unrelated | mean KL | acc DD | ppl DD | margins: edit / para / loc | latency ms |";
+  const sep = "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|";
   const rows = Object.entries(methods).map(
     ([n, m]) =>
-      `| ${n} | ${pct(m.es)} | ${pct(m.paraphrase)} | ${pct(m.es_paper)} | ${pct(m.locality.overall)} | ${pct(m.locality.same_subject)} | ${pct(m.locality.same_relation)} | ${pct(m.locality.same_relation_same_answer)} | ${pct(m.locality.unrelated)} | ${m.kl.overall.toExponential(2)} | ${pct(m.acc_dd)} | ${m.ppl_dd.toFixed(3)} | ${m.latency_ms.toFixed(1)} |`,
+      `| ${n} | ${pct(m.es)} | ${pct(m.paraphrase)} | ${pct(m.es_paper)} | ${pct(m.locality.overall)} | ${pct(m.locality.same_subject)} | ${pct(m.locality.same_relation)} | ${pct(m.locality.same_relation_same_answer)} | ${pct(m.locality.unrelated)} | ${m.kl.overall.toExponential(2)} | ${pct(m.acc_dd)} | ${m.ppl_dd.toFixed(3)} | ${[m.magnitude.edit, m.magnitude.paraphrase, m.magnitude.locality].map((x) => x.toFixed(2)).join(" / ")} | ${m.latency_ms.toFixed(1)} |`,
   );
   return [head, sep, ...rows].join("\n");
 }

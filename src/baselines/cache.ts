@@ -1,0 +1,154 @@
+/**
+ * The cache baseline (the MEND paper's Table 11): no weight changes at all. Each edit stores its
+ * input's representation and its answer; a query whose representation lies within ε of a stored
+ * edit's gets that edit's answer, every other query the base model's. ε* is chosen on validation
+ * edits; the paper also reports half and twice ε*.
+ *
+ * The representation here is the base model's residual stream after its last block, averaged over
+ * the prompt's tokens (without <bos>); distances are Euclidean. ε* is the threshold that best tells
+ * a validation edit's held-out paraphrases (which should hit) from its locality prompts (which should
+ * not): the one with the highest mean of the two rates (docs/deviations.md). The cached model is an
+ * `EditedModel` (model/languageModel.ts): every evaluator scores it like any other model, and it
+ * answers a hit with probability 1 on the stored answer's tokens, teacher forced.
+ * Shapes: B rows, T time, C width, K cached edits.
+ */
+import * as tf from "@tensorflow/tfjs";
+import { Batch, BatchArrays, disposeBatch, encodeExamples, toBatch } from "../model/batch";
+import { gptForward } from "../model/gpt";
+import type { EditedModel, LanguageModel, MethodState } from "../model/languageModel";
+import { ModelView, ParamsModel } from "../model/paramsModel";
+import { continuation } from "../model/tokenizer";
+import { EditRecord, EditRequest, validateRequests } from "../datasets/editRecord";
+
+/**
+ * A hit's logits: 0 on the cached answer's token, −HIT_MARGIN on every other, so the answer has
+ * probability 1 − (V − 1)e^−20 and any other token costs 20 nats (finite: perplexity stays defined).
+ */
+const HIT_MARGIN = 20;
+
+/** The logits and the prompt representation [B, C] of a batch, from one forward pass. Inside the caller's tidy. */
+function forwardWithKeys(model: ModelView, batch: Batch, arrays: BatchArrays): { logits: tf.Tensor3D; keys: tf.Tensor2D } {
+  const last = `h.${model.config.n_layer - 1}` as const;
+  let hidden: tf.Tensor2D | null = null;
+  const logits = gptForward(model.params, model.config, batch.inputIds, { attentionMask: batch.attentionMask, intervene: (site, x) => (site === last ? (hidden = x) : x) }).logits;
+  const [B, T] = batch.inputIds.shape;
+  const from = model.tokenizer.bosId === null ? 0 : 1;
+  const weights = arrays.lastPosition.flatMap((lp) => Array.from({ length: T }, (_, t) => (t >= from && t <= lp ? 1 / (lp - from + 1) : 0)));
+  const w = tf.tensor3d(weights, [B, 1, T]);
+  const keys = tf.reshape(tf.matMul(w, tf.reshape(hidden!, [B, T, -1])), [B, -1]) as tf.Tensor2D; // mean over the prompt's tokens
+  return { logits, keys };
+}
+
+/** The prompt representations of texts [B, C]; the caller owns the tensor. */
+export function promptKeys(model: ModelView, prompts: readonly string[]): tf.Tensor2D {
+  const a = encodeExamples(model.tokenizer, prompts.map((p) => ({ prompt: p, target: "" })), "none", model.config.n_positions);
+  const b = toBatch(a);
+  try {
+    return tf.tidy(() => forwardWithKeys(model, b, a).keys);
+  } finally {
+    disposeBatch(b);
+  }
+}
+
+/** A model answering from a cache of edits, the base model elsewhere. Owns its keys (`dispose`). */
+export class CachedModel implements EditedModel {
+  readonly state: MethodState;
+
+  /**
+   * @param base the model the cache sits on (not owned)
+   * @param keys [K, C] the cached prompts' representations (owned from here on)
+   * @param answers the cached answers' token ids (as they follow their prompts)
+   */
+  constructor(readonly base: ModelView, readonly keys: tf.Tensor2D, readonly answers: readonly (readonly number[])[], readonly threshold: number) {
+    this.state = { method: "cache", tensors: { keys }, meta: { answers: answers.map((a) => [...a]), threshold } };
+  }
+
+  get config() {
+    return this.base.config;
+  }
+
+  get tokenizer() {
+    return this.base.tokenizer;
+  }
+
+  /** For each row, the cached edit it hits (nearest within the threshold) or -1. */
+  hits(batch: Batch, arrays: BatchArrays): number[] {
+    return tf.tidy(() => this.nearest(forwardWithKeys(this.base, batch, arrays).keys));
+  }
+
+  private nearest(q: tf.Tensor2D): number[] {
+    const d = tf.sqrt(tf.maximum(tf.add(tf.sub(tf.sum(tf.square(q), 1, true), tf.mul(2, tf.matMul(q, tf.transpose(this.keys)))), tf.transpose(tf.sum(tf.square(this.keys), 1, true))), 0)); // [B, K]
+    const dist = d.arraySync() as number[][];
+    return dist.map((row) => {
+      let best = -1;
+      row.forEach((x, k) => {
+        if (x <= this.threshold && (best < 0 || x < row[best])) best = k;
+      });
+      return best;
+    });
+  }
+
+  logits(batch: Batch, arrays: BatchArrays): tf.Tensor3D {
+    const { logits, keys } = forwardWithKeys(this.base, batch, arrays);
+    const hit = this.nearest(keys);
+    if (hit.every((h) => h < 0)) return logits;
+    const [B, T, V] = logits.shape;
+    // a hit answers its cached tokens with certainty from the end of the prompt on
+    const mask = new Float32Array(B * T);
+    const answer = new Int32Array(B * T);
+    hit.forEach((k, b) => {
+      if (k < 0) return;
+      this.answers[k].forEach((id, j) => {
+        const t = arrays.lastPosition[b] + j;
+        if (t < T) {
+          mask[b * T + t] = 1;
+          answer[b * T + t] = id;
+        }
+      });
+    });
+    const m = tf.tensor3d(mask, [B, T, 1]);
+    const forced = tf.mul(tf.sub(tf.oneHot(tf.tensor2d(answer, [B, T], "int32"), V).toFloat(), 1), HIT_MARGIN) as tf.Tensor3D; // 0 on the answer, −HIT_MARGIN elsewhere
+    return tf.add(tf.mul(m, forced), tf.mul(tf.sub(1, m), logits)) as tf.Tensor3D;
+  }
+
+  dispose(): void {
+    this.keys.dispose();
+  }
+}
+
+/** A cache of `requests` on `model` (or, when `model` is already a cache, its entries plus these). */
+export function cacheEdit(model: LanguageModel, requests: readonly EditRequest[], threshold: number): CachedModel {
+  validateRequests(requests);
+  if (!(Number.isFinite(threshold) && threshold >= 0)) throw new Error(`cache: the threshold must be a non-negative number, got ${threshold}`);
+  const prior = model instanceof CachedModel ? model : null;
+  const base = prior ? prior.base : model;
+  if (!(base instanceof ParamsModel)) throw new Error(`the cache sits on a parameter-backed model; this one is ${base.constructor.name}`);
+  const fresh = promptKeys(base, requests.map((r) => r.prompt));
+  const answers = requests.map((r) => base.tokenizer.encode(continuation(r.prompt, r.target)));
+  const keys = prior ? tf.tidy(() => tf.concat([prior.keys, fresh], 0) as tf.Tensor2D) : fresh;
+  if (prior) fresh.dispose();
+  return new CachedModel(base, keys, [...(prior?.answers ?? []), ...answers], threshold);
+}
+
+/** ε*: on validation records, the threshold with the best mean of paraphrase hits and locality misses. */
+export function cacheThreshold(model: ModelView, records: readonly EditRecord[]): { threshold: number; paraphraseHits: number; localityMisses: number } {
+  if (records.length === 0) throw new Error("cacheThreshold: no validation records");
+  const pos: number[] = [];
+  const neg: number[] = [];
+  for (const r of records) {
+    const texts = [r.prompts[0], ...r.heldout_prompts, ...r.locality.map((l) => l.prompt)];
+    const k = promptKeys(model, texts);
+    const d = tf.tidy(() => tf.norm(tf.sub(k, tf.slice(k, [0, 0], [1, -1])), "euclidean", 1).arraySync() as number[]);
+    k.dispose();
+    pos.push(...d.slice(1, 1 + r.heldout_prompts.length));
+    neg.push(...d.slice(1 + r.heldout_prompts.length));
+  }
+  const candidates = [...new Set([...pos, ...neg])].sort((a, b) => a - b);
+  let best = { threshold: 0, paraphraseHits: 0, localityMisses: 1, score: -1 };
+  for (const t of candidates) {
+    const hits = pos.filter((x) => x <= t).length / pos.length;
+    const misses = neg.filter((x) => x > t).length / neg.length;
+    if ((hits + misses) / 2 > best.score) best = { threshold: t, paraphraseHits: hits, localityMisses: misses, score: (hits + misses) / 2 };
+  }
+  return { threshold: best.threshold, paraphraseHits: best.paraphraseHits, localityMisses: best.localityMisses };
+}

@@ -1,0 +1,116 @@
+/**
+ * `mend paper`: the MEND paper's comparisons in miniature on the facts world. It trains every
+ * learned row the tables need (MEND, its ablations, MEND on attention weights, KE, ENN; three seeds
+ * each, one shared step and time budget) as `mend train-editor` runs under runs/paper/, continuing
+ * an interrupted run and skipping finished ones, then evaluates them with FT, FT+KL and the cache on
+ * the test split and writes docs/paper/ (results.json, tables.md). Training takes hours on a CPU:
+ * it runs with progress, `--jobs` at a time; `--stage eval` only evaluates what has been trained.
+ */
+import { spawn } from "child_process";
+import * as fs from "fs";
+import * as path from "path";
+import { CommandSpec, flagNumber, Flags, flagString } from "./flags";
+import { PACKAGE_ROOT } from "./common";
+import { initBackend } from "../model/backend";
+import { readJsonFile } from "../model/jsonFile";
+import { writeFileDurable } from "../model/durable";
+import { PAPER_BUDGET, PAPER_ROWS, PaperRow, runDirOf } from "./paperRows";
+
+export const spec: CommandSpec = {
+  name: "paper",
+  summary: "the paper's tables in miniature: train every row (3 seeds, background-friendly, resumable), evaluate, write docs/paper/",
+  flags: [
+    { name: "stage", type: "string", value: "S", help: "train the missing rows, evaluate, or both", choices: ["train", "eval", "all"], default: "all" },
+    { name: "seeds", type: "ints", value: "S,...", help: "seeds of every trained row", default: "1,2,3", min: 0 },
+    { name: "jobs", type: "int", value: "N", help: "training runs at a time", default: 2, min: 1 },
+    { name: "rows", type: "strings", value: "A,B,...", help: "only these rows (names as in docs/paper)" },
+    { name: "runs", type: "string", value: "DIR", help: "where the training runs go", default: "runs/paper" },
+    { name: "out", type: "string", value: "DIR", help: "where the results go", default: "docs/paper" },
+    { name: "one", type: "string", value: "ROW", help: "(internal) evaluate one row (with one of --seeds) in this process, beside its run", advanced: true },
+  ],
+  notes: [`Every trained row: ${PAPER_BUDGET.steps} steps (no early stop), at most ${PAPER_BUDGET.timeBudgetSec} s, rank ${PAPER_BUDGET.rank} for MEND's nets, --per-fact ${PAPER_BUDGET.perFact} --loc-per-edit ${PAPER_BUDGET.locPerEdit}.`],
+};
+
+interface RunOutcome {
+  row: string;
+  seed: number;
+  dir: string;
+  ok: boolean;
+  summary?: Record<string, unknown>;
+}
+
+/** One `mend train-editor` run as a child process; continues an interrupted run; its result JSON is kept beside it. */
+function trainOne(runs: string, row: PaperRow, seed: number): Promise<RunOutcome> {
+  const dir = runDirOf(runs, row, seed);
+  const result = `${dir}.json`;
+  if (fs.existsSync(result)) return Promise.resolve({ row: row.name, seed, dir, ok: true, summary: readJsonFile(result) as Record<string, unknown> });
+  const resume = fs.existsSync(path.join(dir, "last", "trainer_state.json"));
+  const b = PAPER_BUDGET;
+  const budget = ["--steps", String(b.steps), "--time-budget", String(b.timeBudgetSec)];
+  const args = resume
+    ? ["train-editor", "--resume", "--run-dir", dir, ...budget]
+    : ["train-editor", "--run-dir", dir, "--seed", String(seed), ...budget, "--patience", String(b.patience), "--per-fact", String(b.perFact), "--loc-per-edit", String(b.locPerEdit), ...(row.flags.includes("--kind") ? [] : ["--rank", String(b.rank)]), ...row.flags];
+  const log = fs.openSync(`${dir}.log`, "a");
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [path.join(PACKAGE_ROOT, "bin", "mend.js"), ...args], { cwd: PACKAGE_ROOT, stdio: ["ignore", "pipe", log] });
+    let out = "";
+    child.stdout!.on("data", (d) => (out += d));
+    child.on("close", (code) => {
+      fs.closeSync(log);
+      if (code !== 0) return resolve({ row: row.name, seed, dir, ok: false });
+      try {
+        const summary = JSON.parse(out) as Record<string, unknown>;
+        writeFileDurable(result, JSON.stringify(summary, null, 1) + "\n");
+        resolve({ row: row.name, seed, dir, ok: true, summary });
+      } catch {
+        resolve({ row: row.name, seed, dir, ok: false });
+      }
+    });
+  });
+}
+
+/** Train every (row, seed) not yet trained, `jobs` at a time, printing each as it ends. */
+export async function trainRows(runs: string, rows: readonly PaperRow[], seeds: readonly number[], jobs: number): Promise<RunOutcome[]> {
+  fs.mkdirSync(runs, { recursive: true });
+  const todo = seeds.flatMap((s) => rows.map((r) => ({ r, s }))); // seed by seed: an early stop leaves every row with a seed
+  const done: RunOutcome[] = [];
+  let next = 0;
+  const t0 = Date.now();
+  const worker = async () => {
+    while (next < todo.length) {
+      const { r, s } = todo[next++];
+      const o = await trainOne(runs, r, s);
+      done.push(o);
+      const secs = ((Date.now() - t0) / 1000).toFixed(0);
+      console.error(`[${done.length}/${todo.length}, ${secs} s] ${r.name}, seed ${s}: ${o.ok ? `trained (${(o.summary?.steps as number) ?? "?"} steps, ${Math.round((o.summary?.elapsed_sec as number) ?? 0)} s)` : `failed: see ${o.dir}.log`}`);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(jobs, todo.length) }, worker));
+  return done;
+}
+
+export async function run(f: Flags): Promise<void> {
+  const stage = flagString(f, "stage") ?? "all";
+  const seeds = (f.seeds as number[] | undefined) ?? [1, 2, 3];
+  const runs = path.resolve(flagString(f, "runs") ?? path.join(PACKAGE_ROOT, "runs", "paper"));
+  const one = flagString(f, "one");
+  if (one !== undefined) {
+    await initBackend();
+    const { evaluateOneToFile } = await import("./paperTables");
+    return evaluateOneToFile(runs, one, PAPER_ROWS.some((r) => r.name === one) ? seeds[0] : null);
+  }
+  const wanted = f.rows as string[] | undefined;
+  const unknown = (wanted ?? []).filter((n) => !PAPER_ROWS.some((r) => r.name === n));
+  if (unknown.length) throw new Error(`unknown row(s) ${unknown.map((n) => JSON.stringify(n)).join(", ")}; the rows are ${PAPER_ROWS.map((r) => JSON.stringify(r.name)).join(", ")}`);
+  const rows = wanted ? PAPER_ROWS.filter((r) => wanted.includes(r.name)) : PAPER_ROWS;
+  if (stage !== "eval") {
+    const outcomes = await trainRows(runs, rows, seeds, flagNumber(f, "jobs") ?? 2);
+    const failed = outcomes.filter((o) => !o.ok);
+    if (failed.length) throw new Error(`${failed.length} training run(s) failed: ${failed.map((o) => `${o.row} seed ${o.seed} (${o.dir}.log)`).join(", ")}`);
+  }
+  if (stage !== "train") {
+    const { evaluatePaper } = await import("./paperTables");
+    await initBackend();
+    await evaluatePaper(runs, rows, seeds, path.resolve(flagString(f, "out") ?? path.join(PACKAGE_ROOT, "docs", "paper")), flagNumber(f, "jobs") ?? 2);
+  }
+}

@@ -1,0 +1,48 @@
+/**
+ * The rows of the paper's tables that are trained (MEND, KE, ENN, MEND's ablations as editor
+ * structures, MEND on attention weights), the one budget they all train under, and where each
+ * (row, seed) run lives.
+ */
+import * as path from "path";
+
+/** The shared budget of every trained row (the MEND row's): steps, validation, time. */
+export const PAPER_BUDGET = { steps: 300, timeBudgetSec: 900, patience: 300, rank: 320, perFact: 20, locPerEdit: 3 } as const;
+
+/** The validation target whose first step a row reports (the paper: "training time"): validation ES at least this. */
+export const VAL_TARGET_ES = 0.9;
+
+/** The attention weights of the last `k` of `nLayer` blocks: GPT-2's fused c_attn (Q, K, V in one [d, 3d] matrix) and c_proj. */
+export function lastBlocksAttention(nLayer: number, k = 3): string[] {
+  return Array.from({ length: k }, (_, i) => nLayer - k + i).flatMap((b) => [`h.${b}.attn.c_attn.weight`, `h.${b}.attn.c_proj.weight`]);
+}
+
+/** A trained row of the tables: its name, what it is, and its `mend train-editor` flags beyond the budget. */
+export interface PaperRow {
+  name: string;
+  table: "main" | "ablation" | "attention" | "batched";
+  what: string;
+  flags: string[];
+}
+
+export const PAPER_ROWS: readonly PaperRow[] = [
+  { name: "MEND", table: "main", what: "the official architecture (shared nets on concat(u, δ), normalised, identity init), the last 3 blocks' MLP weights", flags: [] },
+  { name: "KE", table: "main", what: "De Cao et al.'s conditioned rank-1 mask and offset on the gradient", flags: ["--kind", "KE"] },
+  { name: "ENN", table: "main", what: "one SGD step with learned step sizes; the base model trained to be editable", flags: ["--kind", "ENN", "--lr", "1e-5"] },
+  { name: "no sharing", table: "ablation", what: "one editor net per edited weight", flags: ["--shared", "no"] },
+  { name: "no norm", table: "ablation", what: "u and δ not normalised", flags: ["--norm", "no"] },
+  { name: "no ID init", table: "ablation", what: "Xavier init, no residual", flags: ["--editor-init", "xavier"] },
+  { name: "only u", table: "ablation", what: "the nets transform u; δ passes normalised", flags: ["--net", "u"] },
+  { name: "only δ", table: "ablation", what: "the nets transform δ; u passes normalised", flags: ["--net", "delta"] },
+  { name: "only smaller", table: "ablation", what: "each net transforms the smaller of u and δ", flags: ["--net", "smaller"] },
+  { name: "MEND batch-trained", table: "batched", what: "MEND trained on edits of 1, 5 and 25 facts at once (the paper trains one editor per k)", flags: ["--n-edits", "1,5,25"] },
+  { name: "ENN batch-trained", table: "batched", what: "ENN trained on edits of 1, 5 and 25 facts at once", flags: ["--kind", "ENN", "--lr", "1e-5", "--n-edits", "1,5,25"] },
+  { name: "attention", table: "attention", what: "MEND on the attention weights c_attn (fused Q, K, V) and c_proj of the last 3 blocks", flags: ["--inner-params", lastBlocksAttention(4).join(",")] },
+];
+
+const slug = (name: string) => name.toLowerCase().replace(/δ/g, "delta").replace(/[^a-z0-9]+/g, "-");
+
+/** The run folder of a row and seed. */
+export function runDirOf(runs: string, row: PaperRow, seed: number): string {
+  return path.join(runs, `${slug(row.name)}-s${seed}`);
+}
+
