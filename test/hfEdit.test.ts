@@ -96,3 +96,24 @@ test("mend random-gpt2, train-editor --data zsre:FILE and edit --model DIR with 
   assert.equal(typeof out.results[0].right.after, "boolean");
   assert.ok(out.layers.length === 6);
 });
+
+test("KE, ENN and the cache on a GPT-2 folder: train-editor --kind KE|ENN --data zsre:FILE, then eval --data with ROME's CounterFact metrics", () => {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "hf-methods-"));
+  const modelDir = path.join(tmp, "gpt2");
+  let r = mend("random-gpt2", "--out", modelDir, "--seed", "5");
+  assert.equal(r.status, 0, r.stderr);
+  for (const kind of ["KE", "ENN"]) {
+    r = mend("train-editor", "--model", modelDir, "--kind", kind, "--data", `zsre:${ZSRE}`, "--run-dir", path.join(tmp, kind), "--steps", "1", "--accumulate", "2");
+    assert.equal(r.status, 0, r.stderr);
+  }
+  r = mend("eval", "--model", modelDir, "--data", `counterfact:${CF_ROME_FILE}`, "--methods", "KE,ENN,cache", "--ke", path.join(tmp, "KE", "editor"), "--enn", path.join(tmp, "ENN", "editor"), "--limit", "2", "--out", path.join(tmp, "eval"), "--json");
+  assert.equal(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout);
+  assert.deepEqual(out.methods.map((m: { name: string }) => m.name), ["KE", "ENN", "cache"]);
+  for (const m of out.methods) assert.ok(Number.isFinite(m.scores.efficacy_success) && Number.isFinite(m.scores.neighborhood_magnitude), JSON.stringify(m.scores));
+  // the cache answers its own edit prompts: efficacy 1 whatever the random model knew
+  assert.equal(out.methods[2].scores.efficacy_success, 1);
+  r = mend("eval", "--model", modelDir, "--data", `counterfact:${CF_ROME_FILE}`, "--methods", "KE", "--ke", path.join(tmp, "ENN", "editor"), "--limit", "2", "--out", path.join(tmp, "eval2"));
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /not a KE editor folder/);
+});

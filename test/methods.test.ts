@@ -143,3 +143,45 @@ test("FT keeps stepping with stopAtArgmax false; fineTuneMethod tunes on the tra
   assert.ok(w[0] > 0 && w[2] >= w[0], `distance from the base after each edit: ${w}`);
   disposeParams(m.params);
 });
+
+// CI's check that each shipped method edits: a few test edits of the facts world with the shipped
+// checkpoints (base, editor, KE, ENN; FT, FT+KL and the cache need none). Each edit must raise the new
+// answer's log-probability on its edit prompt, leave the base model untouched and free what it made.
+test("every method of the comparison edits with the shipped checkpoints: p(new answer) rises, the base is untouched, nothing leaks", async () => {
+  await setup();
+  const { buildMethods } = await import("../dist/eval/methods");
+  const { loadKe, disposeKe } = await import("../dist/baselines/ke");
+  const { loadEnn, disposeEnn } = await import("../dist/baselines/enn");
+  const { cacheThreshold } = await import("../dist/baselines/cache");
+  const { loadEditor } = await import("../dist/extensions/editorExtensions");
+  const { disposeEditor } = await import("../dist/mend/editor");
+  const { worldMethodContext } = await import("../dist/eval/evaluate");
+  const m = loadModel(path.join(ROOT, "checkpoints", "base"));
+  const world = getWorld();
+  const editor = loadEditor(path.join(ROOT, "checkpoints", "editor"), m.config, m.params);
+  const ke = loadKe(path.join(ROOT, "checkpoints", "ke"), m);
+  const enn = loadEnn(path.join(ROOT, "checkpoints", "enn"), m);
+  const eps = cacheThreshold(m, world.editRecords("val").slice(0, 20)).threshold;
+  const methods = buildMethods(["MEND", "KE", "ENN", "cache", "FT", "FT+KL"], { editor, ke, enn, cacheThreshold: eps, ...worldMethodContext(world, m) });
+  const records = world.editRecords("test").slice(0, 3);
+  const before = m.params["h.3.mlp.c_fc.weight"].arraySync();
+  const pre = scoreTargets(m, records.map((r) => ({ prompt: r.prompts[0], target: r.target_new })));
+  for (const method of methods) {
+    disposeMethodEdit(method.edit(m, [{ prompt: records[0].prompts[0], target: records[0].target_new }])); // first use may build caches it keeps
+    const n = await leaked(() => {
+      records.forEach((r, i) => {
+        const e = method.edit(m, [{ prompt: r.prompts[0], target: r.target_new }]);
+        const post = scoreTargets(e.model, [{ prompt: r.prompts[0], target: r.target_new }])[0];
+        assert.ok(post.logProb > pre[i].logProb + 1e-3, `${method.name} on "${r.prompts[0]} ${r.target_new}": log p ${pre[i].logProb.toFixed(3)} → ${post.logProb.toFixed(3)}`);
+        disposeMethodEdit(e);
+      });
+    });
+    assert.equal(n, 0, `${method.name} leaks ${n} tensors`);
+  }
+  assert.deepEqual(m.params["h.3.mlp.c_fc.weight"].arraySync(), before);
+  methods.forEach((x) => x.dispose?.());
+  disposeKe(ke);
+  disposeEnn(enn);
+  disposeEditor(editor);
+  disposeParams(m.params);
+});

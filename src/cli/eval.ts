@@ -30,7 +30,7 @@ export const spec: CommandSpec = {
   summary: "MEND, its extensions, KE, ENN, the cache, FT and FT+KL on the same edits: single, batched and sequential (writes a new runs/eval-<time>/)",
   flags: [
     { name: "methods", type: "strings", value: "M,...", help: "methods to compare", choices: METHODS, default: "MEND,MEND-cal,MEND-batch,MEND-batch-cal,FT,FT+KL" },
-    { name: "data", type: "string", value: "KIND:FILE", help: "evaluate single edits on zsre:FILE or counterfact:FILE with its metrics (methods MEND, MEND-cal, FT, FT+KL) instead of the facts world" },
+    { name: "data", type: "string", value: "KIND:FILE", help: "evaluate single edits on zsre:FILE or counterfact:FILE with its metrics (methods MEND, MEND-cal, KE, ENN, cache, FT, FT+KL) instead of the facts world" },
     { name: "split", type: "string", value: "S", help: "report on test; compare configurations on val", choices: ["test", "val"], default: "test" },
     { name: "limit", type: "int", value: "N", help: "only the first N edits of the split", min: 1 },
     { name: "batch-sizes", type: "ints", value: "K,...", help: "edits per call in the batched evaluation", default: DEFAULT_EVAL_CONFIG.batchSizes.join(","), min: 1 },
@@ -51,8 +51,11 @@ export const spec: CommandSpec = {
   ],
 };
 
-/** Methods that need nothing but the editor and the dataset (FT+KL takes its locality texts from records not evaluated). */
-const DATASET_METHODS = ["MEND", "MEND-cal", "FT", "FT+KL"];
+/**
+ * Methods that need nothing but their trained editors and the dataset (FT+KL takes its locality texts,
+ * the cache its threshold ε*, from records not evaluated).
+ */
+const DATASET_METHODS = ["MEND", "MEND-cal", "KE", "ENN", "cache", "FT", "FT+KL"];
 
 /** Where the results go: --out, or a new run folder; refused before any work when it would replace what the user did not name. */
 function outputOf(f: Flags): string {
@@ -80,6 +83,8 @@ async function runDataset(f: Flags): Promise<void> {
   const needEditor = names.some((n) => n.startsWith("MEND"));
   const modelDir = flagString(f, "model") ?? DEFAULT_MODEL_DIR;
   const { model, editor } = needEditor ? loadModelAndEditor(modelDir, flagString(f, "editor") ?? DEFAULT_EDITOR_DIR) : { model: loadModel(modelDir), editor: null };
+  let ke: KeEditor | undefined;
+  let enn: EnnEditor | undefined;
   try {
     checkRecordsTokenize(ds, model.tokenizer);
     const innerParams = editor?.config.innerParams ?? lastBlocksMlp(model.config.n_layer);
@@ -87,7 +92,13 @@ async function runDataset(f: Flags): Promise<void> {
     // FT+KL's locality texts: the locality pairs of the last 16 records after --limit (never evaluated).
     const locTexts = ds.records.slice(limit).slice(-16).flatMap((r) => r.locality.slice(0, 1).map((l) => ({ prompt: l.prompt, target: l.target })));
     if (names.includes("FT+KL") && !locTexts.length) throw new Error("FT+KL takes its locality texts from records after --limit; the file has none left (lower --limit)");
-    const methods = buildMethods(names, { ...(editor ? { editor } : {}), innerParams, ft, locTexts, margin: flagNumber(f, "calibrate") });
+    // The cache's ε*: chosen on the last 32 records after --limit (never evaluated), as the facts world's on validation edits.
+    const held = ds.records.slice(limit).slice(-32);
+    if (names.includes("cache") && !held.length) throw new Error("the cache chooses its threshold on records after --limit; the file has none left (lower --limit)");
+    if (names.includes("KE")) ke = loadKe(flagString(f, "ke") ?? DEFAULT_KE_DIR, model);
+    if (names.includes("ENN")) enn = loadEnn(flagString(f, "enn") ?? DEFAULT_ENN_DIR, model);
+    const cacheEps = names.includes("cache") ? cacheThreshold(model, held).threshold : undefined;
+    const methods = buildMethods(names, { ...(editor ? { editor } : {}), innerParams, ft, locTexts, ke, enn, cacheThreshold: cacheEps, margin: flagNumber(f, "calibrate") });
     const bar = new ProgressBar(limit * methods.length, "eval");
     let done = 0;
     const r = evaluateDataset(model, methods, ds, { limit, onRecord: () => bar.update(++done, {}) });
@@ -97,6 +108,8 @@ async function runDataset(f: Flags): Promise<void> {
     else console.log(`${formatDatasetTable(r)}\n\nwrote ${out}/results.json, results.md`);
   } finally {
     if (editor) disposeEditor(editor);
+    if (ke) disposeKe(ke);
+    if (enn) disposeEnn(enn);
     disposeParams(model.params);
   }
 }
