@@ -1,9 +1,8 @@
-/** The cache baseline (src/baselines/cache.ts) and the paper tables' statistics (src/cli/paperTables.ts). */
+/** The cache baseline (src/baselines/cache.ts): hits, misses, ε*. */
 import test from "node:test";
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { cacheEdit, cacheThreshold, CachedModel, promptKeys } from "../dist/baselines/cache";
-import { formatInterval, meanInterval, stepsToTarget } from "../dist/cli/paperTables";
 import { scoreTargets } from "../dist/model/score";
 import { getWorld, leaked, setup, tinyModel } from "./helpers";
 
@@ -67,20 +66,4 @@ test("ε* is the threshold with the best mean of paraphrase hits and locality mi
   for (const t of [...pos, ...neg]) assert.ok(score(t) <= score(r.threshold) + 1e-12, `threshold ${t} would score better`);
   assert.throws(() => cacheThreshold(m, []), /no validation records/);
   m.dispose();
-});
-
-test("the paper tables' 95% interval is Student's t over seeds, and steps to the validation target come from the history", () => {
-  const r = meanInterval([1, 2, 3]);
-  assert.equal(r.mean, 2);
-  assert.ok(Math.abs(r.half! - 4.303 / Math.sqrt(3)) < 1e-9); // sd 1, t(2) = 4.303
-  assert.equal(meanInterval([0.5]).half, null);
-  assert.equal(formatInterval([0.5]), "0.500");
-  assert.equal(formatInterval([1, 2, 3], 2), "2.00 ± 2.48");
-  const h = [
-    { step: 50, elapsedSec: 10, val: { editAcc: 0.5 } },
-    { step: 100, elapsedSec: 20, val: { editAcc: 0.92 } },
-    { step: 150, elapsedSec: 30, val: { editAcc: 0.95 } },
-  ];
-  assert.deepEqual(stepsToTarget(h, 0.9), { steps: 100, sec: 20, best: 0.95 });
-  assert.deepEqual(stepsToTarget(h, 0.99), { steps: null, sec: null, best: 0.95 });
 });

@@ -288,6 +288,29 @@ function keUpdates(e: KeEditor, factors: Factors): Record<string, RowUpdate> {
   return out;
 }
 
+/**
+ * KE's update of one weight for one request, in its dense parts (for notebooks and checks): the
+ * condition text, ∇W of the edit's mean NLL [d_in, d_out], the mask a, the offset b and the scale s,
+ * so that ΔW = s (∇W ⊙ a + b). The caller owns the tensors.
+ */
+export function keDenseParts(model: ModelView, e: KeEditor, request: EditRequest, name: string): { condition: string; grad: tf.Tensor2D; a: tf.Tensor2D; b: tf.Tensor2D; scale: number } {
+  validateRequests([request]);
+  if (!e.weights[name]) throw new Error(`KE does not edit "${name}" (it edits ${e.config.innerParams.join(", ")})`);
+  const batch = makeBatch(model.tokenizer, [request], "target", model.config.n_positions);
+  const factors = keCapture(e, model, batch);
+  try {
+    const ids = conditions.get(factors)!;
+    const grad = tf.tidy(() => tf.matMul(tf.transpose(factors.u[name]), factors.delta[name]) as tf.Tensor2D); // Σ_i u_i δ_iᵀ, explicit transpose: wasm's fast path
+    const c = keCondition(e, ids);
+    const parts = keMaskAndOffset(e, name, c);
+    c.dispose();
+    return { condition: model.tokenizer.decode(ids[0]), grad, ...parts };
+  } finally {
+    disposeFactors(factors);
+    disposeBatch(batch);
+  }
+}
+
 /** What an edit by KE returns: its update as a value (one request). */
 export interface KeEditResult {
   /** Owned by the result: `disposeUpdate` (model/weightUpdate.ts). */

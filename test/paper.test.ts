@@ -1,0 +1,73 @@
+/** `mend paper`'s statistics and tables (src/eval/paperResults.ts) and its command's errors. */
+import test from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { formatInterval, meanInterval, paperTables, PaperResults, RunEval, stepsToTarget } from "../dist/eval/paperResults";
+import { ROOT } from "./helpers";
+
+test("the paper tables' 95% interval is Student's t over seeds, and steps to the validation target come from the history", () => {
+  const r = meanInterval([1, 2, 3]);
+  assert.equal(r.mean, 2);
+  assert.ok(Math.abs(r.half! - 4.303 / Math.sqrt(3)) < 1e-9); // sd 1, t(2) = 4.303
+  assert.equal(meanInterval([0.5]).half, null);
+  assert.equal(formatInterval([0.5]), "0.500");
+  assert.equal(formatInterval([1, 2, 3], 2), "2.00 ± 2.48");
+  const h = [
+    { step: 50, elapsedSec: 10, val: { editAcc: 0.5 } },
+    { step: 100, elapsedSec: 20, val: { editAcc: 0.92 } },
+    { step: 150, elapsedSec: 30, val: { editAcc: 0.95 } },
+  ];
+  assert.deepEqual(stepsToTarget(h, 0.9), { steps: 100, sec: 20, best: 0.95 });
+  assert.deepEqual(stepsToTarget(h, 0.99), { steps: null, sec: null, best: 0.95 });
+});
+
+/** A run of a row with the given ES and paraphrase score (other metrics fixed). */
+function run(row: string, seed: number | null, es: number, para: number): RunEval {
+  const loc = { overall: 0.9, same_subject: 0.9, same_relation: 0.8, unrelated: 1, same_relation_same_answer: 0.5 };
+  return {
+    row,
+    seed,
+    summary: { es, paraphrase: para, es_paper: es, reliability_token: es, generalization_token: para, locality: loc, locality_token: 0.9, kl: loc, acc_dd: 0.01, ppl_dd: 0.02, magnitude: { edit: 0.5, paraphrase: 0.4, locality: 0.8 }, latency_ms: 20, n_edits: 10 },
+    batched: [{ k: 1, es, paraphrase: para, locality: 0.9, acc_dd: 0.01, n_batches: 2 }],
+    train: { steps: 300, elapsed_sec: 100, stopped_by: "steps", steps_to_target: seed === 3 ? null : 100, sec_to_target: 30, best_val_es: 0.95 },
+    elapsed_sec: 1,
+  };
+}
+
+test("the tables put each row's mean ± interval over its seeds beside the paper's numbers, and count the seeds that reached the target", () => {
+  const res: PaperResults = {
+    date: "2026-12-06",
+    commit: "0123456789abcdef",
+    budget: { steps: 300, timeBudgetSec: 900 },
+    val_target_es: 0.9,
+    n_test: 10,
+    rows: [
+      { name: "MEND", table: "main", what: "", runs: [run("MEND", 1, 1, 0.9), run("MEND", 2, 0.9, 0.8), run("MEND", 3, 0.8, 0.7)] },
+      { name: "no norm", table: "ablation", what: "", runs: [run("no norm", 1, 0.1, 0.1)] },
+    ],
+  };
+  const md = paperTables(res);
+  assert.match(md, /at commit 0123456/);
+  assert.match(md, /300 steps at most and 900 s/);
+  // MEND's ES: mean 0.9, sd 0.1, t(2) 4.303: half-width 0.248
+  assert.match(md, /\| MEND \| 1,2,3 \| 0\.900 ± 0\.248 \| 0\.800 ± 0\.248 \|/);
+  assert.match(md, /0\.98 \/ 0\.002/, "the paper's zsRE MEND row");
+  assert.match(md, /\| no norm \| 1 \| 0\.100 \|/, "one seed: no interval");
+  assert.match(md, /\| 100 ± 0 \(2 of 3 reached\) \|/, "steps to the target: the mean over the seeds that reached it");
+  assert.match(md, /0\.02 \/ 0\.370/, "the paper's no-norm ablation");
+});
+
+test("mend paper names unknown rows and refuses to evaluate rows that are not trained", () => {
+  const runs = fs.mkdtempSync(path.join(os.tmpdir(), "paper-"));
+  const mend = (...a: string[]) => spawnSync(process.execPath, [path.join(ROOT, "bin", "mend.js"), "paper", ...a], { encoding: "utf8", env: { ...process.env, MEND_BACKEND: "wasm" } });
+  let r = mend("--rows", "MEND,nope", "--runs", runs);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /unknown row\(s\) "nope"; the rows are "MEND", "KE"/);
+  r = mend("--stage", "eval", "--rows", "KE", "--seeds", "1", "--runs", runs, "--out", path.join(runs, "out"));
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /not trained yet: KE seed 1 \(run `mend paper --stage train` first\)/);
+  assert.equal(fs.existsSync(path.join(runs, "out")), false, "nothing written");
+});
