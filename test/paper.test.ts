@@ -58,6 +58,8 @@ test("the tables put each row's mean ± interval over its seeds beside the paper
   assert.match(md, /\| no norm \| 1 \| 0\.100 \|/, "one seed: no interval");
   assert.match(md, /\| 100 ± 0 \(2 of 3 reached\) \|/, "steps to the target: the mean over the seeds that reached it");
   assert.match(md, /0\.02 \/ 0\.370/, "the paper's no-norm ablation");
+  const withNote = paperTables(res, { main: "Ours differ because the model is small." });
+  assert.match(withNote, /\| FT\+KL \|[^\n]*\n\nOurs differ because the model is small\.\n\n### Magnitudes/, "a table's note follows it");
 });
 
 test("mend paper names unknown rows and refuses to evaluate rows that are not trained", () => {

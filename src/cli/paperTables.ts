@@ -23,7 +23,7 @@ import { disposeEditor, lastBlocksMlp } from "../mend/editor";
 import { World } from "../world/world";
 import { DEFAULT_MODEL_DIR, PACKAGE_ROOT } from "./common";
 import { PAPER_BUDGET, PAPER_ROWS, PaperRow, runDirOf, VAL_TARGET_ES } from "./paperRows";
-import { PAPER_BATCH_SIZES, paperTables, PaperResults, RunEval, stepsToTarget } from "../eval/paperResults";
+import { PAPER_BATCH_SIZES, paperTables, PaperResults, PaperTable, RunEval, stepsToTarget } from "../eval/paperResults";
 
 /** The rows that need no training: evaluated once (they have no seed). */
 export const UNTRAINED_ROWS = ["FT", "FT+KL", "cache ε*", "cache ε*/2", "cache 2ε*"] as const;
@@ -156,7 +156,10 @@ export async function evaluatePaper(runs: string, rows: readonly PaperRow[], see
   res.n_test = res.rows[0]?.runs[0]?.summary.n_edits ?? 0;
   fs.mkdirSync(out, { recursive: true });
   writeFileDurable(path.join(out, "results.json"), JSON.stringify(res, null, 1) + "\n");
-  writeFileDurable(path.join(out, "tables.md"), paperTables(res) + "\n");
+  // notes.json (hand-written, beside the tables): per table, where ours and the paper's disagree and why
+  const notesFile = path.join(out, "notes.json");
+  const notes = fs.existsSync(notesFile) ? (readJsonFile(notesFile) as Partial<Record<PaperTable, string>>) : {};
+  writeFileDurable(path.join(out, "tables.md"), paperTables(res, notes) + "\n");
   console.error(`wrote ${path.join(out, "results.json")} and tables.md`);
   return res;
 }
