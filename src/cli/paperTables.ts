@@ -31,6 +31,16 @@ export const UNTRAINED_ROWS = ["FT", "FT+KL", "cache ε*", "cache ε*/2", "cache
 const evalFile = (runs: string, row: PaperRow, seed: number) => `${runDirOf(runs, row, seed)}.eval.json`;
 const untrainedFile = (runs: string, name: string) => path.join(runs, `${name.toLowerCase().replace(/ε\*/g, "eps").replace(/[^a-z0-9]+/g, "-")}.eval.json`);
 
+/** A trained run's training: its result and, from its trainer state, every validation. */
+function trainingOf(runs: string, row: PaperRow, seed: number): NonNullable<RunEval["train"]> {
+  const dir = runDirOf(runs, row, seed);
+  const result = readJsonFile(`${dir}.json`) as { steps: number; elapsed_sec: number; stopped_by: string };
+  const state = readJsonFile(path.join(dir, "last", "trainer_state.json")) as { history: { step: number; elapsedSec: number; val?: { editAcc: number; lossEdit: number } }[] };
+  const t = stepsToTarget(state.history, VAL_TARGET_ES);
+  const val_history = state.history.flatMap((h) => (h.val ? [{ step: h.step, es: h.val.editAcc, loss_edit: h.val.lossEdit }] : []));
+  return { steps: result.steps, elapsed_sec: result.elapsed_sec, stopped_by: result.stopped_by, steps_to_target: t.steps, sec_to_target: t.sec, best_val_es: t.best, val_history };
+}
+
 /** Evaluate one trained (row, seed), or one untrained row (seed null), in this process. */
 export function evaluateOne(runs: string, name: string, seed: number | null): RunEval {
   const t0 = performance.now();
@@ -72,13 +82,7 @@ export function evaluateOne(runs: string, name: string, seed: number | null): Ru
     method.dispose?.();
     const out: RunEval = { row: name, seed, summary: r.methods[name], batched: r.batched[name] ?? [], elapsed_sec: 0 };
     if (cache) out.cache = cache;
-    if (row && seed !== null) {
-      const dir = runDirOf(runs, row, seed);
-      const result = readJsonFile(`${dir}.json`) as { steps: number; elapsed_sec: number; stopped_by: string };
-      const state = readJsonFile(path.join(dir, "last", "trainer_state.json")) as { history: { step: number; elapsedSec: number; val?: { editAcc: number } }[] };
-      const t = stepsToTarget(state.history, VAL_TARGET_ES);
-      out.train = { steps: result.steps, elapsed_sec: result.elapsed_sec, stopped_by: result.stopped_by, steps_to_target: t.steps, sec_to_target: t.sec, best_val_es: t.best };
-    }
+    if (row && seed !== null) out.train = trainingOf(runs, row, seed);
     out.elapsed_sec = (performance.now() - t0) / 1000;
     return out;
   } finally {
@@ -149,8 +153,10 @@ export async function evaluatePaper(runs: string, rows: readonly PaperRow[], see
     n_test: 0,
     rows: names.map((n) => {
       const row = rows.find((r) => r.name === n);
-      const files = todo.filter((t) => t.name === n).map((t) => t.file);
-      return { name: n, table: row?.table ?? (n.startsWith("cache") ? "cache" : "main"), what: row?.what ?? (n.startsWith("cache") ? "answers from the nearest cached edit within the threshold" : "fine-tuning of the edited weights"), runs: files.map((f) => readJsonFile(f) as RunEval) };
+      return { name: n, table: row?.table ?? (n.startsWith("cache") ? "cache" : "main"), what: row?.what ?? (n.startsWith("cache") ? "answers from the nearest cached edit within the threshold" : "fine-tuning of the edited weights"), runs: todo.filter((t) => t.name === n).map((t) => {
+        const r = readJsonFile(t.file) as RunEval;
+        return row && t.seed !== null ? { ...r, train: trainingOf(runs, row, t.seed) } : r; // the training as the run folder has it now
+      }) };
     }),
   };
   res.n_test = res.rows[0]?.runs[0]?.summary.n_edits ?? 0;

@@ -48,7 +48,16 @@ export interface RunEval {
   seed: number | null;
   summary: MethodSummary;
   batched: BatchedPoint[];
-  train?: { steps: number; elapsed_sec: number; stopped_by: string; steps_to_target: number | null; sec_to_target: number | null; best_val_es: number };
+  train?: {
+    steps: number;
+    elapsed_sec: number;
+    stopped_by: string;
+    steps_to_target: number | null;
+    sec_to_target: number | null;
+    best_val_es: number;
+    /** Every validation of the run: step, validation ES and validation L_edit. */
+    val_history: { step: number; es: number; loss_edit: number }[];
+  };
   /** The cache's threshold and what it was chosen from. */
   cache?: { threshold: number; eps_star: number; val_paraphrase_hits: number; val_locality_misses: number };
   elapsed_sec: number;
@@ -181,5 +190,13 @@ export function seedValues(res: PaperResults, names: readonly string[], pick: (r
 
 /** One table row per name: each metric's mean ± 95% interval over the row's seeds (for showTable). */
 export function intervalRows(res: PaperResults, names: readonly string[], metrics: Record<string, (r: RunEval) => number | null | undefined>): Record<string, string>[] {
-  return names.map((n) => ({ row: n, seeds: String(runsOf(res, n).length), ...Object.fromEntries(Object.entries(metrics).map(([k, f]) => [k, formatInterval(runsOf(res, n).map(f).filter((x): x is number => typeof x === "number"))])) }));
+  return names.map((n) => ({ row: n, runs: String(runsOf(res, n).length), ...Object.fromEntries(Object.entries(metrics).map(([k, f]) => [k, formatInterval(runsOf(res, n).map(f).filter((x): x is number => typeof x === "number"))])) }));
+}
+
+/** A trained row's validation ES by step, the mean over its seeds at the steps every seed validated at. */
+export function meanValidationCurve(res: PaperResults, name: string): { steps: number[]; es: number[] } {
+  const hist = runsOf(res, name).map((r) => r.train?.val_history ?? []);
+  if (hist.length === 0 || hist.some((h) => h.length === 0)) return { steps: [], es: [] };
+  const steps = hist[0].map((h) => h.step).filter((s) => hist.every((h) => h.some((x) => x.step === s)));
+  return { steps, es: steps.map((s) => hist.reduce((a, h) => a + h.find((x) => x.step === s)!.es, 0) / hist.length) };
 }
