@@ -35,7 +35,6 @@ export const PAPER_ROWS: readonly PaperRow[] = [
   { name: "only δ", table: "ablation", what: "the nets transform δ; u passes normalised", flags: ["--net", "delta"] },
   { name: "only smaller", table: "ablation", what: "each net transforms the smaller of u and δ", flags: ["--net", "smaller"] },
   { name: "MEND batch-trained", table: "batched", what: "MEND trained on edits of 1, 5 and 25 facts at once (the paper trains one editor per k); 4 calls per step, as checkpoints/editor-batch (10 exceed wasm's 4 GB)", flags: ["--n-edits", "1,5,25", "--accumulate", "4"] },
-  { name: "ENN batch-trained", table: "batched", what: "ENN trained on edits of 1, 5 and 25 facts at once; 4 calls per step", flags: ["--kind", "ENN", "--lr", "1e-5", "--n-edits", "1,5,25", "--accumulate", "4"] },
   { name: "attention", table: "attention", what: "MEND on the attention weights c_attn (fused Q, K, V) and c_proj of the last 3 blocks", flags: ["--inner-params", lastBlocksAttention(4).join(",")] },
 ];
 
