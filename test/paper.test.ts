@@ -5,7 +5,7 @@ import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { formatInterval, meanInterval, meanValidationCurve, paperTables, PaperResults, RunEval, stepsToTarget } from "../dist/eval/paperResults";
+import { batchedPoint, formatInterval, meanInterval, meanValidationCurve, paperTables, PaperResults, RunEval, stepsToTarget } from "../dist/eval/paperResults";
 import { ROOT } from "./helpers";
 
 test("the paper tables' 95% interval is Student's t over seeds, and steps to the validation target come from the history", () => {
@@ -31,7 +31,7 @@ function run(row: string, seed: number | null, es: number, para: number): RunEva
     row,
     seed,
     summary: { es, paraphrase: para, es_paper: es, reliability_token: es, generalization_token: para, locality: loc, locality_token: 0.9, kl: loc, acc_dd: 0.01, ppl_dd: 0.02, magnitude: { edit: 0.5, paraphrase: 0.4, locality: 0.8 }, latency_ms: 20, n_edits: 10 },
-    batched: [{ k: 1, es, paraphrase: para, locality: 0.9, acc_dd: 0.01, n_batches: 2 }],
+    batched: [{ k: 1, es: 1, paraphrase: para, locality: 0.9, acc_dd: 0.5, n_batches: 2 }, { k: 5, es: 0.2, paraphrase: para, locality: 0.9, acc_dd: 0.3, n_batches: 2 }],
     train: { steps: 300, elapsed_sec: 100, stopped_by: "steps", steps_to_target: seed === 3 ? null : 100, sec_to_target: 30, best_val_es: 0.95, val_history: [{ step: 50, es: 0.5, loss_edit: 2 }, { step: 100, es: seed === 3 ? 0.7 : 0.95, loss_edit: 1 }] },
     elapsed_sec: 1,
   };
@@ -58,6 +58,10 @@ test("the tables put each row's mean ± interval over its seeds beside the paper
   assert.match(md, /\| no norm \| 1 \| 0\.100 \|/, "one seed: no interval");
   assert.match(md, /\| 100 ± 0 \(2 of 3 reached\) \|/, "steps to the target: the mean over the seeds that reached it");
   assert.match(md, /0\.02 \/ 0\.370/, "the paper's no-norm ablation");
+  // k = 1 is the single-edit evaluation (every test edit), larger k the batched calls
+  assert.deepEqual(batchedPoint(res.rows[0].runs[1], 1), { es: 0.9, acc_dd: 0.01 });
+  assert.deepEqual(batchedPoint(res.rows[0].runs[1], 5), { es: 0.2, acc_dd: 0.3 });
+  assert.equal(batchedPoint(res.rows[0].runs[1], 25), undefined);
   const curve = meanValidationCurve(res, "MEND");
   assert.deepEqual(curve.steps, [50, 100]);
   assert.ok(Math.abs(curve.es[1] - (0.95 + 0.95 + 0.7) / 3) < 1e-12 && curve.es[0] === 0.5);

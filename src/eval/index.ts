@@ -8,4 +8,4 @@ export { evaluateDataset, formatDatasetTable, type DatasetEvalResult } from "./d
 export { zsreScores, type ZsreScores } from "./zsreMetrics"; // the official, EasyEdit's and ROME's zsRE metrics
 export { counterfactScores, counterfactScore, type CounterfactScores } from "./counterfactMetrics"; // ROME's ES/EM, PS/PM, NS/NM, S
 export { causalTrace, averageTrace, subjectNoiseLevel, TRACE_KINDS, TOKEN_GROUPS, type CausalTrace, type AverageTrace, type TraceKind } from "./causalTrace"; // where a model recalls a fact (ROME §2.1)
-export { readPaperResults, runsOf, seedValues, intervalRows, meanValidationCurve, meanInterval, formatInterval, paperTables, PAPER_NUMBERS, PAPER_BATCH_SIZES, type PaperResults, type RunEval } from "./paperResults"; // the paper in miniature (docs/paper)
+export { readPaperResults, runsOf, seedValues, intervalRows, meanValidationCurve, batchedPoint, meanInterval, formatInterval, paperTables, PAPER_NUMBERS, PAPER_BATCH_SIZES, type PaperResults, type RunEval } from "./paperResults"; // the paper in miniature (docs/paper)
