@@ -80,3 +80,18 @@ test("mend paper names unknown rows and refuses to evaluate rows that are not tr
   assert.match(r.stderr, /not trained yet: KE seed 1 \(run `mend paper --stage train` first\)/);
   assert.equal(fs.existsSync(path.join(runs, "out")), false, "nothing written");
 });
+
+test("the shipped docs/paper results load, hold every row with its seeds, and tables.md is what they and notes.json give", async () => {
+  const { readPaperResults } = await import("../dist/eval/paperResults");
+  const { PAPER_ROWS } = await import("../dist/cli/paperRows");
+  const dir = path.join(ROOT, "docs", "paper");
+  const res = readPaperResults(path.join(dir, "results.json"));
+  for (const row of PAPER_ROWS) {
+    const runs = res.rows.find((r) => r.name === row.name)?.runs ?? [];
+    assert.deepEqual(runs.map((r) => r.seed), [1, 2, 3], `${row.name}: seeds 1-3`);
+    for (const r of runs) assert.ok(r.summary.n_edits === res.n_test && r.train && r.train.val_history.length > 0, `${row.name} seed ${r.seed}: evaluated on every test edit, with its training`);
+  }
+  for (const name of ["FT", "FT+KL", "cache ε*", "cache ε*/2", "cache 2ε*"]) assert.equal(res.rows.find((r) => r.name === name)?.runs.length, 1, name);
+  const notes = JSON.parse(fs.readFileSync(path.join(dir, "notes.json"), "utf8"));
+  assert.equal(fs.readFileSync(path.join(dir, "tables.md"), "utf8"), paperTables(res, notes) + "\n");
+});
