@@ -79,6 +79,14 @@ test("mend paper names unknown rows and refuses to evaluate rows that are not tr
   assert.equal(r.status, 1);
   assert.match(r.stderr, /not trained yet: KE seed 1 \(run `mend paper --stage train` first\)/);
   assert.equal(fs.existsSync(path.join(runs, "out")), false, "nothing written");
+  // a tables folder that holds something is replaced only when named with --force, checked before any work
+  const shipped = path.join(runs, "shipped");
+  fs.mkdirSync(shipped);
+  fs.writeFileSync(path.join(shipped, "notes.json"), "{}");
+  r = mend("--rows", "KE", "--seeds", "1", "--runs", runs, "--out", shipped);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /refusing to write the paper-tables to .*shipped: it is a non-empty folder\. Pass --force/);
+  assert.equal(fs.existsSync(path.join(runs, "ke-s1")), false, "no training started");
 });
 
 test("the shipped docs/paper results load, hold every row with its seeds, and tables.md is what they and notes.json give", async () => {

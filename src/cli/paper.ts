@@ -1,16 +1,18 @@
 /**
  * `mend paper`: the MEND paper's comparisons in miniature on the facts world. It trains every
- * learned row the tables need (MEND, its ablations, MEND on attention weights, KE, ENN; three seeds
- * each, one shared step and time budget) as `mend train-editor` runs under runs/paper/, continuing
- * an interrupted run and skipping finished ones, then evaluates them with FT, FT+KL and the cache on
- * the test split and writes docs/paper/ (results.json, tables.md). Training takes hours on a CPU:
- * it runs with progress, `--jobs` at a time; `--stage eval` only evaluates what has been trained.
+ * learned row the tables need (MEND, its ablations, MEND on attention weights and trained on
+ * batches, KE, ENN; three seeds each, one shared step and time budget) as `mend train-editor` runs
+ * under runs/paper/, continuing an interrupted run and skipping finished ones, then evaluates them
+ * with FT, FT+KL and the cache on the test split and writes the tables folder (results.json,
+ * tables.md, the notes.json it found there), as one unit: by default runs/paper/tables; the shipped
+ * docs/paper is replaced only when named with --force. Training takes hours on a CPU: it runs with
+ * progress, `--jobs` at a time; `--stage eval` only evaluates what has been trained.
  */
 import { spawn } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
-import { CommandSpec, flagNumber, Flags, flagString } from "./flags";
-import { PACKAGE_ROOT } from "./common";
+import { CommandSpec, flagBool, flagNumber, Flags, flagString } from "./flags";
+import { FORCE_FLAG, guardOutput, PACKAGE_ROOT } from "./common";
 import { initBackend } from "../model/backend";
 import { readJsonFile } from "../model/jsonFile";
 import { writeFileDurable } from "../model/durable";
@@ -22,10 +24,11 @@ export const spec: CommandSpec = {
   flags: [
     { name: "stage", type: "string", value: "S", help: "train the missing rows, evaluate, or both", choices: ["train", "eval", "all"], default: "all" },
     { name: "seeds", type: "ints", value: "S,...", help: "seeds of every trained row", default: "1,2,3", min: 0 },
-    { name: "jobs", type: "int", value: "N", help: "training runs at a time", default: 2, min: 1 },
+    { name: "jobs", type: "int", value: "N", help: "training runs (and evaluations) at a time", default: 2, min: 1 },
     { name: "rows", type: "strings", value: "A,B,...", help: "only these rows (names as in docs/paper)" },
     { name: "runs", type: "string", value: "DIR", help: "where the training runs go", default: "runs/paper" },
-    { name: "out", type: "string", value: "DIR", help: "where the results go", default: "docs/paper" },
+    { name: "out", type: "string", value: "DIR", help: "the tables folder (results.json, tables.md; its notes.json is kept)", default: "RUNS/tables" },
+    FORCE_FLAG,
     { name: "one", type: "string", value: "ROW", help: "(internal) evaluate one row (with one of --seeds) in this process, beside its run", advanced: true },
   ],
   notes: [`Every trained row: ${PAPER_BUDGET.steps} steps (no early stop), at most ${PAPER_BUDGET.timeBudgetSec} s, rank ${PAPER_BUDGET.rank} for MEND's nets, --per-fact ${PAPER_BUDGET.perFact} --loc-per-edit ${PAPER_BUDGET.locPerEdit}.`],
@@ -103,6 +106,9 @@ export async function run(f: Flags): Promise<void> {
   const unknown = (wanted ?? []).filter((n) => !PAPER_ROWS.some((r) => r.name === n));
   if (unknown.length) throw new Error(`unknown row(s) ${unknown.map((n) => JSON.stringify(n)).join(", ")}; the rows are ${PAPER_ROWS.map((r) => JSON.stringify(r.name)).join(", ")}`);
   const rows = wanted ? PAPER_ROWS.filter((r) => wanted.includes(r.name)) : PAPER_ROWS;
+  const out = path.resolve(flagString(f, "out") ?? path.join(runs, "tables"));
+  const guard = () => guardOutput(out, "paper-tables", { force: flagBool(f, "force") });
+  if (stage !== "train") guard(); // before hours of training
   if (stage !== "eval") {
     const outcomes = await trainRows(runs, rows, seeds, flagNumber(f, "jobs") ?? 2);
     const failed = outcomes.filter((o) => !o.ok);
@@ -111,6 +117,6 @@ export async function run(f: Flags): Promise<void> {
   if (stage !== "train") {
     const { evaluatePaper } = await import("./paperTables");
     await initBackend();
-    await evaluatePaper(runs, rows, seeds, path.resolve(flagString(f, "out") ?? path.join(PACKAGE_ROOT, "docs", "paper")), flagNumber(f, "jobs") ?? 2);
+    await evaluatePaper(runs, rows, seeds, out, flagNumber(f, "jobs") ?? 2, guard);
   }
 }

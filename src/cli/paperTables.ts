@@ -3,8 +3,8 @@
  * need no training (FT, FT+KL, the cache at ε*, half and twice ε*), evaluated on the facts world's test
  * split, each in a process of its own (`--jobs` at a time) whose result is kept beside its run
  * (`<run>.eval.json`, so an interrupted evaluation continues); then the tables: mean and 95%
- * interval over seeds, beside the paper's numbers (PAPER_NUMBERS), written to docs/paper/ as
- * results.json and tables.md.
+ * interval over seeds, beside the paper's numbers (PAPER_NUMBERS), written as one folder
+ * (results.json, tables.md, and the notes.json it held).
  */
 import { execFileSync, spawn } from "child_process";
 import * as fs from "fs";
@@ -17,7 +17,8 @@ import { buildMethods, cacheMethod, EditMethod, ennMethod, keMethod, mendMethod 
 import { loadEditor } from "../extensions/editorExtensions";
 import { writeFileDurable } from "../model/durable";
 import { disposeParams } from "../model/gpt";
-import { readJsonFile } from "../model/jsonFile";
+import { parseJson, readJsonFile } from "../model/jsonFile";
+import { writeFolder } from "../model/checkpointFolder";
 import { loadModel, Model } from "../model/modelFolder";
 import { disposeEditor, lastBlocksMlp } from "../mend/editor";
 import { World } from "../world/world";
@@ -123,7 +124,7 @@ function commitOf(): string | null {
 }
 
 /** Evaluate what is not yet evaluated (`jobs` at a time), then write results.json and tables.md to `out`. */
-export async function evaluatePaper(runs: string, rows: readonly PaperRow[], seeds: readonly number[], out: string, jobs = 2): Promise<PaperResults> {
+export async function evaluatePaper(runs: string, rows: readonly PaperRow[], seeds: readonly number[], out: string, jobs = 2, guard: () => void = () => {}): Promise<PaperResults> {
   const todo: { name: string; seed: number | null; file: string }[] = [];
   for (const s of seeds) for (const r of rows) todo.push({ name: r.name, seed: s, file: evalFile(runs, r, s) });
   for (const n of UNTRAINED_ROWS) todo.push({ name: n, seed: null, file: untrainedFile(runs, n) });
@@ -160,12 +161,12 @@ export async function evaluatePaper(runs: string, rows: readonly PaperRow[], see
     }),
   };
   res.n_test = res.rows[0]?.runs[0]?.summary.n_edits ?? 0;
-  fs.mkdirSync(out, { recursive: true });
-  writeFileDurable(path.join(out, "results.json"), JSON.stringify(res, null, 1) + "\n");
-  // notes.json (hand-written, beside the tables): per table, where ours and the paper's disagree and why
+  // notes.json (hand-written, in the tables folder): per table, where ours and the paper's disagree and why
   const notesFile = path.join(out, "notes.json");
-  const notes = fs.existsSync(notesFile) ? (readJsonFile(notesFile) as Partial<Record<PaperTable, string>>) : {};
-  writeFileDurable(path.join(out, "tables.md"), paperTables(res, notes) + "\n");
+  const notesText = fs.existsSync(notesFile) ? fs.readFileSync(notesFile, "utf8") : null;
+  const notes = notesText === null ? {} : (parseJson(notesText, notesFile) as Partial<Record<PaperTable, string>>);
+  const files: Record<string, string> = { "results.json": JSON.stringify(res, null, 1) + "\n", "tables.md": paperTables(res, notes) + "\n", ...(notesText === null ? {} : { "notes.json": notesText }) };
+  writeFolder(out, "paper-tables", files, { check: guard });
   console.error(`wrote ${path.join(out, "results.json")} and tables.md`);
   return res;
 }
