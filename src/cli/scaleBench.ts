@@ -63,7 +63,7 @@ interface StageReport {
 }
 
 /**
- * The meta-training example: GPT-2 BPE lengths close to the PyTorch peer's (../shared/peer, an edit
+ * The meta-training example: GPT-2 BPE lengths close to those of the PyTorch MEND it is compared with (docs/benchmarks.md: an edit
  * of a 12-token prompt + 2 target tokens and three 14-token locality texts): edit 14 + 2, equivalent
  * 11 + 2, three locality texts of 13-14 + 1 tokens.
  */

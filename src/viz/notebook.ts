@@ -82,7 +82,7 @@ export class NotebookSession {
   }
 
   /**
-   * An editor folder (official or with extensions) for a model handle of this session: loaded on
+   * An editor folder (official or with extensions) for a model handle of this notebook: loaded on
    * first use, and again (against the model as it is then loaded) after the clean-up freed it.
    */
   editor(dir = "../checkpoints/editor", model: Model = this.model()): Editor {
