@@ -1,4 +1,5 @@
 /** What the `mend` commands share: the shipped folders, loading a model with its editor, request files. */
+import { spawn } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { loadEditor } from "../extensions/editorExtensions";
@@ -87,3 +88,25 @@ export function guardOutput(dir: string, kind: string, opts: { force?: boolean; 
   if (reasons.length && !opts.force) throw new Error(`refusing to write the ${kind} to ${dir}: ${[...new Set(reasons)].join("; ")}. Pass --force to replace it, or choose another folder`);
 }
 export const ALLOW_BASE_MISMATCH_FLAG: FlagSpec = { name: "allow-base-mismatch", type: "boolean", help: "use an editor trained for another base model (its fingerprint differs)", advanced: true };
+
+/**
+ * Run `mend <args>` in a child process (the wasm backend is single-threaded: parallel work runs in
+ * processes) and parse the last line of its standard output as JSON; its standard error passes
+ * through. An error names `what` and the exit code.
+ */
+export function runMendChild(args: readonly string[], what: string): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [path.join(PACKAGE_ROOT, "bin", "mend.js"), ...args], { stdio: ["ignore", "pipe", "inherit"] });
+    let out = "";
+    child.stdout.on("data", (d) => (out += d));
+    child.on("error", reject);
+    child.on("close", (code) => {
+      if (code !== 0) return reject(new Error(`${what} failed (exit ${code})`));
+      try {
+        resolve(JSON.parse(out.trim().split("\n").pop() ?? ""));
+      } catch {
+        reject(new Error(`${what} printed no JSON result`));
+      }
+    });
+  });
+}

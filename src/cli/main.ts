@@ -22,6 +22,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   "random-gpt2": async () => import("./randomGpt2"),
   bench: async () => import("./bench"),
   paper: async () => import("./paper"),
+  lifelong: async () => import("./lifelong"),
 };
 
 async function usage(): Promise<string> {

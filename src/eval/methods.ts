@@ -9,7 +9,9 @@
  *  - KE, ENN: the learned editors the paper compares with (src/baselines/ke.ts, enn.ts), each with
  *    its trained checkpoint; cache: the paper's caching baseline (src/baselines/cache.ts), no weights;
  *  - our extensions (src/extensions): MEND-cal (step calibration), MEND-batch (the editor trained
- *    for batched edits), MEND-batch-cal, and MEND-batch-pres (edit-time preservation; opt-in).
+ *    for batched edits), MEND-batch-cal, and MEND-batch-pres (edit-time preservation; opt-in);
+ *  - the lifelong methods, our additions (src/lifelong): UltraEdit, AlphaEdit and LocFT-BF, each
+ *    "-style" (the published method's structure on our model, not its code); no training needed.
  *
  * The registry knows nothing of where the edits come from: what a method needs beyond the model
  * (its editor, locality texts for FT+KL, prompts to preserve) is passed in a `MethodContext`.
@@ -23,6 +25,7 @@ import { BATCH_EDITOR_CALIBRATION, calibration, DEFAULT_CALIBRATION, StepCalibra
 import { BATCH_EDITOR_PRESERVATION, buildPreservationSet, disposePreservationSet, preservedEdit } from "../extensions/preserve";
 import { EditRequest } from "../datasets/editRecord";
 import { mendEdit } from "../mend/edit";
+import { ALPHA_EDIT, alphaEditRule, DEFAULT_LIFELONG, LifelongOptions, defaultLifelongWeight, keyValueEdit, KeyValueRule, LOC_FT_BF, locFtBfEdit, nullSpaceProjector, preservedKeys, ULTRA_EDIT, ultraEditRule } from "../lifelong";
 import { Editor } from "../mend/editor";
 import type { UpdateRule } from "../mend/hooks";
 import { TextExample } from "../model/batch";
@@ -70,7 +73,7 @@ export function paramsOf(model: EditedModel, method: string): ModelView {
  * state it left on `model` (when `model` is its own edit) and leaves its new state on the edited
  * model (a copy of what the ledger records: `state` of the MethodEdit is the method's own).
  */
-function weightMethod(name: string, edit: (m: ModelView, requests: readonly EditRequest[], state?: MethodState) => { update: ModelUpdate; steps?: number; state?: MethodState }): EditMethod {
+export function weightMethod(name: string, edit: (m: ModelView, requests: readonly EditRequest[], state?: MethodState) => { update: ModelUpdate; steps?: number; state?: MethodState }): EditMethod {
   return {
     name,
     edit(model, requests) {
@@ -130,6 +133,12 @@ export function cacheMethod(threshold: number, name = "cache"): EditMethod {
   };
 }
 
+/** A key-value lifelong method (src/lifelong/keyValueEdit.ts) editing `weight` with `rule`. */
+function keyValueMethod(name: string, weight: string, o: LifelongOptions, rule: KeyValueRule, dispose?: () => void): EditMethod {
+  const cfg = { weight, stepSize: o.stepSize, maxSteps: o.maxSteps, minProb: o.minProb };
+  return { ...weightMethod(name, (m, requests, state) => keyValueEdit(m, requests, cfg, rule, state)), ...(dispose ? { dispose } : {}) };
+}
+
 /** What the methods may need beyond the model they edit. */
 export interface MethodContext {
   /** The single-edit editor (MEND, MEND-cal). */
@@ -152,10 +161,16 @@ export interface MethodContext {
   enn?: EnnEditor;
   /** The cache's distance threshold ε* (cache; `cacheThreshold` on validation edits). */
   cacheThreshold?: number;
+  /**
+   * The lifelong methods (UltraEdit, AlphaEdit, LocFT-BF): the model they edit (for AlphaEdit's
+   * preserved keys), the weight (default: the second-to-last block's mlp.c_proj) and the prompts with
+   * answers whose outputs AlphaEdit keeps (at most half the weight's input size are used).
+   */
+  lifelong?: { model: ModelView; weight?: string; preserve?: readonly TextExample[]; options?: Partial<LifelongOptions> };
 }
 
 /** Every method name the registry knows, in the order evaluations report them. */
-export const METHODS = ["MEND", "MEND-cal", "MEND-batch", "MEND-batch-cal", "MEND-batch-pres", "KE", "ENN", "cache", "FT", "FT+KL"] as const;
+export const METHODS = ["MEND", "MEND-cal", "MEND-batch", "MEND-batch-cal", "MEND-batch-pres", "KE", "ENN", "cache", "FT", "FT+KL", ULTRA_EDIT, ALPHA_EDIT, LOC_FT_BF] as const;
 
 /** The methods named (METHODS), built from `ctx`; a method that lacks what it needs says so. Free them with `dispose`. */
 export function buildMethods(names: readonly string[], ctx: MethodContext): EditMethod[] {
@@ -168,6 +183,10 @@ export function buildMethods(names: readonly string[], ctx: MethodContext): Edit
   const editor = (name: string) => need(ctx.editor, name, "an editor (--editor DIR)");
   const batchEditor = (name: string) => need(ctx.batchEditor, name, "the batch-trained editor: train it (README) or pass --batch-editor DIR");
   const inner = (name: string) => [...(ctx.innerParams ?? need(ctx.editor?.config.innerParams, name, "the weights to tune (an editor's, or innerParams)"))];
+  const life = (name: string) => {
+    const l = need(ctx.lifelong, name, "the model it edits (MethodContext.lifelong)");
+    return { ...l, weight: l.weight ?? defaultLifelongWeight(l.model.config.n_layer), o: { ...DEFAULT_LIFELONG, ...l.options } };
+  };
   const all: Record<(typeof METHODS)[number], (name: string) => EditMethod> = {
     MEND: (n) => mendMethod(editor(n)),
     "MEND-cal": (n) => mendMethod(editor(n), n, { ...DEFAULT_CALIBRATION, ...(ctx.margin ? { margin: ctx.margin } : {}) }),
@@ -188,6 +207,25 @@ export function buildMethods(names: readonly string[], ctx: MethodContext): Edit
       const locTexts = need(ctx.locTexts, n, "locality texts for its KL term");
       if (locTexts.length === 0) throw new Error(`method ${n} needs locality texts for its KL term; none were given`);
       return fineTuneMethod({ ...ft, innerParams: inner(n), cEdit: 1e-2, locTexts: [...locTexts] });
+    },
+    [ULTRA_EDIT]: (n) => {
+      const l = life(n);
+      return keyValueMethod(n, l.weight, l.o, ultraEditRule(l.o.ultraLambda));
+    },
+    [ALPHA_EDIT]: (n) => {
+      const l = life(n);
+      const prompts = need(l.preserve, n, "prompts whose answers it preserves (MethodContext.lifelong.preserve)");
+      const dIn = l.model.params[l.weight]?.shape[0];
+      if (dIn === undefined) throw new Error(`method ${n}: "${l.weight}" is not a weight of this model`);
+      const k0 = preservedKeys(l.model, l.weight, prompts, Math.floor(dIn * l.o.preserveFraction));
+      const p = nullSpaceProjector(k0);
+      k0.dispose();
+      return keyValueMethod(n, l.weight, l.o, alphaEditRule(p, l.o.alphaLambda), () => p.dispose());
+    },
+    [LOC_FT_BF]: (n) => {
+      const l = life(n);
+      const cfg = { weight: l.weight, lr: l.o.ftLr, batchSize: l.o.ftBatchSize, maxEpochs: l.o.ftMaxEpochs };
+      return weightMethod(n, (m, requests, state) => locFtBfEdit(m, requests, cfg, state));
     },
   };
   const built: EditMethod[] = [];

@@ -1,0 +1,117 @@
+/**
+ * AlphaEdit-style null-space editing (our addition after Fang et al., "AlphaEdit: Null-Space
+ * Constrained Knowledge Editing for Language Models", ICLR 2025; the structure, not their code), on
+ * MEND's factors u and δ of one weight (keyValueEdit.ts).
+ *
+ * Preserved knowledge: the keys K₀ [m, d_in] of prompts whose answers must not move (the world's
+ * training-split facts, or a dataset's locality prompts). P projects onto the orthogonal complement
+ * of their span,
+ *
+ *     P = I − K₀ᵀ (K₀ K₀ᵀ + ε I)⁻¹ K₀,   so K₀ P ≈ 0 and K₀ (P X) ≈ 0 for every X,
+ *
+ * and every update is ΔW = P X: the preserved keys' outputs do not move, to float precision (m must
+ * stay well below d_in for the complement to have room: the width bounds how much can be preserved).
+ * Earlier edits: their projected keys K̃ₚ = Kₚ P enter the normal equation, as in AlphaEdit, through
+ * A = λ I + Σ K̃ₚᵀ K̃ₚ, kept as its inverse (state `a_inv` [d_in, d_in], updated by Woodbury after each
+ * edit). For the edit's keys K̃ = U P and step R:
+ *
+ *     X = argmin ‖K̃ X − R‖² + ‖X‖²_A = A⁻¹ K̃ᵀ (I + K̃ A⁻¹ K̃ᵀ)⁻¹ R,   ΔW = P X,
+ *
+ * so L = K̃ A⁻¹ P and S = I + K̃ A⁻¹ K̃ᵀ (an n x n solve, never d_in x d_in).
+ */
+import * as tf from "@tensorflow/tfjs";
+import { disposeBatch, makeBatch, TextExample } from "../model/batch";
+import type { MethodState } from "../model/languageModel";
+import type { ModelView } from "../model/paramsModel";
+import { captureFactors } from "../mend/factor";
+import { targetRows } from "../extensions/targetRows";
+import { KeySystem, KeyValueRule } from "./keyValueEdit";
+import { solveSpd } from "./linalg";
+import { gramOf } from "./ultraEdit";
+
+export const ALPHA_EDIT = "AlphaEdit";
+
+/**
+ * The keys of `weight` at the positions that predict each example's answer (the rows an edit of it
+ * would use), at most `maxRows` of them, from examples spread evenly over the list, [m, d_in].
+ * Caller owns the result.
+ */
+export function preservedKeys(model: ModelView, weight: string, all: readonly TextExample[], maxRows: number, batchSize = 64): tf.Tensor2D {
+  if (all.length === 0) throw new Error("AlphaEdit: no prompts to preserve were given");
+  const step = Math.max(1, Math.floor(all.length / maxRows));
+  const examples = all.filter((_, i) => i % step === 0);
+  const parts: tf.Tensor2D[] = [];
+  for (let i = 0; i < examples.length; i += batchSize) {
+    const batch = makeBatch(model.tokenizer, examples.slice(i, i + batchSize), "target", model.config.n_positions);
+    const f = captureFactors(model.params, model.config, batch, [weight], undefined, "structural", targetRows);
+    parts.push(f.u[weight]);
+    tf.dispose(f.delta[weight]);
+    disposeBatch(batch);
+  }
+  const k = tf.tidy(() => {
+    const c = tf.concat(parts) as tf.Tensor2D;
+    return c.shape[0] > maxRows ? (tf.slice(c, [0, 0], [maxRows, -1]) as tf.Tensor2D) : c;
+  });
+  tf.dispose(parts);
+  return k;
+}
+
+/**
+ * P = I − K₀ᵀ (K₀ K₀ᵀ + ε I)⁻¹ K₀ [d_in, d_in] (ε relative to the keys' mean squared norm). The
+ * caller owns it. An error when K₀ has as many rows as d_in: nothing would be left to edit.
+ */
+export function nullSpaceProjector(k0: tf.Tensor2D, eps = 1e-4): tf.Tensor2D {
+  const [m, d] = k0.shape;
+  if (m >= d) throw new Error(`AlphaEdit: ${m} preserved keys in ${d} dimensions leave no null space; preserve fewer prompts (at most about ${Math.floor(d / 2)})`);
+  const g = tf.tidy(() => tf.matMul(k0, tf.transpose(k0)).dataSync() as Float32Array);
+  const a = Float64Array.from(g);
+  let trace = 0;
+  for (let i = 0; i < m; i++) trace += a[i * m + i];
+  for (let i = 0; i < m; i++) a[i * m + i] += (eps * trace) / m;
+  const k0d = Float64Array.from(k0.dataSync() as Float32Array);
+  const x = solveSpd(a, m, k0d, d, "the preserved keys' gram matrix"); // (K₀K₀ᵀ + εI)⁻¹ K₀ [m, d]
+  return tf.tidy(() => tf.sub(tf.eye(d), tf.matMul(tf.transpose(k0), tf.tensor2d(Float32Array.from(x), [m, d]))) as tf.Tensor2D);
+}
+
+/**
+ * The AlphaEdit-style rule: `projector` P (owned by the caller, kept alive while the rule is used)
+ * and ridge λ on earlier edits' normal equation.
+ */
+export function alphaEditRule(projector: tf.Tensor2D, lambda: number): KeyValueRule {
+  if (!(lambda > 0)) throw new Error(`AlphaEdit: the ridge λ must be positive, got ${lambda}`);
+  const d = projector.shape[0];
+  const aInvOf = (state: MethodState | undefined): tf.Tensor2D | null => (state?.tensors.a_inv as tf.Tensor2D | undefined) ?? null;
+  const parts = (u: tf.Tensor2D, state: MethodState | undefined) =>
+    tf.tidy(() => {
+      const kt = tf.matMul(u, projector) as tf.Tensor2D; // K̃ = U P [n, d]
+      const a = aInvOf(state);
+      const m = a ? (tf.matMul(kt, a) as tf.Tensor2D) : (tf.div(kt, lambda) as tf.Tensor2D); // K̃ A⁻¹
+      return { kt, m };
+    });
+  return {
+    system(u, state): KeySystem {
+      const { kt, m } = parts(u, state);
+      const n = u.shape[0];
+      const gram = gramOf(m, kt, 0); // K̃ A⁻¹ K̃ᵀ
+      for (let i = 0; i < n; i++) gram[i * n + i] += 1;
+      const keys = tf.tidy(() => tf.matMul(m, projector) as tf.Tensor2D); // L = K̃ A⁻¹ P
+      tf.dispose([kt, m]);
+      return { keys, gram };
+    },
+    valueScale: () => null,
+    commit(u, _delta, sys, state) {
+      // A'⁻¹ = A⁻¹ − A⁻¹ K̃ᵀ S⁻¹ K̃ A⁻¹ (Woodbury), symmetrised against float drift.
+      const { kt, m } = parts(u, state);
+      const n = u.shape[0];
+      const sInvM = solveSpd(sys.gram, n, Float64Array.from(m.dataSync() as Float32Array), d, "the edit's key system");
+      const prior = aInvOf(state);
+      const aInv = tf.tidy(() => {
+        const base = prior ?? tf.div(tf.eye(d), lambda);
+        const next = tf.sub(base, tf.matMul(tf.transpose(m), tf.tensor2d(Float32Array.from(sInvM), [n, d])));
+        return tf.div(tf.add(next, tf.transpose(next)), 2) as tf.Tensor2D;
+      });
+      tf.dispose([kt, m]);
+      return { method: ALPHA_EDIT, meta: { edits: Number(state?.meta.edits ?? 0) + 1 }, tensors: { a_inv: aInv } };
+    },
+  };
+}

@@ -1,0 +1,53 @@
+/**
+ * Lifelong editing (our additions, docs/deviations.md): methods that keep hundreds of sequential
+ * edits, built on what MEND computes (each edited layer's inputs u and output gradients δ) or on
+ * plain fine-tuning, each behind the method interface (eval/methods.ts):
+ *
+ *  - UltraEdit-style: a training-free ridge solve on u and δ with running statistics (ultraEdit.ts);
+ *  - AlphaEdit-style: the same solve, projected onto the null space of preserved keys, with the
+ *    earlier edits' keys in its normal equation (alphaEdit.ts);
+ *  - LocFT-BF-style: fine-tuning one weight breadth-first over every edit so far (locFtBf.ts).
+ */
+export * from "./linalg";
+export * from "./keyValueEdit";
+export * from "./ultraEdit";
+export * from "./alphaEdit";
+export * from "./locFtBf";
+
+/** The settings of the lifelong methods. */
+export interface LifelongOptions {
+  /** η, maxSteps, minProb of the key-value methods (keyValueEdit.ts). */
+  stepSize: number;
+  maxSteps: number;
+  minProb: number;
+  /** Ridge λ of UltraEdit and of AlphaEdit's normal equation. */
+  ultraLambda: number;
+  alphaLambda: number;
+  /** AlphaEdit preserves at most this fraction of the edited weight's input size in keys. */
+  preserveFraction: number;
+  /** LocFT-BF: Adam's lr, mini-batch size, epochs per edit call at most. */
+  ftLr: number;
+  ftBatchSize: number;
+  ftMaxEpochs: number;
+}
+
+/** The lifelong methods' defaults (chosen on the facts world's stream at seed 1: docs/research-log.md). */
+export const DEFAULT_LIFELONG: Readonly<LifelongOptions> = Object.freeze({
+  stepSize: 2,
+  maxSteps: 12,
+  minProb: 0.5,
+  ultraLambda: 1,
+  alphaLambda: 1,
+  preserveFraction: 0.5,
+  ftLr: 1e-3,
+  ftBatchSize: 16,
+  ftMaxEpochs: 10,
+});
+
+/**
+ * The weight the lifelong methods edit by default: the last block's MLP output projection (on the
+ * facts world its single edits are the smallest: docs/research-log.md).
+ */
+export function defaultLifelongWeight(nLayer: number): string {
+  return `h.${nLayer - 1}.mlp.c_proj.weight`;
+}

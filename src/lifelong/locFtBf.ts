@@ -1,0 +1,92 @@
+/**
+ * Fine-tuning done right, LocFT-BF-style (our addition after "Fine-tuning Done Right in Model
+ * Editing", arXiv 2509.22072; the recipe, not their code): plain fine-tuning of one chosen weight,
+ * breadth-first. Each edit call fine-tunes ΔW of that weight over the edits so far (the earlier ones
+ * are the method's state: it remembers the requests, not their updates), epoch after epoch: each
+ * epoch checks every edit so far and tunes, in shuffled mini-batches, on those whose target is not
+ * the argmax (the new one at first, then any earlier one the tuning broke), until all hold or
+ * `maxEpochs`. (Tuning only on the failing edits, not on all of them, is ours: it keeps an edit call
+ * linear in the stream's length instead of quadratic, at the same stopping rule.)
+ * Depth-first fine-tuning (the FT baseline: one edit until it holds, then the next) is what
+ * collapses in a stream; breadth-first revisits the earlier edits and keeps them.
+ *
+ * The update is dense ΔW of the one weight (model/weightUpdate.ts), the model `model` + ΔW.
+ */
+import * as tf from "@tensorflow/tfjs";
+import { disposeBatch, makeBatch } from "../model/batch";
+import { EditRequest, validateRequests } from "../datasets/editRecord";
+import { gptForward } from "../model/gpt";
+import type { MethodState } from "../model/languageModel";
+import { meanNll } from "../model/loss";
+import type { ModelView } from "../model/paramsModel";
+import { Rng } from "../model/rng";
+import { DenseDelta } from "../model/weightUpdate";
+
+export const LOC_FT_BF = "LocFT-BF";
+
+export interface LocFtBfConfig {
+  /** The one tuned weight (2-D). */
+  weight: string;
+  lr: number;
+  batchSize: number;
+  maxEpochs: number;
+}
+
+/** The requests an earlier edit left in the state (oldest first). */
+export function rememberedRequests(state: MethodState | undefined): EditRequest[] {
+  const r = state?.meta.requests;
+  return Array.isArray(r) ? (r as EditRequest[]) : [];
+}
+
+/** The argmax check of every request at once: which requests are not yet right (indices). */
+function wrongRequests(model: ModelView, params: ModelView["params"], requests: readonly EditRequest[], batchSize = 128): number[] {
+  const wrong: number[] = [];
+  for (let i = 0; i < requests.length; i += batchSize) {
+    const b = makeBatch(model.tokenizer, requests.slice(i, i + batchSize), "target", model.config.n_positions);
+    const am = tf.tidy(() => tf.argMax(gptForward(params, model.config, b.inputIds, { attentionMask: b.attentionMask }).logits, -1).arraySync() as number[][]);
+    const labels = b.labels.arraySync() as number[][];
+    labels.forEach((row, j) => {
+      if (!row.every((l, t) => l < 0 || am[j][t] === l)) wrong.push(i + j);
+    });
+    disposeBatch(b);
+  }
+  return wrong;
+}
+
+/**
+ * One edit call: fine-tune ΔW of `cfg.weight` breadth-first on the state's requests and these.
+ * Pure: `model` is not changed. The caller owns the update and the state.
+ */
+export function locFtBfEdit(model: ModelView, requests: readonly EditRequest[], cfg: LocFtBfConfig, state: MethodState | undefined): { update: Record<string, DenseDelta>; state: MethodState; steps: number } {
+  validateRequests(requests);
+  const w = model.params[cfg.weight];
+  if (!w || w.rank !== 2) throw new Error(`LocFT-BF: "${cfg.weight}" is not a 2-D weight of this model`);
+  const all = [...rememberedRequests(state), ...requests];
+  const rng = new Rng(all.length);
+  const opt = tf.train.adam(cfg.lr);
+  const zero = tf.zerosLike(w);
+  const delta = tf.variable(zero, true);
+  zero.dispose(); // the variable keeps its own reference to the data
+  const params = () => ({ ...model.params, [cfg.weight]: tf.add(w, delta) });
+  let steps = 0;
+  try {
+    for (let epoch = 0; epoch < cfg.maxEpochs; epoch++) {
+      const current = tf.tidy(() => params());
+      const wrong = wrongRequests(model, current, all);
+      tf.dispose(current[cfg.weight]);
+      if (wrong.length === 0) break;
+      const order = rng.shuffle(wrong);
+      for (let i = 0; i < order.length; i += cfg.batchSize) {
+        const b = makeBatch(model.tokenizer, order.slice(i, i + cfg.batchSize).map((j) => all[j]), "target", model.config.n_positions);
+        opt.minimize(() => meanNll(gptForward(params(), model.config, b.inputIds, { attentionMask: b.attentionMask }).logits, b.labels), false, [delta]);
+        disposeBatch(b);
+        steps++;
+      }
+    }
+  } finally {
+    opt.dispose();
+  }
+  const update = { [cfg.weight]: { delta: tf.clone(delta) as tf.Tensor2D } };
+  delta.dispose();
+  return { update, state: { method: LOC_FT_BF, meta: { requests: all.map((r) => ({ prompt: r.prompt, target: r.target })) }, tensors: {} }, steps };
+}
