@@ -10,6 +10,10 @@ import { Editor } from "../mend/editor";
 import type { FlagSpec } from "./flags";
 import { readManifest, resolveLinks } from "../model/checkpointFolder";
 import { readJsonFile } from "../model/jsonFile";
+import { worldMethodContext } from "../eval/evaluate";
+import { buildMethods, EditMethod } from "../eval/methods";
+import { lastBlocksMlp } from "../mend/editor";
+import { World } from "../world/world";
 
 export const PACKAGE_ROOT = path.join(__dirname, "..", "..");
 export const DEFAULT_MODEL_DIR = path.join(PACKAGE_ROOT, "checkpoints", "base");
@@ -110,3 +114,28 @@ export function runMendChild(args: readonly string[], what: string): Promise<unk
     });
   });
 }
+
+/** The methods `mend edit` and `mend ledger` edit with (weight edits, no trained editor but MEND's). */
+export const EDIT_METHODS = ["MEND", "FT", "FT+KL", "UltraEdit", "AlphaEdit", "LocFT-BF"] as const;
+
+/**
+ * The methods named, for editing `base` (W0) and the models edited from it: the facts world gives
+ * FT+KL's locality texts and AlphaEdit's preserved facts; for another model they come from
+ * `preserveFile` (a requests file). The caller disposes the methods (and the editor it passed).
+ */
+export function commandMethods(names: readonly string[], base: Model, opts: { editor?: Editor; preserveFile?: string; weight?: string } = {}): EditMethod[] {
+  const bad = names.filter((n) => !(EDIT_METHODS as readonly string[]).includes(n));
+  if (bad.length) throw new Error(`unknown edit method ${bad.join(", ")}; choose from ${EDIT_METHODS.join(", ")}`);
+  const extra = opts.preserveFile ? readRequests(opts.preserveFile) : undefined;
+  const world = base.tokenizer.kind === "word" ? worldMethodContext(World.load(), base) : null;
+  const lifelong = { model: base, ...(opts.weight ? { weight: opts.weight } : {}), preserve: extra ?? world?.lifelong?.preserve };
+  if (!lifelong.preserve && names.some((n) => n === "AlphaEdit" || n === "FT+KL")) throw new Error(`${names.filter((n) => n === "AlphaEdit" || n === "FT+KL").join(" and ")} on a model outside the facts world need prompts to preserve: --preserve FILE.json ([{"prompt": ..., "target": ...}, ...], answers the model gives now)`);
+  return buildMethods(names, {
+    ...(opts.editor ? { editor: opts.editor } : {}),
+    innerParams: opts.editor?.config.innerParams ?? lastBlocksMlp(base.config.n_layer),
+    ...(lifelong.preserve ? { locTexts: (extra ?? world?.locTexts ?? []).slice(0, 16) } : {}),
+    lifelong,
+  });
+}
+export const BASE_FLAG: FlagSpec = { name: "base", type: "string", value: "DIR", help: "the base model W0 an edited folder's ledger was made on", default: "checkpoints/base" };
+export const PRESERVE_FLAG: FlagSpec = { name: "preserve", type: "string", value: "FILE.json", help: "prompts with their current answers that AlphaEdit keeps and FT+KL's KL term reads (default on the facts world: its training-split facts)" };

@@ -1,15 +1,28 @@
-/** `mend edit`: apply a MEND edit and show the edit prompt, paraphrases and locality probes before/after. */
+/**
+ * `mend edit`: edit a model (MEND by default, or another weight-editing method) and show the edit
+ * prompt, paraphrases and locality probes before/after. With --save the edited model is written with
+ * its edit ledger (model/editLedger.ts); editing a saved folder again appends to its ledger, checked
+ * against its weights on load (`mend ledger` lists, undoes, replays and diffs).
+ */
 import { DEFAULT_CALIBRATION, calibration, calibrationOf } from "../extensions/calibrate";
 import { describeBackend, initBackend } from "../model/backend";
 import { disposeParams } from "../model/gpt";
-import { modelMetadata, saveModel } from "../model/modelFolder";
+import { modelMetadata } from "../model/modelFolder";
 import { parseJson } from "../model/jsonFile";
-import { applyUpdates } from "../model/paramsModel";
-import { disposeEdit, mendEdit } from "../mend/edit";
-import { disposeEditor } from "../mend/editor";
+import { EditLedger, hasLedger, readLedger, saveLedgerModel } from "../model/editLedger";
+import { loadModel, Model } from "../model/modelFolder";
+import type { ParamsModel } from "../model/paramsModel";
+import { mendEdit } from "../mend/edit";
+import { disposeEditor, Editor } from "../mend/editor";
+import { loadEditor } from "../extensions/editorExtensions";
+import { disposeMethodEdit, EditMethod } from "../eval/methods";
 import { formatProbeTable, probesFor, runProbes } from "../eval/report";
+import type { MethodEdit } from "../eval/methods";
+import type { EditInfo } from "../mend/edit";
+import { applyUpdates } from "../model/paramsModel";
+import * as path from "path";
 import { World } from "../world/world";
-import { ALLOW_BASE_MISMATCH_FLAG, DEFAULT_EDITOR_DIR, DEFAULT_MODEL_DIR, EDITOR_FLAG, FORCE_FLAG, JSON_FLAG, MODEL_FLAG, guardOutput, loadModelAndEditor, readRequests } from "./common";
+import { ALLOW_BASE_MISMATCH_FLAG, BASE_FLAG, commandMethods, DEFAULT_EDITOR_DIR, DEFAULT_MODEL_DIR, EDIT_METHODS, EDITOR_FLAG, FORCE_FLAG, JSON_FLAG, MODEL_FLAG, PRESERVE_FLAG, guardOutput, readRequests } from "./common";
 import { CommandSpec, flagBool, flagNumber, Flags, flagString } from "./flags";
 
 export const spec: CommandSpec = {
@@ -21,9 +34,12 @@ export const spec: CommandSpec = {
     { name: "requests", type: "string", value: "FILE.json", help: 'several edits in one call: [{"prompt": ..., "target": ...}, ...]' },
     { name: "paraphrase", type: "repeat", value: "TEXT", help: "a paraphrase of the edit prompt, judged on the new target (repeatable)" },
     { name: "probe", type: "repeat", value: "TEXT", help: "an extra prompt to show before/after, e.g. a neighbour that should not change (repeatable)" },
+    { name: "method", type: "string", value: "M", help: "the editing method (UltraEdit, AlphaEdit, LocFT-BF need no trained editor)", choices: EDIT_METHODS, default: "MEND" },
     MODEL_FLAG,
     EDITOR_FLAG,
-    { name: "save", type: "string", value: "DIR", help: "write the edited model to this new folder (see --force)" },
+    { name: "save", type: "string", value: "DIR", help: "write the edited model and its edit ledger to this new folder (see --force)" },
+    BASE_FLAG,
+    PRESERVE_FLAG,
     FORCE_FLAG,
     JSON_FLAG,
     { name: "calibrate", type: "number", value: "MARGIN", help: "step calibration: MARGIN x the smallest step that makes the edit right (our extension)", above: 0, advanced: true },
@@ -33,6 +49,7 @@ export const spec: CommandSpec = {
   notes: [
     'example: mend edit --prompt "The president of the United States is" --target Biden',
     "For a GPT-2 (--model DIR) the target is the text after the prompt; a space is added between them unless one side has it.",
+    "Editing a folder saved by mend edit appends to its edit ledger (its base model: --base).",
     "MEND_BACKEND=node-gpu|node|wasm|cpu forces a backend.",
   ],
 };
@@ -45,54 +62,100 @@ function priorEdits(modelDir: string): { prompt: string; target: string }[] {
   return Array.isArray(list) ? (list as { prompt: string; target: string }[]) : [];
 }
 
+/** The model to edit: a plain model folder (its own W0), or an edited one with its ledger over --base. */
+function loadEditable(modelDir: string, baseDir: string): { base: Model; model: Model | ParamsModel; ledger: EditLedger; free: () => void } {
+  const model = loadModel(modelDir);
+  if (!hasLedger(modelDir)) return { base: model, model, ledger: EditLedger.start(model), free: () => disposeParams(model.params) };
+  let base: Model | undefined;
+  try {
+    base = loadModel(baseDir);
+    const ledger = readLedger(modelDir, base, model.params);
+    disposeParams(model.params);
+    const b = base;
+    const current = ledger.model();
+    return { base: b, model: current, ledger, free: () => (current.dispose(), ledger.dispose(), disposeParams(b.params)) };
+  } catch (e) {
+    disposeParams(model.params);
+    if (base) disposeParams(base.params);
+    throw e;
+  }
+}
+
 export async function run(f: Flags): Promise<void> {
   const file = flagString(f, "requests");
   if (file && (flagString(f, "prompt") || flagString(f, "target"))) throw new Error("give either --requests FILE.json or --prompt and --target, not both");
   if (!file && (!flagString(f, "prompt") || !flagString(f, "target"))) throw new Error("give --prompt TEXT and --target TEXT, or --requests FILE.json");
   const requests = file ? readRequests(file) : [{ prompt: flagString(f, "prompt")!, target: flagString(f, "target")! }];
+  const method = flagString(f, "method") ?? "MEND";
   const margin = flagNumber(f, "calibrate");
+  if (method !== "MEND" && (margin !== undefined || f["lr-scale"] !== undefined)) throw new Error(`--calibrate and --lr-scale are MEND's; not for --method ${method}`);
   const cal = margin !== undefined ? { ...DEFAULT_CALIBRATION, margin } : null;
   const modelDir = flagString(f, "model") ?? DEFAULT_MODEL_DIR;
   const editorDir = flagString(f, "editor") ?? DEFAULT_EDITOR_DIR;
   const save = flagString(f, "save");
   if (save) guardOutput(save, "model", { force: flagBool(f, "force"), sources: [modelDir, editorDir] }); // before any work
   const backend = await initBackend();
-  const { model, editor } = loadModelAndEditor(modelDir, editorDir, { allowBaseMismatch: flagBool(f, "allow-base-mismatch") });
+  const { base, model, ledger, free } = loadEditable(modelDir, flagString(f, "base") ?? DEFAULT_MODEL_DIR);
+  let editor: Editor | undefined;
+  let methods: EditMethod[] = [];
   try {
+    if (method === "MEND") {
+      try {
+        editor = loadEditor(editorDir, base.config, base.params, { allowBaseMismatch: flagBool(f, "allow-base-mismatch") });
+      } catch (e) {
+        const own = path.resolve(modelDir) !== path.resolve(DEFAULT_MODEL_DIR) && path.resolve(editorDir) === path.resolve(DEFAULT_EDITOR_DIR) && base.tokenizer.kind !== "word";
+        throw own ? new Error(`${(e as Error).message}. The shipped editor is for the facts-world model: train one for ${modelDir} ("mend train-editor"), or edit with --method UltraEdit, AlphaEdit or LocFT-BF, which need none`) : e;
+      }
+    }
     // The facts world's paraphrases and locality probes only mean something to a model of that world.
     const world = model.tokenizer.kind === "word" ? World.load() : null;
     const paraphrases = ((f.paraphrase as string[] | undefined) ?? []).map((prompt) => ({ prompt, kind: "paraphrase" as const, expected: requests[0].target }));
     if (paraphrases.length && requests.length > 1) throw new Error("--paraphrase applies to a single edit (--prompt/--target), not to --requests");
     const probes = probesFor(world, requests, (f.probe as string[] | undefined) ?? [], 3, paraphrases);
-    const result = mendEdit(model, editor, requests, { lrScale: flagNumber(f, "lr-scale") ?? 1, stepScale: cal ? calibration(cal) : null });
-    const edited = applyUpdates(model, [result.update]);
-    const rows = runProbes(model, edited, probes);
-    // Checked again under the folder's lock: a concurrent --save to the same folder cannot both succeed.
-    if (save) saveModel(save, edited, { edited_by: "mend-ts", edits: JSON.stringify([...priorEdits(modelDir), ...requests]) }, { check: () => guardOutput(save, "model", { force: flagBool(f, "force"), sources: [modelDir, editorDir] }) });
-    const c = calibrationOf(result.info);
-    if (flagBool(f, "json")) {
-      console.log(
-        JSON.stringify({
-          requests,
-          results: rows.map((r) => ({ prompt: r.prompt, kind: r.kind, expected: r.expected, group: r.group, before: r.before, after: r.after, ...(r.right ? { right: r.right } : {}) })),
-          latency_ms: result.info.latencyMs,
-          layers: result.info.layers,
-          ...(c ? { calibration: { scales: c.scales, thresholds: c.thresholds, found: c.found } } : {}),
-          backend: backend.kind,
-        }),
-      );
+    let info: EditInfo | undefined;
+    let e: MethodEdit;
+    if (editor) {
+      const r = mendEdit(model, editor, requests, { lrScale: flagNumber(f, "lr-scale") ?? 1, stepScale: cal ? calibration(cal) : null });
+      info = r.info;
+      e = { model: applyUpdates(model, [r.update]), update: r.update, latencyMs: r.info.latencyMs };
     } else {
-      console.log(`backend: ${describeBackend(backend)}`);
-      const steps = c?.scales.map((x, b) => (c.found[b] ? `${x.toFixed(2)}` : `1 (none right up to ${cal!.maxScale})`)).join(", ");
-      const step = c ? `, calibrated step ${steps} x alpha (margin ${cal!.margin})` : "";
-      console.log(`edit: ${requests.map((r) => `"${r.prompt}" -> "${r.target}"`).join("; ")}   (${result.info.latencyMs.toFixed(1)} ms${step})\n`);
-      console.log(formatProbeTable(rows));
-      if (save) console.log(`\nedited model saved to ${save}`);
+      methods = commandMethods([method], base, { preserveFile: flagString(f, "preserve") });
+      e = methods[0].edit(model, requests);
     }
-    edited.dispose();
-    disposeEdit(result);
+    try {
+      const rows = runProbes(model, e.model, probes);
+      const entry = ledger.add({ method, requests, update: e.update!, ...(e.state ? { state: e.state } : {}), latencyMs: e.latencyMs });
+      e = { ...e, update: undefined, state: undefined }; // the ledger owns them now
+      // Checked again under the folder's lock: a concurrent --save to the same folder cannot both succeed.
+      if (save) saveLedgerModel(save, ledger, { edited_by: "mend-ts", edits: JSON.stringify([...priorEdits(modelDir), ...requests]) }, { check: () => guardOutput(save, "model", { force: flagBool(f, "force"), sources: [modelDir, editorDir] }) });
+      const c = info ? calibrationOf(info) : null;
+      if (flagBool(f, "json")) {
+        console.log(
+          JSON.stringify({
+            requests,
+            method,
+            edit_id: entry.id,
+            results: rows.map((r) => ({ prompt: r.prompt, kind: r.kind, expected: r.expected, group: r.group, before: r.before, after: r.after, ...(r.right ? { right: r.right } : {}) })),
+            latency_ms: e.latencyMs,
+            ...(info ? { layers: info.layers } : {}),
+            ...(c ? { calibration: { scales: c.scales, thresholds: c.thresholds, found: c.found } } : {}),
+            backend: backend.kind,
+          }),
+        );
+      } else {
+        console.log(`backend: ${describeBackend(backend)}`);
+        const steps = c?.scales.map((x, b) => (c.found[b] ? `${x.toFixed(2)}` : `1 (none right up to ${cal!.maxScale})`)).join(", ");
+        const step = c ? `, calibrated step ${steps} x alpha (margin ${cal!.margin})` : "";
+        console.log(`edit ${entry.id} (${method}): ${requests.map((r) => `"${r.prompt}" -> "${r.target}"`).join("; ")}   (${e.latencyMs.toFixed(1)} ms${step})\n`);
+        console.log(formatProbeTable(rows));
+        if (save) console.log(`\nedited model saved to ${save} with its edit ledger (${ledger.entries.length} edit${ledger.entries.length > 1 ? "s" : ""}; mend ledger --model ${save})`);
+      }
+    } finally {
+      disposeMethodEdit(e);
+    }
   } finally {
-    disposeEditor(editor);
-    disposeParams(model.params);
+    for (const m of methods) m.dispose?.();
+    if (editor) disposeEditor(editor);
+    free();
   }
 }

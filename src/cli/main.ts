@@ -23,6 +23,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   bench: async () => import("./bench"),
   paper: async () => import("./paper"),
   lifelong: async () => import("./lifelong"),
+  ledger: async () => import("./ledger"),
 };
 
 async function usage(): Promise<string> {

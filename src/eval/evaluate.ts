@@ -23,7 +23,7 @@ import { ModelView, ParamsModel, replaceModel } from "../model/paramsModel";
 import type { Params } from "../model/gpt";
 import { disposeUpdate } from "../model/weightUpdate";
 import { distinctFacts, EditRecord, EditRequest, factKey, LocalityClass, sharesOldAnswer } from "../datasets/editRecord";
-import { trainingSplitProbes, trainingSplitPrompts, World } from "../world/world";
+import { trainingSplitFacts, trainingSplitProbes, trainingSplitPrompts, World } from "../world/world";
 
 export interface EvalConfig {
   batchSizes: number[];
@@ -133,11 +133,11 @@ const editRequest = (r: EditRecord): EditRequest => ({ prompt: r.prompts[0], tar
 
 /**
  * What the methods need from the facts world (methods.ts `MethodContext`): FT+KL's locality texts,
- * 16 training-split facts (never evaluated), and the training split's prompts, which MEND-batch-pres
- * preserves (measured on `model`).
+ * 16 training-split facts (never evaluated), the training split's prompts, which MEND-batch-pres
+ * preserves (measured on `model`), and the training-split facts AlphaEdit preserves.
  */
-export function worldMethodContext(world: World, model: ModelView): Pick<MethodContext, "locTexts" | "preserve"> {
-  return { locTexts: trainingSplitProbes(world, 16), preserve: { model, prompts: trainingSplitPrompts(world) } };
+export function worldMethodContext(world: World, model: ModelView): Pick<MethodContext, "locTexts" | "preserve" | "lifelong"> {
+  return { locTexts: trainingSplitProbes(world, 16), preserve: { model, prompts: trainingSplitPrompts(world) }, lifelong: { model, preserve: trainingSplitFacts(world) } };
 }
 
 /** Held-out-template sentences of the world for perplexity (deterministic sample). */

@@ -16,8 +16,11 @@
  * Loading checks the ledger against the weights: the base must have the recorded fingerprint, and
  * W0 + every update must equal the saved weights exactly.
  */
+import * as fs from "fs";
+import * as path from "path";
 import * as tf from "@tensorflow/tfjs";
 import type { TextExample as EditRequest } from "./batch";
+import { saveModel } from "./modelFolder";
 import { paramsFingerprint } from "./gpt";
 import type { MethodState } from "./languageModel";
 import { applyUpdates, ModelView, ParamsModel } from "./paramsModel";
@@ -75,9 +78,14 @@ export class EditLedger {
     return this.list;
   }
 
-  /** Record an edit; the ledger takes ownership of its update and state. */
-  add(e: { method: string; requests: readonly EditRequest[]; update: ModelUpdate; state?: MethodState; latencyMs: number }): LedgerEntry {
-    const entry: LedgerEntry = { id: this.nextId++, method: e.method, requests: [...e.requests], update: e.update, ...(e.state ? { state: e.state } : {}), latencyMs: e.latencyMs, time: new Date().toISOString() };
+  /**
+   * Record an edit; the ledger takes ownership of its update and state. `id` (a replay recomputing
+   * an entry keeps its id) must be above every recorded one; by default the next free id.
+   */
+  add(e: { method: string; requests: readonly EditRequest[]; update: ModelUpdate; state?: MethodState; latencyMs: number }, id?: number): LedgerEntry {
+    const last = this.list[this.list.length - 1]?.id ?? 0;
+    if (id !== undefined && !(Number.isInteger(id) && id > last)) throw new Error(`edit id ${id} must be an integer above the last recorded id ${last}`);
+    const entry: LedgerEntry = { id: id ?? this.nextId++, method: e.method, requests: [...e.requests], update: e.update, ...(e.state ? { state: e.state } : {}), latencyMs: e.latencyMs, time: new Date().toISOString() };
     this.list.push(entry);
     return entry;
   }
@@ -187,8 +195,53 @@ export class EditLedger {
     return ledger;
   }
 
+  /**
+   * A new ledger over the same base with copies of the entries before edit `id` (the entries from
+   * `id` on are left out): the starting point of a replay.
+   */
+  prefixBefore(id: number): EditLedger {
+    const i = this.list.findIndex((e) => e.id === id);
+    if (i < 0) throw new Error(`no edit ${id} in the ledger (edits: ${this.list.map((e) => e.id).join(", ") || "none"})`);
+    const copy = (u: ModelUpdate): ModelUpdate => Object.fromEntries(Object.entries(u).map(([n, d]) => [n, isLowRank(d) ? { ...d, keys: tf.clone(d.keys), values: tf.clone(d.values) } : { delta: tf.clone(d.delta) }]));
+    const entries = this.list.slice(0, i).map((e) => ({ ...e, update: copy(e.update), ...(e.state ? { state: { ...e.state, tensors: Object.fromEntries(Object.entries(e.state.tensors).map(([k, t]) => [k, tf.clone(t)])) } } : {}) }));
+    return new EditLedger(this.base, this.baseFingerprint, entries, this.nextId);
+  }
+
   /** Tensors the ledger holds (for memory accounting). */
   tensors(): tf.Tensor[] {
     return this.list.flatMap((e) => [...updateTensors(e.update), ...Object.values(e.state?.tensors ?? {})]);
+  }
+}
+
+/** Whether a model folder holds an edit ledger (edits.json). */
+export function hasLedger(dir: string): boolean {
+  return fs.existsSync(path.join(dir, "edits.json"));
+}
+
+/**
+ * The ledger of the model folder `dir` over `base` (W0), checked against the folder's saved
+ * `weights` (loadModel's): the base's fingerprint and W0 + every update = the weights, exactly.
+ */
+export function readLedger(dir: string, base: ModelView, weights: Readonly<Record<string, tf.Tensor>>): EditLedger {
+  const files: Record<string, Buffer> = {};
+  for (const n of LEDGER_FILES) {
+    const f = path.join(dir, n);
+    if (!fs.existsSync(f)) throw new Error(`${dir}: ${n} is missing (an edit ledger is edits.json and edits.safetensors)`);
+    files[n] = fs.readFileSync(f);
+  }
+  return EditLedger.fromFiles(files, base, dir, weights);
+}
+
+/**
+ * Save W0 + the ledger's updates as a model folder with its ledger, as one unit (`check`: the output
+ * guard, re-run under the folder's lock). The saved weights are the ledger's own sum, so loading
+ * finds them equal to it.
+ */
+export function saveLedgerModel(dir: string, ledger: EditLedger, metadata: Record<string, string>, opts: { check?: () => void } = {}): void {
+  const m = ledger.model();
+  try {
+    saveModel(dir, m, metadata, { ...opts, files: ledger.files() });
+  } finally {
+    m.dispose();
   }
 }

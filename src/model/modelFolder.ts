@@ -227,7 +227,10 @@ export function modelFiles(m: ModelView, metadata: Record<string, string> = {}):
   };
 }
 
-/** Save a model folder as one unit (checkpointFolder.ts): the old folder or the new one, never a mix. */
-export function saveModel(dir: string, m: ModelView, metadata: Record<string, string> = {}, opts: { check?: () => void } = {}): void {
-  writeFolder(dir, "model", modelFiles(m, metadata), opts);
+/**
+ * Save a model folder as one unit (checkpointFolder.ts): the old folder or the new one, never a mix.
+ * `files` are written with it (an edit ledger: editLedger.ts).
+ */
+export function saveModel(dir: string, m: ModelView, metadata: Record<string, string> = {}, opts: { check?: () => void; files?: Readonly<Record<string, Buffer>> } = {}): void {
+  writeFolder(dir, "model", { ...modelFiles(m, metadata), ...opts.files }, opts);
 }

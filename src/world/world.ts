@@ -239,3 +239,12 @@ export function trainingSplitPrompts(world: World): string[] {
   const train = new Set(world.splits(0).train);
   return world.facts.filter((f) => train.has(f.subject)).flatMap((f) => world.prompts(f.subject, f.relation, "train"));
 }
+
+/**
+ * Every training-split fact in every template with its answer: what the lifelong methods preserve
+ * when the model is edited outside a benchmark stream (AlphaEdit's preserved keys).
+ */
+export function trainingSplitFacts(world: World): TextExample[] {
+  const train = new Set(world.splits(0).train);
+  return world.facts.filter((f) => train.has(f.subject)).flatMap((f) => [...world.prompts(f.subject, f.relation, "train"), ...world.prompts(f.subject, f.relation, "heldout")].map((prompt) => ({ prompt, target: f.object })));
+}
