@@ -4,8 +4,8 @@
  * breadth-first. Each edit call fine-tunes ΔW of that weight over the edits so far (the earlier ones
  * are the method's state: it remembers the requests, not their updates), epoch after epoch: each
  * epoch checks every edit so far and tunes, in shuffled mini-batches, on those whose target is not
- * the argmax (the new one at first, then any earlier one the tuning broke), until all hold or
- * `maxEpochs`. (Tuning only on the failing edits, not on all of them, is ours: it keeps an edit call
+ * the argmax (the new one at first, then any earlier one the tuning broke), pass after pass until
+ * they hold (at most 10 passes), until all hold or `maxEpochs`. (Tuning only on the failing edits, not on all of them, is ours: it keeps an edit call
  * linear in the stream's length instead of quadratic, at the same stopping rule.)
  * Depth-first fine-tuning (the FT baseline: one edit until it holds, then the next) is what
  * collapses in a stream; breadth-first revisits the earlier edits and keeps them.
@@ -23,6 +23,9 @@ import { Rng } from "../model/rng";
 import { DenseDelta } from "../model/weightUpdate";
 
 export const LOC_FT_BF = "LocFT-BF";
+
+/** Passes over the failing edits between two checks of every edit so far. */
+const INNER_PASSES = 10;
 
 export interface LocFtBfConfig {
   /** The one tuned weight (2-D). */
@@ -75,12 +78,20 @@ export function locFtBfEdit(model: ModelView, requests: readonly EditRequest[], 
       const wrong = wrongRequests(model, current, all);
       tf.dispose(current[cfg.weight]);
       if (wrong.length === 0) break;
-      const order = rng.shuffle(wrong);
-      for (let i = 0; i < order.length; i += cfg.batchSize) {
-        const b = makeBatch(model.tokenizer, order.slice(i, i + cfg.batchSize).map((j) => all[j]), "target", model.config.n_positions);
-        opt.minimize(() => meanNll(gptForward(params(), model.config, b.inputIds, { attentionMask: b.attentionMask }).logits, b.labels), false, [delta]);
-        disposeBatch(b);
-        steps++;
+      // Tune on the failing edits, mini-batch after mini-batch, until they hold (at most `innerPasses` passes), then check all again.
+      let failing = wrong;
+      for (let pass = 0; pass < INNER_PASSES && failing.length; pass++) {
+        const order = rng.shuffle(failing);
+        for (let i = 0; i < order.length; i += cfg.batchSize) {
+          const b = makeBatch(model.tokenizer, order.slice(i, i + cfg.batchSize).map((j) => all[j]), "target", model.config.n_positions);
+          opt.minimize(() => meanNll(gptForward(params(), model.config, b.inputIds, { attentionMask: b.attentionMask }).logits, b.labels), false, [delta]);
+          disposeBatch(b);
+          steps++;
+        }
+        const now = tf.tidy(() => params());
+        const still = wrongRequests(model, now, failing.map((j) => all[j]));
+        tf.dispose(now[cfg.weight]);
+        failing = still.map((k) => failing[k]);
       }
     }
   } finally {

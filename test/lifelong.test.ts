@@ -1,0 +1,246 @@
+/** The lifelong methods, the lifelong benchmark, and replaying an edit ledger. */
+import test from "node:test";
+import assert from "node:assert/strict";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { spawnSync } from "child_process";
+import * as tf from "@tensorflow/tfjs";
+import { buildMethods, disposeMethodEdit, EditMethod } from "../dist/eval/methods";
+import { runLifelong, worldStream } from "../dist/eval/lifelong";
+import { lifelongTargets, LifelongResult } from "../dist/eval/lifelongReport";
+import { replayWithout } from "../dist/eval/ledgerOps";
+import { cholesky, choleskySolve, nullSpaceProjector, preservedKeys, solveSpd } from "../dist/lifelong";
+import { EditLedger, readLedger, saveLedgerModel } from "../dist/model/editLedger";
+import { disposeParams } from "../dist/model/gpt";
+import { loadModel, Model } from "../dist/model/modelFolder";
+import { ParamsModel, replaceModel } from "../dist/model/paramsModel";
+import { scoreTargets } from "../dist/model/score";
+import { isLowRank } from "../dist/model/weightUpdate";
+import { EditedModel } from "../dist/model/languageModel";
+import { ROOT, getWorld, maxAbsDiff, setup } from "./helpers";
+
+const BASE = path.join(ROOT, "checkpoints", "base");
+const WEIGHT = "h.3.mlp.c_proj.weight";
+const reqs = [
+  { prompt: "The capital of France is", target: "Rome" },
+  { prompt: "The president of the United States is", target: "Biden" },
+  { prompt: "The currency of Japan is the", target: "euro" },
+];
+
+function lifelongMethods(model: Model, names: string[], preserve = worldStream(getWorld(), 10, 0).preserve): EditMethod[] {
+  return buildMethods(names, { innerParams: [WEIGHT], locTexts: preserve.slice(0, 16), lifelong: { model, preserve } });
+}
+
+test("float64 Cholesky solves a symmetric positive definite system and names a matrix that is not", () => {
+  const a = Float64Array.from([4, 2, 0.4, 2, 5, 1, 0.4, 1, 3]);
+  const x = Float64Array.from([1, -2, 0.5, 3, 0.25, -1]); // 3 x 2
+  const b = new Float64Array(6);
+  for (let i = 0; i < 3; i++) for (let c = 0; c < 2; c++) for (let k = 0; k < 3; k++) b[i * 2 + c] += a[i * 3 + k] * x[k * 2 + c];
+  const got = choleskySolve(cholesky(a, 3), 3, b, 2);
+  got.forEach((v, i) => assert.ok(Math.abs(v - x[i]) < 1e-12, `x[${i}] = ${v}, expected ${x[i]}`));
+  assert.throws(() => solveSpd(Float64Array.from([1, 2, 2, 1]), 2, Float64Array.from([1, 1]), 1, "the test matrix"), /the test matrix is not positive definite \(pivot 1/);
+});
+
+test("AlphaEdit: the projected update leaves the preserved keys' outputs unchanged and the edit holds; each method edits without leaking", async () => {
+  await setup();
+  const model = loadModel(BASE);
+  try {
+    const preserve = worldStream(getWorld(), 10, 0).preserve;
+    const k0 = preservedKeys(model, WEIGHT, preserve, 256);
+    assert.equal(k0.shape[0], 256);
+    const p = nullSpaceProjector(k0);
+    // K₀ P ≈ 0 relative to K₀.
+    const rel = tf.tidy(() => tf.div(tf.norm(tf.matMul(k0, p)), tf.norm(k0)).dataSync()[0]);
+    assert.ok(rel < 1e-4, `‖K₀P‖/‖K₀‖ = ${rel}`);
+    assert.throws(() => nullSpaceProjector(tf.zeros([512, 512]) as tf.Tensor2D), /512 preserved keys in 512 dimensions leave no null space/);
+    p.dispose();
+    const [alpha] = lifelongMethods(model, ["AlphaEdit"], preserve);
+    const e = alpha.edit(model, [reqs[0]]);
+    const d = e.update![WEIGHT];
+    assert.ok(isLowRank(d));
+    const moved = tf.tidy(() => tf.div(tf.norm(tf.matMul(k0, tf.mul(d.alpha, tf.matMul(tf.transpose(d.keys), d.values)))), tf.norm(tf.matMul(k0, model.params[WEIGHT]))).dataSync()[0]);
+    const own = tf.tidy(() => tf.div(tf.norm(tf.matMul(tf.transpose(d.keys), d.values)), tf.norm(model.params[WEIGHT])).dataSync()[0]);
+    assert.ok(moved < 1e-4 && own > 1e-2, `preserved outputs moved by ${moved} (relative), the weight by ${own}`);
+    assert.equal(scoreTargets(e.model, [reqs[0]])[0].exact, true, "the edit holds");
+    assert.equal(Object.keys(e.state!.tensors).join(), "a_inv");
+    disposeMethodEdit(e);
+    alpha.dispose?.();
+    k0.dispose();
+    // Every lifelong method: three edits in a row, then again: the tensor count does not grow.
+    for (const name of ["UltraEdit", "AlphaEdit", "LocFT-BF"]) {
+      const [m] = lifelongMethods(model, [name], preserve);
+      const chain = () => {
+        let cur: EditedModel = model;
+        for (const r of reqs) {
+          const x = m.edit(cur, [r]);
+          disposeMethodEdit({ ...x, model: { dispose() {} } as EditedModel });
+          if (cur !== model) replaceModel(cur, x.model);
+          cur = x.model;
+        }
+        const held = scoreTargets(cur, reqs).filter((s) => s.exact).length;
+        if (cur !== model) cur.dispose();
+        return held;
+      };
+      chain();
+      const before = tf.memory().numTensors;
+      const held = chain();
+      assert.equal(tf.memory().numTensors, before, `${name} leaked`);
+      assert.ok(held >= 2, `${name}: ${held} of 3 sequential edits hold`);
+      m.dispose?.();
+    }
+  } finally {
+    disposeParams(model.params);
+  }
+});
+
+test("UltraEdit carries running statistics and LocFT-BF the requests from one edit to the next", async () => {
+  await setup();
+  const model = loadModel(BASE);
+  try {
+    const [ultra, ft] = lifelongMethods(model, ["UltraEdit", "LocFT-BF"]);
+    const a = ultra.edit(model, [reqs[0]]);
+    const b = ultra.edit(a.model, [reqs[1]]);
+    assert.equal(a.state!.meta.count, 1);
+    assert.equal(b.state!.meta.count, 2, "the second edit merged its row into the first's statistics");
+    const c = ft.edit(model, [reqs[0]]);
+    const d2 = ft.edit(c.model, [reqs[1]]);
+    assert.deepEqual(d2.state!.meta.requests, [reqs[0], reqs[1]]);
+    assert.equal(scoreTargets(d2.model, reqs.slice(0, 2)).every((s) => s.exact), true, "breadth-first: both edits hold");
+    for (const e of [b, a, d2, c]) disposeMethodEdit(e);
+  } finally {
+    disposeParams(model.params);
+  }
+});
+
+test("the lifelong benchmark: a seeded stream of distinct facts, disjoint probes and preserved facts, measured every k edits", async () => {
+  await setup();
+  const world = getWorld();
+  const s = worldStream(world, 12, 3);
+  const again = worldStream(world, 40, 3);
+  assert.deepEqual(s.edits.map((r) => [r.subject, r.relation, r.target_new]), again.edits.slice(0, 12).map((r) => [r.subject, r.relation, r.target_new]), "a shorter stream is the start of a longer one");
+  assert.deepEqual(s.probes, again.probes, "the probes do not depend on the length");
+  const keys = (xs: { subject: string; relation: string }[]) => xs.map((f) => `${f.subject}|${f.relation}`);
+  assert.equal(new Set(keys(s.edits)).size, 12, "distinct facts");
+  assert.ok(s.edits.every((r) => r.target_new !== r.target_true));
+  const probePrompts = new Set(s.probes.map((p) => p.prompt));
+  assert.ok(s.edits.every((r) => [...r.prompts, ...r.heldout_prompts].every((p) => !probePrompts.has(p))), "no probe is an edited fact's prompt");
+  assert.ok(s.preserve.every((p) => !probePrompts.has(p.prompt)), "no probe is preserved");
+  assert.throws(() => worldStream(world, 900, 0), /room for at most 811 edits, not 900/);
+  const model = loadModel(BASE);
+  try {
+    const [m] = lifelongMethods(model, ["AlphaEdit"], s.preserve);
+    const before = tf.memory().numTensors;
+    const c = runLifelong(model, m, s, 5);
+    assert.equal(tf.memory().numTensors, before, "the run leaked");
+    assert.deepEqual(c.points.map((p) => p.edits), [5, 10, 12]);
+    // Retention at the end, recomputed independently: the same chain of edits, scored once.
+    let cur: EditedModel = model;
+    for (const r of s.edits) {
+      const x = m.edit(cur, [{ prompt: r.prompts[0], target: r.target_new }]);
+      disposeMethodEdit({ ...x, model: { dispose() {} } as EditedModel });
+      if (cur !== model) replaceModel(cur, x.model);
+      cur = x.model;
+    }
+    const ret = scoreTargets(cur, s.edits.map((r) => ({ prompt: r.prompts[0], target: r.target_new }))).filter((x) => x.exact).length / s.edits.length;
+    assert.equal(c.points[2].retention, ret);
+    assert.ok(c.points[2].weight_growth > 0);
+    (cur as ParamsModel).dispose();
+    m.dispose?.();
+  } finally {
+    disposeParams(model.params);
+  }
+});
+
+test("the lifelong targets pass only when one method meets all of a length's thresholds", () => {
+  const pt = (edits: number, retention: number, paraphrase: number, loc: number, sec = 10) => ({ edits, retention, paraphrase, locality: { overall: loc, same_subject: loc, other: loc }, acc_dd: 0, weight_growth: 1, edit_seconds: sec });
+  const r = (curves: Record<string, ReturnType<typeof pt>[]>): LifelongResult => ({ source: "facts world, seed 0", edits: 500, every: 10, report: [100, 500], probes: 1, backend: "wasm", seconds: 1, curves: Object.fromEntries(Object.entries(curves).map(([m, points]) => [m, { method: m, points, edits_per_sec: 1, seconds: 1 }])) });
+  const split = lifelongTargets(r({ A: [pt(100, 0.99, 0.95, 0.8), pt(500, 0.95, 0.9, 0.95, 400)], B: [pt(100, 0.9, 0.5, 0.99), pt(500, 0.95, 0.9, 0.95)] }));
+  assert.deepEqual(split.map((t) => t.ok), [false, true], "100: no single method meets all three; 500: B does in time, A is too slow");
+  assert.match(split[0].best, /^A 0\.990 \/ 0\.950 \/ 0\.800; B/);
+  assert.deepEqual(lifelongTargets({ ...r({ A: [pt(100, 1, 1, 1)] }), source: "counterfact:x, seed 0" }), []);
+});
+
+test("replaying a ledger without its last edit is undo; without an earlier one, the later edits are made again and differ", async () => {
+  await setup();
+  const model = loadModel(BASE);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "mend-replay-"));
+  const [m] = lifelongMethods(model, ["AlphaEdit"]);
+  const ledger = EditLedger.start(model);
+  try {
+    for (const r of reqs) {
+      const cur = ledger.model();
+      const e = m.edit(cur, [r]);
+      e.model.dispose();
+      cur.dispose();
+      ledger.add({ method: "AlphaEdit", requests: [r], update: e.update!, state: e.state, latencyMs: e.latencyMs });
+    }
+    const last = replayWithout(ledger, 3, () => m);
+    const first = replayWithout(ledger, 1, () => m);
+    assert.deepEqual(first.entries.map((e) => e.id), [2, 3], "replayed entries keep their ids");
+    const undoLast = ledger.prefixBefore(3);
+    const [a, b] = [last.model(), undoLast.model()];
+    assert.equal(maxAbsDiff(a.params[WEIGHT], b.params[WEIGHT]), 0, "without the last edit, replay = undo");
+    const undoFirst = ledger.prefixBefore(1);
+    for (const e of ledger.entries.slice(1)) undoFirst.add({ ...e, update: Object.fromEntries(Object.entries(e.update).map(([n, d]) => [n, isLowRank(d) ? { ...d, keys: tf.clone(d.keys), values: tf.clone(d.values) } : { delta: tf.clone(d.delta) }])), state: undefined }, e.id);
+    const [c, d] = [first.model(), undoFirst.model()];
+    assert.ok(maxAbsDiff(c.params[WEIGHT], d.params[WEIGHT]) > 1e-6, "without the first edit, the replayed updates differ from the recorded ones");
+    // Saved with the model, read back and checked against the weights.
+    saveLedgerModel(path.join(dir, "m"), first, {});
+    const saved = loadModel(path.join(dir, "m"));
+    const back = readLedger(path.join(dir, "m"), model, saved.params);
+    assert.deepEqual(back.entries.map((e) => e.id), [2, 3]);
+    for (const x of [a, b, c, d]) x.dispose();
+    for (const l of [last, first, undoLast, undoFirst, back]) l.dispose();
+    disposeParams(saved.params);
+  } finally {
+    ledger.dispose();
+    m.dispose?.();
+    disposeParams(model.params);
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+function mend(...args: string[]): { status: number | null; stdout: string; stderr: string } {
+  return spawnSync(process.execPath, [path.join(ROOT, "bin", "mend.js"), ...args], { encoding: "utf8", timeout: 300_000 });
+}
+
+test("mend edit --save, mend ledger undo / replay / diff, and mend lifelong from the command line", () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "mend-ledger-cli-"));
+  try {
+    const e1 = path.join(dir, "e1");
+    const e2 = path.join(dir, "e2");
+    let r = mend("edit", "--method", "AlphaEdit", "--prompt", reqs[0].prompt, "--target", reqs[0].target, "--save", e1, "--json");
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(JSON.parse(r.stdout).edit_id, 1);
+    r = mend("edit", "--model", e1, "--method", "AlphaEdit", "--prompt", reqs[1].prompt, "--target", reqs[1].target, "--save", e2, "--json");
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(JSON.parse(r.stdout).edit_id, 2);
+    r = mend("ledger", "--model", e2, "--json");
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout).edits.map((e: { method: string }) => e.method), ["AlphaEdit", "AlphaEdit"]);
+    r = mend("ledger", "--model", e2, "--diff", BASE, "--json");
+    assert.deepEqual(JSON.parse(r.stdout).changed.map((c: { prompt: string }) => c.prompt).sort(), [reqs[0].prompt, reqs[1].prompt].sort());
+    r = mend("ledger", "--model", e2, "--undo", "1", "--save", path.join(dir, "u"), "--json");
+    assert.equal(r.status, 0, r.stderr);
+    r = mend("ledger", "--model", path.join(dir, "u"), "--diff", BASE, "--json");
+    assert.deepEqual(JSON.parse(r.stdout).changed.map((c: { prompt: string }) => c.prompt), [reqs[1].prompt], "undo removed exactly the first edit");
+    r = mend("ledger", "--model", e2, "--replay", "1", "--save", path.join(dir, "r"), "--json");
+    assert.equal(r.status, 0, r.stderr);
+    const rep = JSON.parse(r.stdout);
+    assert.ok(rep.undo_vs_replay > 0 && rep.later_held_after_replay === 1, r.stdout);
+    // A tampered folder is refused on load.
+    fs.copyFileSync(path.join(e1, "model.safetensors"), path.join(dir, "u", "model.safetensors"));
+    r = mend("ledger", "--model", path.join(dir, "u"));
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /manifest|not W0 plus the recorded edits/);
+    r = mend("lifelong", "--edits", "10", "--every", "5", "--report", "10", "--methods", "AlphaEdit,FT", "--out", path.join(dir, "ll"), "--json");
+    assert.equal(r.status, 0, r.stderr);
+    const res = JSON.parse(r.stdout);
+    assert.deepEqual(Object.keys(res.curves), ["AlphaEdit", "FT"]);
+    assert.deepEqual(res.curves.AlphaEdit.points.map((p: { edits: number }) => p.edits), [5, 10]);
+    assert.ok(fs.existsSync(path.join(dir, "ll", "report.html")));
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
