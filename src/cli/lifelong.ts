@@ -97,7 +97,8 @@ export async function run(f: Flags, argv: readonly string[]): Promise<void> {
   console.error(`backend: ${describeBackend(backend)}; stream: ${n} edits of ${stream.source}, ${stream.probes.length} probe prompts`);
   const jobs = Math.max(1, Math.min(names.length, flagNumber(f, "jobs") ?? os.cpus().length));
   const base = argv.filter((x, i) => !["--methods", "--jobs", "--json", "--out", "--force", "--report"].includes(x) && !["--methods", "--jobs", "--out", "--report"].includes(argv[i - 1]) && !/^--(methods|jobs|out|report)=/.test(x));
-  const queue = [...names];
+  const cost: Record<string, number> = { "LocFT-BF": 4, "FT+KL": 3, FT: 1.5, AlphaEdit: 1.2 }; // slowest first: the two cores stay busy
+  const queue = [...names].sort((x, y) => (cost[y] ?? 1) - (cost[x] ?? 1));
   const curves: Record<string, LifelongCurve> = {};
   const bar = new ProgressBar(names.length, "methods");
   let done = 0;

@@ -9,3 +9,6 @@ export { zsreScores, type ZsreScores } from "./zsreMetrics"; // the official, Ea
 export { counterfactScores, counterfactScore, type CounterfactScores } from "./counterfactMetrics"; // ROME's ES/EM, PS/PM, NS/NM, S
 export { causalTrace, averageTrace, subjectNoiseLevel, TRACE_KINDS, TOKEN_GROUPS, type CausalTrace, type AverageTrace, type TraceKind } from "./causalTrace"; // where a model recalls a fact (ROME §2.1)
 export { readPaperResults, runsOf, seedValues, intervalRows, meanValidationCurve, batchedPoint, meanInterval, formatInterval, paperTables, PAPER_NUMBERS, PAPER_BATCH_SIZES, type PaperResults, type RunEval } from "./paperResults"; // the paper in miniature (docs/paper)
+export { worldStream, datasetStream, runLifelong, type LifelongStream, type LifelongCurve, type LifelongPoint, type LifelongProbe } from "./lifelong"; // the lifelong benchmark
+export { lifelongTable, lifelongTargets, lifelongFigures, readLifelongResults, pointAt, type LifelongResult } from "./lifelongReport"; // its table, targets, figures
+export { replayWithout, diffAnswers, type AnswerChange } from "./ledgerOps"; // replaying an edit ledger, diffing two models

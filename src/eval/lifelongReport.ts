@@ -2,6 +2,7 @@
 import type { LifelongCurve, LifelongPoint } from "./lifelong";
 import type { Figure } from "../viz/plots";
 import { sweepFigure } from "../viz/figures";
+import { readJsonFile } from "../model/jsonFile";
 
 export interface LifelongResult {
   source: string;
@@ -20,6 +21,13 @@ export interface LifelongTarget {
   ok: boolean;
   /** Every method's values, best first. */
   best: string;
+}
+
+/** A results.json written by `mend lifelong` (checked to be one). */
+export function readLifelongResults(file: string): LifelongResult & { targets: LifelongTarget[] } {
+  const r = readJsonFile(file) as LifelongResult & { targets: LifelongTarget[] };
+  if (!r || typeof r !== "object" || typeof r.curves !== "object" || !Array.isArray(r.report)) throw new Error(`${file}: not the results.json of mend lifelong`);
+  return r;
 }
 
 /** A curve's point after `n` edits (undefined when it was not measured there). */

@@ -25,7 +25,7 @@ import { BATCH_EDITOR_CALIBRATION, calibration, DEFAULT_CALIBRATION, StepCalibra
 import { BATCH_EDITOR_PRESERVATION, buildPreservationSet, disposePreservationSet, preservedEdit } from "../extensions/preserve";
 import { EditRequest } from "../datasets/editRecord";
 import { mendEdit } from "../mend/edit";
-import { ALPHA_EDIT, alphaEditRule, DEFAULT_LIFELONG, LifelongOptions, defaultLifelongWeight, keyValueEdit, KeyValueRule, LOC_FT_BF, locFtBfEdit, nullSpaceProjector, preservedKeys, ULTRA_EDIT, ultraEditRule } from "../lifelong";
+import { ALPHA_EDIT, alphaEditRule, DEFAULT_LIFELONG, LifelongOptions, defaultLifelongWeight, keyValueEdit, KeyValueRule, LOC_FT_BF, locFtBfEdit, nullSpaceProjector, preservedCovarianceInverse, preservedKeys, ULTRA_EDIT, ultraEditRule } from "../lifelong";
 import { Editor } from "../mend/editor";
 import type { UpdateRule } from "../mend/hooks";
 import { TextExample } from "../model/batch";
@@ -220,7 +220,11 @@ export function buildMethods(names: readonly string[], ctx: MethodContext): Edit
       const k0 = preservedKeys(l.model, l.weight, prompts, Math.floor(dIn * l.o.preserveFraction));
       const p = nullSpaceProjector(k0);
       k0.dispose();
-      return keyValueMethod(n, l.weight, l.o, alphaEditRule(p, l.o.alphaLambda), () => p.dispose());
+      if (!(l.o.alphaCovariance > 0)) return keyValueMethod(n, l.weight, l.o, alphaEditRule(p, l.o.alphaLambda), () => p.dispose());
+      const all = preservedKeys(l.model, l.weight, prompts, Number.MAX_SAFE_INTEGER);
+      const a0 = preservedCovarianceInverse(all, p, l.o.alphaLambda, l.o.alphaCovariance);
+      all.dispose();
+      return keyValueMethod(n, l.weight, l.o, alphaEditRule(p, l.o.alphaLambda, a0), () => tf.dispose([p, a0]));
     },
     [LOC_FT_BF]: (n) => {
       const l = life(n);

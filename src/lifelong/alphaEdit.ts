@@ -75,13 +75,36 @@ export function nullSpaceProjector(k0: tf.Tensor2D, eps = 1e-6): tf.Tensor2D {
 }
 
 /**
- * The AlphaEdit-style rule: `projector` P (owned by the caller, kept alive while the rule is used)
- * and ridge λ on earlier edits' normal equation.
+ * The starting A⁻¹ of the normal equation with a soft penalty on every preserved key (MEMIT's
+ * covariance term, here inside the null space): A₀ = λ (I + μ P C₀ P / s), C₀ = K₀ᵀK₀ / m over all
+ * the preserved keys `k0` [m, d_in] (not only the ≤ d_in / 2 the projector removes), s = tr(C₀) / d.
+ * The caller owns the result [d_in, d_in].
  */
-export function alphaEditRule(projector: tf.Tensor2D, lambda: number): KeyValueRule {
+export function preservedCovarianceInverse(k0: tf.Tensor2D, projector: tf.Tensor2D, lambda: number, mu: number): tf.Tensor2D {
+  const d = projector.shape[0];
+  const a = Float64Array.from(
+    tf.tidy(() => {
+      const c = tf.div(tf.matMul(tf.transpose(k0), k0), k0.shape[0]);
+      const s = tf.div(tf.sum(tf.mul(c, tf.eye(d))), d);
+      const pcp = tf.matMul(tf.matMul(projector, c), projector);
+      return tf.mul(lambda, tf.add(tf.eye(d), tf.mul(tf.div(pcp, s), mu))).dataSync() as Float32Array;
+    }),
+  );
+  for (let i = 0; i < d; i++) for (let j = 0; j < i; j++) a[i * d + j] = a[j * d + i] = (a[i * d + j] + a[j * d + i]) / 2;
+  const eye = new Float64Array(d * d);
+  for (let i = 0; i < d; i++) eye[i * d + i] = 1;
+  return tf.tensor2d(Float32Array.from(solveSpd(a, d, eye, d, "the preserved keys' covariance")), [d, d]);
+}
+
+/**
+ * The AlphaEdit-style rule: `projector` P (owned by the caller, kept alive while the rule is used)
+ * and ridge λ on earlier edits' normal equation; `aInv0` (owned by the caller) replaces I/λ as the
+ * normal equation's start (`preservedCovarianceInverse`).
+ */
+export function alphaEditRule(projector: tf.Tensor2D, lambda: number, aInv0?: tf.Tensor2D): KeyValueRule {
   if (!(lambda > 0)) throw new Error(`AlphaEdit: the ridge λ must be positive, got ${lambda}`);
   const d = projector.shape[0];
-  const aInvOf = (state: MethodState | undefined): tf.Tensor2D | null => (state?.tensors.a_inv as tf.Tensor2D | undefined) ?? null;
+  const aInvOf = (state: MethodState | undefined): tf.Tensor2D | null => (state?.tensors.a_inv as tf.Tensor2D | undefined) ?? aInv0 ?? null;
   const parts = (u: tf.Tensor2D, state: MethodState | undefined) =>
     tf.tidy(() => {
       const kt = tf.matMul(u, projector) as tf.Tensor2D; // K̃ = U P [n, d]

@@ -23,6 +23,8 @@ export interface LifelongOptions {
   /** Ridge λ of UltraEdit and of AlphaEdit's normal equation. */
   ultraLambda: number;
   alphaLambda: number;
+  /** AlphaEdit: μ of the soft penalty on every preserved key (0: none; alphaEdit.ts `preservedCovarianceInverse`). */
+  alphaCovariance: number;
   /** AlphaEdit preserves at most this fraction of the edited weight's input size in keys. */
   preserveFraction: number;
   /** LocFT-BF: Adam's lr, mini-batch size, epochs per edit call at most. */
@@ -31,13 +33,14 @@ export interface LifelongOptions {
   ftMaxEpochs: number;
 }
 
-/** The lifelong methods' defaults (chosen on the facts world's stream at seed 1: docs/research-log.md). */
+/** The lifelong methods' defaults (chosen on the facts world's 100-edit stream at seed 0: docs/research-log.md). */
 export const DEFAULT_LIFELONG: Readonly<LifelongOptions> = Object.freeze({
   stepSize: 2,
   maxSteps: 12,
   minProb: 0.5,
   ultraLambda: 1,
   alphaLambda: 1,
+  alphaCovariance: 1000,
   preserveFraction: 0.5,
   ftLr: 1e-3,
   ftBatchSize: 16,

@@ -102,9 +102,7 @@ export class EditLedger {
 
   /** Remove edit `id` and free its tensors; `model()` is then W0 plus the other updates. */
   remove(id: number): LedgerEntry {
-    const i = this.list.findIndex((e) => e.id === id);
-    if (i < 0) throw new Error(`no edit ${id} in the ledger (edits: ${this.list.map((e) => e.id).join(", ") || "none"})`);
-    const [e] = this.list.splice(i, 1);
+    const [e] = this.list.splice(this.indexOf(id), 1);
     disposeUpdate(e.update);
     tf.dispose(Object.values(e.state?.tensors ?? {}));
     return e;
@@ -196,15 +194,31 @@ export class EditLedger {
   }
 
   /**
-   * A new ledger over the same base with copies of the entries before edit `id` (the entries from
-   * `id` on are left out): the starting point of a replay.
+   * A new ledger over the same base with copies of the entries `keep` selects (ids kept; the next
+   * id stays where this ledger's is).
    */
-  prefixBefore(id: number): EditLedger {
+  private copy(keep: (e: LedgerEntry, i: number) => boolean): EditLedger {
+    const clone = (u: ModelUpdate): ModelUpdate => Object.fromEntries(Object.entries(u).map(([n, d]) => [n, isLowRank(d) ? { ...d, keys: tf.clone(d.keys), values: tf.clone(d.values) } : { delta: tf.clone(d.delta) }]));
+    const entries = this.list.filter(keep).map((e) => ({ ...e, update: clone(e.update), ...(e.state ? { state: { ...e.state, tensors: Object.fromEntries(Object.entries(e.state.tensors).map(([k, t]) => [k, tf.clone(t)])) } } : {}) }));
+    return new EditLedger(this.base, this.baseFingerprint, entries, this.nextId);
+  }
+
+  private indexOf(id: number): number {
     const i = this.list.findIndex((e) => e.id === id);
     if (i < 0) throw new Error(`no edit ${id} in the ledger (edits: ${this.list.map((e) => e.id).join(", ") || "none"})`);
-    const copy = (u: ModelUpdate): ModelUpdate => Object.fromEntries(Object.entries(u).map(([n, d]) => [n, isLowRank(d) ? { ...d, keys: tf.clone(d.keys), values: tf.clone(d.values) } : { delta: tf.clone(d.delta) }]));
-    const entries = this.list.slice(0, i).map((e) => ({ ...e, update: copy(e.update), ...(e.state ? { state: { ...e.state, tensors: Object.fromEntries(Object.entries(e.state.tensors).map(([k, t]) => [k, tf.clone(t)])) } } : {}) }));
-    return new EditLedger(this.base, this.baseFingerprint, entries, this.nextId);
+    return i;
+  }
+
+  /** Copies of the entries before edit `id`: the starting point of a replay. */
+  prefixBefore(id: number): EditLedger {
+    const i = this.indexOf(id);
+    return this.copy((_, j) => j < i);
+  }
+
+  /** Undo without changing this ledger: copies of every entry but edit `id` (`model()` is W0 plus their updates). */
+  without(id: number): EditLedger {
+    this.indexOf(id);
+    return this.copy((e) => e.id !== id);
   }
 
   /** Tensors the ledger holds (for memory accounting). */

@@ -17,3 +17,4 @@ export { type ModelUpdate, type WeightDelta, type LowRankDelta, type DenseDelta,
 export { type TextExample, type Batch, makeBatch, encodeExamples, toBatch, disposeBatch } from "./batch"; // text -> padded, shifted tensors
 export { Rng } from "./rng"; // mulberry32 with a saveable state
 export { lastPositionInputs } from "./layerInputs"; // layer inputs at the answer position
+export { EditLedger, hasLedger, readLedger, saveLedgerModel, LEDGER_FILES, type LedgerEntry } from "./editLedger"; // the record of every edit of a model: undo, save, check
