@@ -245,3 +245,36 @@ test("mend edit --save, mend ledger undo / replay / diff, and mend lifelong from
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("the edit ledger from the command line on a generated GPT-2 folder: AlphaEdit with --preserve, UltraEdit, undo, replay, diff", () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "mend-ledger-gpt2-"));
+  try {
+    const g = path.join(dir, "g");
+    let r = mend("random-gpt2", "--out", g);
+    assert.equal(r.status, 0, r.stderr);
+    const keep = path.join(dir, "keep.json");
+    fs.writeFileSync(keep, JSON.stringify([{ prompt: "The sky is", target: "blue" }, { prompt: "Water boils at", target: "100 degrees" }, { prompt: "The capital of Italy is", target: "Rome" }]));
+    r = mend("edit", "--model", g, "--method", "AlphaEdit", "--prompt", "The capital of France is", "--target", "Rome", "--save", path.join(dir, "e1"), "--json");
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /AlphaEdit on a model outside the facts world need prompts to preserve: --preserve FILE\.json/);
+    r = mend("edit", "--model", g, "--method", "AlphaEdit", "--preserve", keep, "--prompt", "The capital of France is", "--target", "Rome", "--save", path.join(dir, "e1"), "--json");
+    assert.equal(r.status, 0, r.stderr);
+    r = mend("edit", "--model", path.join(dir, "e1"), "--base", g, "--method", "UltraEdit", "--prompt", "The president is", "--target", "Biden", "--save", path.join(dir, "e2"), "--json");
+    assert.equal(r.status, 0, r.stderr);
+    r = mend("ledger", "--model", path.join(dir, "e2"), "--json");
+    assert.notEqual(r.status, 0, "the ledger's base is not the default facts-world model");
+    assert.match(r.stderr, /made to the base model with fingerprint/);
+    r = mend("ledger", "--model", path.join(dir, "e2"), "--base", g, "--json");
+    assert.deepEqual(JSON.parse(r.stdout).edits.map((e: { method: string }) => e.method), ["AlphaEdit", "UltraEdit"]);
+    r = mend("ledger", "--model", path.join(dir, "e2"), "--base", g, "--undo", "2", "--save", path.join(dir, "u"), "--json");
+    assert.equal(r.status, 0, r.stderr);
+    r = mend("ledger", "--model", path.join(dir, "e2"), "--base", g, "--replay", "1", "--preserve", keep, "--save", path.join(dir, "r"), "--json");
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(JSON.parse(r.stdout).later_edits, 1);
+    r = mend("ledger", "--model", path.join(dir, "u"), "--base", g, "--diff", path.join(dir, "e1"), "--json");
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout), { compared: 1, changed: [] }, "undoing edit 2 of e2 gives e1's model");
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -121,14 +121,25 @@ export const EDIT_METHODS = ["MEND", "FT", "FT+KL", "UltraEdit", "AlphaEdit", "L
 /**
  * The methods named, for editing `base` (W0) and the models edited from it: the facts world gives
  * FT+KL's locality texts and AlphaEdit's preserved facts; for another model they come from
- * `preserveFile` (a requests file). The caller disposes the methods (and the editor it passed).
+ * `preserveFile` (a requests file). Nothing about the facts of `edits` (the requests to be made) is
+ * preserved: keeping a fact's old answer would fight its edit. The caller disposes the methods (and
+ * the editor it passed).
  */
-export function commandMethods(names: readonly string[], base: Model, opts: { editor?: Editor; preserveFile?: string; weight?: string } = {}): EditMethod[] {
+export function commandMethods(names: readonly string[], base: Model, edits: readonly EditRequest[], opts: { editor?: Editor; preserveFile?: string; weight?: string } = {}): EditMethod[] {
   const bad = names.filter((n) => !(EDIT_METHODS as readonly string[]).includes(n));
   if (bad.length) throw new Error(`unknown edit method ${bad.join(", ")}; choose from ${EDIT_METHODS.join(", ")}`);
-  const extra = opts.preserveFile ? readRequests(opts.preserveFile) : undefined;
-  const world = base.tokenizer.kind === "word" ? worldMethodContext(World.load(), base) : null;
-  const lifelong = { model: base, ...(opts.weight ? { weight: opts.weight } : {}), preserve: extra ?? world?.lifelong?.preserve };
+  const w = base.tokenizer.kind === "word" ? World.load() : null;
+  const world = w ? worldMethodContext(w, base) : null;
+  const edited = new Set(edits.map((r) => r.prompt.trim()));
+  if (w) {
+    for (const r of edits) {
+      const m = w.matchPrompt(r.prompt);
+      if (m) for (const g of ["train", "heldout"] as const) for (const p of w.prompts(m.fact.subject, m.fact.relation, g)) edited.add(p);
+    }
+  }
+  const keep = (xs: readonly EditRequest[] | undefined) => xs?.filter((x) => !edited.has(x.prompt.trim()));
+  const extra = keep(opts.preserveFile ? readRequests(opts.preserveFile) : undefined);
+  const lifelong = { model: base, ...(opts.weight ? { weight: opts.weight } : {}), preserve: extra ?? keep(world?.lifelong?.preserve) };
   if (!lifelong.preserve && names.some((n) => n === "AlphaEdit" || n === "FT+KL")) throw new Error(`${names.filter((n) => n === "AlphaEdit" || n === "FT+KL").join(" and ")} on a model outside the facts world need prompts to preserve: --preserve FILE.json ([{"prompt": ..., "target": ...}, ...], answers the model gives now)`);
   return buildMethods(names, {
     ...(opts.editor ? { editor: opts.editor } : {}),

@@ -119,7 +119,7 @@ export async function run(f: Flags): Promise<void> {
       info = r.info;
       e = { model: applyUpdates(model, [r.update]), update: r.update, latencyMs: r.info.latencyMs };
     } else {
-      methods = commandMethods([method], base, { preserveFile: flagString(f, "preserve") });
+      methods = commandMethods([method], base, [...ledger.entries.flatMap((x) => x.requests), ...requests], { preserveFile: flagString(f, "preserve") });
       e = methods[0].edit(model, requests);
     }
     try {

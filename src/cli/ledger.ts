@@ -106,7 +106,7 @@ export async function run(f: Flags): Promise<void> {
     }
     const names = [...new Set(ledger.entries.map((e) => e.method))];
     if (names.includes("MEND")) editor = loadEditor(flagString(f, "editor") ?? DEFAULT_EDITOR_DIR, base.config, base.params);
-    methods = commandMethods(names, base, { ...(editor ? { editor } : {}), preserveFile: flagString(f, "preserve") });
+    methods = commandMethods(names, base, ledger.entries.flatMap((x) => x.requests), { ...(editor ? { editor } : {}), preserveFile: flagString(f, "preserve") });
     const byName = (n: string) => methods[names.indexOf(n)];
     const replayed = replayWithout(ledger, id, byName);
     try {

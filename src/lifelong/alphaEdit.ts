@@ -12,8 +12,10 @@
  * and every update is ΔW = P X: the preserved keys' outputs do not move, to float precision (m must
  * stay well below d_in for the complement to have room: the width bounds how much can be preserved).
  * Earlier edits: their projected keys K̃ₚ = Kₚ P enter the normal equation, as in AlphaEdit, through
- * A = λ I + Σ K̃ₚᵀ K̃ₚ, kept as its inverse (state `a_inv` [d_in, d_in], updated by Woodbury after each
- * edit). For the edit's keys K̃ = U P and step R:
+ * A = A₀ + Σ K̃ₚᵀ K̃ₚ, kept as its inverse (state `a_inv` [d_in, d_in], updated by Woodbury after each
+ * edit). A₀ = λ I in AlphaEdit; ours adds by default a soft penalty on *every* preserved key, not
+ * only the ones P removes (MEMIT's covariance term, inside the null space: `preservedCovarianceInverse`).
+ * For the edit's keys K̃ = U P and step R:
  *
  *     X = argmin ‖K̃ X − R‖² + ‖X‖²_A = A⁻¹ K̃ᵀ (I + K̃ A⁻¹ K̃ᵀ)⁻¹ R,   ΔW = P X,
  *
