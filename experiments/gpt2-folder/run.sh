@@ -25,7 +25,8 @@ node -e 'const fs=require("fs");const [src,dst,n]=process.argv.slice(1);fs.write
   data/zsre/zsre_mend_train-800.json "$out/zsre-train.json" "$limit"
 for kind in MEND KE ENN; do
   if [ ! -f "$out/$kind/editor/config.json" ]; then
-    extra=(); [ "$kind" = ENN ] && extra=(--lr 1e-5)
+    # ENN holds a copy of the model, the frozen original and their Adam state: 2 calls per step fit wasm's 4 GB, the default 10 do not
+    extra=(); [ "$kind" = ENN ] && extra=(--lr 1e-5 --accumulate 2)
     node bin/mend.js train-editor --model "$model" --kind "$kind" --data "zsre:$out/zsre-train.json" --run-dir "$out/$kind" \
       --steps "$steps" --patience "$steps" --time-budget 3600 --seed 1 "${extra[@]}" > "$out/$kind.log" 2>&1
     echo "trained $kind ($out/$kind.log)"

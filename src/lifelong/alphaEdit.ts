@@ -26,6 +26,7 @@ import { disposeBatch, makeBatch, TextExample } from "../model/batch";
 import type { MethodState } from "../model/languageModel";
 import type { ModelView } from "../model/paramsModel";
 import { captureFactors } from "../mend/factor";
+import { rowsPerPass } from "../model/score";
 import { targetRows } from "../extensions/targetRows";
 import { KeySystem, KeyValueRule } from "./keyValueEdit";
 import { solveSpd } from "./linalg";
@@ -38,7 +39,7 @@ export const ALPHA_EDIT = "AlphaEdit";
  * would use), at most `maxRows` of them, from examples spread evenly over the list, [m, d_in].
  * Caller owns the result.
  */
-export function preservedKeys(model: ModelView, weight: string, all: readonly TextExample[], maxRows: number, batchSize = 64): tf.Tensor2D {
+export function preservedKeys(model: ModelView, weight: string, all: readonly TextExample[], maxRows: number, batchSize = rowsPerPass(model.config, 64)): tf.Tensor2D {
   if (all.length === 0) throw new Error("AlphaEdit: no prompts to preserve were given");
   const step = Math.max(1, Math.floor(all.length / maxRows));
   const examples = all.filter((_, i) => i % step === 0);

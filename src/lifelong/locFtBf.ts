@@ -20,6 +20,7 @@ import type { MethodState } from "../model/languageModel";
 import { meanNll } from "../model/loss";
 import type { ModelView } from "../model/paramsModel";
 import { Rng } from "../model/rng";
+import { rowsPerPass } from "../model/score";
 import { DenseDelta } from "../model/weightUpdate";
 
 export const LOC_FT_BF = "LocFT-BF";
@@ -42,7 +43,7 @@ export function rememberedRequests(state: MethodState | undefined): EditRequest[
 }
 
 /** The argmax check of every request at once: which requests are not yet right (indices). */
-function wrongRequests(model: ModelView, params: ModelView["params"], requests: readonly EditRequest[], batchSize = 128): number[] {
+function wrongRequests(model: ModelView, params: ModelView["params"], requests: readonly EditRequest[], batchSize = rowsPerPass(model.config)): number[] {
   const wrong: number[] = [];
   for (let i = 0; i < requests.length; i += batchSize) {
     const b = makeBatch(model.tokenizer, requests.slice(i, i + batchSize), "target", model.config.n_positions);
