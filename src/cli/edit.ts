@@ -104,7 +104,7 @@ export async function run(f: Flags): Promise<void> {
         editor = loadEditor(editorDir, base.config, base.params, { allowBaseMismatch: flagBool(f, "allow-base-mismatch") });
       } catch (e) {
         const own = path.resolve(modelDir) !== path.resolve(DEFAULT_MODEL_DIR) && path.resolve(editorDir) === path.resolve(DEFAULT_EDITOR_DIR) && base.tokenizer.kind !== "word";
-        throw own ? new Error(`${(e as Error).message}. The shipped editor is for the facts-world model: train one for ${modelDir} ("mend train-editor"), or edit with --method UltraEdit, AlphaEdit or LocFT-BF, which need none`) : e;
+        throw own ? new Error(`${(e as Error).message}. The shipped editor is for the facts-world model: train one for ${modelDir} with "mend train-editor --model ${modelDir} --data zsre:FILE" and pass it with --editor DIR, or edit with --method UltraEdit, AlphaEdit or LocFT-BF, which need none`) : e;
       }
     }
     // The facts world's paraphrases and locality probes only mean something to a model of that world.
