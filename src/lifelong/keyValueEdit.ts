@@ -93,7 +93,7 @@ export function keyValueEdit(model: ModelView, requests: readonly EditRequest[],
   const dOut = w.shape[1] as number;
   let sys: KeySystem | undefined;
   let edited: ParamsModel | undefined;
-  let cSum = new Float64Array(n * dOut);
+  const cSum = new Float64Array(n * dOut);
   let steps = 0;
   const scale = rule.valueScale(state);
   try {
@@ -129,6 +129,5 @@ export function keyValueEdit(model: ModelView, requests: readonly EditRequest[],
     scale?.dispose();
     disposeFactors(first);
     disposeBatch(batch);
-    cSum = new Float64Array(0);
   }
 }

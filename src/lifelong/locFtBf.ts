@@ -18,9 +18,9 @@ import { EditRequest, validateRequests } from "../datasets/editRecord";
 import { gptForward } from "../model/gpt";
 import type { MethodState } from "../model/languageModel";
 import { meanNll } from "../model/loss";
-import type { ModelView } from "../model/paramsModel";
+import { ModelView, ParamsModel } from "../model/paramsModel";
 import { Rng } from "../model/rng";
-import { rowsPerPass } from "../model/score";
+import { scoreTargets } from "../model/score";
 import { DenseDelta } from "../model/weightUpdate";
 
 export const LOC_FT_BF = "LocFT-BF";
@@ -42,19 +42,9 @@ export function rememberedRequests(state: MethodState | undefined): EditRequest[
   return Array.isArray(r) ? (r as EditRequest[]) : [];
 }
 
-/** The argmax check of every request at once: which requests are not yet right (indices). */
-function wrongRequests(model: ModelView, params: ModelView["params"], requests: readonly EditRequest[], batchSize = rowsPerPass(model.config)): number[] {
-  const wrong: number[] = [];
-  for (let i = 0; i < requests.length; i += batchSize) {
-    const b = makeBatch(model.tokenizer, requests.slice(i, i + batchSize), "target", model.config.n_positions);
-    const am = tf.tidy(() => tf.argMax(gptForward(params, model.config, b.inputIds, { attentionMask: b.attentionMask }).logits, -1).arraySync() as number[][]);
-    const labels = b.labels.arraySync() as number[][];
-    labels.forEach((row, j) => {
-      if (!row.every((l, t) => l < 0 || am[j][t] === l)) wrong.push(i + j);
-    });
-    disposeBatch(b);
-  }
-  return wrong;
+/** The requests (indices) whose target is not yet the argmax under `params` (score.ts `exact`). */
+function wrongRequests(model: ModelView, params: ModelView["params"], requests: readonly EditRequest[]): number[] {
+  return scoreTargets(new ParamsModel(model.config, params, model.tokenizer), requests).flatMap((s, i) => (s.exact ? [] : [i]));
 }
 
 /**
