@@ -19,13 +19,13 @@ const L = dist("lifelong");
   const flag = flags();
   const { model } = await loadShipped();
   const weight = flag("weight", "h.3.mlp.c_proj.weight");
-  const cfg = { weight, stepSize: Number(flag("eta", 2)), maxSteps: 12, minProb: 0.5 };
+  const cfg = { weights: [weight], stepSize: Number(flag("eta", 2)), maxSteps: 12, minProb: 0.5 };
   const rule = L.ultraEditRule(Number(flag("lambda", 1)));
   const stream = worldStream(World.load(), 20, 0);
   const wn = tf.tidy(() => tf.norm(model.params[weight]).dataSync()[0]);
   let ok = 0, para = 0, np = 0, steps = 0, size = 0;
   for (const r of stream.edits) {
-    const e = L.keyValueEdit(model, [{ prompt: r.prompts[0], target: r.target_new }], cfg, rule, undefined);
+    const e = L.keyValueEdit(model, [{ prompt: r.prompts[0], target: r.target_new }], cfg, [rule], undefined);
     const m = applyUpdates(model, [e.update]);
     const s = scoreTargets(m, [{ prompt: r.prompts[0], target: r.target_new }, ...r.heldout_prompts.map((p) => ({ prompt: p, target: r.target_new }))]);
     ok += s[0].exact ? 1 : 0;

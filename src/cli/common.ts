@@ -125,7 +125,7 @@ export const EDIT_METHODS = ["MEND", "FT", "FT+KL", "UltraEdit", "AlphaEdit", "L
  * preserved: keeping a fact's old answer would fight its edit. The caller disposes the methods (and
  * the editor it passed).
  */
-export function commandMethods(names: readonly string[], base: Model, edits: readonly EditRequest[], opts: { editor?: Editor; preserveFile?: string; weight?: string } = {}): EditMethod[] {
+export function commandMethods(names: readonly string[], base: Model, edits: readonly EditRequest[], opts: { editor?: Editor; preserveFile?: string; weights?: readonly string[] } = {}): EditMethod[] {
   const bad = names.filter((n) => !(EDIT_METHODS as readonly string[]).includes(n));
   if (bad.length) throw new Error(`unknown edit method ${bad.join(", ")}; choose from ${EDIT_METHODS.join(", ")}`);
   const w = base.tokenizer.kind === "word" ? World.load() : null;
@@ -139,7 +139,7 @@ export function commandMethods(names: readonly string[], base: Model, edits: rea
   }
   const keep = (xs: readonly EditRequest[] | undefined) => xs?.filter((x) => !edited.has(x.prompt.trim()));
   const extra = keep(opts.preserveFile ? readRequests(opts.preserveFile) : undefined);
-  const lifelong = { model: base, ...(opts.weight ? { weight: opts.weight } : {}), preserve: extra ?? keep(world?.lifelong?.preserve) };
+  const lifelong = { model: base, ...(opts.weights ? { weights: opts.weights } : {}), preserve: extra ?? keep(world?.lifelong?.preserve) };
   if (!lifelong.preserve && names.some((n) => n === "AlphaEdit" || n === "FT+KL")) throw new Error(`${names.filter((n) => n === "AlphaEdit" || n === "FT+KL").join(" and ")} on a model outside the facts world need prompts to preserve: --preserve FILE.json ([{"prompt": ..., "target": ...}, ...], answers the model gives now)`);
   return buildMethods(names, {
     ...(opts.editor ? { editor: opts.editor } : {}),

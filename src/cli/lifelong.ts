@@ -33,7 +33,7 @@ export const spec: CommandSpec = {
     { name: "report", type: "ints", value: "N,...", help: "stream lengths the table shows (the stream of N edits is the first N of the longest)", default: "10,100,500", min: 1 },
     { name: "seed", type: "int", value: "S", help: "the stream's seed (facts, targets, order)", default: 0, min: 0 },
     { name: "data", type: "string", value: "KIND:FILE", help: "a stream of zsre:FILE or counterfact:FILE records on a GPT-2 folder (--model) instead of the facts world" },
-    { name: "weight", type: "string", value: "NAME", help: "the weight UltraEdit, AlphaEdit and LocFT-BF edit (default: the last block's mlp.c_proj.weight)" },
+    { name: "weights", type: "strings", value: "NAME,...", help: "the weights UltraEdit, AlphaEdit and LocFT-BF edit (default: the last block's mlp.c_proj.weight; several spread each edit over them)" },
     { name: "out", type: "string", value: "DIR", help: "where results.json, results.md and report.html go (see --force)", default: "runs/lifelong-<time>" },
     FORCE_FLAG,
     MODEL_FLAG,
@@ -65,7 +65,7 @@ async function runWorker(f: Flags, name: string): Promise<LifelongCurve> {
     const stream = streamOf(f, flagNumber(f, "edits") ?? 500, flagNumber(f, "seed") ?? 0, model.tokenizer);
     if (name.startsWith("MEND")) editor = loadEditor(flagString(f, "editor") ?? DEFAULT_EDITOR_DIR, model.config, model.params);
     const innerParams = editor?.config.innerParams ?? lastBlocksMlp(model.config.n_layer);
-    methods = buildMethods([name], { ...(editor ? { editor } : {}), innerParams, locTexts: stream.preserve.slice(0, 16), lifelong: { model, weight: flagString(f, "weight"), preserve: stream.preserve } });
+    methods = buildMethods([name], { ...(editor ? { editor } : {}), innerParams, locTexts: stream.preserve.slice(0, 16), lifelong: { model, ...(f.weights ? { weights: f.weights as string[] } : {}), preserve: stream.preserve } });
     return runLifelong(model, methods[0], stream, flagNumber(f, "every") ?? 10, (p) => console.error(`${name}: ${p.edits} edits, retention ${p.retention.toFixed(3)}, locality ${p.locality.overall.toFixed(3)}`));
   } finally {
     for (const m of methods) m.dispose?.();

@@ -25,7 +25,7 @@ import { BATCH_EDITOR_CALIBRATION, calibration, DEFAULT_CALIBRATION, StepCalibra
 import { BATCH_EDITOR_PRESERVATION, buildPreservationSet, disposePreservationSet, preservedEdit } from "../extensions/preserve";
 import { EditRequest } from "../datasets/editRecord";
 import { mendEdit } from "../mend/edit";
-import { ALPHA_EDIT, alphaEditRule, DEFAULT_LIFELONG, LifelongOptions, defaultLifelongWeight, keyValueEdit, KeyValueRule, LOC_FT_BF, locFtBfEdit, nullSpaceProjector, preservedCovarianceInverse, preservedKeys, ULTRA_EDIT, ultraEditRule } from "../lifelong";
+import { ALPHA_EDIT, alphaEditRule, DEFAULT_LIFELONG, LifelongOptions, defaultLifelongWeights, keyValueEdit, KeyValueRule, LOC_FT_BF, locFtBfEdit, nullSpaceProjector, preservedCovarianceInverse, preservedKeysOf, ULTRA_EDIT, ultraEditRule } from "../lifelong";
 import { Editor } from "../mend/editor";
 import type { UpdateRule } from "../mend/hooks";
 import { TextExample } from "../model/batch";
@@ -133,10 +133,10 @@ export function cacheMethod(threshold: number, name = "cache"): EditMethod {
   };
 }
 
-/** A key-value lifelong method (src/lifelong/keyValueEdit.ts) editing `weight` with `rule`. */
-function keyValueMethod(name: string, weight: string, o: LifelongOptions, rule: KeyValueRule, dispose?: () => void): EditMethod {
-  const cfg = { weight, stepSize: o.stepSize, maxSteps: o.maxSteps, minProb: o.minProb };
-  return { ...weightMethod(name, (m, requests, state) => keyValueEdit(m, requests, cfg, rule, state)), ...(dispose ? { dispose } : {}) };
+/** A key-value lifelong method (src/lifelong/keyValueEdit.ts) editing `weights` with `rules` (one each). */
+function keyValueMethod(name: string, weights: readonly string[], o: LifelongOptions, minProb: number, rules: readonly KeyValueRule[], dispose?: () => void): EditMethod {
+  const cfg = { weights, stepSize: o.stepSize, maxSteps: o.maxSteps, minProb };
+  return { ...weightMethod(name, (m, requests, state) => keyValueEdit(m, requests, cfg, rules, state)), ...(dispose ? { dispose } : {}) };
 }
 
 /** What the methods may need beyond the model they edit. */
@@ -163,10 +163,11 @@ export interface MethodContext {
   cacheThreshold?: number;
   /**
    * The lifelong methods (UltraEdit, AlphaEdit, LocFT-BF): the model they edit (for AlphaEdit's
-   * preserved keys), the weight (default: the second-to-last block's mlp.c_proj) and the prompts with
-   * answers whose outputs AlphaEdit keeps (at most half the weight's input size are used).
+   * preserved keys), the weights (several spread each edit over them; default `defaultLifelongWeights`)
+   * and the prompts with answers whose outputs AlphaEdit keeps (at most half of each
+   * weight's input size are used).
    */
-  lifelong?: { model: ModelView; weight?: string; preserve?: readonly TextExample[]; options?: Partial<LifelongOptions> };
+  lifelong?: { model: ModelView; weights?: readonly string[]; preserve?: readonly TextExample[]; options?: Partial<LifelongOptions> };
 }
 
 /** Every method name the registry knows, in the order evaluations report them. */
@@ -183,9 +184,13 @@ export function buildMethods(names: readonly string[], ctx: MethodContext): Edit
   const editor = (name: string) => need(ctx.editor, name, "an editor (--editor DIR)");
   const batchEditor = (name: string) => need(ctx.batchEditor, name, "the batch-trained editor: train it (README) or pass --batch-editor DIR");
   const inner = (name: string) => [...(ctx.innerParams ?? need(ctx.editor?.config.innerParams, name, "the weights to tune (an editor's, or innerParams)"))];
-  const life = (name: string) => {
+  // The lifelong methods' model, options and weights (named, or the last `layers(options)` blocks' mlp.c_proj).
+  const life = (name: string, layers: (o: LifelongOptions) => number = () => 1) => {
     const l = need(ctx.lifelong, name, "the model it edits (MethodContext.lifelong)");
-    return { ...l, weight: l.weight ?? defaultLifelongWeight(l.model.config.n_layer), o: { ...DEFAULT_LIFELONG, ...l.options } };
+    const o = { ...DEFAULT_LIFELONG, ...l.options };
+    const weights = l.weights?.length ? l.weights : defaultLifelongWeights(l.model.config.n_layer, layers(o));
+    for (const w of weights) if (l.model.params[w]?.rank !== 2) throw new Error(`method ${name}: "${w}" is not a 2-D weight of this model`);
+    return { ...l, weights, o };
   };
   const all: Record<(typeof METHODS)[number], (name: string) => EditMethod> = {
     MEND: (n) => mendMethod(editor(n)),
@@ -210,25 +215,41 @@ export function buildMethods(names: readonly string[], ctx: MethodContext): Edit
     },
     [ULTRA_EDIT]: (n) => {
       const l = life(n);
-      return keyValueMethod(n, l.weight, l.o, ultraEditRule(l.o.ultraLambda));
+      return keyValueMethod(n, l.weights, l.o, l.o.minProb, l.weights.map(() => ultraEditRule(l.o.ultraLambda)));
     },
     [ALPHA_EDIT]: (n) => {
-      const l = life(n);
+      const l = life(n, (o) => o.alphaLayers);
       const prompts = need(l.preserve, n, "prompts whose answers it preserves (MethodContext.lifelong.preserve)");
-      const dIn = l.model.params[l.weight]?.shape[0];
-      if (dIn === undefined) throw new Error(`method ${n}: "${l.weight}" is not a weight of this model`);
-      const k0 = preservedKeys(l.model, l.weight, prompts, Math.floor(dIn * l.o.preserveFraction));
-      const p = nullSpaceProjector(k0);
-      k0.dispose();
-      if (!(l.o.alphaCovariance > 0)) return keyValueMethod(n, l.weight, l.o, alphaEditRule(p, l.o.alphaLambda), () => p.dispose());
-      const all = preservedKeys(l.model, l.weight, prompts, Number.MAX_SAFE_INTEGER);
-      const a0 = preservedCovarianceInverse(all, p, l.o.alphaLambda, l.o.alphaCovariance);
-      all.dispose();
-      return keyValueMethod(n, l.weight, l.o, alphaEditRule(p, l.o.alphaLambda, a0), () => tf.dispose([p, a0]));
+      const owned: tf.Tensor[] = [];
+      try {
+        const k0 = preservedKeysOf(l.model, l.weights, prompts, Math.floor(Math.min(...l.weights.map((w) => l.model.params[w].shape[0])) * l.o.preserveFraction));
+        try {
+          for (const w of l.weights) owned.push(nullSpaceProjector(k0[w]));
+        } finally {
+          tf.dispose(Object.values(k0));
+        }
+        const projectors = owned.slice() as tf.Tensor2D[];
+        const all = l.o.alphaCovariance > 0 ? preservedKeysOf(l.model, l.weights, prompts, Number.MAX_SAFE_INTEGER) : null;
+        let rules: KeyValueRule[];
+        try {
+          rules = l.weights.map((w, i) => {
+            if (!all) return alphaEditRule(projectors[i], l.o.alphaLambda);
+            const a0 = preservedCovarianceInverse(all[w], projectors[i], l.o.alphaLambda, l.o.alphaCovariance);
+            owned.push(a0);
+            return alphaEditRule(projectors[i], l.o.alphaLambda, a0);
+          });
+        } finally {
+          if (all) tf.dispose(Object.values(all));
+        }
+        return keyValueMethod(n, l.weights, l.o, l.o.alphaMinProb, rules, () => tf.dispose(owned));
+      } catch (e) {
+        tf.dispose(owned);
+        throw e;
+      }
     },
     [LOC_FT_BF]: (n) => {
       const l = life(n);
-      const cfg = { weight: l.weight, lr: l.o.ftLr, batchSize: l.o.ftBatchSize, maxEpochs: l.o.ftMaxEpochs };
+      const cfg = { weights: l.weights, lr: l.o.ftLr, batchSize: l.o.ftBatchSize, maxEpochs: l.o.ftMaxEpochs };
       return weightMethod(n, (m, requests, state) => locFtBfEdit(m, requests, cfg, state));
     },
   };

@@ -25,9 +25,8 @@ import * as tf from "@tensorflow/tfjs";
 import { disposeBatch, makeBatch, TextExample } from "../model/batch";
 import type { MethodState } from "../model/languageModel";
 import type { ModelView } from "../model/paramsModel";
-import { captureFactors } from "../mend/factor";
+import { gptForward } from "../model/gpt";
 import { rowsPerPass } from "../model/score";
-import { targetRows } from "../extensions/targetRows";
 import { KeySystem, KeyValueRule } from "./keyValueEdit";
 import { solveSpd } from "./linalg";
 import { gramOf } from "./ultraEdit";
@@ -35,28 +34,44 @@ import { gramOf } from "./ultraEdit";
 export const ALPHA_EDIT = "AlphaEdit";
 
 /**
- * The keys of `weight` at the positions that predict each example's answer (the rows an edit of it
- * would use), at most `maxRows` of them, from examples spread evenly over the list, [m, d_in].
- * Caller owns the result.
+ * The keys of each of `weights` at the positions that predict each example's answer (the rows an
+ * edit of it would use), at most `maxRows` of them, from examples spread evenly over the list,
+ * name -> [m, d_in]: one forward pass per batch for all the weights (keys need no gradient). Caller
+ * owns the result.
  */
-export function preservedKeys(model: ModelView, weight: string, all: readonly TextExample[], maxRows: number, batchSize = rowsPerPass(model.config, 64)): tf.Tensor2D {
+export function preservedKeysOf(model: ModelView, weights: readonly string[], all: readonly TextExample[], maxRows: number, batchSize = rowsPerPass(model.config, 64)): Record<string, tf.Tensor2D> {
   if (all.length === 0) throw new Error("AlphaEdit: no prompts to preserve were given");
   const step = Math.max(1, Math.floor(all.length / maxRows));
   const examples = all.filter((_, i) => i % step === 0);
-  const parts: tf.Tensor2D[] = [];
+  const parts: Record<string, tf.Tensor2D[]> = Object.fromEntries(weights.map((w) => [w, []]));
   for (let i = 0; i < examples.length; i += batchSize) {
     const batch = makeBatch(model.tokenizer, examples.slice(i, i + batchSize), "target", model.config.n_positions);
-    const f = captureFactors(model.params, model.config, batch, [weight], undefined, "structural", targetRows);
-    parts.push(f.u[weight]);
-    tf.dispose(f.delta[weight]);
+    const labels = batch.labels.dataSync();
+    const rows: number[] = [];
+    labels.forEach((l, r) => l >= 0 && rows.push(r)); // the labelled positions, flattened B*T
+    const got = tf.tidy(() => {
+      const out = gptForward(model.params, model.config, batch.inputIds, { attentionMask: batch.attentionMask, capture: weights });
+      const idx = tf.tensor1d(rows, "int32");
+      return weights.map((w) => tf.gather(out.inputs[w], idx) as tf.Tensor2D);
+    });
+    weights.forEach((w, j) => parts[w].push(got[j]));
     disposeBatch(batch);
   }
-  const k = tf.tidy(() => {
-    const c = tf.concat(parts) as tf.Tensor2D;
-    return c.shape[0] > maxRows ? (tf.slice(c, [0, 0], [maxRows, -1]) as tf.Tensor2D) : c;
-  });
-  tf.dispose(parts);
-  return k;
+  return Object.fromEntries(
+    weights.map((w) => {
+      const k = tf.tidy(() => {
+        const c = tf.concat(parts[w]) as tf.Tensor2D;
+        return c.shape[0] > maxRows ? (tf.slice(c, [0, 0], [maxRows, -1]) as tf.Tensor2D) : c;
+      });
+      tf.dispose(parts[w]);
+      return [w, k];
+    }),
+  );
+}
+
+/** `preservedKeysOf` for one weight, [m, d_in]. Caller owns the result. */
+export function preservedKeys(model: ModelView, weight: string, all: readonly TextExample[], maxRows: number, batchSize?: number): tf.Tensor2D {
+  return preservedKeysOf(model, [weight], all, maxRows, batchSize)[weight];
 }
 
 /**

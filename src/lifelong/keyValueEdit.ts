@@ -1,6 +1,7 @@
 /**
  * The training-free edit the lifelong methods share (our addition; docs/deviations.md): MEND's own
- * factors of one weight W [d_in, d_out], with a closed-form solve where MEND runs a trained network.
+ * factors of one weight W [d_in, d_out] (or of several, below), with a closed-form solve where MEND
+ * runs a trained network.
  *
  * For an edit call, the kept rows are the positions that predict a target token (n of them):
  * u [n, d_in] their inputs to W (the keys) and δ [n, d_out] the gradient of the edit loss at W's
@@ -13,6 +14,12 @@
  * until every target token is the argmax with probability at least `minProb`, or `maxSteps`; as L
  * is fixed, the edit is one low-rank update Lᵀ (C₁ + C₂ + ...). The rule then commits the edit to
  * its state (running statistics, the keys to protect from later edits).
+ *
+ * Several weights (MEMIT's spreading, after Meng et al., "Mass-Editing Memory in a Transformer",
+ * ICLR 2023; not their code): each weight W_l has its own keys, rule and state, and a step moves each
+ * one's outputs by R_l = −(η / k) δ̂_l, k weights sharing the step; the loop's check is on the model
+ * with all of them edited. A lower weight's update changes a higher one's keys; the keys stay the
+ * ones of the edit's start (the closed loop corrects what they miss).
  *
  * Shapes: n kept rows, d_in and d_out of the edited weight.
  */
@@ -28,9 +35,12 @@ import { targetRows } from "../extensions/targetRows";
 import { choleskySolve, cholesky } from "./linalg";
 
 export interface KeyValueConfig {
-  /** The edited weight, an MLP output projection ("h.3.mlp.c_proj.weight"): its input does not depend on it. */
-  weight: string;
-  /** η: the size of one step in W's output, in units of δ̂. */
+  /**
+   * The edited weights, MLP output projections ("h.3.mlp.c_proj.weight"; their inputs do not depend
+   * on their own change), each with its own rule and state.
+   */
+  weights: readonly string[];
+  /** η: the size of one step in the weights' outputs, in units of δ̂, shared evenly between them. */
   stepSize: number;
   /** At most this many steps per edit call. */
   maxSteps: number;
@@ -63,6 +73,34 @@ export interface KeyValueEdit {
   steps: number;
 }
 
+/**
+ * The state of `weight` inside the state of a several-weight edit: its tensors are kept as
+ * "<weight>/<name>" and its meta under the weight's name. With one weight the state is the rule's own.
+ * The result shares the tensors of `state`.
+ */
+export function weightState(state: MethodState | undefined, weights: readonly string[], weight: string): MethodState | undefined {
+  if (!state || weights.length === 1) return state;
+  const prefix = `${weight}/`;
+  const tensors = Object.fromEntries(Object.entries(state.tensors).filter(([k]) => k.startsWith(prefix)).map(([k, t]) => [k.slice(prefix.length), t]));
+  const meta = state.meta[weight] as Record<string, unknown> | undefined;
+  return meta === undefined ? undefined : { method: state.method, meta, tensors };
+}
+
+/** The state of a several-weight edit from each weight's (`weightState`'s inverse; takes the tensors over). */
+function joinStates(weights: readonly string[], states: readonly (MethodState | undefined)[]): MethodState | undefined {
+  if (weights.length === 1) return states[0];
+  const first = states.find((s) => s);
+  if (!first) return undefined;
+  const tensors: Record<string, tf.Tensor> = {};
+  const meta: Record<string, unknown> = {};
+  states.forEach((s, i) => {
+    if (!s) return;
+    meta[weights[i]] = s.meta;
+    for (const [k, t] of Object.entries(s.tensors)) tensors[`${weights[i]}/${k}`] = t;
+  });
+  return { method: first.method, meta, tensors };
+}
+
 /** Whether every target token is the argmax with probability >= minProb under `params`. */
 function targetsHeld(model: ModelView, params: ModelView["params"], batch: ReturnType<typeof makeBatch>, labels: number[][], minProb: number): boolean {
   const { am, p } = tf.tidy(() => {
@@ -76,57 +114,74 @@ function targetsHeld(model: ModelView, params: ModelView["params"], batch: Retur
 }
 
 /**
- * One edit call of a key-value lifelong method on `model` (never changed). The caller owns the
- * returned update and state.
+ * One edit call of a key-value lifelong method on `model` (never changed): `rules[l]` edits
+ * `cfg.weights[l]`. The caller owns the returned update and state.
  */
-export function keyValueEdit(model: ModelView, requests: readonly EditRequest[], cfg: KeyValueConfig, rule: KeyValueRule, state: MethodState | undefined): KeyValueEdit {
+export function keyValueEdit(model: ModelView, requests: readonly EditRequest[], cfg: KeyValueConfig, rules: readonly KeyValueRule[], state: MethodState | undefined): KeyValueEdit {
   validateRequests(requests);
-  const w = model.params[cfg.weight];
-  if (!w || w.rank !== 2) throw new Error(`lifelong edit: "${cfg.weight}" is not a 2-D weight of this model`);
-  if (!/\.mlp\.c_proj\.weight$/.test(cfg.weight)) throw new Error(`lifelong edit: "${cfg.weight}" is not an MLP output projection (h.<i>.mlp.c_proj.weight); its keys must not depend on its own change`);
+  const { weights } = cfg;
+  if (weights.length === 0) throw new Error("lifelong edit: no weight to edit was named");
+  if (rules.length !== weights.length) throw new Error(`lifelong edit: ${weights.length} weights but ${rules.length} rules`);
+  if (new Set(weights).size !== weights.length) throw new Error(`lifelong edit: a weight is named twice in ${weights.join(", ")}`);
+  for (const name of weights) {
+    const w = model.params[name];
+    if (!w || w.rank !== 2) throw new Error(`lifelong edit: "${name}" is not a 2-D weight of this model`);
+    if (!/\.mlp\.c_proj\.weight$/.test(name)) throw new Error(`lifelong edit: "${name}" is not an MLP output projection (h.<i>.mlp.c_proj.weight); its keys must not depend on its own change`);
+  }
   const batch = makeBatch(model.tokenizer, requests, "target", model.config.n_positions);
   const labels = batch.labels.arraySync() as number[][];
-  const first = captureFactors(model.params, model.config, batch, [cfg.weight], undefined, "structural", targetRows);
-  const u = first.u[cfg.weight];
-  const rowReq = first.rows[cfg.weight].map((r) => Math.floor(r / first.seqLen));
-  const n = u.shape[0];
-  const dOut = w.shape[1] as number;
-  let sys: KeySystem | undefined;
+  const first = captureFactors(model.params, model.config, batch, weights, undefined, "structural", targetRows);
+  const states = weights.map((w) => weightState(state, weights, w));
+  const layers = weights.map((name) => {
+    const n = first.u[name].shape[0];
+    return { name, n, dOut: model.params[name].shape[1] as number, rowReq: first.rows[name].map((r) => Math.floor(r / first.seqLen)), cSum: new Float64Array(n * (model.params[name].shape[1] as number)) };
+  });
+  const systems: (KeySystem | undefined)[] = [];
+  const scales: (tf.Tensor1D | null)[] = [];
   let edited: ParamsModel | undefined;
-  const cSum = new Float64Array(n * dOut);
   let steps = 0;
-  const scale = rule.valueScale(state);
+  const updateOf = () =>
+    Object.fromEntries(layers.map((l, i) => [l.name, { alpha: 1, keys: systems[i]!.keys, values: tf.tensor2d(Float32Array.from(l.cSum), [l.n, l.dOut]), requests: l.rowReq }]));
   try {
-    sys = rule.system(u, state);
-    const chol = cholesky(sys.gram, n, "the edit's key system");
-    let delta: tf.Tensor2D = first.delta[cfg.weight];
+    layers.forEach((l, i) => {
+      systems.push(rules[i].system(first.u[l.name], states[i]));
+      scales.push(rules[i].valueScale(states[i]));
+    });
+    const chols = layers.map((l, i) => cholesky(systems[i]!.gram, l.n, `the edit's key system of ${l.name}`));
+    let delta: Record<string, tf.Tensor2D> = first.delta;
     for (;;) {
-      const r = tf.tidy(() => {
-        const d = scale ? tf.div(delta, scale) : tf.div(delta, tf.add(tf.sqrt(tf.mean(tf.square(delta))), 1e-12));
-        return tf.mul(d, -cfg.stepSize).dataSync() as Float32Array;
+      layers.forEach((l, i) => {
+        const r = tf.tidy(() => {
+          const d = delta[l.name];
+          const s = scales[i];
+          const dh = s ? tf.div(d, s) : tf.div(d, tf.add(tf.sqrt(tf.mean(tf.square(d))), 1e-12));
+          return tf.mul(dh, -cfg.stepSize / layers.length).dataSync() as Float32Array;
+        });
+        const c = choleskySolve(chols[i], l.n, Float64Array.from(r), l.dOut);
+        for (let j = 0; j < c.length; j++) l.cSum[j] += c[j];
       });
-      const c = choleskySolve(chol, n, Float64Array.from(r), dOut);
-      for (let i = 0; i < c.length; i++) cSum[i] += c[i];
       steps++;
       edited?.dispose();
-      const values = tf.tensor2d(Float32Array.from(cSum), [n, dOut]);
-      edited = applyUpdates(model, [{ [cfg.weight]: { alpha: 1, keys: sys.keys, values, requests: rowReq } }]);
-      values.dispose();
-      if (delta !== first.delta[cfg.weight]) delta.dispose();
+      const update = updateOf();
+      edited = applyUpdates(model, [update]);
+      tf.dispose(Object.values(update).map((d) => d.values));
+      if (delta !== first.delta) tf.dispose(Object.values(delta));
       if (steps >= cfg.maxSteps || targetsHeld(model, edited.params, batch, labels, cfg.minProb)) break;
-      const f = captureFactors(edited.params, model.config, batch, [cfg.weight], undefined, "structural", targetRows);
-      tf.dispose(f.u[cfg.weight]);
-      delta = f.delta[cfg.weight];
+      const f = captureFactors(edited.params, model.config, batch, weights, undefined, "structural", targetRows);
+      tf.dispose(Object.values(f.u));
+      delta = f.delta;
     }
-    const newState = rule.commit(u, first.delta[cfg.weight], sys, state);
-    const values = tf.tensor2d(Float32Array.from(cSum), [n, dOut]);
-    const update = { [cfg.weight]: { alpha: 1, keys: sys.keys, values, requests: rowReq } };
-    sys = undefined; // its keys now belong to the update
+    const newState = joinStates(
+      weights,
+      layers.map((l, i) => rules[i].commit(first.u[l.name], first.delta[l.name], systems[i]!, states[i])),
+    );
+    const update = updateOf();
+    systems.length = 0; // their keys now belong to the update
     return { update, ...(newState ? { state: newState } : {}), steps };
   } finally {
     edited?.dispose();
-    if (sys) sys.keys.dispose();
-    scale?.dispose();
+    for (const s of systems) s?.keys.dispose();
+    for (const s of scales) s?.dispose();
     disposeFactors(first);
     disposeBatch(batch);
   }

@@ -29,8 +29,8 @@ export const LOC_FT_BF = "LocFT-BF";
 const INNER_PASSES = 10;
 
 export interface LocFtBfConfig {
-  /** The one tuned weight (2-D). */
-  weight: string;
+  /** The tuned weights (2-D; the method tunes one, as in its paper; several are allowed). */
+  weights: readonly string[];
   lr: number;
   batchSize: number;
   maxEpochs: number;
@@ -48,26 +48,33 @@ function wrongRequests(model: ModelView, params: ModelView["params"], requests: 
 }
 
 /**
- * One edit call: fine-tune ΔW of `cfg.weight` breadth-first on the state's requests and these.
+ * One edit call: fine-tune ΔW of `cfg.weights` breadth-first on the state's requests and these.
  * Pure: `model` is not changed. The caller owns the update and the state.
  */
 export function locFtBfEdit(model: ModelView, requests: readonly EditRequest[], cfg: LocFtBfConfig, state: MethodState | undefined): { update: Record<string, DenseDelta>; state: MethodState; steps: number } {
   validateRequests(requests);
-  const w = model.params[cfg.weight];
-  if (!w || w.rank !== 2) throw new Error(`LocFT-BF: "${cfg.weight}" is not a 2-D weight of this model`);
+  if (cfg.weights.length === 0) throw new Error("LocFT-BF: no weight to tune was named");
+  for (const name of cfg.weights) {
+    const w = model.params[name];
+    if (!w || w.rank !== 2) throw new Error(`LocFT-BF: "${name}" is not a 2-D weight of this model`);
+  }
   const all = [...rememberedRequests(state), ...requests];
   const rng = new Rng(all.length);
   const opt = tf.train.adam(cfg.lr);
-  const zero = tf.zerosLike(w);
-  const delta = tf.variable(zero, true);
-  zero.dispose(); // the variable keeps its own reference to the data
-  const params = () => ({ ...model.params, [cfg.weight]: tf.add(w, delta) });
+  const deltas = cfg.weights.map((name) => {
+    const zero = tf.zerosLike(model.params[name]);
+    const v = tf.variable(zero, true);
+    zero.dispose(); // the variable keeps its own reference to the data
+    return v;
+  });
+  const params = () => ({ ...model.params, ...Object.fromEntries(cfg.weights.map((name, i) => [name, tf.add(model.params[name], deltas[i])])) });
+  const disposeTuned = (p: ModelView["params"]) => tf.dispose(cfg.weights.map((name) => p[name]));
   let steps = 0;
   try {
     for (let epoch = 0; epoch < cfg.maxEpochs; epoch++) {
       const current = tf.tidy(() => params());
       const wrong = wrongRequests(model, current, all);
-      tf.dispose(current[cfg.weight]);
+      disposeTuned(current);
       if (wrong.length === 0) break;
       // Tune on the failing edits, mini-batch after mini-batch, until they hold (at most `innerPasses` passes), then check all again.
       let failing = wrong;
@@ -75,20 +82,20 @@ export function locFtBfEdit(model: ModelView, requests: readonly EditRequest[], 
         const order = rng.shuffle(failing);
         for (let i = 0; i < order.length; i += cfg.batchSize) {
           const b = makeBatch(model.tokenizer, order.slice(i, i + cfg.batchSize).map((j) => all[j]), "target", model.config.n_positions);
-          opt.minimize(() => meanNll(gptForward(params(), model.config, b.inputIds, { attentionMask: b.attentionMask }).logits, b.labels), false, [delta]);
+          opt.minimize(() => meanNll(gptForward(params(), model.config, b.inputIds, { attentionMask: b.attentionMask }).logits, b.labels), false, deltas);
           disposeBatch(b);
           steps++;
         }
         const now = tf.tidy(() => params());
         const still = wrongRequests(model, now, failing.map((j) => all[j]));
-        tf.dispose(now[cfg.weight]);
+        disposeTuned(now);
         failing = still.map((k) => failing[k]);
       }
     }
   } finally {
     opt.dispose();
   }
-  const update = { [cfg.weight]: { delta: tf.clone(delta) as tf.Tensor2D } };
-  delta.dispose();
+  const update = Object.fromEntries(cfg.weights.map((name, i) => [name, { delta: tf.clone(deltas[i]) as tf.Tensor2D }]));
+  tf.dispose(deltas);
   return { update, state: { method: LOC_FT_BF, meta: { requests: all.map((r) => ({ prompt: r.prompt, target: r.target })) }, tensors: {} }, steps };
 }
