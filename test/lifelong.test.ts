@@ -10,7 +10,7 @@ import { buildMethods, disposeMethodEdit, EditMethod } from "../dist/eval/method
 import { runLifelong, worldStream } from "../dist/eval/lifelong";
 import { lifelongTargets, LifelongResult } from "../dist/eval/lifelongReport";
 import { replayWithout } from "../dist/eval/ledgerOps";
-import { cholesky, choleskySolve, nullSpaceProjector, preservedKeys, solveSpd, weightState } from "../dist/lifelong";
+import { cholesky, choleskySolve, nullSpaceProjector, preservedCovarianceInverse, preservedKeys, solveSpd, weightState } from "../dist/lifelong";
 import { EditLedger, readLedger, saveLedgerModel } from "../dist/model/editLedger";
 import { disposeParams } from "../dist/model/gpt";
 import { loadModel, Model } from "../dist/model/modelFolder";
@@ -40,6 +40,24 @@ test("float64 Cholesky solves a symmetric positive definite system and names a m
   const got = choleskySolve(cholesky(a, 3), 3, b, 2);
   got.forEach((v, i) => assert.ok(Math.abs(v - x[i]) < 1e-12, `x[${i}] = ${v}, expected ${x[i]}`));
   assert.throws(() => solveSpd(Float64Array.from([1, 2, 2, 1]), 2, Float64Array.from([1, 1]), 1, "the test matrix"), /the test matrix is not positive definite \(pivot 1/);
+});
+
+test("AlphaEdit's starting A⁻¹ inverts λ(I + μ P C₀ P / s), by Woodbury with fewer keys than dimensions and directly with more", () => {
+  const d = 48;
+  const p = nullSpaceProjector(tf.randomNormal([12, d], 0, 1, "float32", 1) as tf.Tensor2D);
+  for (const m of [20, 80]) {
+    const k0 = tf.randomNormal([m, d], 0, 1, "float32", 2) as tf.Tensor2D;
+    const inv = preservedCovarianceInverse(k0, p, 0.5, 100);
+    const err = tf.tidy(() => {
+      const c = tf.div(tf.matMul(tf.transpose(k0), k0), m);
+      const s = tf.div(tf.sum(tf.mul(c, tf.eye(d))), d);
+      const a = tf.mul(0.5, tf.add(tf.eye(d), tf.mul(tf.div(tf.matMul(tf.matMul(p, c), p), s), 100)));
+      return tf.max(tf.abs(tf.sub(tf.matMul(a, inv), tf.eye(d)))).dataSync()[0];
+    });
+    assert.ok(err < 1e-3, `m = ${m}: max |A₀ A₀⁻¹ − I| = ${err}`);
+    tf.dispose([k0, inv]);
+  }
+  p.dispose();
 });
 
 test("AlphaEdit: spread over the last four blocks, each projected update leaves its preserved keys' outputs unchanged and the edit holds; each method edits without leaking", async () => {
@@ -199,8 +217,14 @@ test("replaying a ledger without its last edit is undo; without an earlier one, 
     const saved = loadModel(path.join(dir, "m"));
     const back = readLedger(path.join(dir, "m"), model, saved.params);
     assert.deepEqual(back.entries.map((e) => e.id), [2, 3]);
-    for (const x of [a, b, c, d]) x.dispose();
-    for (const l of [last, first, undoLast, undoFirst, back]) l.dispose();
+    // Only the newest state is saved; a replay that needs an older one makes the edits before it again, identically.
+    assert.deepEqual(back.entries.map((e) => [e.stateOmitted ?? false, Object.keys(e.state?.tensors ?? {}).length]), [[true, 0], [false, 4]]);
+    const again = replayWithout(back, 3, () => m);
+    const undo3 = back.without(3);
+    const [g, h] = [again.model(), undo3.model()];
+    for (const w of Object.keys(first.entries[0].update)) assert.equal(maxAbsDiff(g.params[w], h.params[w]), 0, `${w}: edit 2 made again from W0 = edit 2 as recorded`);
+    for (const x of [a, b, c, d, g, h]) x.dispose();
+    for (const l of [last, first, undoLast, undoFirst, back, again, undo3]) l.dispose();
     disposeParams(saved.params);
   } finally {
     ledger.dispose();
@@ -238,6 +262,13 @@ test("mend edit --save, mend ledger undo / replay / diff, and mend lifelong from
     assert.equal(r.status, 0, r.stderr);
     const rep = JSON.parse(r.stdout);
     assert.ok(rep.undo_vs_replay > 0 && rep.later_held_after_replay === 1, r.stdout);
+    assert.deepEqual(rep.made_again, [2]);
+    // Only the newest entry's state is saved; replaying without edit 2 then makes edit 1 again.
+    const file = JSON.parse(fs.readFileSync(path.join(e2, "edits.json"), "utf8"));
+    assert.deepEqual(file.entries.map((e: { state: { omitted?: boolean; tensors: string[] } }) => [e.state.omitted ?? false, e.state.tensors.length]), [[true, 0], [false, 4]]);
+    r = mend("ledger", "--model", e2, "--replay", "2", "--save", path.join(dir, "r2"), "--json");
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout).made_again, [1]);
     // A tampered folder is refused on load.
     fs.copyFileSync(path.join(e1, "model.safetensors"), path.join(dir, "u", "model.safetensors"));
     r = mend("ledger", "--model", path.join(dir, "u"));

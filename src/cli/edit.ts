@@ -119,6 +119,8 @@ export async function run(f: Flags): Promise<void> {
       info = r.info;
       e = { model: applyUpdates(model, [r.update]), update: r.update, latencyMs: r.info.latencyMs };
     } else {
+      const last = ledger.entries[ledger.entries.length - 1];
+      if (last?.stateOmitted && last.method === method) console.error(`note: the state ${method} kept after edit ${last.id} was not saved in ${modelDir} (an undo removed the newest edit); this edit starts ${method}'s state afresh`);
       methods = commandMethods([method], base, [...ledger.entries.flatMap((x) => x.requests), ...requests], { preserveFile: flagString(f, "preserve") });
       e = methods[0].edit(model, requests);
     }

@@ -4,7 +4,7 @@
  * it made again without it, eval/ledgerOps.ts), with how far replay lands from undo; --diff DIR
  * (the facts, or dataset records, whose answers differ between this model and another).
  */
-import { diffAnswers, replayWithout } from "../eval/ledgerOps";
+import { diffAnswers, replayStart, replayWithout } from "../eval/ledgerOps";
 import { relativeWeightChange } from "../eval/evaluate";
 import { EditMethod } from "../eval/methods";
 import { loadDataset, parseDataSpec } from "../datasets/records";
@@ -108,6 +108,7 @@ export async function run(f: Flags): Promise<void> {
     if (names.includes("MEND")) editor = loadEditor(flagString(f, "editor") ?? DEFAULT_EDITOR_DIR, base.config, base.params);
     methods = commandMethods(names, base, ledger.entries.flatMap((x) => x.requests), { ...(editor ? { editor } : {}), preserveFile: flagString(f, "preserve") });
     const byName = (n: string) => methods[names.indexOf(n)];
+    const remade = ledger.entries.slice(replayStart(ledger, id)).filter((e) => e.id !== id).map((e) => e.id);
     const replayed = replayWithout(ledger, id, byName);
     try {
       ledger.remove(id);
@@ -118,10 +119,11 @@ export async function run(f: Flags): Promise<void> {
         const reqs = replayed.entries.filter((e) => e.id > id).flatMap((e) => e.requests);
         const held = (m: typeof undone) => scoreTargets(m, reqs).filter((s) => s.exact).length;
         saveLedgerModel(save!, replayed, meta(replayed), { check: guard });
-        const summary = { replayed: id, later_edits: reqs.length, undo_vs_replay: distance, later_held_after_undo: held(undone), later_held_after_replay: held(again), out: save };
+        const summary = { replayed: id, made_again: remade, later_edits: reqs.length, undo_vs_replay: distance, later_held_after_undo: held(undone), later_held_after_replay: held(again), out: save };
         if (json) console.log(JSON.stringify(summary));
         else {
-          console.log(`replayed without edit ${id}: ${replayed.entries.filter((e) => e.id > id).length} later edit(s) made again; saved to ${save}`);
+          const earlier = remade.filter((x) => x < id).length;
+          console.log(`replayed without edit ${id}: ${remade.length - earlier} later edit(s) made again${earlier ? ` (and the ${earlier} before it: their states were not saved, only the newest is)` : ""}; saved to ${save}`);
           console.log(`undo vs replay: max ‖W_undo − W_replay‖ / ‖W_replay‖ = ${distance.toExponential(3)} (later updates were computed on a model that held edit ${id})`);
           console.log(`later requests that hold: ${summary.later_held_after_undo}/${reqs.length} after undo, ${summary.later_held_after_replay}/${reqs.length} after replay`);
         }

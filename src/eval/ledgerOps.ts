@@ -5,7 +5,9 @@
  *  - `replayWithout`: the stream recomputed without one edit: the edits before it are kept as they
  *    are, every later edit is made again by its method on the model without the removed one. Undo
  *    (W0 + the remaining updates) and replay differ because the later updates were computed on a
- *    model that contained the removed edit;
+ *    model that contained the removed edit. A ledger read from a folder keeps only its newest
+ *    state: when the edit before the removed one lost its state, the replay makes every edit but
+ *    the removed one again, from the first (the same updates for the edits before it, recomputed);
  *  - `diffAnswers`: the prompts whose greedy answers differ between two models.
  */
 import { EditLedger } from "../model/editLedger";
@@ -15,13 +17,15 @@ import type { EditMethod } from "./methods";
 
 /**
  * A new ledger: the entries of `ledger` before edit `id`, then each later entry's requests edited
- * again by `methodOf(entry.method)`, keeping its id. The caller owns the result (and the methods).
+ * again by `methodOf(entry.method)`, keeping its id (from the first entry on when the one before
+ * `id` has no saved state: `EditLedger.stateOmitted`). The caller owns the result (and the methods).
  */
 export function replayWithout(ledger: EditLedger, id: number, methodOf: (name: string) => EditMethod): EditLedger {
-  const out = ledger.prefixBefore(id);
+  const all = ledger.entries;
+  const from = replayStart(ledger, id);
+  const out = ledger.prefixBefore(all[from].id);
   try {
-    const later = ledger.entries.slice(ledger.entries.findIndex((e) => e.id === id) + 1);
-    for (const e of later) {
+    for (const e of all.slice(from).filter((x) => x.id !== id)) {
       const current = out.model();
       try {
         const r = methodOf(e.method).edit(current, e.requests);
@@ -37,6 +41,14 @@ export function replayWithout(ledger: EditLedger, id: number, methodOf: (name: s
     throw err;
   }
   return out;
+}
+
+/** The index of the first entry `replayWithout(ledger, id)` makes again: edit `id`'s, or 0 when the entry before it has no saved state. */
+export function replayStart(ledger: EditLedger, id: number): number {
+  const all = ledger.entries;
+  const i = all.findIndex((e) => e.id === id);
+  if (i < 0) throw new Error(`no edit ${id} in the ledger (edits: ${all.map((e) => e.id).join(", ") || "none"})`);
+  return i > 0 && all[i - 1].stateOmitted ? 0 : i;
 }
 
 export interface AnswerChange {

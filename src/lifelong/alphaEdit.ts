@@ -96,19 +96,45 @@ export function nullSpaceProjector(k0: tf.Tensor2D, eps = 1e-6): tf.Tensor2D {
  * The starting A⁻¹ of the normal equation with a soft penalty on every preserved key (MEMIT's
  * covariance term, here inside the null space): A₀ = λ (I + μ P C₀ P / s), C₀ = K₀ᵀK₀ / m over all
  * the preserved keys `k0` [m, d_in] (not only the ≤ d_in / 2 the projector removes), s = tr(C₀) / d.
- * The caller owns the result [d_in, d_in].
+ * With B = K₀ P (P is symmetric and idempotent, so P C₀ P = BᵀB / m) and c = μ / (s m),
+ *
+ *     A₀⁻¹ = (I − c Bᵀ (I + c B Bᵀ)⁻¹ B) / λ   (Woodbury: an m x m solve),
+ *
+ * used when m < d (a dataset's few hundred locality rows at GPT-2's d_in = 3072); otherwise the
+ * d x d matrix is inverted directly. The caller owns the result [d_in, d_in].
  */
 export function preservedCovarianceInverse(k0: tf.Tensor2D, projector: tf.Tensor2D, lambda: number, mu: number): tf.Tensor2D {
   const d = projector.shape[0];
-  const a = Float64Array.from(
-    tf.tidy(() => {
-      const c = tf.div(tf.matMul(tf.transpose(k0), k0), k0.shape[0]);
-      const s = tf.div(tf.sum(tf.mul(c, tf.eye(d))), d);
-      const pcp = tf.matMul(tf.matMul(projector, c), projector);
-      return tf.mul(lambda, tf.add(tf.eye(d), tf.mul(tf.div(pcp, s), mu))).dataSync() as Float32Array;
-    }),
+  const m = k0.shape[0];
+  const s = tf.tidy(() => tf.div(tf.sum(tf.square(k0)), m * d).dataSync()[0]); // tr(C₀) / d
+  const symmetric = (a: Float64Array, n: number) => {
+    for (let i = 0; i < n; i++) for (let j = 0; j < i; j++) a[i * n + j] = a[j * n + i] = (a[i * n + j] + a[j * n + i]) / 2;
+    return a;
+  };
+  if (m < d) {
+    const c = mu / (s * m);
+    const b = tf.matMul(k0, projector) as tf.Tensor2D; // B = K₀ P [m, d]
+    try {
+      const g = symmetric(Float64Array.from(tf.tidy(() => tf.mul(tf.matMul(b, tf.transpose(b)), c).dataSync() as Float32Array)), m);
+      for (let i = 0; i < m; i++) g[i * m + i] += 1;
+      const x = solveSpd(g, m, Float64Array.from(b.dataSync() as Float32Array), d, "the preserved keys' covariance"); // (I + c B Bᵀ)⁻¹ B [m, d]
+      return tf.tidy(() => {
+        const inv = tf.sub(tf.eye(d), tf.mul(tf.matMul(tf.transpose(b), tf.tensor2d(Float32Array.from(x), [m, d])), c));
+        return tf.div(tf.add(inv, tf.transpose(inv)), 2 * lambda) as tf.Tensor2D;
+      });
+    } finally {
+      b.dispose();
+    }
+  }
+  const a = symmetric(
+    Float64Array.from(
+      tf.tidy(() => {
+        const pcp = tf.matMul(tf.matMul(projector, tf.div(tf.matMul(tf.transpose(k0), k0), m)), projector);
+        return tf.mul(lambda, tf.add(tf.eye(d), tf.mul(tf.div(pcp, s), mu))).dataSync() as Float32Array;
+      }),
+    ),
+    d,
   );
-  for (let i = 0; i < d; i++) for (let j = 0; j < i; j++) a[i * d + j] = a[j * d + i] = (a[i * d + j] + a[j * d + i]) / 2;
   const eye = new Float64Array(d * d);
   for (let i = 0; i < d; i++) eye[i * d + i] = 1;
   return tf.tensor2d(Float32Array.from(solveSpd(a, d, eye, d, "the preserved keys' covariance")), [d, d]);

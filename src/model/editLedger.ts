@@ -11,7 +11,9 @@
  *   edits.json          the entries (method, requests, time, the layout of each update and state)
  *                       and the base model's fingerprint;
  *   edits.safetensors   the update and state tensors, `e<id>/<weight>/{keys,values,delta}` and
- *                       `e<id>/state/<name>`.
+ *                       `e<id>/state/<name>`: the newest entry's state only (the one the next edit
+ *                       reads; an AlphaEdit state holds a d_in x d_in matrix per weight). An older
+ *                       entry keeps its state's meta; its tensors are "omitted" (`stateOmitted`).
  *
  * Loading checks the ledger against the weights: the base must have the recorded fingerprint, and
  * W0 + every update must equal the saved weights exactly.
@@ -37,6 +39,8 @@ export interface LedgerEntry {
   readonly update: ModelUpdate;
   /** The state the method carried on from this edit (owned by the ledger). */
   readonly state?: MethodState;
+  /** Read from a folder that saved only a newer entry's state: this edit had a state, not kept. */
+  readonly stateOmitted?: boolean;
   readonly latencyMs: number;
   /** ISO time the edit was recorded. */
   readonly time: string;
@@ -54,7 +58,7 @@ interface LedgerFile {
     latency_ms: number;
     time: string;
     update: Record<string, { alpha: number; rows: number; requests: number[] } | { dense: true }>;
-    state?: { method: string; meta: Record<string, unknown>; tensors: string[] };
+    state?: { method: string; meta: Record<string, unknown>; tensors: string[]; omitted?: true };
   }[];
 }
 
@@ -120,7 +124,8 @@ export class EditLedger {
   files(): Record<(typeof LEDGER_FILES)[number], Buffer> {
     const tensors: Record<string, RawTensor> = {};
     const file: LedgerFile = { format: "mend-ts-edits", base: { fingerprint: this.baseFingerprint }, next_id: this.nextId, entries: [] };
-    for (const e of this.list) {
+    this.list.forEach((e, i) => {
+      const newest = i === this.list.length - 1;
       const update: LedgerFile["entries"][number]["update"] = {};
       for (const [name, d] of Object.entries(e.update)) {
         if (isLowRank(d)) {
@@ -132,7 +137,9 @@ export class EditLedger {
           update[name] = { dense: true };
         }
       }
-      for (const [k, t] of Object.entries(e.state?.tensors ?? {})) tensors[`e${e.id}/state/${k}`] = raw(t);
+      const names = Object.keys(e.state?.tensors ?? {});
+      if (newest) for (const k of names) tensors[`e${e.id}/state/${k}`] = raw(e.state!.tensors[k]);
+      const omitted = (!newest && names.length > 0) || e.stateOmitted === true;
       file.entries.push({
         id: e.id,
         method: e.method,
@@ -140,9 +147,9 @@ export class EditLedger {
         latency_ms: e.latencyMs,
         time: e.time,
         update,
-        ...(e.state ? { state: { method: e.state.method, meta: { ...e.state.meta }, tensors: Object.keys(e.state.tensors) } } : {}),
+        ...(e.state || omitted ? { state: { method: e.state?.method ?? e.method, meta: { ...e.state?.meta }, tensors: omitted ? [] : names, ...(omitted ? { omitted: true as const } : {}) } } : {}),
       });
-    }
+    });
     return { "edits.json": Buffer.from(JSON.stringify(file, null, 1) + "\n"), "edits.safetensors": encodeSafetensors(tensors, { format: "mend-ts-edits" }) };
   }
 
@@ -170,8 +177,9 @@ export class EditLedger {
           if (!Object.prototype.hasOwnProperty.call(base.params, name)) throw new Error(`${where}/edits.json: edit ${e.id} changes "${name}", which the base model does not have`);
           update[name] = "dense" in d ? { delta: take(`e${e.id}/${name}/delta`) as tf.Tensor2D } : { alpha: d.alpha, keys: take(`e${e.id}/${name}/keys`) as tf.Tensor2D, values: take(`e${e.id}/${name}/values`) as tf.Tensor2D, requests: d.requests };
         }
-        const state = e.state && { method: e.state.method, meta: e.state.meta, tensors: Object.fromEntries(e.state.tensors.map((k) => [k, take(`e${e.id}/state/${k}`)])) };
-        ledger.list.push({ id: e.id, method: e.method, requests: e.requests, update, ...(state ? { state } : {}), latencyMs: e.latency_ms, time: e.time });
+        const omitted = e.state?.omitted === true;
+        const state = e.state && !omitted ? { method: e.state.method, meta: e.state.meta, tensors: Object.fromEntries(e.state.tensors.map((k) => [k, take(`e${e.id}/state/${k}`)])) } : undefined;
+        ledger.list.push({ id: e.id, method: e.method, requests: e.requests, update, ...(state ? { state } : {}), ...(omitted ? { stateOmitted: true } : {}), latencyMs: e.latency_ms, time: e.time });
       }
       if (weights) {
         const m = ledger.model();
