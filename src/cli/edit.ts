@@ -22,7 +22,7 @@ import type { EditInfo } from "../mend/edit";
 import { applyUpdates } from "../model/paramsModel";
 import * as path from "path";
 import { World } from "../world/world";
-import { ALLOW_BASE_MISMATCH_FLAG, BASE_FLAG, commandMethods, DEFAULT_EDITOR_DIR, DEFAULT_MODEL_DIR, EDIT_METHODS, EDITOR_FLAG, FORCE_FLAG, JSON_FLAG, MODEL_FLAG, PRESERVE_FLAG, guardOutput, readRequests } from "./common";
+import { ALLOW_BASE_MISMATCH_FLAG, BASE_FLAG, commandMethods, DEFAULT_EDITOR_DIR, DEFAULT_MODEL_DIR, EDIT_METHODS, EDITOR_FLAG, FORCE_FLAG, JSON_FLAG, MODEL_FLAG, PRESERVE_FLAG, guardOutput, readRequests, WEIGHTS_FLAG } from "./common";
 import { CommandSpec, flagBool, flagNumber, Flags, flagString } from "./flags";
 
 export const spec: CommandSpec = {
@@ -40,6 +40,7 @@ export const spec: CommandSpec = {
     { name: "save", type: "string", value: "DIR", help: "write the edited model and its edit ledger to this new folder (see --force)" },
     BASE_FLAG,
     PRESERVE_FLAG,
+    WEIGHTS_FLAG,
     FORCE_FLAG,
     JSON_FLAG,
     { name: "calibrate", type: "number", value: "MARGIN", help: "step calibration: MARGIN x the smallest step that makes the edit right (our extension)", above: 0, advanced: true },
@@ -121,7 +122,7 @@ export async function run(f: Flags): Promise<void> {
     } else {
       const last = ledger.entries[ledger.entries.length - 1];
       if (last?.stateOmitted && last.method === method) console.error(`note: the state ${method} kept after edit ${last.id} was not saved in ${modelDir} (an undo removed the newest edit); this edit starts ${method}'s state afresh`);
-      methods = commandMethods([method], base, [...ledger.entries.flatMap((x) => x.requests), ...requests], { preserveFile: flagString(f, "preserve") });
+      methods = commandMethods([method], base, [...ledger.entries.flatMap((x) => x.requests), ...requests], { preserveFile: flagString(f, "preserve"), ...(f.weights ? { weights: f.weights as string[] } : {}) });
       e = methods[0].edit(model, requests);
     }
     try {

@@ -1,5 +1,4 @@
 /** `mend eval`: every method on the same test (or validation) edits: table, JSON, HTML report, target checks. */
-import { spawn } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
@@ -22,7 +21,7 @@ import { writeFolder } from "../model/checkpointFolder";
 import { disposeEditor, Editor } from "../mend/editor";
 import { evalFigures, htmlReport, markdownTable } from "../viz/plots";
 import { World } from "../world/world";
-import { DEFAULT_BATCH_EDITOR_DIR, DEFAULT_EDITOR_DIR, DEFAULT_ENN_DIR, DEFAULT_KE_DIR, DEFAULT_MODEL_DIR, FORCE_FLAG, JSON_FLAG, MODEL_FLAG, PACKAGE_ROOT, guardOutput, loadModelAndEditor, newRunDir } from "./common";
+import { DEFAULT_BATCH_EDITOR_DIR, DEFAULT_EDITOR_DIR, DEFAULT_ENN_DIR, DEFAULT_KE_DIR, DEFAULT_MODEL_DIR, FORCE_FLAG, JSON_FLAG, MODEL_FLAG, guardOutput, loadModelAndEditor, newRunDir, runMendChild } from "./common";
 import { CommandSpec, flagBool, flagNumber, Flags, flagString } from "./flags";
 
 export const spec: CommandSpec = {
@@ -187,17 +186,9 @@ async function evalInWorkers(argv: string[], names: string[], jobs: number): Pro
   const queue = [...names].sort((x, y) => (cost[y] ?? 1) - (cost[x] ?? 1));
   const base = argv.filter((x, i) => !["--methods", "--jobs", "--json", "--out"].includes(x) && !["--methods", "--jobs", "--out"].includes(argv[i - 1]) && !x.startsWith("--methods=") && !x.startsWith("--jobs="));
   const parts: EvalResult[] = [];
-  const runOne = (name: string) =>
-    new Promise<void>((resolve, reject) => {
-      const child = spawn(process.execPath, [path.join(PACKAGE_ROOT, "bin", "mend.js"), "eval", ...base, "--methods", name, "--jobs", "1", "--worker"], { stdio: ["ignore", "pipe", "inherit"] });
-      let out = "";
-      child.stdout.on("data", (d) => (out += d));
-      child.on("close", (code) => {
-        if (code !== 0) return reject(new Error(`evaluation of ${name} failed (exit ${code})`));
-        parts.push(JSON.parse(out.trim().split("\n").pop()!));
-        resolve();
-      });
-    });
+  const runOne = async (name: string) => {
+    parts.push((await runMendChild(["eval", ...base, "--methods", name, "--jobs", "1", "--worker"], `evaluation of ${name}`)) as EvalResult);
+  };
   const workers = Array.from({ length: jobs }, async () => {
     for (let n = queue.shift(); n; n = queue.shift()) await runOne(n);
   });

@@ -106,7 +106,10 @@ export async function run(f: Flags): Promise<void> {
     }
     const names = [...new Set(ledger.entries.map((e) => e.method))];
     if (names.includes("MEND")) editor = loadEditor(flagString(f, "editor") ?? DEFAULT_EDITOR_DIR, base.config, base.params);
-    methods = commandMethods(names, base, ledger.entries.flatMap((x) => x.requests), { ...(editor ? { editor } : {}), preserveFile: flagString(f, "preserve") });
+    // Each method edits the weights its recorded edits changed (the lifelong methods' --weights).
+    const entries = ledger.entries;
+    const weightsOf = (n: string) => Object.keys(entries.find((e) => e.method === n)!.update);
+    for (const n of names) methods.push(...commandMethods([n], base, entries.flatMap((x) => x.requests), { ...(editor ? { editor } : {}), preserveFile: flagString(f, "preserve"), weights: weightsOf(n) }));
     const byName = (n: string) => methods[names.indexOf(n)];
     const remade = ledger.entries.slice(replayStart(ledger, id)).filter((e) => e.id !== id).map((e) => e.id);
     const replayed = replayWithout(ledger, id, byName);

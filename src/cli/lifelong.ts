@@ -16,7 +16,7 @@ import { loadEditor } from "../extensions/editorExtensions";
 import { lifelongFigures, lifelongTable, lifelongTargets, LifelongResult } from "../eval/lifelongReport";
 import { htmlReport } from "../viz/plots";
 import { World } from "../world/world";
-import { DEFAULT_EDITOR_DIR, DEFAULT_MODEL_DIR, FORCE_FLAG, JSON_FLAG, MODEL_FLAG, guardOutput, newRunDir, runMendChild } from "./common";
+import { DEFAULT_EDITOR_DIR, DEFAULT_MODEL_DIR, FORCE_FLAG, JSON_FLAG, MODEL_FLAG, guardOutput, newRunDir, runMendChild, WEIGHTS_FLAG } from "./common";
 import { CommandSpec, flagBool, flagNumber, Flags, flagString } from "./flags";
 import { ProgressBar } from "./progress";
 
@@ -33,7 +33,7 @@ export const spec: CommandSpec = {
     { name: "report", type: "ints", value: "N,...", help: "stream lengths the table shows (the stream of N edits is the first N of the longest)", default: "10,100,500", min: 1 },
     { name: "seed", type: "int", value: "S", help: "the stream's seed (facts, targets, order)", default: 0, min: 0 },
     { name: "data", type: "string", value: "KIND:FILE", help: "a stream of zsre:FILE or counterfact:FILE records on a GPT-2 folder (--model) instead of the facts world" },
-    { name: "weights", type: "strings", value: "NAME,...", help: "the weights UltraEdit, AlphaEdit and LocFT-BF edit (default: the last block's mlp.c_proj.weight; several spread each edit over them)" },
+    WEIGHTS_FLAG,
     { name: "out", type: "string", value: "DIR", help: "where results.json, results.md and report.html go (see --force)", default: "runs/lifelong-<time>" },
     FORCE_FLAG,
     MODEL_FLAG,
