@@ -298,8 +298,12 @@ test("the edit ledger from the command line on a generated GPT-2 folder: AlphaEd
     assert.match(r.stderr, /AlphaEdit on a model outside the facts world need prompts to preserve: --preserve FILE\.json/);
     r = mend("edit", "--model", g, "--method", "AlphaEdit", "--preserve", keep, "--prompt", "The capital of France is", "--target", "Rome", "--save", path.join(dir, "e1"), "--json");
     assert.equal(r.status, 0, r.stderr);
-    r = mend("edit", "--model", path.join(dir, "e1"), "--base", g, "--method", "UltraEdit", "--prompt", "The president is", "--target", "Biden", "--save", path.join(dir, "e2"), "--json");
+    r = mend("edit", "--model", path.join(dir, "e1"), "--base", g, "--method", "UltraEdit", "--weights", "h.0.mlp.c_proj.weight", "--prompt", "The president is", "--target", "Biden", "--save", path.join(dir, "e2"), "--json");
     assert.equal(r.status, 0, r.stderr);
+    // AlphaEdit spread over every block's mlp.c_proj by default, UltraEdit on the one weight named.
+    const layout = JSON.parse(fs.readFileSync(path.join(dir, "e2", "edits.json"), "utf8")).entries.map((e: { update: object }) => Object.keys(e.update).sort());
+    const nLayer = JSON.parse(fs.readFileSync(path.join(g, "config.json"), "utf8")).n_layer;
+    assert.deepEqual(layout, [Array.from({ length: Math.min(4, nLayer) }, (_, i) => `h.${nLayer - Math.min(4, nLayer) + i}.mlp.c_proj.weight`), ["h.0.mlp.c_proj.weight"]]);
     r = mend("ledger", "--model", path.join(dir, "e2"), "--json");
     assert.notEqual(r.status, 0, "the ledger's base is not the default facts-world model");
     assert.match(r.stderr, /made to the base model with fingerprint/);
@@ -310,6 +314,8 @@ test("the edit ledger from the command line on a generated GPT-2 folder: AlphaEd
     r = mend("ledger", "--model", path.join(dir, "e2"), "--base", g, "--replay", "1", "--preserve", keep, "--save", path.join(dir, "r"), "--json");
     assert.equal(r.status, 0, r.stderr);
     assert.equal(JSON.parse(r.stdout).later_edits, 1);
+    const replayed = JSON.parse(fs.readFileSync(path.join(dir, "r", "edits.json"), "utf8")).entries.map((e: { update: object }) => Object.keys(e.update));
+    assert.deepEqual(replayed, [["h.0.mlp.c_proj.weight"]], "the replay edits the weights the recorded edit did");
     r = mend("ledger", "--model", path.join(dir, "u"), "--base", g, "--diff", path.join(dir, "e1"), "--json");
     assert.equal(r.status, 0, r.stderr);
     assert.deepEqual(JSON.parse(r.stdout), { compared: 1, changed: [] }, "undoing edit 2 of e2 gives e1's model");
