@@ -1,7 +1,8 @@
 /**
  * AlphaEdit-style null-space editing (our addition after Fang et al., "AlphaEdit: Null-Space
  * Constrained Knowledge Editing for Language Models", ICLR 2025; the structure, not their code), on
- * MEND's factors u and δ of one weight (keyValueEdit.ts).
+ * MEND's factors u and δ of each edited weight (keyValueEdit.ts spreads an edit over several: each
+ * has its own P and A⁻¹ below).
  *
  * Preserved knowledge: the keys K₀ [m, d_in] of prompts whose answers must not move (the world's
  * training-split facts, or a dataset's locality prompts). P projects onto the orthogonal complement

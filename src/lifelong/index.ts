@@ -5,7 +5,8 @@
  *
  *  - UltraEdit-style: a training-free ridge solve on u and δ with running statistics (ultraEdit.ts);
  *  - AlphaEdit-style: the same solve, projected onto the null space of preserved keys, with the
- *    earlier edits' keys in its normal equation (alphaEdit.ts);
+ *    earlier edits' keys in its normal equation, spread over several weights (alphaEdit.ts,
+ *    keyValueEdit.ts);
  *  - LocFT-BF-style: fine-tuning one weight breadth-first over every edit so far (locFtBf.ts).
  */
 export * from "./linalg";

@@ -10,7 +10,8 @@
  * Depth-first fine-tuning (the FT baseline: one edit until it holds, then the next) is what
  * collapses in a stream; breadth-first revisits the earlier edits and keeps them.
  *
- * The update is dense ΔW of the one weight (model/weightUpdate.ts), the model `model` + ΔW.
+ * The update is dense ΔW of the tuned weight (model/weightUpdate.ts; of each, when several are
+ * named), the model `model` + ΔW.
  */
 import * as tf from "@tensorflow/tfjs";
 import { disposeBatch, makeBatch } from "../model/batch";
