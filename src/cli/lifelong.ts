@@ -66,7 +66,13 @@ async function runWorker(f: Flags, name: string): Promise<LifelongCurve> {
     if (name.startsWith("MEND")) editor = loadEditor(flagString(f, "editor") ?? DEFAULT_EDITOR_DIR, model.config, model.params);
     const innerParams = editor?.config.innerParams ?? lastBlocksMlp(model.config.n_layer);
     methods = buildMethods([name], { ...(editor ? { editor } : {}), innerParams, locTexts: stream.preserve.slice(0, 16), lifelong: { model, ...(f.weights ? { weights: f.weights as string[] } : {}), preserve: stream.preserve } });
-    return runLifelong(model, methods[0], stream, flagNumber(f, "every") ?? 10, (p) => console.error(`${name}: ${p.edits} edits, retention ${p.retention.toFixed(3)}, locality ${p.locality.overall.toFixed(3)}`));
+    let said = performance.now();
+    const onEdit = (done: number, sec: number) => {
+      if (performance.now() - said < 30_000) return; // between measurements, a line every 30 s
+      said = performance.now();
+      console.error(`${name}: ${done} of ${stream.edits.length} edits, ${sec.toFixed(0)} s of editing`);
+    };
+    return runLifelong(model, methods[0], stream, flagNumber(f, "every") ?? 10, (p) => console.error(`${name}: ${p.edits} edits, retention ${p.retention.toFixed(3)}, locality ${p.locality.overall.toFixed(3)}`), onEdit);
   } finally {
     for (const m of methods) m.dispose?.();
     if (editor) disposeEditor(editor);

@@ -119,9 +119,10 @@ function probeClasses(probes: readonly LifelongProbe[], done: readonly EditRecor
 
 /**
  * Run `method` through the stream on `model` (never changed), measuring after every `every` edits
- * and at the end. `onPoint` reports progress. Keeps only the newest edited model.
+ * and at the end. `onPoint` reports each measurement, `onEdit` each edit (edits so far, seconds of
+ * editing so far). Keeps only the newest edited model.
  */
-export function runLifelong(model: EditedModel, method: EditMethod, stream: LifelongStream, every = 10, onPoint?: (p: LifelongPoint) => void): LifelongCurve {
+export function runLifelong(model: EditedModel, method: EditMethod, stream: LifelongStream, every = 10, onPoint?: (p: LifelongPoint) => void, onEdit?: (done: number, editSeconds: number) => void): LifelongCurve {
   if (!(Number.isInteger(every) && every > 0)) throw new Error(`measure every N edits: N must be a positive integer, got ${every}`);
   const t0 = performance.now();
   const probeExamples = stream.probes.map((p) => ({ prompt: p.prompt, target: p.target }));
@@ -141,6 +142,7 @@ export function runLifelong(model: EditedModel, method: EditMethod, stream: Life
       if (current !== model) replaceModel(current, e.model);
       current = e.model;
       const done = i + 1;
+      onEdit?.(done, editMs / 1000);
       if (done % every !== 0 && done !== stream.edits.length) return;
       const edits = stream.edits.slice(0, done);
       const ret = scoreTargets(current, edits.map((d) => ({ prompt: d.prompts[0], target: d.target_new })));
