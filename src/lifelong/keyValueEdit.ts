@@ -134,7 +134,8 @@ export function keyValueEdit(model: ModelView, requests: readonly EditRequest[],
   const states = weights.map((w) => weightState(state, weights, w));
   const layers = weights.map((name) => {
     const n = first.u[name].shape[0];
-    return { name, n, dOut: model.params[name].shape[1] as number, rowReq: first.rows[name].map((r) => Math.floor(r / first.seqLen)), cSum: new Float64Array(n * (model.params[name].shape[1] as number)) };
+    const dOut = model.params[name].shape[1] as number;
+    return { name, n, dOut, rowReq: first.rows[name].map((r) => Math.floor(r / first.seqLen)), cSum: new Float64Array(n * dOut) };
   });
   const systems: (KeySystem | undefined)[] = [];
   const scales: (tf.Tensor1D | null)[] = [];

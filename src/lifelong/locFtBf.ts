@@ -93,10 +93,10 @@ export function locFtBfEdit(model: ModelView, requests: readonly EditRequest[], 
         failing = still.map((k) => failing[k]);
       }
     }
+    const update = Object.fromEntries(cfg.weights.map((name, i) => [name, { delta: tf.clone(deltas[i]) as tf.Tensor2D }]));
+    return { update, state: { method: LOC_FT_BF, meta: { requests: all.map((r) => ({ prompt: r.prompt, target: r.target })) }, tensors: {} }, steps };
   } finally {
     opt.dispose();
+    tf.dispose(deltas); // also when tuning fails
   }
-  const update = Object.fromEntries(cfg.weights.map((name, i) => [name, { delta: tf.clone(deltas[i]) as tf.Tensor2D }]));
-  tf.dispose(deltas);
-  return { update, state: { method: LOC_FT_BF, meta: { requests: all.map((r) => ({ prompt: r.prompt, target: r.target })) }, tensors: {} }, steps };
 }
