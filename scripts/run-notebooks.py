@@ -12,7 +12,12 @@ Usage: run-notebooks.py [--twice] [--write] [--html DIR] [--timeout SEC] [NOTEBO
   --html DIR  export each notebook's first pass to DIR/<name>.html; plotly.js is written once to
               DIR/plotly.min.js, which the pages' figures load
 
-Every pass fails the notebook when a cell fails. Checks on every notebook:
+Every pass fails the notebook when a cell fails. Implement-it exercises (src/viz/exercises.ts): a
+code cell tagged "check" right after a cell tagged "solution" is run once before that solution, and
+must fail there with its "TODO" message (the exercise cell still holds the stub); it then runs again
+after the solution, as part of the pass, and must pass. The first pass is timed against a budget of
+30 s (Run All on this machine's wasm backend); a notebook over it is reported, not failed.
+Checks on every notebook:
   - every imported name is used; a notebook with exercises has solution cells;
   - cells tagged "solution" (the exercises' solutions) run like any other cell; their count is shown;
   - prose quotes only what the notebook computes: a number in a markdown cell followed by the marker
@@ -149,7 +154,7 @@ def check_structure(nb):
     names = []
     for src in code:
         for m in re.finditer(r"import\s*\{([^}]*)\}\s*from", src):
-            names += [n.split(" as ")[-1].strip() for n in m.group(1).split(",") if n.strip()]
+            names += [re.sub(r"^type\s+", "", n.strip()).split(" as ")[-1].strip() for n in m.group(1).split(",") if n.strip()]
         names += re.findall(r"import\s+\*\s+as\s+(\w+)", src)
     body = "\n".join(re.sub(r"^\s*import[^;]*;", "", src, flags=re.M | re.S) for src in code)
     for n in names:
@@ -177,21 +182,52 @@ def report_failure(nb, path, err, log):
         print(f"--- the kernel's stderr:\n{kernel[-3000:]}")
 
 
+BUDGET = 30  # seconds for one Run All (the tutorial's target on this machine)
 self_test()
 passed = failed = 0
+first_times = []
 for path in paths:
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, kernel_name="tslab", timeout=timeout, resources={"metadata": {"path": os.path.dirname(path)}})
     count = 0
+    implement_checks = 0
     times = []
+
+    def check_fails_first(i, ran):
+        """Run the check cell after solution cell i (if any) before the solution: it must fail with TODO
+        (only when this pass ran the exercise cell before it, which puts the stub back)."""
+        global implement_checks
+        prev = next((j for j in range(i - 1, -1, -1) if nb.cells[j].cell_type == "code"), None)
+        if prev not in ran:
+            return
+        nxt = next((j for j in range(i + 1, len(nb.cells)) if nb.cells[j].cell_type == "code"), None)
+        if nxt is None or "check" not in nb.cells[nxt].metadata.get("tags", []):
+            return
+        probe = copy.deepcopy(nb.cells[nxt])
+        try:
+            client.execute_cell(probe, nxt, execution_count=count)
+        except Exception:  # noqa: BLE001 - the expected failure, read below
+            time.sleep(1)  # tslab drops the outputs of a request that arrives right after an error
+        outs = probe.get("outputs", [])
+        if any(o.get("output_type") == "error" or o.get("name") == "stderr" for o in outs):
+            said = "\n".join(o.get("text", "") + " ".join(o.get("traceback", [])) + o.get("evalue", "") for o in outs)
+            if "TODO" not in said:
+                raise RuntimeError(f"cell {nxt} (a check) failed before its solution without the exercise's TODO message:\n{said[-1500:]}")
+            implement_checks += 1
+            return
+        raise RuntimeError(f"cell {nxt} (a check) passed before its solution ran: a check must fail while the exercise is a TODO; it printed: {probe.get('outputs')}")
 
     def run(cells):
         """Execute (index, cell) pairs in order, numbering them like a kernel session does."""
         global count
         t0 = time.time()
+        ran = set()
         for i, cell in cells:
             if cell.cell_type != "code":
                 continue
+            if "solution" in cell.metadata.get("tags", []):
+                check_fails_first(i, ran)
+            ran.add(i)
             count += 1
             client.execute_cell(cell, i, execution_count=count)
             cell["execution_count"] = count
@@ -226,10 +262,15 @@ for path in paths:
         continue
     passed += 1
     size = len(nbformat.writes(first).encode())
-    passes = f"{times[0]:.0f}s" + (f"; second half after the clean-up {times[1]:.0f}s; again in the same kernel {times[2]:.0f}s" if twice else "")
-    print(f"ok   {os.path.relpath(path, root)} ({passes}; solutions run: {solutions}; executed {size / 1e6:.2f} MB)")
+    passes = f"Run All {times[0]:.0f}s" + (" (over the 30 s budget)" if times[0] > BUDGET else "") + (f"; second half after the clean-up {times[1]:.0f}s; again in the same kernel {times[2]:.0f}s" if twice else "")
+    checks = f"; implement-it checks failing before their solution: {implement_checks}" if implement_checks else ""
+    print(f"ok   {os.path.relpath(path, root)} ({passes}; solutions run: {solutions}{checks}; executed {size / 1e6:.2f} MB)")
+    first_times.append((os.path.relpath(path, root), times[0]))
     if html_dir:
         export_html(first, path)
 
+if first_times:
+    slow = [f"{n} {t:.0f}s" for n, t in first_times if t > BUDGET]
+    print(f"Run All per notebook: longest {max(t for _, t in first_times):.0f}s, total {sum(t for _, t in first_times):.0f}s; over {BUDGET}s: {', '.join(slow) if slow else 'none'}")
 print(f"notebooks: {passed} passed, {failed} failed")
 sys.exit(min(failed, 100))
