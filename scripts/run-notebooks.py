@@ -49,6 +49,8 @@ root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if not paths:
     paths = sorted(glob.glob(os.path.join(root, "notebooks", "*.ipynb")))
 
+MATHJAX_URL = "https://cdn.jsdelivr.net/npm/mathjax@2.7.9/MathJax.js?config=TeX-AMS_CHTML-full,Safe"
+REQUIRE_JS_URL = "https://cdn.jsdelivr.net/npm/requirejs@2.3.6/require.min.js"
 MARK = "<!--out-->"
 CITED = "<!--paper-->"  # a number quoted from a publication, not computed here
 NUMBER = r"[-−]?\d[\d,]*(?:\.\d+)?(?:e[-+−]?\d+)?%?"
@@ -62,7 +64,13 @@ def export_html(nb, path):
     os.makedirs(html_dir, exist_ok=True)
     bundle = os.path.join(root, "node_modules", "plotly.js-dist-min", "plotly.min.js")
     shutil.copyfile(bundle, os.path.join(html_dir, "plotly.min.js"))
-    body, _ = HTMLExporter().from_notebook_node(nb)  # figures load plotly.min.js beside the page
+    # MathJax and require.js from a public CDN: Debian's nbconvert points them at file:///usr/share,
+    # which renders only on a machine with those packages (the exports must open anywhere)
+    exporter = HTMLExporter(mathjax_url=MATHJAX_URL, require_js_url=REQUIRE_JS_URL)
+    body, _ = exporter.from_notebook_node(nb)  # figures load plotly.min.js beside the page
+    local = re.findall(r"""(?:src|href)=["'](file:[^"']*|/[^/"'][^"']*)["']""", body)
+    if local:
+        raise SystemExit(f"the export of {path} refers to local files: {sorted(set(local))[:5]}")
     name = os.path.splitext(os.path.basename(path))[0] + ".html"
     with open(os.path.join(html_dir, name), "w") as f:
         f.write(body)

@@ -92,9 +92,18 @@ export function barsFigure(title: string, categories: readonly string[], series:
   };
 }
 
-/** Lines over a swept setting (x may be logarithmic), with optional horizontal references (another method's value). */
+/** A swept value as a tick label: integers as they are (k = 1, 5, 25), small rates in exponent form (4.0e-4). */
+function tickLabel(v: number): string {
+  if (Number.isInteger(v)) return String(v);
+  return Math.abs(v) < 1e-2 ? v.toExponential(1) : String(Number(v.toPrecision(3)));
+}
+
+/**
+ * Lines over a swept setting (x may be logarithmic), with optional horizontal references (another
+ * method's value). A series named "... (paper)" (a publication's numbers) is drawn dashed.
+ */
 export function sweepFigure(title: string, x: readonly number[], series: Record<string, readonly number[]>, o: { xTitle: string; yTitle: string; logX?: boolean; range?: [number, number]; references?: Record<string, number> }): Figure {
-  const data: Record<string, unknown>[] = Object.entries(series).map(([name, y], i) => ({ type: "scatter", mode: "lines+markers", name, x, y, line: { color: PALETTE[i % PALETTE.length], width: 2 } }));
+  const data: Record<string, unknown>[] = Object.entries(series).map(([name, y], i) => ({ type: "scatter", mode: "lines+markers", name, x, y, line: { color: PALETTE[i % PALETTE.length], width: 2, ...(name.endsWith("(paper)") ? { dash: "dash" } : {}) } }));
   Object.entries(o.references ?? {}).forEach(([name, y], i) => {
     data.push({ type: "scatter", mode: "lines", name, x: [x[0], x[x.length - 1]], y: [y, y], line: { color: PALETTE[i % PALETTE.length], dash: "dash", width: 1 } });
   });
@@ -102,7 +111,7 @@ export function sweepFigure(title: string, x: readonly number[], series: Record<
     data,
     layout: layoutBase(title, {
       height: 400,
-      xaxis: { title: { text: o.xTitle }, ...(o.logX ? { type: "log", tickvals: x, ticktext: x.map((v) => v.toExponential(1)) } : { tickvals: x }) },
+      xaxis: { title: { text: o.xTitle }, ...(o.logX ? { type: "log", tickvals: x, ticktext: x.map(tickLabel) } : { tickvals: x }) },
       yaxis: { title: { text: o.yTitle }, ...(o.range ? { range: o.range } : {}) },
       legend: { orientation: "h", y: -0.25 },
     }),
@@ -122,15 +131,18 @@ export function sliderBarsFigure(title: string, categories: readonly string[], s
   };
 }
 
+/** One colour scale for every causal-tracing panel (plotly's own Viridis: dark = low, yellow = high). */
+const TRACE_SCALE = "Viridis";
+
 const KIND_TITLE: Record<TraceKind, string> = { hidden: "the residual stream after the block", mlp: "the MLP output", attn: "the attention output" };
 
-/** One causal trace: p(answer) with one state restored, per input token (rows) and block (columns). */
+/** One causal trace: p(answer) with one state restored, per input token (rows) and block (columns); the same scale as the average figure. */
 export function causalTraceFigure(t: CausalTrace, kind: TraceKind): Figure {
   const labels = t.tokens.map((tok, i) => `${i}: ${tok}${i >= t.subjectRange[0] && i < t.subjectRange[1] ? " *" : ""}`);
   const L = t.restored[kind].length;
   const z = t.tokens.map((_, pos) => t.restored[kind].map((row) => row[pos])); // [position][layer]
   return {
-    data: [{ type: "heatmap", z, x: Array.from({ length: L }, (_, l) => `block ${l}`), y: labels, zmin: 0, zmax: 1, colorscale: kind === "mlp" ? "Greens" : kind === "attn" ? "Reds" : "Purples", reversescale: true, colorbar: { title: { text: `p(${t.answer})`, side: "right" }, thickness: 14 } }],
+    data: [{ type: "heatmap", z, x: Array.from({ length: L }, (_, l) => `block ${l}`), y: labels, zmin: 0, zmax: 1, colorscale: TRACE_SCALE, colorbar: { title: { text: `p(${t.answer})`, side: "right" }, thickness: 14 } }],
     layout: layoutBase(`Restoring ${KIND_TITLE[kind]} at one token and block (* subject, corrupted)`, {
       height: 140 + 32 * t.tokens.length,
       margin: { t: 60, l: 160, r: 110, b: 60 },
@@ -154,11 +166,11 @@ export function averageTraceFigure(a: AverageTrace): Figure {
     yaxis: `y${i === 0 ? "" : i + 1}`,
     zmin: 0,
     zmax: Math.max(0.01, ...kinds.flatMap((kk) => a.effect[kk].flat().filter(Number.isFinite))),
-    colorscale: "Viridis",
+    colorscale: TRACE_SCALE,
     showscale: i === 2,
-    colorbar: { title: { text: "average effect on p(answer)", side: "right" }, thickness: 14 },
+    colorbar: { title: { text: "average indirect effect on p(answer)", side: "right" }, thickness: 14 },
   }));
-  const layout: Record<string, unknown> = layoutBase(`Average effect of restoring one state, over ${a.facts} facts`, { height: 380, margin: { t: 80, l: 170, r: 110, b: 60 } });
+  const layout: Record<string, unknown> = layoutBase(`Average indirect effect of restoring one state, over ${a.facts} facts`, { height: 380, margin: { t: 80, l: 170, r: 110, b: 60 } });
   kinds.forEach((k, i) => {
     const ax = i === 0 ? "" : String(i + 1);
     layout[`xaxis${ax}`] = { domain: [i * (w + 0.05), i * (w + 0.05) + w], anchor: `y${ax}`, title: { text: `block (${KIND_TITLE[k]})`, font: { size: 11 } } };

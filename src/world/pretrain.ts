@@ -58,9 +58,17 @@ export interface FactAccuracy {
   n: number;
 }
 
-/** Fact accuracy of a model over the world's whole corpus. */
-export function factAccuracy(m: LanguageModel, world: World): FactAccuracy {
-  const corpus = world.corpus();
+/** Fact accuracy of a model over the world's whole corpus, or over the first `templatesPerGroup` templates of each fact and template group (a faster sample). */
+export function factAccuracy(m: LanguageModel, world: World, opts: { templatesPerGroup?: number } = {}): FactAccuracy {
+  const k = opts.templatesPerGroup;
+  if (k !== undefined && !(Number.isInteger(k) && k >= 1)) throw new Error(`factAccuracy: templatesPerGroup must be a positive integer, got ${k}`);
+  const seen = new Map<string, number>();
+  const corpus = k === undefined ? world.corpus() : world.corpus().filter((c) => {
+    const key = `${c.fact.subject}|${c.fact.relation}|${c.group}`;
+    const n = seen.get(key) ?? 0;
+    seen.set(key, n + 1);
+    return n < k;
+  });
   const scores = scoreTargets(m, corpus.map((c) => ({ prompt: c.prompt, target: c.object })), 256);
   const by: Record<TemplateGroup, [number, number]> = { train: [0, 0], heldout: [0, 0] };
   scores.forEach((s, i) => {
