@@ -24,6 +24,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   paper: async () => import("./paper"),
   lifelong: async () => import("./lifelong"),
   ledger: async () => import("./ledger"),
+  lab: async () => import("./lab"),
 };
 
 async function usage(): Promise<string> {

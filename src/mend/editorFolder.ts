@@ -20,9 +20,9 @@ import { createEditor, disposeEditor, Editor, EditorConfig, editorVariables, val
 import { Params } from "../model/gpt";
 import { recoverForRead, verifyFolder, writeFolder } from "../model/checkpointFolder";
 import { paramsFingerprint } from "../model/gpt";
-import { encodeSafetensors, RawTensor, readSafetensors } from "../model/safetensors";
+import { decodeSafetensors, encodeSafetensors, RawTensor, readSafetensors } from "../model/safetensors";
 import { disposeStats } from "./stats";
-import { readJsonFile } from "../model/jsonFile";
+import { parseJson, readJsonFile } from "../model/jsonFile";
 
 export interface EditorFolderConfig {
   format: "mend-ts-editor";
@@ -126,6 +126,25 @@ export function loadEditor(dir: string, baseConfig: GPT2Config, baseParams: Read
   }
   verifyFolder(dir, ["editor", "editor-run"]);
   const cfg = checkedFolderConfig(readJsonFile(cfgPath), cfgPath);
+  checkEditorFits(cfg, dir, baseConfig, baseParams, attach, opts);
+  return editorFromParts(cfg, readSafetensors(path.join(dir, "editor.safetensors")).tensors, dir, attach);
+}
+
+/**
+ * An editor from the bytes of an editor folder (config.json, editor.safetensors), as the browser
+ * lab fetches them (their sizes and SHA-256 checked against the manifest by the caller), for a base
+ * model: the same checks as `loadEditor`. `where` names the folder in errors. The caller owns it.
+ */
+export function editorFromFiles(files: Readonly<Record<string, Uint8Array>>, where: string, baseConfig: GPT2Config, baseParams: Readonly<Params>, attach?: AttachHooks, opts: { allowBaseMismatch?: boolean } = {}): Editor {
+  for (const name of ["config.json", "editor.safetensors"]) if (!files[name]) throw new Error(`${where}/${name}: file not found`);
+  const cfgPath = `${where}/config.json`;
+  const cfg = checkedFolderConfig(parseJson(new TextDecoder().decode(files["config.json"]), cfgPath), cfgPath);
+  checkEditorFits(cfg, where, baseConfig, baseParams, attach, opts);
+  return editorFromParts(cfg, decodeSafetensors(files["editor.safetensors"], `${where}/editor.safetensors`).tensors, where, attach);
+}
+
+/** Throws unless the editor of folder `dir` (its checked config) fits the base model. */
+function checkEditorFits(cfg: EditorFolderConfig, dir: string, baseConfig: GPT2Config, baseParams: Readonly<Params>, attach: AttachHooks | undefined, opts: { allowBaseMismatch?: boolean }): void {
   if (cfg.extensions && !attach) {
     throw new Error(`editor "${dir}" was trained with additions to MEND (${Object.keys(cfg.extensions).join(", ")}); load it with extensions.loadEditor (src/extensions), which rebuilds them`);
   }
@@ -146,7 +165,11 @@ export function loadEditor(dir: string, baseConfig: GPT2Config, baseParams: Read
     const want = own(cfg.base.shapes, name) ? cfg.base.shapes[name] : undefined;
     if (!want || want.join("x") !== w.shape.join("x")) throw new Error(`editor "${dir}" expects "${name}" of shape [${want}], the base model has [${w.shape}]`);
   }
-  const { tensors } = readSafetensors(path.join(dir, "editor.safetensors"));
+}
+
+/** The editor of a checked folder config and its tensors (`dir` names the folder in errors). */
+function editorFromParts(cfg: EditorFolderConfig, tensors: Record<string, RawTensor>, dir: string, attach?: AttachHooks): Editor {
+  const cfgPath = `${dir}/config.json`;
   const editor = createEditor(cfg.editor, cfg.base.shapes, 0);
   try {
     const { net, editLrs } = editorVariables(editor);

@@ -293,7 +293,7 @@ export function paramsFingerprint(p: Readonly<Params>): string {
     const t = p[name];
     const d = t.dataSync() as Float32Array;
     h.update(`${name}:${t.shape.join("x")}:`);
-    h.update(Buffer.from(d.buffer, d.byteOffset, d.byteLength));
+    h.update(new Uint8Array(d.buffer, d.byteOffset, d.byteLength));
   }
   const fp = h.digest("hex");
   if (key !== null) {

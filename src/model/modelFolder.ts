@@ -12,7 +12,7 @@ import * as path from "path";
 import * as tf from "@tensorflow/tfjs";
 import { GPT2Config, validateConfig } from "./config";
 import { disposeParams, Params, paramShapes } from "./gpt";
-import { RawTensor, SafetensorsFile, encodeSafetensors } from "./safetensors";
+import { RawTensor, SafetensorsFile, decodeSafetensors, encodeSafetensors } from "./safetensors";
 import { isPlainFileName, recoverForRead, verifyFolder, writeFolder } from "./checkpointFolder";
 import { Tokenizer } from "./tokenizer";
 import { ModelView, ParamsModel } from "./paramsModel";
@@ -121,6 +121,38 @@ function filesSource(byName: ReadonlyMap<string, SafetensorsFile>): TensorSource
   };
 }
 
+/**
+ * A model from the bytes of a word-tokenizer model folder (config.json, vocab.json,
+ * model.safetensors), as the browser lab fetches them (their sizes and SHA-256 checked against the
+ * manifest by the caller). `where` names the folder in errors. The caller owns the model.
+ */
+export function modelFromFiles(files: Readonly<Record<string, Uint8Array>>, where: string): Model {
+  const text = (name: string) => {
+    if (!files[name]) throw new Error(`${where}/${name}: file not found`);
+    return new TextDecoder().decode(files[name]);
+  };
+  const config = validateConfig(parseJson(text("config.json"), `${where}/config.json`) as GPT2Config);
+  const vocab = text("vocab.json");
+  let tokenizer: Tokenizer;
+  try {
+    tokenizer = WordTokenizer.fromJSON(parseJson(vocab, `${where}/vocab.json`), vocab);
+  } catch (e) {
+    throw new Error(`${where}/vocab.json: ${(e as Error).message.replace(/^vocab\.json: /, "")}`);
+  }
+  checkVocabulary(tokenizer, config, where);
+  if (!files["model.safetensors"]) throw new Error(`${where}/model.safetensors: file not found`);
+  const params = paramsFromRaw(decodeSafetensors(files["model.safetensors"], `${where}/model.safetensors`).tensors, config, `${where}/model.safetensors`);
+  return new ParamsModel(config, params, tokenizer, { owned: Object.values(params) });
+}
+
+/** The tokenizer fits the config: exactly for the word tokenizer; a Hub checkpoint may pad its embedding beyond its BPE. */
+function checkVocabulary(tokenizer: Tokenizer, config: GPT2Config, dir: string): void {
+  const exact = tokenizer.kind === "word";
+  if (exact ? tokenizer.size !== config.vocab_size : tokenizer.size > config.vocab_size) {
+    throw new Error(`${dir}: the tokenizer has ${tokenizer.size} tokens but config.json says vocab_size ${config.vocab_size}`);
+  }
+}
+
 /** Read a model's weights from a safetensors file, one tensor at a time (caller owns them). */
 function readParams(file: string, config: GPT2Config): Params {
   const f = new SafetensorsFile(file);
@@ -186,10 +218,7 @@ export function loadModel(dir: string): Model {
   if (!has("config.json")) throw new Error(`${path.join(dir, "config.json")}: file not found`);
   const config = validateConfig(readJsonFile(path.join(dir, "config.json")) as GPT2Config);
   const tokenizer = loadTokenizer(dir, has);
-  const exact = tokenizer.kind === "word"; // a Hub checkpoint may pad its embedding beyond the tokenizer
-  if (exact ? tokenizer.size !== config.vocab_size : tokenizer.size > config.vocab_size) {
-    throw new Error(`${dir}: the tokenizer has ${tokenizer.size} tokens but config.json says vocab_size ${config.vocab_size}`);
-  }
+  checkVocabulary(tokenizer, config, dir);
   const file = path.join(dir, "model.safetensors");
   if (!has("model.safetensors") && !has(SHARD_INDEX)) {
     const other = ["pytorch_model.bin", "tf_model.h5", "flax_model.msgpack"].filter((n) => fs.existsSync(path.join(dir, n)));

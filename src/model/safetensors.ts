@@ -132,13 +132,16 @@ function tensorOf(e: SafetensorsEntry, bytes: Uint8Array): RawTensor {
   return { dtype: e.dtype, shape: e.shape, data: e.dtype === "F32" ? new Float32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4) : new Int32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4) };
 }
 
-/** Parse and validate a safetensors buffer. `file` is only used in error messages. */
-export function decodeSafetensors(buf: Buffer, file = "safetensors"): { tensors: Record<string, RawTensor>; metadata: Record<string, string> } {
+/**
+ * Parse and validate a safetensors buffer (a Node Buffer or any Uint8Array: the browser lab reads
+ * fetched bytes). `file` is only used in error messages.
+ */
+export function decodeSafetensors(buf: Uint8Array, file = "safetensors"): { tensors: Record<string, RawTensor>; metadata: Record<string, string> } {
   if (buf.length < 8) throw new SafetensorsError(file, `file is ${buf.length} bytes, too short for a safetensors header`);
-  const n = Number(buf.readBigUInt64LE(0));
+  const n = Number(new DataView(buf.buffer, buf.byteOffset, 8).getBigUint64(0, true));
   if (n > buf.length - 8) throw new SafetensorsError(file, `header length ${n} exceeds the file size (${buf.length} bytes): truncated or not a safetensors file`);
   const dataStart = 8 + n;
-  const { entries, metadata } = parseHeader(buf.subarray(8, dataStart).toString("utf8"), buf.length - dataStart, file);
+  const { entries, metadata } = parseHeader(new TextDecoder().decode(buf.subarray(8, dataStart)), buf.length - dataStart, file);
   const tensors: Record<string, RawTensor> = {};
   for (const e of entries) tensors[e.name] = tensorOf(e, new Uint8Array(buf.subarray(dataStart + e.begin, dataStart + e.end))); // aligned copy
   return { tensors, metadata };

@@ -1,0 +1,259 @@
+/**
+ * The MEND lab: the notebooks' playground as a session the web page drives (page.ts) and tests run
+ * in Node. It holds the base model, the shipped editor and the facts world; each edit goes through
+ * the one method registry (eval/methods.ts) and returns everything the page shows: the top-k before
+ * and after, the fact's paraphrases and neighbours, the update per edited weight, ũ and δ̃ per token
+ * (MEND), the drift of the subject's and the relation's other facts, and, in stream mode, the edits
+ * so far in an edit ledger with retention and locality, and undo.
+ *
+ * No DOM and no file system here: the page fetches the folders (fetchFolder.ts) and hands the
+ * bytes to `labFromFiles`; Node tests hand it the same bytes read from disk.
+ */
+import * as tf from "@tensorflow/tfjs";
+import { EditRequest } from "../datasets/editRecord";
+import { worldMethodContext } from "../eval/evaluate";
+import { buildMethods, EditMethod, MethodEdit } from "../eval/methods";
+import { probesFor, ProbeResult, runProbes } from "../eval/report";
+import { Editor, disposeEditor } from "../mend/editor";
+import { editorFromFiles } from "../mend/editorFolder";
+import { EditLedger } from "../model/editLedger";
+import { EditedModel } from "../model/languageModel";
+import { Model, modelFromFiles } from "../model/modelFolder";
+import { applyUpdates } from "../model/paramsModel";
+import { nextTokenTopK, scoreTargets } from "../model/score";
+import { denseDelta, disposeUpdate, ModelUpdate } from "../model/weightUpdate";
+import { factorsByToken, TokenFactorRow } from "../viz/inspect";
+import { World, WorldFile } from "../world/world";
+
+/** The methods the lab offers, in the order of its menu (all from the registry). */
+export const LAB_METHODS = ["MEND", "MEND-cal", "FT", "FT+KL", "UltraEdit", "AlphaEdit", "LocFT-BF", "cache"] as const;
+export type LabMethod = (typeof LAB_METHODS)[number];
+
+/** What the lab's build computed in Node and ships beside the checkpoints (lab.json). */
+export interface LabConfig {
+  /** The cache's distance threshold ε*, chosen on the world's validation edits (baselines/cache.ts). */
+  cacheThreshold: number;
+}
+
+export interface TopToken {
+  token: string;
+  prob: number;
+}
+
+/** One edited weight: ‖ΔW‖_F / ‖W‖_F of this edit. */
+export interface LayerUpdate {
+  weight: string;
+  relative: number;
+}
+
+/** Δ p(the world's answer) of facts of the edited subject's kind: rows relations, columns subjects. */
+export interface DriftMap {
+  relations: string[];
+  subjects: string[];
+  /** [relation][subject]: p after − p before (NaN for the edited fact itself). */
+  change: number[][];
+  edited: { relation: string; subject: string } | null;
+}
+
+export interface StreamState {
+  /** The edits so far, oldest first. */
+  edits: { id: number; method: string; prompt: string; target: string }[];
+  /** Fraction of the edits so far whose prompt gives their target. */
+  retention: number;
+  /** Fraction of the fixed locality facts whose answer is still the base model's. */
+  locality: number;
+}
+
+export interface EditView {
+  request: EditRequest;
+  method: string;
+  backend: string;
+  latencyMs: number;
+  before: TopToken[];
+  after: TopToken[];
+  probes: ProbeResult[];
+  layers: LayerUpdate[];
+  /** MEND's factors per token of the edited weights (MEND and MEND-cal only). */
+  tokens: TokenFactorRow[];
+  drift: DriftMap;
+  stream: StreamState | null;
+}
+
+/** The fixed facts whose answers stream mode watches (one per relation and every 9th subject). */
+function localityFacts(world: World): { prompt: string; target: string }[] {
+  return world.facts.filter((_, i) => i % 9 === 0).slice(0, 60).map((f) => ({ prompt: world.prompts(f.subject, f.relation, "heldout")[0], target: f.object }));
+}
+
+export class Lab {
+  private readonly methods = new Map<string, EditMethod>();
+  private ledger: EditLedger | null = null;
+  private readonly watch: { prompt: string; target: string }[];
+  private watchBase: boolean[] | null = null;
+
+  constructor(readonly model: Model, readonly editor: Editor, readonly world: World, readonly config: LabConfig) {
+    this.watch = localityFacts(world);
+  }
+
+  /** The registry's method, built on first use (AlphaEdit computes its preserved keys then). */
+  method(name: string): EditMethod {
+    if (!(LAB_METHODS as readonly string[]).includes(name)) throw new Error(`unknown method "${name}"; the lab offers ${LAB_METHODS.join(", ")}`);
+    let m = this.methods.get(name);
+    if (!m) {
+      [m] = buildMethods([name], { editor: this.editor, cacheThreshold: this.config.cacheThreshold, ...worldMethodContext(this.world, this.model) });
+      this.methods.set(name, m);
+    }
+    return m;
+  }
+
+  /** Throws a message naming the words the model does not know (and suggestions). */
+  checkWords(request: EditRequest): void {
+    if (!request.prompt.trim()) throw new Error("the prompt is empty");
+    if (!request.target.trim()) throw new Error("the target is empty");
+    this.model.tokenizer.encode(request.prompt);
+    this.model.tokenizer.encode(request.target);
+  }
+
+  /** Edit the base model (single) or the stream's current model (stream) and describe the result. */
+  edit(request: EditRequest, methodName: string, mode: "single" | "stream" = "single"): EditView {
+    this.checkWords(request);
+    const method = this.method(methodName);
+    if (mode === "stream" && methodName === "cache") throw new Error("the cache keeps no weight update, so it has no place in an edit ledger: use it in single-edit mode");
+    const pre: EditedModel = mode === "stream" && this.ledger ? this.ledger.model() : this.model;
+    let e: MethodEdit | null = null;
+    try {
+      e = method.edit(pre, [request]);
+      const view = this.describe(request, method.name, pre, e);
+      if (mode === "stream") {
+        if (!e.update) throw new Error(`${method.name} returned no weight update to record`);
+        this.ledger ??= EditLedger.start(this.model);
+        this.ledger.add({ method: method.name, requests: [request], update: e.update, state: e.state, latencyMs: e.latencyMs });
+        e = { ...e, update: undefined, state: undefined }; // the ledger owns them now
+        view.stream = this.streamState();
+      } else {
+        view.stream = null;
+      }
+      return view;
+    } finally {
+      if (e) {
+        e.model.dispose();
+        if (e.update) disposeUpdate(e.update);
+        if (e.state) tf.dispose(Object.values(e.state.tensors));
+      }
+      if (pre !== this.model) pre.dispose();
+    }
+  }
+
+  /** Undo the stream's newest edit; the model is then W0 plus the others, exactly (ledger.ts). */
+  undo(): StreamState {
+    const last = this.ledger?.entries.at(-1);
+    if (!this.ledger || !last) throw new Error("nothing to undo: the stream has no edit");
+    this.ledger.remove(last.id);
+    return this.streamState();
+  }
+
+  /** The model the stream has reached (the base model when the stream is empty); the caller disposes it. */
+  streamModel(): EditedModel {
+    return this.ledger ? this.ledger.model() : applyUpdates(this.model, []);
+  }
+
+  /** The top-k next tokens after `prompt` of the model the stream has reached. */
+  streamTop(prompt: string, k = 5): TopToken[] {
+    const m = this.streamModel();
+    try {
+      return nextTokenTopK(m, [prompt], k)[0].top.map((t) => ({ token: t.token, prob: t.prob }));
+    } finally {
+      m.dispose();
+    }
+  }
+
+  /** Forget the stream (its updates are freed). */
+  clearStream(): void {
+    this.ledger?.dispose();
+    this.ledger = null;
+  }
+
+  dispose(): void {
+    this.clearStream();
+    for (const m of this.methods.values()) m.dispose?.();
+    this.methods.clear();
+    disposeEditor(this.editor);
+    this.model.dispose();
+  }
+
+  private streamState(): StreamState {
+    const entries = this.ledger?.entries ?? [];
+    this.watchBase ??= scoreTargets(this.model, this.watch).map((s) => s.exact);
+    const current = this.streamModel();
+    try {
+      const held = entries.length ? scoreTargets(current, entries.map((x) => x.requests[0])).filter((s) => s.exact).length / entries.length : 1;
+      const now = scoreTargets(current, this.watch).map((s) => s.exact);
+      const locality = now.filter((x, i) => x === this.watchBase![i]).length / now.length;
+      return { edits: entries.map((x) => ({ id: x.id, method: x.method, prompt: x.requests[0].prompt, target: x.requests[0].target })), retention: held, locality };
+    } finally {
+      current.dispose();
+    }
+  }
+
+  private describe(request: EditRequest, method: string, pre: EditedModel, e: MethodEdit): EditView {
+    const top = (m: EditedModel) => nextTokenTopK(m, [request.prompt], 5)[0].top.map((t) => ({ token: t.token, prob: t.prob }));
+    const probes = runProbes(pre, e.model, probesFor(this.world, [request], [], 3));
+    return {
+      request,
+      method,
+      backend: tf.getBackend(),
+      latencyMs: e.latencyMs,
+      before: top(pre),
+      after: top(e.model),
+      probes,
+      layers: e.update ? layerUpdates(pre, e.update) : [],
+      tokens: method === "MEND" || method === "MEND-cal" ? factorsByToken(pre as Model, this.editor, request) : [],
+      drift: this.drift(request, pre, e.model),
+      stream: null,
+    };
+  }
+
+  /** Δ p(answer) over the edited subject's kind: its relations × the subject and five others. */
+  private drift(request: EditRequest, pre: EditedModel, post: EditedModel): DriftMap {
+    const m = this.world.matchPrompt(request.prompt);
+    const type = m ? this.world.subjects.find((s) => s.name === m.fact.subject)?.type ?? "country" : "country";
+    const others = this.world.subjects.filter((s) => s.type === type && s.name !== m?.fact.subject).slice(0, m ? 5 : 6).map((s) => s.name);
+    const subjects = m ? [m.fact.subject, ...others] : others;
+    const relations = this.world.relations.filter((r) => this.world.spec.relations[r].subject_type === type);
+    const pairs = relations.flatMap((r) => subjects.map((s) => this.world.fact(s, r)!));
+    const texts = pairs.map((f) => ({ prompt: this.world.prompts(f.subject, f.relation, "train")[0], target: f.object }));
+    const p = (mod: EditedModel) => scoreTargets(mod, texts).map((s) => Math.exp(s.logProb / s.argmax.length));
+    const [a, b] = [p(pre), p(post)];
+    const change = relations.map((r, i) =>
+      subjects.map((s, j) => (m && r === m.fact.relation && s === m.fact.subject ? NaN : b[i * subjects.length + j] - a[i * subjects.length + j])),
+    );
+    return { relations, subjects, change, edited: m ? { relation: m.fact.relation, subject: m.fact.subject } : null };
+  }
+}
+
+/** ‖ΔW‖_F / ‖W‖_F per weight an update touches. */
+function layerUpdates(model: EditedModel, update: ModelUpdate): LayerUpdate[] {
+  const params = (model as Model).params;
+  return Object.entries(update).map(([weight, d]) => {
+    const r = tf.tidy(() => {
+      const dw = denseDelta(d);
+      return tf.div(tf.norm(dw), tf.norm(params[weight])).dataSync()[0];
+    });
+    return { weight, relative: r };
+  });
+}
+
+/**
+ * The lab from the bytes of the model folder, the editor folder and the world file (each checked
+ * by the caller against its manifest), and the build's lab.json.
+ */
+export function labFromFiles(modelFiles: Readonly<Record<string, Uint8Array>>, editorFiles: Readonly<Record<string, Uint8Array>>, world: WorldFile, config: LabConfig, where = { model: "checkpoints/base", editor: "checkpoints/editor" }): Lab {
+  if (!config || !(Number.isFinite(config.cacheThreshold) && config.cacheThreshold > 0)) throw new Error(`lab.json: "cacheThreshold" must be a positive number, got ${JSON.stringify(config?.cacheThreshold)}`);
+  const model = modelFromFiles(modelFiles, where.model);
+  try {
+    const editor = editorFromFiles(editorFiles, where.editor, model.config, model.params);
+    return new Lab(model, editor, new World(world), config);
+  } catch (e) {
+    model.dispose();
+    throw e;
+  }
+}
