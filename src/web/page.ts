@@ -111,6 +111,7 @@ function barCell(value: number, max: number, text: string): HTMLTableCellElement
 const pct = (p: number) => p.toFixed(3);
 
 function drawEdit(v: EditView): void {
+  (window as unknown as { mendLastEdit: EditView }).mendLastEdit = v; // for the browser tests and the curious
   const top = (rows: EditView["before"]) => rows.map((r) => [r.token, barCell(r.prob, 1, pct(r.prob))]);
   fillTable("before", ["token", "p"], top(v.before));
   fillTable("after", ["token", "p"], top(v.after));
@@ -188,6 +189,7 @@ async function main(): Promise<void> {
   let got = 0;
   const progress = (name: string, bytes: number) => {
     got += bytes;
+    if (document.body.dataset.status === "error") return; // another file failed: keep its message
     setStatus("loading", `Loading the checkpoints on ${backend}: ${name} (${(got / 1e6).toFixed(1)} MB so far)…`);
   };
   const [modelFiles, editorFiles, world, config] = await Promise.all([
