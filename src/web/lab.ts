@@ -116,6 +116,7 @@ export class Lab {
   /** Edit the base model (single) or the stream's current model (stream) and describe the result. */
   edit(request: EditRequest, methodName: string, mode: "single" | "stream" = "single"): EditView {
     this.checkWords(request);
+    if (methodName === "AlphaEdit") this.checkNotPreserved(request);
     const method = this.method(methodName);
     if (mode === "stream" && methodName === "cache") throw new Error("the cache keeps no weight update, so it has no place in an edit ledger: use it in single-edit mode");
     const pre: EditedModel = mode === "stream" && this.ledger ? this.ledger.model() : this.model;
@@ -141,6 +142,19 @@ export class Lab {
       }
       if (pre !== this.model) pre.dispose();
     }
+  }
+
+  /**
+   * AlphaEdit keeps the outputs of its preserved facts (the training split's subjects, as in `mend
+   * eval`) where they are, so it cannot move one of them: say so before editing, with a fact it can.
+   */
+  private checkNotPreserved(request: EditRequest): void {
+    const train = new Set(this.world.splits(0).train);
+    const m = this.world.matchPrompt(request.prompt);
+    if (!m || !train.has(m.fact.subject)) return;
+    const other = this.world.facts.find((f) => !train.has(f.subject) && f.relation === m.fact.relation);
+    const example = other ? ` (e.g. "${this.world.prompts(other.subject, other.relation, "train")[0]}")` : "";
+    throw new Error(`AlphaEdit preserves the answers of the training-split subjects' facts (its null space), and ${m.fact.subject} is one of them, so it cannot edit this fact: choose a fact of another subject${example}, or another method`);
   }
 
   /** Undo the stream's newest edit; the model is then W0 plus the others, exactly (ledger.ts). */
