@@ -151,3 +151,12 @@ export function commandMethods(names: readonly string[], base: Model, edits: rea
 export const BASE_FLAG: FlagSpec = { name: "base", type: "string", value: "DIR", help: "the base model W0 an edited folder's ledger was made on", default: "checkpoints/base" };
 export const WEIGHTS_FLAG: FlagSpec = { name: "weights", type: "strings", value: "NAME,...", help: "the weights UltraEdit, AlphaEdit and LocFT-BF edit, each edit spread over them (default: AlphaEdit the last four blocks' mlp.c_proj.weight, the others the last block's)" };
 export const PRESERVE_FLAG: FlagSpec = { name: "preserve", type: "string", value: "FILE.json", help: "prompts with their current answers that AlphaEdit keeps and FT+KL's KL term reads (default on the facts world: its training-split facts)" };
+
+/** The base model an edit ledger was made over (`--base DIR`); a failure to load it names the flag. */
+export function loadBaseModel(dir: string): Model {
+  try {
+    return loadModel(dir);
+  } catch (e) {
+    throw new Error(`--base ${dir} (the base model the edits were made to): ${(e as Error).message.replace(/; run "mend pretrain" or pass --model$/, "")}`);
+  }
+}

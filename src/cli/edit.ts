@@ -22,7 +22,7 @@ import type { EditInfo } from "../mend/edit";
 import { applyUpdates } from "../model/paramsModel";
 import * as path from "path";
 import { World } from "../world/world";
-import { ALLOW_BASE_MISMATCH_FLAG, BASE_FLAG, commandMethods, DEFAULT_EDITOR_DIR, DEFAULT_MODEL_DIR, EDIT_METHODS, EDITOR_FLAG, FORCE_FLAG, JSON_FLAG, MODEL_FLAG, PRESERVE_FLAG, guardOutput, readRequests, WEIGHTS_FLAG } from "./common";
+import { ALLOW_BASE_MISMATCH_FLAG, BASE_FLAG, commandMethods, DEFAULT_EDITOR_DIR, DEFAULT_MODEL_DIR, EDIT_METHODS, EDITOR_FLAG, FORCE_FLAG, JSON_FLAG, MODEL_FLAG, PRESERVE_FLAG, guardOutput, loadBaseModel, readRequests, WEIGHTS_FLAG } from "./common";
 import { CommandSpec, flagBool, flagNumber, Flags, flagString } from "./flags";
 
 export const spec: CommandSpec = {
@@ -69,7 +69,7 @@ function loadEditable(modelDir: string, baseDir: string): { base: Model; model: 
   if (!hasLedger(modelDir)) return { base: model, model, ledger: EditLedger.start(model), free: () => disposeParams(model.params) };
   let base: Model | undefined;
   try {
-    base = loadModel(baseDir);
+    base = loadBaseModel(baseDir);
     const ledger = readLedger(modelDir, base, model.params);
     disposeParams(model.params);
     const b = base;

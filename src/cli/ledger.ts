@@ -17,7 +17,7 @@ import { isLowRank } from "../model/weightUpdate";
 import { loadEditor } from "../extensions/editorExtensions";
 import { disposeEditor, Editor } from "../mend/editor";
 import { World } from "../world/world";
-import { BASE_FLAG, commandMethods, DEFAULT_EDITOR_DIR, DEFAULT_MODEL_DIR, EDITOR_FLAG, FORCE_FLAG, JSON_FLAG, PRESERVE_FLAG, guardOutput } from "./common";
+import { BASE_FLAG, commandMethods, DEFAULT_EDITOR_DIR, DEFAULT_MODEL_DIR, EDITOR_FLAG, FORCE_FLAG, JSON_FLAG, PRESERVE_FLAG, guardOutput, loadBaseModel } from "./common";
 import { CommandSpec, flagBool, flagNumber, Flags, flagString } from "./flags";
 
 export const spec: CommandSpec = {
@@ -61,7 +61,7 @@ export async function run(f: Flags): Promise<void> {
   if (save) guardOutput(save, "model", { force: flagBool(f, "force"), sources: [modelDir] }); // before any work
   const backend = await initBackend();
   const saved = loadModel(modelDir);
-  const base = loadModel(flagString(f, "base") ?? DEFAULT_MODEL_DIR);
+  const base = loadBaseModel(flagString(f, "base") ?? DEFAULT_MODEL_DIR);
   let ledger: EditLedger | undefined;
   let editor: Editor | undefined;
   let methods: EditMethod[] = [];

@@ -95,6 +95,8 @@ export async function trainRows(runs: string, rows: readonly PaperRow[], seeds: 
 export async function run(f: Flags): Promise<void> {
   const stage = flagString(f, "stage") ?? "all";
   const seeds = (f.seeds as number[] | undefined) ?? [1, 2, 3];
+  const twice = seeds.filter((s, i) => seeds.indexOf(s) !== i);
+  if (twice.length) throw new Error(`--seeds ${seeds.join(",")} names seed ${twice[0]} more than once: each seed is one run of every row`);
   const runs = path.resolve(flagString(f, "runs") ?? path.join(PACKAGE_ROOT, "runs", "paper"));
   const one = flagString(f, "one");
   if (one !== undefined) {

@@ -29,6 +29,7 @@ import { applyUpdates, ModelView, ParamsModel } from "./paramsModel";
 import { decodeSafetensors, encodeSafetensors, RawTensor } from "./safetensors";
 import { DenseDelta, disposeUpdate, isLowRank, LowRankDelta, ModelUpdate, updateTensors } from "./weightUpdate";
 import { parseJson } from "./jsonFile";
+import { recoverForRead } from "./checkpointFolder";
 
 export interface LedgerEntry {
   /** 1, 2, ... in the order the edits were applied; never reused. */
@@ -162,7 +163,7 @@ export class EditLedger {
     const file = parseJson(files["edits.json"].toString("utf8"), `${where}/edits.json`) as LedgerFile;
     if (file?.format !== "mend-ts-edits" || !Array.isArray(file.entries) || typeof file.base?.fingerprint !== "string") throw new Error(`${where}/edits.json: not a mend-ts edit ledger`);
     const fp = paramsFingerprint(base.params);
-    if (fp !== file.base.fingerprint) throw new Error(`${where}: its edits were made to the base model with fingerprint ${file.base.fingerprint.slice(0, 12)}, not to this one (${fp.slice(0, 12)}); pass the base model the edits were made to`);
+    if (fp !== file.base.fingerprint) throw new Error(`${where}: its edits were made to the base model with fingerprint ${file.base.fingerprint.slice(0, 12)}, not to this one (${fp.slice(0, 12)}); pass the base model the edits were made to with --base DIR`);
     const { tensors } = decodeSafetensors(files["edits.safetensors"], `${where}/edits.safetensors`);
     const take = (key: string): tf.Tensor => {
       const t = tensors[key];
@@ -235,8 +236,12 @@ export class EditLedger {
   }
 }
 
-/** Whether a model folder holds an edit ledger (edits.json). */
+/**
+ * Whether a model folder holds an edit ledger (edits.json), after putting back a complete folder
+ * that a killed write left aside (as every reader does before its first check).
+ */
 export function hasLedger(dir: string): boolean {
+  recoverForRead(dir);
   return fs.existsSync(path.join(dir, "edits.json"));
 }
 
