@@ -4,12 +4,14 @@
  * its edit ledger (model/editLedger.ts); editing a saved folder again appends to its ledger, checked
  * against its weights on load (`mend ledger` lists, undoes, replays and diffs).
  */
-import { DEFAULT_CALIBRATION, calibration, calibrationOf } from "../extensions/calibrate";
+import { DEFAULT_CALIBRATION, calibration, calibrationOf, StepCalibration } from "../extensions/calibrate";
 import { describeBackend, initBackend } from "../model/backend";
 import { disposeParams } from "../model/gpt";
 import { modelMetadata } from "../model/modelFolder";
 import { parseJson } from "../model/jsonFile";
 import { EditLedger, hasLedger, readLedger, saveLedgerModel } from "../model/editLedger";
+import { lockModelFolder } from "../model/checkpointFolder";
+import type { EditRequest } from "../datasets/editRecord";
 import { loadModel, Model } from "../model/modelFolder";
 import type { ParamsModel } from "../model/paramsModel";
 import { mendEdit } from "../mend/edit";
@@ -95,6 +97,17 @@ export async function run(f: Flags): Promise<void> {
   const editorDir = flagString(f, "editor") ?? DEFAULT_EDITOR_DIR;
   const save = flagString(f, "save");
   if (save) guardOutput(save, "model", { force: flagBool(f, "force"), sources: [modelDir, editorDir] }); // before any work
+  // The folder saved to is held from before its ledger is read until it is written: two appends at once would lose one
+  const release = save ? lockModelFolder(save) : null;
+  try {
+    await editAndSave(f, { requests, method, cal, modelDir, editorDir, save });
+  } finally {
+    release?.();
+  }
+}
+
+async function editAndSave(f: Flags, o: { requests: EditRequest[]; method: string; cal: StepCalibration | null; modelDir: string; editorDir: string; save: string | undefined }): Promise<void> {
+  const { requests, method, cal, modelDir, editorDir, save } = o;
   const backend = await initBackend();
   const { base, model, ledger, free } = loadEditable(modelDir, flagString(f, "base") ?? DEFAULT_MODEL_DIR);
   let editor: Editor | undefined;

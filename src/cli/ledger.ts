@@ -10,6 +10,7 @@ import { EditMethod } from "../eval/methods";
 import { loadDataset, parseDataSpec } from "../datasets/records";
 import { describeBackend, initBackend } from "../model/backend";
 import { EditLedger, hasLedger, readLedger, saveLedgerModel } from "../model/editLedger";
+import { lockModelFolder } from "../model/checkpointFolder";
 import { disposeParams } from "../model/gpt";
 import { loadModel } from "../model/modelFolder";
 import { scoreTargets } from "../model/score";
@@ -59,6 +60,16 @@ export async function run(f: Flags): Promise<void> {
   if (save && undo === undefined && replay === undefined) throw new Error("--save goes with --undo or --replay");
   if (!hasLedger(modelDir)) throw new Error(`${modelDir} holds no edit ledger (edits.json): save edits with mend edit --save DIR`);
   if (save) guardOutput(save, "model", { force: flagBool(f, "force"), sources: [modelDir] }); // before any work
+  const release = save ? lockModelFolder(save) : null; // held until the new folder is written
+  try {
+    await runOnLedger(f, { modelDir, undo, replay, other, save });
+  } finally {
+    release?.();
+  }
+}
+
+async function runOnLedger(f: Flags, o: { modelDir: string; undo: number | undefined; replay: number | undefined; other: string | undefined; save: string | undefined }): Promise<void> {
+  const { modelDir, undo, replay, other, save } = o;
   const backend = await initBackend();
   const saved = loadModel(modelDir);
   const base = loadBaseModel(flagString(f, "base") ?? DEFAULT_MODEL_DIR);

@@ -88,7 +88,51 @@ export function lockRunFolder(runDir: string): () => void {
   } catch (e) {
     throw new Error(`cannot create the run folder ${runDir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
-  const lock = path.join(runDir, RUN_LOCK);
+  const release = holdLockFile(path.join(runDir, RUN_LOCK), {
+    cannotWrite: (code) => `cannot write to the run folder ${runDir}: ${code}`,
+    ownProcess: (started) => `${runDir} is already used by a run in this process (started ${started})`,
+    held: (pid, started) => `${runDir} is used by another run (pid ${pid}, started ${started}); wait for it to finish, or choose another --run-dir`,
+    busy: () => `${runDir} is being locked by another run just now; try again`,
+    failed: (lock) => `${runDir}: could not take the run lock (${lock})`,
+  });
+  return () => {
+    release();
+    try {
+      if (created && fs.readdirSync(runDir).length === 0) fs.rmdirSync(runDir);
+    } catch {
+      // already gone
+    }
+  };
+}
+
+/** The lock a command holds on a model folder for a whole read-modify-write (an edit appended, an undo). */
+const editLockPath = (dir: string) => path.join(path.dirname(dir), `.${path.basename(dir)}.edit.lock`);
+
+/**
+ * Hold the model folder `dir` (it need not exist yet) for a whole read-modify-write: `mend edit
+ * --save` (appending to a ledger in place included), `mend ledger --undo/--replay --save`. A second
+ * command on the same folder is refused at its start, naming the holder's pid and start time; a
+ * lock left by a process that no longer runs is taken over. The lock sits beside the folder, which
+ * is replaced as a unit when saved. @returns the release function.
+ */
+export function lockModelFolder(given: string): () => void {
+  const dir = resolveLinks(given);
+  fs.mkdirSync(path.dirname(dir), { recursive: true });
+  return holdLockFile(editLockPath(dir), {
+    cannotWrite: (code) => `cannot write beside the model folder ${given} (its lock ${editLockPath(dir)}): ${code}`,
+    ownProcess: (started) => `${given} is already being edited in this process (since ${started})`,
+    held: (pid, started) => `${given} is being edited by another mend process (pid ${pid}, started ${started}); wait for it to finish: two edits of one folder at once would lose one of them`,
+    busy: () => `${given} is being locked by another mend process just now; try again`,
+    failed: (lock) => `${given}: could not take its edit lock (${lock})`,
+  });
+}
+
+/**
+ * Create `lock` holding this process's pid and start time, or explain why not (`say`): held by a
+ * live process, by this one, or being written just now. A lock whose process is gone is moved aside
+ * atomically and taken (of several takers, one wins). @returns the release function.
+ */
+function holdLockFile(lock: string, say: { cannotWrite: (code: string) => string; ownProcess: (started?: string) => string; held: (pid: number, started?: string) => string; busy: () => string; failed: (lock: string) => string }): () => void {
   const mine = JSON.stringify({ pid: process.pid, started: new Date().toISOString() });
   for (let attempt = 0; attempt < 5; attempt++) {
     try {
@@ -96,14 +140,13 @@ export function lockRunFolder(runDir: string): () => void {
       return () => {
         try {
           if (fs.readFileSync(lock, "utf8") === mine) fs.unlinkSync(lock);
-          if (created && fs.readdirSync(runDir).length === 0) fs.rmdirSync(runDir);
         } catch {
           // already gone
         }
       };
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
-      if (code !== "EEXIST") throw new Error(`cannot write to the run folder ${runDir}: ${code ?? (e as Error).message}`);
+      if (code !== "EEXIST") throw new Error(say.cannotWrite(code ?? (e as Error).message));
     }
     let holder: { pid?: number; started?: string } = {};
     try {
@@ -111,24 +154,24 @@ export function lockRunFolder(runDir: string): () => void {
     } catch {
       // being written, or damaged: treated as held unless its writer is gone (below)
     }
-    if (holder.pid === process.pid) throw new Error(`${runDir} is already used by a run in this process (started ${holder.started})`);
-    if (holder.pid && pidRuns(holder.pid)) throw new Error(`${runDir} is used by another run (pid ${holder.pid}, started ${holder.started}); wait for it to finish, or choose another --run-dir`);
+    if (holder.pid === process.pid) throw new Error(say.ownProcess(holder.started));
+    if (holder.pid && pidRuns(holder.pid)) throw new Error(say.held(holder.pid, holder.started));
     let written: number;
     try {
       written = fs.statSync(lock).mtimeMs;
     } catch {
       continue; // released meanwhile: try again
     }
-    if (!holder.pid && Date.now() - written < 5000) throw new Error(`${runDir} is being locked by another run just now; try again`);
+    if (!holder.pid && Date.now() - written < 5000) throw new Error(say.busy());
     const stale = `${lock}.stale.${process.pid}.${crypto.randomBytes(4).toString("hex")}`;
     try {
-      fs.renameSync(lock, stale); // only one of several runs taking over a stale lock gets it
+      fs.renameSync(lock, stale); // only one of several takers of a stale lock gets it
       fs.rmSync(stale, { force: true });
     } catch {
-      // another run moved it first: try again
+      // another one moved it first: try again
     }
   }
-  throw new Error(`${runDir}: could not take the run lock (${lock})`);
+  throw new Error(say.failed(lock));
 }
 
 /**

@@ -1,14 +1,15 @@
 /**
- * The edit ledger's faults (the sweep's "Nothing lost, round three" cases that are fixed): `mend
- * ledger` puts back a folder a killed write left aside before its first check, a base model that
- * cannot be loaded is named by its flag, and `mend paper` refuses a seed given twice at its start.
+ * The edit ledger's faults (the sweep's "Nothing lost, round three" cases that are fixed): a model
+ * folder is held for a whole edit (two appends at once lose nothing), `mend ledger` puts back a
+ * folder a killed write left aside before its first check, a base model that cannot be loaded is
+ * named by its flag, and `mend paper` refuses a seed given twice at its start.
  */
 import { test } from "node:test";
 import * as assert from "node:assert/strict";
-import { spawnSync } from "child_process";
+import { spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
-import { assertFails, assertOk, mend, tmp } from "./helpers";
+import { assertFails, assertOk, mend, ROOT, tmp } from "./helpers";
 
 const BIDEN = ["--prompt", "The president of the United States is", "--target", "Biden"];
 
@@ -47,4 +48,46 @@ test("mend paper refuses a seed given twice before any work", () => {
   assertFails(mend(["paper", "--seeds", "1,1", "--runs", path.join(runs, "r")]), /--seeds 1,1 names seed 1 more than once/, "mend paper --seeds 1,1");
   assert.equal(fs.existsSync(path.join(runs, "r")), false, "nothing was started");
   fs.rmSync(runs, { recursive: true, force: true });
+});
+
+/** `mend` in the background: resolves with its exit status and stderr. */
+function mendAsync(args: readonly string[]): Promise<{ status: number | null; stderr: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, [path.join(ROOT, "bin", "mend.js"), ...args], { cwd: ROOT });
+    let stderr = "";
+    p.stderr.on("data", (d) => (stderr += d));
+    p.on("close", (status) => resolve({ status, stderr }));
+  });
+}
+
+test("two in-place appends to one ledger folder at once: one is refused at its start, no edit is lost", async () => {
+  const parent = tmp("ledger-concurrent");
+  const dir = path.join(parent, "e1");
+  assertOk(mend(["edit", ...BIDEN, "--save", dir]), "mend edit --save");
+  const append = (target: string) => mendAsync(["edit", "--model", dir, "--prompt", "The capital of Kenya is", "--target", target, "--save", dir, "--force"]);
+  const runs = await Promise.all([append("Lima"), append("Paris")]);
+  const ok = runs.filter((r) => r.status === 0).length;
+  for (const r of runs.filter((x) => x.status !== 0)) assert.match(r.stderr, /is being edited by another mend process \(pid \d+, started [0-9T:.Z-]+\)/);
+  assert.ok(ok >= 1, runs.map((r) => r.stderr).join("\n"));
+  assert.equal(JSON.parse(mend(["ledger", "--model", dir, "--json"]).stdout).edits.length, 1 + ok, "every edit that reported success is in the ledger");
+  assert.deepEqual(fs.readdirSync(parent).sort(), ["e1"], "no lock or temporary folder is left");
+  fs.rmSync(parent, { recursive: true, force: true });
+});
+
+test("a model folder held by a live process is refused with its pid and start time; a dead holder's lock is taken over", () => {
+  const parent = tmp("ledger-lock");
+  const dir = path.join(parent, "e1");
+  assertOk(mend(["edit", ...BIDEN, "--save", dir]), "mend edit --save");
+  const lock = path.join(parent, ".e1.edit.lock");
+  fs.writeFileSync(lock, JSON.stringify({ pid: process.pid, started: "2026-12-07T10:00:00.000Z" })); // this test process: alive
+  const r = mend(["ledger", "--model", dir, "--undo", "1", "--save", dir, "--force"]);
+  assertFails(r, new RegExp(`is being edited by another mend process \\(pid ${process.pid}, started 2026-12-07T10:00:00.000Z\\)`), "undo while held");
+  assertFails(mend(["edit", "--model", dir, ...BIDEN, "--save", dir, "--force"]), /is being edited by another mend process/, "edit while held");
+  assert.equal(JSON.parse(mend(["ledger", "--model", dir, "--json"]).stdout).edits.length, 1, "nothing changed");
+  const dead = Number(spawnSync(process.execPath, ["-e", "process.stdout.write(String(process.pid))"], { encoding: "utf8" }).stdout);
+  fs.writeFileSync(lock, JSON.stringify({ pid: dead, started: "2026-12-07T09:00:00.000Z" }));
+  assertOk(mend(["edit", "--model", dir, "--prompt", "The capital of Kenya is", "--target", "Lima", "--save", dir, "--force"]), "edit over a dead holder's lock");
+  assert.equal(fs.existsSync(lock), false, "the lock is released");
+  assert.equal(JSON.parse(mend(["ledger", "--model", dir, "--json"]).stdout).edits.length, 2);
+  fs.rmSync(parent, { recursive: true, force: true });
 });
