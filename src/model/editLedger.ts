@@ -65,6 +65,43 @@ interface LedgerFile {
 
 export const LEDGER_FILES = ["edits.json", "edits.safetensors"] as const;
 
+/** edits.json checked as data: every field of the right type, ids increasing, next_id above them; errors name the file and field. */
+function checkedLedgerFile(x: unknown, file: string): LedgerFile {
+  const obj = (v: unknown): v is Record<string, unknown> => !!v && typeof v === "object" && !Array.isArray(v);
+  const bad = (field: string, want: string, got: unknown) => new Error(`${file}: ${field} must be ${want}, got ${JSON.stringify(got)?.slice(0, 80)}`);
+  if (!obj(x) || x.format !== "mend-ts-edits") throw new Error(`${file}: not a mend-ts edit ledger (its "format" must be "mend-ts-edits")`);
+  if (!obj(x.base) || typeof x.base.fingerprint !== "string" || !/^[0-9a-f]{64}$/.test(x.base.fingerprint)) throw bad("base.fingerprint", "a SHA-256 in hex", obj(x.base) ? x.base.fingerprint : x.base);
+  if (!Array.isArray(x.entries)) throw bad("entries", "a list", x.entries);
+  let last = 0;
+  x.entries.forEach((e: unknown, i: number) => {
+    const at = `entries[${i}]`;
+    if (!obj(e)) throw bad(at, "an object", e);
+    if (!Number.isInteger(e.id) || (e.id as number) <= last) throw bad(`${at}.id`, `an integer above ${last} (ids increase)`, e.id);
+    last = e.id as number;
+    if (typeof e.method !== "string" || !e.method) throw bad(`${at}.method`, "a method name", e.method);
+    if (!Array.isArray(e.requests) || e.requests.length === 0 || !e.requests.every((r) => obj(r) && typeof r.prompt === "string" && typeof r.target === "string")) throw bad(`${at}.requests`, 'a non-empty list of {"prompt", "target"} strings', e.requests);
+    if (typeof e.latency_ms !== "number" || !Number.isFinite(e.latency_ms) || e.latency_ms < 0) throw bad(`${at}.latency_ms`, "a number of milliseconds", e.latency_ms);
+    if (typeof e.time !== "string") throw bad(`${at}.time`, "an ISO time", e.time);
+    if (!obj(e.update) || Object.keys(e.update).length === 0) throw bad(`${at}.update`, "an object of weight name -> update", e.update);
+    const nReq = e.requests.length;
+    for (const [name, d] of Object.entries(e.update)) {
+      const f = `${at}.update["${name}"]`;
+      if (!obj(d)) throw bad(f, "an object", d);
+      if (d.dense === true) continue;
+      if (typeof d.alpha !== "number" || !Number.isFinite(d.alpha)) throw bad(`${f}.alpha`, "a number", d.alpha);
+      if (!Number.isInteger(d.rows) || (d.rows as number) < 1) throw bad(`${f}.rows`, "a positive integer", d.rows);
+      if (!Array.isArray(d.requests) || d.requests.length !== d.rows || !d.requests.every((q) => Number.isInteger(q) && q >= 0 && q < nReq)) throw bad(`${f}.requests`, `a list of ${d.rows} request indices below ${nReq}`, d.requests);
+    }
+    if (e.state !== undefined) {
+      const st = e.state;
+      if (!obj(st) || typeof st.method !== "string" || !obj(st.meta) || !Array.isArray(st.tensors) || !st.tensors.every((k) => typeof k === "string")) throw bad(`${at}.state`, 'an object {"method", "meta", "tensors": [names]}', st);
+      if (st.omitted !== undefined && st.omitted !== true) throw bad(`${at}.state.omitted`, "true or absent", st.omitted);
+    }
+  });
+  if (!Number.isInteger(x.next_id) || (x.next_id as number) <= last) throw bad("next_id", `an integer above every entry's id (${last})`, x.next_id);
+  return x as unknown as LedgerFile;
+}
+
 const raw = (t: tf.Tensor): RawTensor => ({ dtype: "F32", shape: t.shape, data: t.dataSync() as Float32Array });
 
 export class EditLedger {
@@ -160,23 +197,25 @@ export class EditLedger {
    * must equal them exactly. `where` names the folder in errors.
    */
   static fromFiles(files: Record<string, Buffer>, base: ModelView, where: string, weights?: Readonly<Record<string, tf.Tensor>>): EditLedger {
-    const file = parseJson(files["edits.json"].toString("utf8"), `${where}/edits.json`) as LedgerFile;
-    if (file?.format !== "mend-ts-edits" || !Array.isArray(file.entries) || typeof file.base?.fingerprint !== "string") throw new Error(`${where}/edits.json: not a mend-ts edit ledger`);
+    const file = checkedLedgerFile(parseJson(files["edits.json"].toString("utf8"), `${where}/edits.json`), `${where}/edits.json`);
     const fp = paramsFingerprint(base.params);
     if (fp !== file.base.fingerprint) throw new Error(`${where}: its edits were made to the base model with fingerprint ${file.base.fingerprint.slice(0, 12)}, not to this one (${fp.slice(0, 12)}); pass the base model the edits were made to with --base DIR`);
     const { tensors } = decodeSafetensors(files["edits.safetensors"], `${where}/edits.safetensors`);
-    const take = (key: string): tf.Tensor => {
-      const t = tensors[key];
+    const take = (key: string, shape?: readonly (number | null)[]): tf.Tensor => {
+      const t = Object.prototype.hasOwnProperty.call(tensors, key) ? tensors[key] : undefined;
       if (!t) throw new Error(`${where}/edits.safetensors: missing tensor "${key}"`);
+      if (shape && (t.shape.length !== shape.length || shape.some((d, i) => d !== null && d !== t.shape[i]))) throw new Error(`${where}/edits.safetensors: "${key}" has shape [${t.shape}], expected [${shape.map((d) => d ?? "any")}]`);
+      if (t.data.some((x) => !Number.isFinite(x))) throw new Error(`${where}/edits.safetensors: "${key}" contains NaN or Inf`);
       return tf.tensor(t.data, t.shape, "float32");
     };
-    const ledger = new EditLedger(base, fp, [], Number(file.next_id) || 1);
+    const ledger = new EditLedger(base, fp, [], file.next_id);
     try {
       for (const e of file.entries) {
         const update: Record<string, LowRankDelta | DenseDelta> = {};
         for (const [name, d] of Object.entries(e.update)) {
           if (!Object.prototype.hasOwnProperty.call(base.params, name)) throw new Error(`${where}/edits.json: edit ${e.id} changes "${name}", which the base model does not have`);
-          update[name] = "dense" in d ? { delta: take(`e${e.id}/${name}/delta`) as tf.Tensor2D } : { alpha: d.alpha, keys: take(`e${e.id}/${name}/keys`) as tf.Tensor2D, values: take(`e${e.id}/${name}/values`) as tf.Tensor2D, requests: d.requests };
+          const [dIn, dOut] = base.params[name].shape;
+          update[name] = "dense" in d ? { delta: take(`e${e.id}/${name}/delta`, base.params[name].shape) as tf.Tensor2D } : { alpha: d.alpha, keys: take(`e${e.id}/${name}/keys`, [d.rows, dIn]) as tf.Tensor2D, values: take(`e${e.id}/${name}/values`, [d.rows, dOut ?? null]) as tf.Tensor2D, requests: d.requests };
         }
         const omitted = e.state?.omitted === true;
         const state = e.state && !omitted ? { method: e.state.method, meta: e.state.meta, tensors: Object.fromEntries(e.state.tensors.map((k) => [k, take(`e${e.id}/state/${k}`)])) } : undefined;

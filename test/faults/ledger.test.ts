@@ -91,3 +91,31 @@ test("a model folder held by a live process is refused with its pid and start ti
   assert.equal(JSON.parse(mend(["ledger", "--model", dir, "--json"]).stdout).edits.length, 2);
   fs.rmSync(parent, { recursive: true, force: true });
 });
+
+test("a damaged edits.json (no manifest to catch it) is refused by file and field, never a raw TypeError", () => {
+  const parent = tmp("ledger-damaged");
+  const dir = path.join(parent, "e1");
+  assertOk(mend(["edit", ...BIDEN, "--save", dir]), "mend edit --save");
+  fs.rmSync(path.join(dir, "manifest.json"));
+  const good = JSON.parse(fs.readFileSync(path.join(dir, "edits.json"), "utf8"));
+  const weight = Object.keys(good.entries[0].update)[0];
+  const cases: [string, (j: any) => void, RegExp][] = [
+    ["next_id at an existing id", (j) => (j.next_id = 1), /edits\.json: next_id must be an integer above every entry's id \(1\), got 1/],
+    ["requests a number", (j) => (j.entries[0].requests = 5), /edits\.json: entries\[0\]\.requests must be a non-empty list/],
+    ["an update a number", (j) => (j.entries[0].update[weight] = 5), /edits\.json: entries\[0\]\.update\[".*"\] must be an object, got 5/],
+    ["rows that are not the keys'", (j) => (j.entries[0].update[weight].rows += 1), /entries\[0\]\.update\[".*"\]\.requests must be a list of \d+ request indices|has shape/],
+    ["a prototype key", (j) => (j.entries[0].update = JSON.parse('{"__proto__": {"dense": true}}')), /edit 1 changes "__proto__", which the base model does not have/],
+    ["entries null", (j) => (j.entries = null), /edits\.json: entries must be a list, got null/],
+  ];
+  for (const [what, damage, message] of cases) {
+    const j = JSON.parse(JSON.stringify(good));
+    damage(j);
+    fs.writeFileSync(path.join(dir, "edits.json"), JSON.stringify(j));
+    for (const args of [["ledger", "--model", dir], ["edit", "--model", dir, ...BIDEN]]) {
+      const r = mend(args);
+      assertFails(r, message, `${args[0]} with ${what}`);
+      assert.doesNotMatch(r.stderr, /TypeError|is not a function|Cannot (use|read)/, `${args[0]} with ${what}`);
+    }
+  }
+  fs.rmSync(parent, { recursive: true, force: true });
+});
