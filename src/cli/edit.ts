@@ -135,6 +135,10 @@ async function editAndSave(f: Flags, o: { requests: EditRequest[]; method: strin
     } else {
       const last = ledger.entries[ledger.entries.length - 1];
       if (last?.stateOmitted && last.method === method) console.error(`note: the state ${method} kept after edit ${last.id} was not saved in ${modelDir} (an undo removed the newest edit); this edit starts ${method}'s state afresh`);
+      const prior = [...ledger.entries].reverse().find((x) => x.method === method && (x.state || x.stateOmitted));
+      if (prior && last && prior !== last && last.method !== method) {
+        console.error(`note: ${method}'s state after edit ${prior.id} is not carried into this edit: edit ${last.id} (${last.method}) came after it, and an edited model carries its newest edit's state only; ${method} starts its state afresh, so what it kept for the edits up to ${prior.id} does not constrain this one`);
+      }
       methods = commandMethods([method], base, [...ledger.entries.flatMap((x) => x.requests), ...requests], { preserveFile: flagString(f, "preserve"), ...(f.weights ? { weights: f.weights as string[] } : {}) });
       e = methods[0].edit(model, requests);
     }

@@ -119,3 +119,14 @@ test("a damaged edits.json (no manifest to catch it) is refused by file and fiel
   }
   fs.rmSync(parent, { recursive: true, force: true });
 });
+
+test("a chain of mixed methods says, before editing, which method's state it does not carry over", () => {
+  const parent = tmp("ledger-mixed");
+  const dir = path.join(parent, "e");
+  assertOk(mend(["edit", "--method", "UltraEdit", ...BIDEN, "--save", dir]), "UltraEdit");
+  assertOk(mend(["edit", "--model", dir, "--method", "MEND", "--prompt", "The capital of Kenya is", "--target", "Lima", "--save", dir, "--force"]), "then MEND");
+  const r = mend(["edit", "--model", dir, "--method", "UltraEdit", "--prompt", "The capital of Peru is", "--target", "Quito", "--save", dir, "--force"]);
+  assertOk(r, "then UltraEdit again");
+  assert.match(r.stderr, /note: UltraEdit's state after edit 1 is not carried into this edit: edit 2 \(MEND\) came after it/);
+  fs.rmSync(parent, { recursive: true, force: true });
+});
