@@ -1,4 +1,5 @@
 /** `mend train-editor`: meta-train a MEND editor for a base model on the facts world. */
+import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { checkRecordsTokenize, loadDataset, parseDataSpec, splitRecords } from "../datasets/records";
@@ -69,6 +70,18 @@ function runConfig(runDir: string): TrainEditorConfig {
   recoverForRead(path.join(runDir, "last"));
   if (!fs.existsSync(file)) throw new Error(`nothing to resume: ${file} not found (start a new run without --resume, or name the run folder)`);
   return (readJsonFile(file) as { config: TrainEditorConfig }).config;
+}
+
+/** The SHA-256 of a --data spec's file (KIND:FILE); an error names a file that cannot be read. */
+function dataFileSha256(spec: string): string {
+  const file = parseDataSpec(spec).file;
+  let bytes: Buffer;
+  try {
+    bytes = fs.readFileSync(file);
+  } catch (e) {
+    throw new Error(`--data ${spec}: ${(e as NodeJS.ErrnoException).code === "EISDIR" ? `${file} is a folder, not a data file` : `cannot read ${file} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`}`);
+  }
+  return crypto.createHash("sha256").update(bytes).digest("hex");
 }
 
 /** Training and validation records: a dataset's (its last records validate) or the facts world's. */
@@ -155,6 +168,7 @@ export async function run(f: Flags): Promise<void> {
     outerIsEdit: flagNumber(f, "outer-is-edit") ?? d.outerIsEdit,
     perFact: flagNumber(f, "per-fact") ?? d.perFact,
     data: flagString(f, "data") ?? null,
+    ...(flagString(f, "data") && !resume ? { dataSha256: dataFileSha256(flagString(f, "data")!) } : {}),
     patience: flagNumber(f, "patience") ?? d.patience,
     cLoc: flagNumber(f, "c-loc") ?? d.cLoc,
     extensions: { ...(kindName !== "MEND" ? { kind: kindName } : {}), ...(recipe.extensions as Record<string, unknown>), ...(recipe.locality.locPerEdit !== 1 ? { locPerEdit: recipe.locality.locPerEdit } : {}), ...(recipe.locality.sameAnswerLoc ? { sameAnswerLoc: recipe.locality.sameAnswerLoc } : {}), ...(recipe.localitySource === "other-record" ? { localitySource: "other-record" } : {}) },
@@ -175,6 +189,10 @@ export async function run(f: Flags): Promise<void> {
   console.error(`run folder: ${runDir}; the best editor goes to ${out}`);
   if (cfg.data && f["per-fact"] !== undefined) throw new Error("--per-fact draws new targets for the facts world; a dataset brings its own (drop --per-fact)");
   const started = resume ? runConfig(runDir) : cfg; // a resumed run reads what it started on, and samples its locality texts as it did
+  if (resume && started.data && started.dataSha256) {
+    const now = dataFileSha256(started.data);
+    if (now !== started.dataSha256) throw new Error(`cannot resume: ${parseDataSpec(started.data).file}, the run's --data, changed since the run started (SHA-256 ${started.dataSha256.slice(0, 12)}… then, ${now.slice(0, 12)}… now); a resumed run must train on the data it started on: restore the file, or start a new run`);
+  }
   const x = (started.extensions ?? {}) as { locPerEdit?: number; sameAnswerLoc?: number; localitySource?: "record" | "other-record" };
   const resumedLocality = { locality: { locPerEdit: x.locPerEdit ?? 1, sameAnswerLoc: x.sameAnswerLoc ?? 0 }, localitySource: x.localitySource ?? "record" };
   const model = loadModel(modelDir);

@@ -83,6 +83,8 @@ export interface TrainEditorConfig extends MetaLossConfig {
    * "counterfact:FILE"; src/datasets). Recorded with the run, so that a resumed run reads the same.
    */
   data?: string | null;
+  /** The SHA-256 of `data`'s file when the run started: a resumed run refuses a changed file. */
+  dataSha256?: string;
   /** What the caller's additions were (recorded with the run and the editor, read by nothing here). */
   extensions?: Record<string, unknown>;
 }

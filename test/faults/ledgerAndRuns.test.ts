@@ -1,8 +1,9 @@
 /**
- * The edit ledger's faults (the sweep's "Nothing lost, round three" cases that are fixed): a model
- * folder is held for a whole edit (two appends at once lose nothing), `mend ledger` puts back a
- * folder a killed write left aside before its first check, a base model that cannot be loaded is
- * named by its flag, and `mend paper` refuses a seed given twice at its start.
+ * The ledger's and the runs' faults of the third sweep that are fixed: a model folder is held for a
+ * whole edit (two appends at once lose nothing), `mend ledger` puts back a folder a killed write left
+ * aside before its first check, a base model that cannot be loaded is named by its flag, a damaged
+ * edits.json is refused by field, a chain of mixed methods says which state it drops, `mend paper`
+ * refuses a seed given twice, and `--resume` refuses a data file that changed.
  */
 import { test } from "node:test";
 import * as assert from "node:assert/strict";
@@ -129,4 +130,19 @@ test("a chain of mixed methods says, before editing, which method's state it doe
   assertOk(r, "then UltraEdit again");
   assert.match(r.stderr, /note: UltraEdit's state after edit 1 is not carried into this edit: edit 2 \(MEND\) came after it/);
   fs.rmSync(parent, { recursive: true, force: true });
+});
+
+test("train-editor --resume refuses a --data file that changed since the run started, naming it", () => {
+  const dir = tmp("resume-data");
+  const model = path.join(dir, "gpt2");
+  assertOk(mend(["random-gpt2", "--out", model, "--seed", "4"]), "random-gpt2");
+  const data = path.join(dir, "zsre.json");
+  fs.copyFileSync(path.join(ROOT, "data", "zsre", "zsre_mend_train-800.json"), data);
+  const run = path.join(dir, "run");
+  assertOk(mend(["train-editor", "--model", model, "--data", `zsre:${data}`, "--run-dir", run, "--steps", "1", "--accumulate", "2", "--rank", "8"]), "train 1 step");
+  const records = JSON.parse(fs.readFileSync(data, "utf8"));
+  fs.writeFileSync(data, JSON.stringify(records.slice(0, records.length - 1)));
+  const r = mend(["train-editor", "--model", model, "--resume", "--run-dir", run, "--steps", "2"]);
+  assertFails(r, /cannot resume: .*zsre\.json, the run's --data, changed since the run started \(SHA-256 [0-9a-f]{12}… then, [0-9a-f]{12}… now\)/, "resume on a changed file");
+  fs.rmSync(dir, { recursive: true, force: true });
 });
