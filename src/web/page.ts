@@ -175,14 +175,16 @@ function shareLink(): string {
 
 async function main(): Promise<void> {
   const available = await availableBackends();
-  const backend = await startBackend(query.get("backend"), available);
+  // the menu first: if the backend asked for fails, another can be chosen from it
   const select = $<HTMLSelectElement>("backend");
-  for (const b of available) select.add(new Option(b, b, false, backend.startsWith(b)));
+  for (const b of available) select.add(new Option(b, b, false, b === query.get("backend")));
   select.addEventListener("change", () => {
     const q = new URLSearchParams(location.search);
     q.set("backend", select.value);
     location.search = q.toString(); // a backend holds the model's tensors: start again on the new one
   });
+  const backend = await startBackend(query.get("backend"), available);
+  select.value = backend.split(" ")[0];
   const methodSelect = $<HTMLSelectElement>("method");
   for (const m of LAB_METHODS) methodSelect.add(new Option(m, m));
   const t0 = performance.now();
