@@ -1,5 +1,6 @@
 /** What the `mend` commands share: the shipped folders, loading a model with its editor, request files. */
 import { spawn } from "child_process";
+import { childEnv } from "./parentWatch";
 import * as fs from "fs";
 import * as path from "path";
 import { loadEditor } from "../extensions/editorExtensions";
@@ -100,7 +101,7 @@ export const ALLOW_BASE_MISMATCH_FLAG: FlagSpec = { name: "allow-base-mismatch",
  */
 export function runMendChild(args: readonly string[], what: string): Promise<unknown> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(PACKAGE_ROOT, "bin", "mend.js"), ...args], { stdio: ["ignore", "pipe", "inherit"] });
+    const child = spawn(process.execPath, [path.join(PACKAGE_ROOT, "bin", "mend.js"), ...args], { stdio: ["ignore", "pipe", "inherit"], env: childEnv() });
     let out = "";
     child.stdout.on("data", (d) => (out += d));
     child.on("error", reject);
@@ -160,3 +161,4 @@ export function loadBaseModel(dir: string): Model {
     throw new Error(`--base ${dir} (the base model the edits were made to): ${(e as Error).message.replace(/; run "mend pretrain" or pass --model$/, "")}`);
   }
 }
+

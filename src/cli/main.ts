@@ -3,6 +3,7 @@
  * (flags.ts) that validates the input and generates `mend <command> --help`. Every command picks the
  * backend first (MEND_BACKEND overrides) and prints human-readable output, or one JSON object with --json.
  */
+import { watchParent } from "./parentWatch";
 import { CommandSpec, formatHelp, Flags, parseFlags, UsageError } from "./flags";
 
 interface Command {
@@ -35,6 +36,7 @@ async function usage(): Promise<string> {
 }
 
 export async function main(argv: string[]): Promise<number> {
+  watchParent(); // a child of another mend process stops when that process is gone
   const [cmd, ...rest] = argv;
   if (!cmd || cmd === "help" || cmd === "--help" || cmd === "-h") {
     if (cmd === "help" && rest[0] && COMMANDS[rest[0]]) {

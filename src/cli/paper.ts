@@ -13,6 +13,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { CommandSpec, flagBool, flagNumber, Flags, flagString } from "./flags";
 import { FORCE_FLAG, guardOutput, PACKAGE_ROOT } from "./common";
+import { childEnv } from "./parentWatch";
 import { initBackend } from "../model/backend";
 import { readJsonFile } from "../model/jsonFile";
 import { writeFileDurable } from "../model/durable";
@@ -55,7 +56,7 @@ function trainOne(runs: string, row: PaperRow, seed: number): Promise<RunOutcome
     : ["train-editor", "--run-dir", dir, "--seed", String(seed), ...budget, "--patience", String(b.patience), "--per-fact", String(b.perFact), "--loc-per-edit", String(b.locPerEdit), ...(row.flags.includes("--kind") ? [] : ["--rank", String(b.rank)]), ...row.flags];
   const log = fs.openSync(`${dir}.log`, "a");
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [path.join(PACKAGE_ROOT, "bin", "mend.js"), ...args], { cwd: PACKAGE_ROOT, stdio: ["ignore", "pipe", log] });
+    const child = spawn(process.execPath, [path.join(PACKAGE_ROOT, "bin", "mend.js"), ...args], { cwd: PACKAGE_ROOT, stdio: ["ignore", "pipe", log], env: childEnv() });
     let out = "";
     child.stdout!.on("data", (d) => (out += d));
     child.on("close", (code) => {

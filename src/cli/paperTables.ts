@@ -23,6 +23,7 @@ import { loadModel, Model } from "../model/modelFolder";
 import { disposeEditor, lastBlocksMlp } from "../mend/editor";
 import { World } from "../world/world";
 import { DEFAULT_MODEL_DIR, PACKAGE_ROOT } from "./common";
+import { childEnv } from "./parentWatch";
 import { PAPER_BUDGET, PAPER_ROWS, PaperRow, runDirOf, VAL_TARGET_ES } from "./paperRows";
 import { PAPER_BATCH_SIZES, paperTables, PaperResults, PaperTable, RunEval, stepsToTarget } from "../eval/paperResults";
 
@@ -96,7 +97,7 @@ export function evaluateOne(runs: string, name: string, seed: number | null): Ru
 function evaluateInChild(runs: string, name: string, seed: number | null, file: string): Promise<boolean> {
   return new Promise((resolve) => {
     const args = ["paper", "--one", name, "--runs", runs, ...(seed === null ? [] : ["--seeds", String(seed)])];
-    const child = spawn(process.execPath, [path.join(PACKAGE_ROOT, "bin", "mend.js"), ...args], { cwd: PACKAGE_ROOT, stdio: ["ignore", "ignore", "pipe"] });
+    const child = spawn(process.execPath, [path.join(PACKAGE_ROOT, "bin", "mend.js"), ...args], { cwd: PACKAGE_ROOT, stdio: ["ignore", "ignore", "pipe"], env: childEnv() });
     let err = "";
     child.stderr!.on("data", (d) => (err += d));
     child.on("close", (code) => {

@@ -146,3 +146,36 @@ test("train-editor --resume refuses a --data file that changed since the run sta
   assertFails(r, /cannot resume: .*zsre\.json, the run's --data, changed since the run started \(SHA-256 [0-9a-f]{12}… then, [0-9a-f]{12}… now\)/, "resume on a changed file");
   fs.rmSync(dir, { recursive: true, force: true });
 });
+
+test("a mend child dies with its parent, even after SIGKILL, and leaves its run lock to be taken over", async () => {
+  const dir = tmp("orphan");
+  const run = path.join(dir, "run");
+  // the parent: starts a long training as mend's parents do (MEND_PARENT_PID), prints the child's pid, waits
+  const parent = spawn(process.execPath, ["-e", `
+    const { spawn } = require("child_process");
+    const c = spawn(process.execPath, [${JSON.stringify(path.join(ROOT, "bin", "mend.js"))}, "train-editor", "--run-dir", ${JSON.stringify(run)}, "--steps", "5000", "--rank", "16"], { stdio: "ignore", env: { ...process.env, MEND_PARENT_PID: String(process.pid) } });
+    console.log(c.pid);
+    setInterval(() => {}, 1000);
+  `]);
+  const childPid = await new Promise<number>((resolve) => parent.stdout.once("data", (d) => resolve(Number(String(d).trim()))));
+  const alive = (pid: number) => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  const until = async (cond: () => boolean, ms: number) => {
+    for (const t0 = Date.now(); Date.now() - t0 < ms; await new Promise((r) => setTimeout(r, 200))) if (cond()) return true;
+    return cond();
+  };
+  assert.ok(await until(() => fs.existsSync(path.join(run, ".run.lock")), 60_000), "the child started its run");
+  parent.kill("SIGKILL");
+  const gone = await until(() => !alive(childPid), 15_000);
+  if (!gone) process.kill(childPid, "SIGKILL"); // leave no orphan behind the test either
+  assert.ok(gone, `the child ${childPid} outlived its killed parent`);
+  const holder = JSON.parse(fs.readFileSync(path.join(run, ".run.lock"), "utf8")).pid;
+  assert.equal(alive(holder), false, "the lock's holder is gone, so the next run takes it over");
+  fs.rmSync(dir, { recursive: true, force: true });
+});
