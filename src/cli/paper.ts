@@ -99,6 +99,7 @@ export async function run(f: Flags): Promise<void> {
   const twice = seeds.filter((s, i) => seeds.indexOf(s) !== i);
   if (twice.length) throw new Error(`--seeds ${seeds.join(",")} names seed ${twice[0]} more than once: each seed is one run of every row`);
   const runs = path.resolve(flagString(f, "runs") ?? path.join(PACKAGE_ROOT, "runs", "paper"));
+  if (fs.existsSync(runs) && !fs.statSync(runs).isDirectory()) throw new Error(`--runs ${flagString(f, "runs")}: a file, not a folder for the training runs`);
   const one = flagString(f, "one");
   if (one !== undefined) {
     await initBackend();

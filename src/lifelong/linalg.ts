@@ -18,7 +18,7 @@ export function cholesky(a: Float64Array, n: number, what = "matrix"): Float64Ar
   for (let j = 0; j < n; j++) {
     let d = a[j * n + j];
     for (let k = 0; k < j; k++) d -= l[j * n + k] * l[j * n + k];
-    if (!(d > 0)) throw new Error(`cholesky: ${what} is not positive definite (pivot ${j} is ${d}); raise the ridge λ`);
+    if (!(d > 0)) throw new Error(`cholesky: ${what} is not positive definite (pivot ${j} is ${d}): the keys are linearly dependent; a larger ridge λ (LifelongOptions.ultraLambda or alphaLambda, in the library; the command line uses the defaults) makes it solvable`);
     const ljj = Math.sqrt(d);
     l[j * n + j] = ljj;
     for (let i = j + 1; i < n; i++) {

@@ -31,6 +31,7 @@ export const DEFAULT_GPT2_CONFIG: Readonly<GPT2Config> = Object.freeze({
 
 /** Check a config for values the model cannot run with; throws with the offending key. */
 export function validateConfig(c: GPT2Config): GPT2Config {
+  if (!c || typeof c !== "object" || Array.isArray(c)) throw new Error(`config.json: not an object of GPT-2 settings ({"vocab_size": ..., "n_embd": ...}), got ${JSON.stringify(c)?.slice(0, 60)}`);
   const ints: (keyof GPT2Config)[] = ["vocab_size", "n_positions", "n_embd", "n_layer", "n_head"];
   for (const k of ints) {
     const v = c[k];

@@ -8,6 +8,7 @@ import * as fs from "fs";
 /** The parsed contents of a JSON file; errors name the file (missing, unreadable, not JSON). */
 export function readJsonFile(file: string): unknown {
   if (!fs.existsSync(file)) throw new Error(`${file}: file not found`);
+  if (fs.statSync(file).isDirectory()) throw new Error(`${file}: a folder, not a JSON file`);
   return parseJson(fs.readFileSync(file, "utf8"), file);
 }
 

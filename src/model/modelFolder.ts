@@ -63,7 +63,7 @@ const inMemory = (raw: Record<string, RawTensor>): TensorSource => ({ names: Obj
  */
 function paramsFromSource(src: TensorSource, config: GPT2Config, file: string): Params {
   const expected = paramShapes(config);
-  const fileName: Record<string, string> = {}; // our name -> name in the file
+  const fileName: Record<string, string> = Object.create(null); // our name -> name in the file (no prototype: a tensor may be named "constructor")
   let lmHead: string | undefined;
   for (const k of src.names) {
     if (k === "lm_head.weight" || k === "transformer.lm_head.weight") {
@@ -76,7 +76,7 @@ function paramsFromSource(src: TensorSource, config: GPT2Config, file: string): 
     fileName[name] = k;
   }
   const missing = Object.keys(expected).filter((n) => !fileName[n]);
-  const extra = Object.keys(fileName).filter((n) => !expected[n]);
+  const extra = Object.keys(fileName).filter((n) => !Object.prototype.hasOwnProperty.call(expected, n));
   if (missing.length) throw new Error(`${file}: missing tensor${missing.length > 1 ? "s" : ""} ${missing.slice(0, 5).join(", ")}${missing.length > 5 ? ` and ${missing.length - 5} more` : ""}`);
   if (extra.length) throw new Error(`${file}: unexpected tensor${extra.length > 1 ? "s" : ""} ${extra.slice(0, 5).join(", ")} (not part of a GPT-2 with this config.json)`);
   for (const [n, shape] of Object.entries(expected)) {
