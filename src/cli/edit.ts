@@ -10,7 +10,7 @@ import { disposeParams } from "../model/gpt";
 import { modelMetadata } from "../model/modelFolder";
 import { parseJson } from "../model/jsonFile";
 import { EditLedger, hasLedger, readLedger, saveLedgerModel } from "../model/editLedger";
-import { lockModelFolder } from "../model/checkpointFolder";
+import { lockModelFolder, resolveLinks } from "../model/checkpointFolder";
 import type { EditRequest } from "../datasets/editRecord";
 import { loadModel, Model } from "../model/modelFolder";
 import type { ParamsModel } from "../model/paramsModel";
@@ -97,6 +97,10 @@ export async function run(f: Flags): Promise<void> {
   const editorDir = flagString(f, "editor") ?? DEFAULT_EDITOR_DIR;
   const save = flagString(f, "save");
   if (save) guardOutput(save, "model", { force: flagBool(f, "force"), sources: [modelDir, editorDir] }); // before any work
+  if (save && resolveLinks(save) === resolveLinks(modelDir) && !hasLedger(modelDir)) {
+    // the folder's weights are the base (W0) its new ledger is recorded over: overwriting them would orphan it
+    throw new Error(`--save ${save} is --model itself, a model with no edit ledger: its weights are the base model (W0) the edit is recorded over, and saving onto them would lose that base. Save to another folder (--save DIR); that folder can then be edited in place, with --base ${modelDir}`);
+  }
   // The folder saved to is held from before its ledger is read until it is written: two appends at once would lose one
   const release = save ? lockModelFolder(save) : null;
   try {

@@ -179,3 +179,19 @@ test("a mend child dies with its parent, even after SIGKILL, and leaves its run 
   assert.equal(alive(holder), false, "the lock's holder is gone, so the next run takes it over");
   fs.rmSync(dir, { recursive: true, force: true });
 });
+
+test("editing a model folder without a ledger in place is refused before any work (it would overwrite its own W0)", () => {
+  const dir = tmp("inplace-base");
+  const model = path.join(dir, "m");
+  fs.cpSync(path.join(ROOT, "checkpoints", "base"), model, { recursive: true });
+  const before = fs.readFileSync(path.join(model, "model.safetensors"));
+  const r = mend(["edit", "--model", model, ...BIDEN, "--save", model, "--force"]);
+  assertFails(r, /--save .*m is --model itself, a model with no edit ledger: .* Save to another folder \(--save DIR\); that folder can then be edited in place, with --base/, "in-place edit of a plain model");
+  assert.ok(fs.readFileSync(path.join(model, "model.safetensors")).equals(before), "the folder is untouched");
+  // the advised way: save elsewhere, then append in place with --base
+  const e1 = path.join(dir, "e1");
+  assertOk(mend(["edit", "--model", model, ...BIDEN, "--save", e1]), "save elsewhere");
+  assertOk(mend(["edit", "--model", e1, "--base", model, "--prompt", "The capital of Kenya is", "--target", "Lima", "--save", e1, "--force"]), "append in place");
+  assert.equal(JSON.parse(mend(["ledger", "--model", e1, "--base", model, "--json"]).stdout).edits.length, 2);
+  fs.rmSync(dir, { recursive: true, force: true });
+});
