@@ -1,6 +1,5 @@
 /** What the `mend` commands share: the shipped folders, loading a model with its editor, request files. */
 import { spawn } from "child_process";
-import { childEnv } from "./parentWatch";
 import * as fs from "fs";
 import * as path from "path";
 import { loadEditor } from "../extensions/editorExtensions";
@@ -9,6 +8,7 @@ import { loadModel, Model } from "../model/modelFolder";
 import { EditRequest, validateRequests } from "../datasets/editRecord";
 import { Editor } from "../mend/editor";
 import type { FlagSpec } from "./flags";
+import { childEnv } from "./parentWatch";
 import { readManifest, resolveLinks } from "../model/checkpointFolder";
 import { readJsonFile } from "../model/jsonFile";
 import { worldMethodContext } from "../eval/evaluate";

@@ -1,7 +1,8 @@
 /**
  * Lifelong editing (our additions, docs/deviations.md): methods for long streams of sequential
- * edits (how many each keeps: docs/lifelong), built on what MEND computes (each edited layer's inputs u and output gradients δ) or on
- * plain fine-tuning, each behind the method interface (eval/methods.ts):
+ * edits (how many each keeps: docs/lifelong), built on what MEND computes (each edited layer's
+ * inputs u and output gradients δ) or on plain fine-tuning, each behind the method interface
+ * (eval/methods.ts):
  *
  *  - UltraEdit-style: a training-free ridge solve on u and δ with running statistics (ultraEdit.ts);
  *  - AlphaEdit-style: the same solve, projected onto the null space of preserved keys, with the

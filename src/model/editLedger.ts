@@ -87,7 +87,10 @@ function checkedLedgerFile(x: unknown, file: string): LedgerFile {
     for (const [name, d] of Object.entries(e.update)) {
       const f = `${at}.update["${name}"]`;
       if (!obj(d)) throw bad(f, "an object", d);
-      if (d.dense === true) continue;
+      if ("dense" in d) {
+        if (d.dense !== true) throw bad(`${f}.dense`, "true (a dense update) or absent", d.dense);
+        continue;
+      }
       if (typeof d.alpha !== "number" || !Number.isFinite(d.alpha)) throw bad(`${f}.alpha`, "a number", d.alpha);
       if (!Number.isInteger(d.rows) || (d.rows as number) < 1) throw bad(`${f}.rows`, "a positive integer", d.rows);
       if (!Array.isArray(d.requests) || d.requests.length !== d.rows || !d.requests.every((q) => Number.isInteger(q) && q >= 0 && q < nReq)) throw bad(`${f}.requests`, `a list of ${d.rows} request indices below ${nReq}`, d.requests);

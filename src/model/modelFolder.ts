@@ -31,11 +31,15 @@ export function loadTokenizer(dir: string, has: (name: string) => boolean = (n) 
   if (has("tokenizer.json") || has("merges.txt")) return BpeTokenizer.fromFolder(dir, has);
   const vocabFile = path.join(dir, "vocab.json");
   if (!has("vocab.json")) throw new Error(`${dir}: no tokenizer (expected tokenizer.json, vocab.json + merges.txt, or the word tokenizer's vocab.json)`);
-  const text = fs.readFileSync(vocabFile, "utf8");
+  return wordTokenizer(fs.readFileSync(vocabFile, "utf8"), vocabFile);
+}
+
+/** The word tokenizer of a vocab.json's text; errors name `file`. */
+function wordTokenizer(text: string, file: string): WordTokenizer {
   try {
-    return WordTokenizer.fromJSON(parseJson(text, vocabFile), text);
+    return WordTokenizer.fromJSON(parseJson(text, file), text);
   } catch (e) {
-    throw new Error(`${vocabFile}: ${(e as Error).message.replace(/^vocab\.json: /, "")}`);
+    throw new Error(`${file}: ${(e as Error).message.replace(/^vocab\.json: /, "")}`);
   }
 }
 
@@ -132,13 +136,7 @@ export function modelFromFiles(files: Readonly<Record<string, Uint8Array>>, wher
     return new TextDecoder().decode(files[name]);
   };
   const config = validateConfig(parseJson(text("config.json"), `${where}/config.json`) as GPT2Config);
-  const vocab = text("vocab.json");
-  let tokenizer: Tokenizer;
-  try {
-    tokenizer = WordTokenizer.fromJSON(parseJson(vocab, `${where}/vocab.json`), vocab);
-  } catch (e) {
-    throw new Error(`${where}/vocab.json: ${(e as Error).message.replace(/^vocab\.json: /, "")}`);
-  }
+  const tokenizer = wordTokenizer(text("vocab.json"), `${where}/vocab.json`);
   checkVocabulary(tokenizer, config, where);
   if (!files["model.safetensors"]) throw new Error(`${where}/model.safetensors: file not found`);
   const params = paramsFromRaw(decodeSafetensors(files["model.safetensors"], `${where}/model.safetensors`).tensors, config, `${where}/model.safetensors`);

@@ -17,7 +17,7 @@ import { Params } from "../model/gpt";
 import { ModelView } from "../model/paramsModel";
 import { captureEditorFactors, transformFactors, updatesOf } from "../mend/edit";
 import { Editor, editorVariables } from "../mend/editor";
-import { autodiffWeightGradient, captureFactors, disposeFactors, Factors } from "../mend/factor";
+import { autodiffWeightGradient, captureFactors, disposeFactors, Factors, outerProductSum } from "../mend/factor";
 import { metaBatchGrads, exampleMetaLoss, DEFAULT_META_LOSS_CONFIG } from "../mend/metaLoss";
 import { MetaExample } from "../mend/metaExamples";
 import { denseUpdate } from "../mend/update";
@@ -93,7 +93,7 @@ export function checkFactors(model: ModelView, batch: Batch, names: readonly str
       try {
         lines.push(compare(`u of ${n}`, uRows, lib.u[n], 1e-5, "u is the layer's input: capture it in the forward (`capture: names`, then `out.inputs[name]`), one row per token."));
         lines.push(compare(`δ of ${n}`, dRows, lib.delta[n], 1e-3, "δ is ∂L/∂z: the gradient of the mean target NLL (meanNll) with respect to a zero probe added to the layer's output (`probes`), taken with tf.valueAndGrads over the probes."));
-        const sum = tf.tidy(() => tf.matMul(u as tf.Tensor2D, d as tf.Tensor2D, true, false));
+        const sum = outerProductSum(u as tf.Tensor2D, d as tf.Tensor2D);
         const auto = autodiffWeightGradient(model.params, model.config, batch, n);
         try {
           lines.push(compare(`Σ u δᵀ of ${n} against ∂L/∂W by autodiff`, sum, auto, 1e-3, "Σ_i u_i δ_iᵀ is uᵀ δ: [d_in, N] times [N, d_out]."));
