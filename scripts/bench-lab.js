@@ -2,9 +2,10 @@
 /**
  * The MEND lab's size and speed (docs/benchmarks.md, "The MEND lab"): builds the site, then, three
  * times in alternation, for each backend in headless Chromium (Debian's, via playwright-core) the
- * time from opening a link that edits Trump -> Biden to that edit's results on screen, and the
- * latency of three more MEND edits on the page; beside them the same edit's latency in Node (wasm)
- * from the same files. Writes docs/lab-bench.json (`--out FILE`) and prints a table.
+ * time from opening a link that edits Trump -> Biden to that edit's results on screen, and three
+ * more MEND edits on the page: the edit on the method's own clock and the whole step (the edit and
+ * every panel's scoring; on webgpu all its read-settling passes, src/web/settledReads.ts); beside
+ * them the same in Node (wasm) from the same files. Writes docs/lab-bench.json (`--out FILE`) and prints a table.
  *
  *   npm run build && node scripts/bench-lab.js [--rounds 3] [--out docs/lab-bench.json]
  *
@@ -36,7 +37,8 @@ async function main() {
   const cp = path.join(site, "lab", "checkpoints");
   const files = { base: read(path.join(cp, "base")), editor: read(path.join(cp, "editor")), world: JSON.parse(fs.readFileSync(path.join(site, "lab", "data", "world.json"), "utf8")), config: JSON.parse(fs.readFileSync(path.join(site, "lab", "lab.json"), "utf8")) };
   const browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run", "--enable-unsafe-webgpu"] });
-  const results = { node: { loadMs: [], editMs: [] }, wasm: { firstEditMs: [], editMs: [] }, webgl: { firstEditMs: [], editMs: [] }, webgpu: { firstEditMs: [], editMs: [], refused: null } };
+  const results = { node: { loadMs: [], editMs: [], stepMs: [] } };
+  for (const b of ["wasm", "webgl", "webgpu"]) results[b] = { firstEditMs: [], editMs: [], stepMs: [], passes: [], refused: null };
   try {
     for (let r = 0; r < rounds; r++) {
       // Node, wasm: load from the same bytes, then the edit four times (the first is warm-up)
@@ -44,8 +46,9 @@ async function main() {
       const lab = labFromFiles(files.base, files.editor, files.world, files.config);
       results.node.loadMs.push(performance.now() - t0);
       for (let i = 0; i < 4; i++) {
-        const v = lab.edit(BIDEN, "MEND");
+        const v = await lab.edit(BIDEN, "MEND");
         if (i > 0) results.node.editMs.push(v.latencyMs);
+        if (i > 0) results.node.stepMs.push(v.stepMs);
       }
       lab.dispose();
       for (const backend of ["wasm", "webgl", "webgpu"]) {
@@ -63,7 +66,10 @@ async function main() {
           await page.evaluate(() => (document.body.dataset.status = "editing"));
           await page.click("#edit");
           await page.waitForFunction(() => document.body.dataset.status === "ready", null, { timeout: 600000 });
-          results[backend].editMs.push(await page.evaluate(() => window.mendLastEdit.latencyMs));
+          const v = await page.evaluate(() => ({ latencyMs: window.mendLastEdit.latencyMs, stepMs: window.mendLastEdit.stepMs, passes: window.mendLastEdit.passes }));
+          results[backend].editMs.push(v.latencyMs);
+          results[backend].stepMs.push(v.stepMs);
+          results[backend].passes.push(v.passes);
         }
         await page.close();
       }
@@ -91,9 +97,9 @@ async function main() {
   };
   fs.writeFileSync(out, JSON.stringify(summary, null, 1) + "\n");
   const ms = (xs) => (xs.length ? `${median(xs).toFixed(0)} (${Math.min(...xs).toFixed(0)}-${Math.max(...xs).toFixed(0)})` : "-");
-  console.log(`| where | load to the first edit's results, ms | MEND edit, ms |\n|---|---|---|`);
-  console.log(`| Node, wasm (load from bytes) | ${ms(results.node.loadMs)} | ${ms(results.node.editMs)} |`);
-  for (const b of ["wasm", "webgl", "webgpu"]) console.log(`| Chromium, ${b} | ${results[b].refused ? `refused: ${results[b].refused}` : ms(results[b].firstEditMs)} | ${ms(results[b].editMs)} |`);
+  console.log(`| where | load to the first edit's results, ms | MEND edit (method's clock), ms | edit + panels (wall), ms | passes |\n|---|---|---|---|---|`);
+  console.log(`| Node, wasm (load from bytes) | ${ms(results.node.loadMs)} | ${ms(results.node.editMs)} | ${ms(results.node.stepMs)} | 1 |`);
+  for (const b of ["wasm", "webgl", "webgpu"]) console.log(`| Chromium, ${b} | ${results[b].refused ? `refused: ${results[b].refused}` : ms(results[b].firstEditMs)} | ${ms(results[b].editMs)} | ${ms(results[b].stepMs)} | ${[...new Set(results[b].passes)].join(", ")} |`);
   console.log(`wrote ${path.relative(ROOT, out)}`);
 }
 

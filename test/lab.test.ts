@@ -23,7 +23,7 @@ test("lab: the Biden edit with MEND, and every panel's data", async () => {
   await setup();
   const lab = newLab();
   try {
-    const v = lab.edit(BIDEN, "MEND");
+    const v = await lab.edit(BIDEN, "MEND");
     assert.equal(v.before[0].token, "Trump");
     assert.equal(v.after[0].token, "Biden");
     assert.equal(v.layers.length, lab.editor.config.innerParams.length);
@@ -42,23 +42,23 @@ test("lab: a stream of edits undone one by one ends at the base model exactly; t
   await setup();
   const lab = newLab();
   try {
-    const base = lab.streamTop(BIDEN.prompt);
-    const warm = lab.edit(BIDEN, "MEND", "stream"); // first use builds what later edits reuse
-    lab.undo();
+    const base = await lab.streamTop(BIDEN.prompt);
+    const warm = await lab.edit(BIDEN, "MEND", "stream"); // first use builds what later edits reuse
+    await lab.undo();
     assert.equal(warm.stream!.edits.length, 1);
     const before = tf.memory().numTensors;
     for (let round = 0; round < 2; round++) {
-      let v = lab.edit(BIDEN, "MEND", "stream");
+      let v = await lab.edit(BIDEN, "MEND", "stream");
       assert.equal(v.stream!.retention, 1);
-      v = lab.edit({ prompt: "The capital of Kenya is", target: "Lima" }, "FT", "stream");
+      v = await lab.edit({ prompt: "The capital of Kenya is", target: "Lima" }, "FT", "stream");
       assert.deepEqual(v.stream!.edits.map((e) => e.method), ["MEND", "FT"]);
       assert.ok(v.stream!.locality > 0.5 && v.stream!.locality <= 1);
-      assert.equal(lab.undo().edits.length, 1);
-      assert.equal(lab.undo().edits.length, 0);
-      assert.deepEqual(lab.streamTop(BIDEN.prompt), base, "after undoing every edit the model is the base model");
+      assert.equal((await lab.undo()).edits.length, 1);
+      assert.equal((await lab.undo()).edits.length, 0);
+      assert.deepEqual(await lab.streamTop(BIDEN.prompt), base, "after undoing every edit the model is the base model");
     }
     assert.equal(tf.memory().numTensors, before, "no tensor left behind");
-    assert.throws(() => lab.undo(), /nothing to undo/);
+    await assert.rejects(() => lab.undo(), /nothing to undo/);
   } finally {
     lab.dispose();
   }
@@ -68,11 +68,11 @@ test("lab: refusals name their reason (unknown word, AlphaEdit on a preserved fa
   await setup();
   const lab = newLab();
   try {
-    assert.throws(() => lab.edit({ prompt: "The presidnet of the United States is", target: "Biden" }, "MEND"), /unknown word "presidnet" \(did you mean "president"\?\)/);
-    assert.throws(() => lab.edit({ prompt: "The capital of France is", target: "Rome" }, "AlphaEdit"), /AlphaEdit preserves the answers .* France is one of them/);
-    assert.throws(() => lab.edit(BIDEN, "cache", "stream"), /the cache keeps no weight update/);
-    assert.throws(() => lab.edit(BIDEN, "KE"), /unknown method "KE"; the lab offers MEND, /);
-    assert.equal(lab.edit(BIDEN, "cache").after[0].token, "Biden");
+    await assert.rejects(() => lab.edit({ prompt: "The presidnet of the United States is", target: "Biden" }, "MEND"), /unknown word "presidnet" \(did you mean "president"\?\)/);
+    await assert.rejects(() => lab.edit({ prompt: "The capital of France is", target: "Rome" }, "AlphaEdit"), /AlphaEdit preserves the answers .* France is one of them/);
+    await assert.rejects(() => lab.edit(BIDEN, "cache", "stream"), /the cache keeps no weight update/);
+    await assert.rejects(() => lab.edit(BIDEN, "KE"), /unknown method "KE"; the lab offers MEND, /);
+    assert.equal((await lab.edit(BIDEN, "cache")).after[0].token, "Biden");
   } finally {
     lab.dispose();
   }

@@ -7,12 +7,14 @@
  * so far in an edit ledger with retention and locality, and undo.
  *
  * No DOM and no file system here: the page fetches the folders (fetchFolder.ts) and hands the
- * bytes to `labFromFiles`; Node tests hand it the same bytes read from disk.
+ * bytes to `labFromFiles`; Node tests hand it the same bytes read from disk. Every step that reads
+ * tensors runs through the lab's `Reads` (settledReads.ts): once, or in passes on a backend whose
+ * synchronous reads do not work; so each such step is free of side effects until it is kept.
  */
 import * as tf from "@tensorflow/tfjs";
 import { EditRequest } from "../datasets/editRecord";
 import { worldMethodContext } from "../eval/evaluate";
-import { buildMethods, EditMethod, MethodEdit } from "../eval/methods";
+import { buildMethods, disposeMethodEdit, EditMethod, MethodEdit } from "../eval/methods";
 import { probesFor, ProbeResult, runProbes } from "../eval/report";
 import { Editor, disposeEditor } from "../mend/editor";
 import { editorFromFiles } from "../mend/editorFolder";
@@ -21,9 +23,10 @@ import { EditedModel } from "../model/languageModel";
 import { Model, modelFromFiles } from "../model/modelFolder";
 import { applyUpdates } from "../model/paramsModel";
 import { nextTokenTopK, scoreTargets } from "../model/score";
-import { denseDelta, disposeUpdate, ModelUpdate } from "../model/weightUpdate";
+import { denseDelta, ModelUpdate } from "../model/weightUpdate";
 import { factorsByToken, TokenFactorRow } from "../viz/inspect";
 import { World, WorldFile } from "../world/world";
+import { directReads, Reads } from "./settledReads";
 
 /** The methods the lab offers, in the order of its menu (all from the registry). */
 export const LAB_METHODS = ["MEND", "MEND-cal", "FT", "FT+KL", "UltraEdit", "AlphaEdit", "LocFT-BF", "cache"] as const;
@@ -68,7 +71,12 @@ export interface EditView {
   request: EditRequest;
   method: string;
   backend: string;
+  /** The method's edit, on its own clock (on WebGPU: the kept pass, GPU work queued rather than waited for). */
   latencyMs: number;
+  /** Wall time of the edit and every panel's scoring, all passes included. */
+  stepMs: number;
+  /** How many times that step ran (1, or more where reads settle in passes: settledReads.ts). */
+  passes: number;
   before: TopToken[];
   after: TopToken[];
   probes: ProbeResult[];
@@ -90,16 +98,17 @@ export class Lab {
   private readonly watch: { prompt: string; target: string }[];
   private watchBase: boolean[] | null = null;
 
-  constructor(readonly model: Model, readonly editor: Editor, readonly world: World, readonly config: LabConfig) {
+  constructor(readonly model: Model, readonly editor: Editor, readonly world: World, readonly config: LabConfig, readonly reads: Reads = directReads) {
     this.watch = localityFacts(world);
   }
 
   /** The registry's method, built on first use (AlphaEdit computes its preserved keys then). */
-  method(name: string): EditMethod {
+  async method(name: string): Promise<EditMethod> {
     if (!(LAB_METHODS as readonly string[]).includes(name)) throw new Error(`unknown method "${name}"; the lab offers ${LAB_METHODS.join(", ")}`);
     let m = this.methods.get(name);
     if (!m) {
-      [m] = buildMethods([name], { editor: this.editor, cacheThreshold: this.config.cacheThreshold, ...worldMethodContext(this.world, this.model) });
+      const context = { editor: this.editor, cacheThreshold: this.config.cacheThreshold, ...worldMethodContext(this.world, this.model) };
+      m = await this.reads(() => buildMethods([name], context)[0], (built) => built.dispose?.());
       this.methods.set(name, m);
     }
     return m;
@@ -114,32 +123,42 @@ export class Lab {
   }
 
   /** Edit the base model (single) or the stream's current model (stream) and describe the result. */
-  edit(request: EditRequest, methodName: string, mode: "single" | "stream" = "single"): EditView {
+  async edit(request: EditRequest, methodName: string, mode: "single" | "stream" = "single"): Promise<EditView> {
     this.checkWords(request);
     if (methodName === "AlphaEdit") this.checkNotPreserved(request);
-    const method = this.method(methodName);
     if (mode === "stream" && methodName === "cache") throw new Error("the cache keeps no weight update, so it has no place in an edit ledger: use it in single-edit mode");
+    const method = await this.method(methodName);
     const pre: EditedModel = mode === "stream" && this.ledger ? this.ledger.model() : this.model;
     let e: MethodEdit | null = null;
     try {
-      e = method.edit(pre, [request]);
-      const view = this.describe(request, method.name, pre, e);
+      const t0 = performance.now();
+      let view: EditView;
+      ({ e, view } = await this.reads(
+        () => {
+          const edited = method.edit(pre, [request]);
+          try {
+            return { e: edited, view: this.describe(request, method.name, pre, edited) };
+          } catch (err) {
+            disposeMethodEdit(edited);
+            throw err;
+          }
+        },
+        (pass) => disposeMethodEdit(pass.e),
+      ));
+      view.stepMs = performance.now() - t0;
+      view.passes = this.reads.lastPasses;
       if (mode === "stream") {
         if (!e.update) throw new Error(`${method.name} returned no weight update to record`);
         this.ledger ??= EditLedger.start(this.model);
         this.ledger.add({ method: method.name, requests: [request], update: e.update, state: e.state, latencyMs: e.latencyMs });
         e = { ...e, update: undefined, state: undefined }; // the ledger owns them now
-        view.stream = this.streamState();
+        view.stream = await this.streamState();
       } else {
         view.stream = null;
       }
       return view;
     } finally {
-      if (e) {
-        e.model.dispose();
-        if (e.update) disposeUpdate(e.update);
-        if (e.state) tf.dispose(Object.values(e.state.tensors));
-      }
+      if (e) disposeMethodEdit(e);
       if (pre !== this.model) pre.dispose();
     }
   }
@@ -158,7 +177,7 @@ export class Lab {
   }
 
   /** Undo the stream's newest edit; the model is then W0 plus the others, exactly (ledger.ts). */
-  undo(): StreamState {
+  async undo(): Promise<StreamState> {
     const last = this.ledger?.entries.at(-1);
     if (!this.ledger || !last) throw new Error("nothing to undo: the stream has no edit");
     this.ledger.remove(last.id);
@@ -171,10 +190,10 @@ export class Lab {
   }
 
   /** The top-k next tokens after `prompt` of the model the stream has reached. */
-  streamTop(prompt: string, k = 5): TopToken[] {
+  async streamTop(prompt: string, k = 5): Promise<TopToken[]> {
     const m = this.streamModel();
     try {
-      return nextTokenTopK(m, [prompt], k)[0].top.map((t) => ({ token: t.token, prob: t.prob }));
+      return await this.reads(() => nextTokenTopK(m, [prompt], k)[0].top.map((t) => ({ token: t.token, prob: t.prob })), () => {});
     } finally {
       m.dispose();
     }
@@ -194,14 +213,17 @@ export class Lab {
     this.model.dispose();
   }
 
-  private streamState(): StreamState {
+  private async streamState(): Promise<StreamState> {
     const entries = this.ledger?.entries ?? [];
-    this.watchBase ??= scoreTargets(this.model, this.watch).map((s) => s.exact);
     const current = this.streamModel();
     try {
-      const held = entries.length ? scoreTargets(current, entries.map((x) => x.requests[0])).filter((s) => s.exact).length / entries.length : 1;
-      const now = scoreTargets(current, this.watch).map((s) => s.exact);
-      const locality = now.filter((x, i) => x === this.watchBase![i]).length / now.length;
+      const { base, held, now } = await this.reads(() => {
+        const base = this.watchBase ?? scoreTargets(this.model, this.watch).map((s) => s.exact);
+        const held = entries.length ? scoreTargets(current, entries.map((x) => x.requests[0])).filter((s) => s.exact).length / entries.length : 1;
+        return { base, held, now: scoreTargets(current, this.watch).map((s) => s.exact) };
+      }, () => {});
+      this.watchBase = base;
+      const locality = now.filter((x, i) => x === base[i]).length / now.length;
       return { edits: entries.map((x) => ({ id: x.id, method: x.method, prompt: x.requests[0].prompt, target: x.requests[0].target })), retention: held, locality };
     } finally {
       current.dispose();
@@ -216,6 +238,8 @@ export class Lab {
       method,
       backend: tf.getBackend(),
       latencyMs: e.latencyMs,
+      stepMs: NaN, // set by edit()
+      passes: 0,
       before: top(pre),
       after: top(e.model),
       probes,
@@ -258,14 +282,14 @@ function layerUpdates(model: EditedModel, update: ModelUpdate): LayerUpdate[] {
 
 /**
  * The lab from the bytes of the model folder, the editor folder and the world file (each checked
- * by the caller against its manifest), and the build's lab.json.
+ * by the caller against its manifest), and the build's lab.json; `reads` as the lab's steps read.
  */
-export function labFromFiles(modelFiles: Readonly<Record<string, Uint8Array>>, editorFiles: Readonly<Record<string, Uint8Array>>, world: WorldFile, config: LabConfig, where = { model: "checkpoints/base", editor: "checkpoints/editor" }): Lab {
+export function labFromFiles(modelFiles: Readonly<Record<string, Uint8Array>>, editorFiles: Readonly<Record<string, Uint8Array>>, world: WorldFile, config: LabConfig, where = { model: "checkpoints/base", editor: "checkpoints/editor" }, reads: Reads = directReads): Lab {
   if (!config || !(Number.isFinite(config.cacheThreshold) && config.cacheThreshold > 0)) throw new Error(`lab.json: "cacheThreshold" must be a positive number, got ${JSON.stringify(config?.cacheThreshold)}`);
   const model = modelFromFiles(modelFiles, where.model);
   try {
     const editor = editorFromFiles(editorFiles, where.editor, model.config, model.params);
-    return new Lab(model, editor, new World(world), config);
+    return new Lab(model, editor, new World(world), config, reads);
   } catch (e) {
     model.dispose();
     throw e;

@@ -10,6 +10,7 @@ import "@tensorflow/tfjs-backend-webgpu";
 import { setWasmPaths } from "@tensorflow/tfjs-backend-wasm";
 import { fetchFolder, fetchJson } from "./fetchFolder";
 import { EditView, Lab, LAB_METHODS, LabConfig, labFromFiles, StreamState } from "./lab";
+import { directReads, Reads, settledReads } from "./settledReads";
 import { WorldFile } from "../world/world";
 
 const BACKENDS = ["webgpu", "webgl", "wasm"] as const;
@@ -43,12 +44,18 @@ async function availableBackends(): Promise<Backend[]> {
   return out;
 }
 
-async function startBackend(wanted: string | null, available: Backend[]): Promise<string> {
+interface Started {
+  /** The backend's name and how it runs, as the page shows it. */
+  label: string;
+  reads: Reads;
+}
+
+async function startBackend(wanted: string | null, available: Backend[]): Promise<Started> {
   if (wanted && !(BACKENDS as readonly string[]).includes(wanted)) throw new Error(`backend "${wanted}" is not one of ${BACKENDS.join(", ")}`);
   if (wanted && !available.includes(wanted as Backend)) throw new Error(`this browser has no ${wanted} backend (it has ${available.join(", ")})`);
   setWasmPaths(new URL("wasm/", location.href).href);
   if (!wanted) {
-    // the first backend that starts and passes the read check
+    // the first backend that starts and reads right
     const failures: string[] = [];
     for (const b of available) {
       try {
@@ -62,18 +69,26 @@ async function startBackend(wanted: string | null, available: Backend[]): Promis
   const name = wanted;
   if (!(await tf.setBackend(name))) throw new Error(`the ${name} backend did not start`);
   await tf.ready();
-  // The library reads results synchronously (dataSync), hundreds of times per edit. tfjs' WebGPU
-  // backend reads synchronously through a new canvas each time, and in headless Chromium those reads
-  // return zeros once a few dozen have been made (docs/benchmarks.md): check many reads before use.
-  const reads = 48;
-  for (let i = 0; i < reads; i++) {
+  // The library reads results synchronously (dataSync). tfjs' WebGPU backend reads synchronously
+  // through a canvas, which in headless Chromium (SwiftShader) returns zeros and loses the device
+  // with it: on WebGPU the lab's steps run in passes over asynchronous reads instead (settledReads.ts),
+  // and its synchronous reads are never tried. Another backend whose synchronous reads fail is refused.
+  if (name === "webgpu") return { label: "webgpu (each step's reads settled in passes)", reads: settledReads() };
+  const failed = syncReadFailure(name);
+  if (failed) throw new Error(`${failed}: this browser cannot run the lab on ${name}; choose another backend (${BACKENDS.filter((b) => b !== name).join(" or ")})`);
+  const threads = name === "wasm" ? (crossOriginIsolated ? " (threaded: the page is cross-origin isolated)" : " (one thread: the page is not cross-origin isolated)") : "";
+  return { label: name + threads, reads: directReads };
+}
+
+/** Why the backend's synchronous reads cannot be trusted, or null: 48 reads of computed values. */
+function syncReadFailure(name: string): string | null {
+  for (let i = 0; i < 48; i++) {
     const probe = tf.tidy(() => tf.sum(tf.mul(tf.range(0, 4), i)));
     const got = probe.dataSync()[0];
     probe.dispose();
-    if (got !== 6 * i) throw new Error(`the ${name} backend's synchronous read number ${i + 1} returned ${got} for ${6 * i}: this browser cannot run the lab on ${name}; choose another backend (${BACKENDS.filter((b) => b !== name).join(" or ")})`);
+    if (got !== 6 * i) return `the ${name} backend's synchronous read number ${i + 1} returned ${got} for ${6 * i}`;
   }
-  const threads = name === "wasm" ? (crossOriginIsolated ? " (threaded: the page is cross-origin isolated)" : " (one thread: the page is not cross-origin isolated)") : "";
-  return name + threads;
+  return null;
 }
 
 function cell(text: string, cls?: string): HTMLTableCellElement {
@@ -157,7 +172,7 @@ function drawEdit(v: EditView): void {
   );
   $("drift-panel").hidden = false;
   if (v.stream) drawStream(v.stream);
-  setStatus("ready", `${v.method} on ${v.backend}: "${v.request.prompt}" → ${v.request.target} in ${v.latencyMs.toFixed(0)} ms; top token now "${v.after[0].token}"`);
+  setStatus("ready", `${v.method} on ${v.backend}: "${v.request.prompt}" → ${v.request.target} in ${v.latencyMs.toFixed(0)} ms (with every panel's scoring: ${(v.stepMs / 1000).toFixed(1)} s${v.passes > 1 ? ` in ${v.passes} passes` : ""}); top token now "${v.after[0].token}"`);
 }
 
 function drawStream(s: StreamState): void {
@@ -183,7 +198,8 @@ async function main(): Promise<void> {
     q.set("backend", select.value);
     location.search = q.toString(); // a backend holds the model's tensors: start again on the new one
   });
-  const backend = await startBackend(query.get("backend"), available);
+  const started = await startBackend(query.get("backend"), available);
+  const backend = started.label;
   select.value = backend.split(" ")[0];
   const methodSelect = $<HTMLSelectElement>("method");
   for (const m of LAB_METHODS) methodSelect.add(new Option(m, m));
@@ -200,7 +216,7 @@ async function main(): Promise<void> {
     fetchJson(new URL("data/world.json", location.href).href),
     fetchJson(new URL("lab.json", location.href).href),
   ]);
-  const lab: Lab = labFromFiles(modelFiles, editorFiles, world as WorldFile, config as LabConfig);
+  const lab: Lab = labFromFiles(modelFiles, editorFiles, world as WorldFile, config as LabConfig, undefined, started.reads);
   const loadMs = performance.now() - t0;
   const prompts = $("prompts");
   for (const f of lab.world.facts.filter((_, i) => i % 7 === 0)) prompts.append(new Option(lab.world.prompts(f.subject, f.relation, "train")[0]));
@@ -217,7 +233,7 @@ async function main(): Promise<void> {
     setStatus("editing", method === "AlphaEdit" ? "Editing (AlphaEdit computes its preserved keys on its first edit: this takes a while)…" : "Editing…");
     await new Promise((r) => setTimeout(r, 20)); // let the status paint
     try {
-      drawEdit(lab.edit({ prompt: $<HTMLInputElement>("prompt").value, target: $<HTMLInputElement>("target").value }, method, mode));
+      drawEdit(await lab.edit({ prompt: $<HTMLInputElement>("prompt").value, target: $<HTMLInputElement>("target").value }, method, mode));
       $<HTMLAnchorElement>("share").href = shareLink();
     } catch (e) {
       showError(e);
@@ -234,12 +250,12 @@ async function main(): Promise<void> {
       $<HTMLButtonElement>("undo").disabled = true;
     }
   });
-  $("undo").addEventListener("click", () => {
+  $("undo").addEventListener("click", async () => {
     try {
-      const s = lab.undo();
+      const s = await lab.undo();
       drawStream(s);
       const prompt = $<HTMLInputElement>("prompt").value;
-      fillTable("after", ["token", "p"], lab.streamTop(prompt).map((r) => [r.token, barCell(r.prob, 1, pct(r.prob))]));
+      fillTable("after", ["token", "p"], (await lab.streamTop(prompt)).map((r) => [r.token, barCell(r.prob, 1, pct(r.prob))]));
       setStatus("ready", `Undone: ${s.edits.length} edit(s) left; "after" shows the model now`);
     } catch (e) {
       showError(e);
