@@ -1,9 +1,9 @@
 /**
  * The MEND lab in a real browser (Debian's headless Chromium, driven by playwright-core): the built
- * folder served on localhost loads with no console error, edits Trump -> Biden through a link on
- * wasm, webgl and webgpu with the answer Node's wasm run gives, shows its paraphrase table, undoes a
- * stream edit back to the base model's answer (wasm, webgpu), and names an unknown word and a damaged
- * checkpoint. On webgpu the page's steps settle their reads in passes (src/web/settledReads.ts).
+ * folder, served by a plain static server (Python's http.server) and by `mend lab`'s, loads with no
+ * console error, edits Trump -> Biden through a link on wasm, webgl and webgpu with the answer
+ * Node's wasm run gives, shows its paraphrase table, undoes a stream edit back to the base model's
+ * answer (wasm, webgpu), and names an unknown word and a damaged checkpoint. On webgpu the page's steps settle their reads in passes (src/web/settledReads.ts).
  * Screenshots go to runs/lab-test/.
  *
  * Tolerance of the browser against Node: 1e-5 on every probability of the edited model's top five
@@ -18,6 +18,7 @@ import * as assert from "node:assert/strict";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
+import { spawn } from "child_process";
 import type { Browser, Page } from "playwright-core";
 import { buildLab, serveLab } from "../dist/cli/lab";
 import { initBackend } from "../dist/model/backend";
@@ -34,6 +35,8 @@ let browser: Browser;
 let site: string;
 let server: { url: string; close: () => Promise<void> };
 let damaged: { url: string; close: () => Promise<void> };
+/** The built folder behind Python's http.server: no COOP/COEP, nothing of ours. */
+let plain: { url: string; close: () => Promise<void> };
 let nodeAfter: { token: string; prob: number }[];
 
 before(async () => {
@@ -48,6 +51,7 @@ before(async () => {
   bytes[bytes.length - 5] ^= 0xff;
   fs.writeFileSync(weights, bytes);
   damaged = await serveLab(path.join(site, "bad"));
+  plain = await plainStaticServer(path.join(site, "ok"));
   // the same edit in Node (wasm), from the same files
   await initBackend();
   const read = (d: string) => Object.fromEntries(fs.readdirSync(d).map((n) => [n, new Uint8Array(fs.readFileSync(path.join(d, n)))]));
@@ -65,6 +69,7 @@ after(async () => {
   await browser?.close();
   await server?.close();
   await damaged?.close();
+  await plain?.close();
   fs.rmSync(site, { recursive: true, force: true });
 });
 
@@ -79,7 +84,20 @@ async function open(url: string): Promise<{ page: Page; errors: string[] }> {
 }
 
 const settled = (page: Page, states = ["ready", "error"]) => page.waitForFunction((s) => s.includes(document.body.dataset.status ?? ""), states, { timeout: 240_000 });
-const link = (q: Record<string, string>) => `${server.url}?${new URLSearchParams(q)}`;
+const link = (q: Record<string, string>, at = server) => `${at.url}?${new URLSearchParams(q)}`;
+
+/** `python3 -m http.server` on a free port, serving `dir` as any static host would. */
+function plainStaticServer(dir: string): Promise<{ url: string; close: () => Promise<void> }> {
+  const child = spawn("python3", ["-u", "-m", "http.server", "--bind", "127.0.0.1", "--directory", dir, "0"], { stdio: ["ignore", "pipe", "ignore"] });
+  return new Promise((resolve, reject) => {
+    let out = "";
+    child.once("error", reject);
+    child.stdout.on("data", (d: Buffer) => {
+      const m = /port (\d+)/.exec((out += d.toString()));
+      if (m) resolve({ url: `http://127.0.0.1:${m[1]}/`, close: async () => void child.kill() });
+    });
+  });
+}
 
 /** The "after" table's rows: token and probability. */
 const afterRows = (page: Page) => page.$$eval("#after tbody tr", (rows) => (rows as HTMLTableRowElement[]).map((r) => ({ token: r.cells[0].textContent!, prob: Number(r.cells[1].textContent!.trim()) })));
@@ -87,8 +105,8 @@ const afterRows = (page: Page) => page.$$eval("#after tbody tr", (rows) => (rows
 const afterExact = (page: Page) => page.evaluate(() => (window as unknown as { mendLastEdit: { after: { token: string; prob: number }[] } }).mendLastEdit.after);
 
 for (const backend of ["wasm", "webgl", "webgpu"]) {
-  test(`lab in Chromium, ${backend}: a shared link edits Trump -> Biden as Node does, with its paraphrases`, { skip, timeout: 300_000 }, async (t) => {
-    const { page, errors } = await open(link({ ...BIDEN, method: "MEND", backend }));
+  test(`lab in Chromium, ${backend}, from a plain static server: a shared link edits Trump -> Biden as Node does, with its paraphrases`, { skip, timeout: 300_000 }, async (t) => {
+    const { page, errors } = await open(link({ ...BIDEN, method: "MEND", backend }, plain));
     await settled(page);
     assert.equal(await page.evaluate(() => document.body.dataset.status), "ready", await page.textContent("#error") ?? "");
     const rows = await afterRows(page);

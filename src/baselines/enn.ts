@@ -30,7 +30,7 @@ import { lastBlocksMlp } from "../mend/editor";
 import type { EditorKind, RowUpdate } from "../mend/editorKind";
 import { captureFactors, disposeFactors, Factors } from "../mend/factor";
 import { readFolderFiles, verifyFolder, writeFolder } from "../model/checkpointFolder";
-import { parseJson } from "../model/jsonFile";
+import { checkedFields, field, parseJson } from "../model/jsonFile";
 import { assignVariables, variablesSafetensors } from "./variableFiles";
 
 export interface EnnConfig {
@@ -156,10 +156,13 @@ export function saveEnn(dir: string, e: EnnEditor, model: ModelView, training?: 
 export function loadEnn(dir: string, model: ModelView): EnnEditor {
   verifyFolder(dir, ["editor", "editor-run"]);
   const files = readFolderFiles(dir);
-  const raw = parseJson(files["config.json"]?.toString("utf8") ?? "", `${dir}/config.json`) as { format?: string; enn?: EnnConfig; base?: { fingerprint?: string } };
-  if (raw.format !== FORMAT || !raw.enn) throw new Error(`${dir}: not an ENN folder (config.json format ${JSON.stringify(raw.format)}, expected "${FORMAT}")`);
+  const file = `${dir}/config.json`;
+  const raw = checkedFields<{ format: string; enn: EnnConfig; base: { fingerprint: string } }>(parseJson(files["config.json"]?.toString("utf8") ?? "", file), file, { format: field.string });
+  if (raw.format !== FORMAT) throw new Error(`${dir}: not an ENN folder (config.json format ${JSON.stringify(raw.format)}, expected "${FORMAT}")`);
+  checkedFields(raw.enn, file, { innerParams: field.strings, editLr: field.number, cBase: field.number }, "enn.");
+  checkedFields(raw.base, file, { fingerprint: field.string }, "base.");
   const have = paramsFingerprint(model.params);
-  if (raw.base?.fingerprint !== have) throw new Error(`${dir}: this ENN was trained from the base model with fingerprint ${String(raw.base?.fingerprint).slice(0, 12)}, not this one (${have.slice(0, 12)})`);
+  if (raw.base.fingerprint !== have) throw new Error(`${dir}: this ENN was trained from the base model with fingerprint ${raw.base.fingerprint.slice(0, 12)}, not this one (${have.slice(0, 12)})`);
   const e = createEnn(model, { ...raw.enn });
   try {
     const vars = { ...Object.fromEntries(Object.entries(e.params).map(([n, v]) => [`base.${n}`, v])), ...Object.fromEntries(Object.entries(e.lrs).map(([n, v]) => [`lr.${n}`, v])) };

@@ -33,7 +33,7 @@ import type { EditCalls, EditorKind, RowUpdate } from "../mend/editorKind";
 import { captureFactors, disposeFactors, Factors } from "../mend/factor";
 import type { LowRankUpdate } from "../mend/hooks";
 import { readFolderFiles, verifyFolder, writeFolder } from "../model/checkpointFolder";
-import { parseJson } from "../model/jsonFile";
+import { checkedFields, field, parseJson } from "../model/jsonFile";
 import { assignVariables, variablesSafetensors } from "./variableFiles";
 
 export interface KeConfig {
@@ -354,10 +354,13 @@ export function saveKe(dir: string, e: KeEditor, model: ModelView, training?: Re
 export function loadKe(dir: string, model: ModelView): KeEditor {
   verifyFolder(dir, ["editor", "editor-run"]);
   const files = readFolderFiles(dir);
-  const raw = parseJson(files["config.json"]?.toString("utf8") ?? "", `${dir}/config.json`) as { format?: string; ke?: KeConfig; base?: { fingerprint?: string; n_embd?: number; vocab_size?: number } };
-  if (raw.format !== FORMAT || !raw.ke) throw new Error(`${dir}: not a KE editor folder (config.json format ${JSON.stringify(raw.format)}, expected "${FORMAT}")`);
-  if (raw.base?.n_embd !== model.config.n_embd || raw.base?.vocab_size !== model.config.vocab_size) throw new Error(`${dir}: this KE editor was trained for another base model (n_embd ${raw.base?.n_embd}, vocab ${raw.base?.vocab_size})`);
-  if (raw.base?.fingerprint && raw.base.fingerprint !== paramsFingerprint(model.params)) throw new Error(`${dir}: this KE editor was trained for the base model with fingerprint ${raw.base.fingerprint.slice(0, 12)}, not this one`);
+  const file = `${dir}/config.json`;
+  const raw = checkedFields<{ format: string; ke: KeConfig; base: { fingerprint?: string; n_embd: number; vocab_size: number } }>(parseJson(files["config.json"]?.toString("utf8") ?? "", file), file, { format: field.string });
+  if (raw.format !== FORMAT) throw new Error(`${dir}: not a KE editor folder (config.json format ${JSON.stringify(raw.format)}, expected "${FORMAT}")`);
+  checkedFields(raw.ke, file, { innerParams: field.strings, hidden: field.size, condition: field.size, maxScale: field.positive }, "ke.");
+  checkedFields(raw.base, file, { fingerprint: field.optional(field.string), n_embd: field.size, vocab_size: field.size }, "base.");
+  if (raw.base.n_embd !== model.config.n_embd || raw.base.vocab_size !== model.config.vocab_size) throw new Error(`${dir}: this KE editor was trained for another base model (n_embd ${raw.base.n_embd}, vocab ${raw.base.vocab_size})`);
+  if (raw.base.fingerprint && raw.base.fingerprint !== paramsFingerprint(model.params)) throw new Error(`${dir}: this KE editor was trained for the base model with fingerprint ${raw.base.fingerprint.slice(0, 12)}, not this one`);
   const e = createKe(model, { ...raw.ke }, 0);
   try {
     assignVariables(keVariables(e), files["editor.safetensors"], `${dir}/editor.safetensors`);

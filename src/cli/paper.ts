@@ -17,7 +17,7 @@ import { childEnv } from "./parentWatch";
 import { initBackend } from "../model/backend";
 import { readJsonFile } from "../model/jsonFile";
 import { writeFileDurable } from "../model/durable";
-import { PAPER_BUDGET, PAPER_ROWS, PaperRow, runDirOf } from "./paperRows";
+import { checkedRunResult, PAPER_BUDGET, PAPER_ROWS, PaperRow, RunResult, runDirOf } from "./paperRows";
 
 export const spec: CommandSpec = {
   name: "paper",
@@ -40,14 +40,14 @@ interface RunOutcome {
   seed: number;
   dir: string;
   ok: boolean;
-  summary?: Record<string, unknown>;
+  summary?: RunResult;
 }
 
 /** One `mend train-editor` run as a child process; continues an interrupted run; its result JSON is kept beside it. */
 function trainOne(runs: string, row: PaperRow, seed: number): Promise<RunOutcome> {
   const dir = runDirOf(runs, row, seed);
   const result = `${dir}.json`;
-  if (fs.existsSync(result)) return Promise.resolve({ row: row.name, seed, dir, ok: true, summary: readJsonFile(result) as Record<string, unknown> });
+  if (fs.existsSync(result)) return Promise.resolve({ row: row.name, seed, dir, ok: true, summary: checkedRunResult(readJsonFile(result), result) });
   const resume = fs.existsSync(path.join(dir, "last", "trainer_state.json"));
   const b = PAPER_BUDGET;
   const budget = ["--steps", String(b.steps), "--time-budget", String(b.timeBudgetSec)];
@@ -63,7 +63,7 @@ function trainOne(runs: string, row: PaperRow, seed: number): Promise<RunOutcome
       fs.closeSync(log);
       if (code !== 0) return resolve({ row: row.name, seed, dir, ok: false });
       try {
-        const summary = JSON.parse(out) as Record<string, unknown>;
+        const summary = checkedRunResult(JSON.parse(out), `the output of mend ${args.join(" ")}`);
         writeFileDurable(result, JSON.stringify(summary, null, 1) + "\n");
         resolve({ row: row.name, seed, dir, ok: true, summary });
       } catch {
@@ -86,7 +86,7 @@ export async function trainRows(runs: string, rows: readonly PaperRow[], seeds: 
       const o = await trainOne(runs, r, s);
       done.push(o);
       const secs = ((Date.now() - t0) / 1000).toFixed(0);
-      console.error(`[${done.length}/${todo.length}, ${secs} s] ${r.name}, seed ${s}: ${o.ok ? `trained (${(o.summary?.steps as number) ?? "?"} steps, ${Math.round((o.summary?.elapsed_sec as number) ?? 0)} s)` : `failed: see ${o.dir}.log`}`);
+      console.error(`[${done.length}/${todo.length}, ${secs} s] ${r.name}, seed ${s}: ${o.ok ? `trained (${o.summary!.steps} steps, ${Math.round(o.summary!.elapsed_sec)} s)` : `failed: see ${o.dir}.log`}`);
     }
   };
   await Promise.all(Array.from({ length: Math.min(jobs, todo.length) }, worker));

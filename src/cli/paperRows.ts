@@ -4,6 +4,7 @@
  * (row, seed) run lives.
  */
 import * as path from "path";
+import { checkedFields, field } from "../model/jsonFile";
 
 /** The shared budget of every trained row (the MEND row's): steps, validation, time. */
 export const PAPER_BUDGET = { steps: 300, timeBudgetSec: 900, patience: 300, rank: 320, perFact: 20, locPerEdit: 3 } as const;
@@ -45,3 +46,15 @@ export function runDirOf(runs: string, row: PaperRow, seed: number): string {
   return path.join(runs, `${slug(row.name)}-s${seed}`);
 }
 
+
+/** What `mend train-editor` printed for a run, kept beside it as `<run>.json`. */
+export interface RunResult {
+  steps: number;
+  elapsed_sec: number;
+  stopped_by: string;
+}
+
+/** A run's result (the file, or the child's output) checked as data; errors name `where` and the field. */
+export function checkedRunResult(v: unknown, where: string): RunResult {
+  return checkedFields<RunResult>(v, where, { steps: field.count, elapsed_sec: field.number, stopped_by: field.oneOf("steps", "patience", "time budget") });
+}

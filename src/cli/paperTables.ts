@@ -17,15 +17,15 @@ import { buildMethods, cacheMethod, EditMethod, ennMethod, keMethod, mendMethod 
 import { loadEditor } from "../extensions/editorExtensions";
 import { writeFileDurable } from "../model/durable";
 import { disposeParams } from "../model/gpt";
-import { parseJson, readJsonFile } from "../model/jsonFile";
+import { checkedFields, field, parseJson, readJsonFile } from "../model/jsonFile";
 import { writeFolder } from "../model/checkpointFolder";
 import { loadModel, Model } from "../model/modelFolder";
 import { disposeEditor, lastBlocksMlp } from "../mend/editor";
 import { World } from "../world/world";
 import { DEFAULT_MODEL_DIR, PACKAGE_ROOT } from "./common";
 import { childEnv } from "./parentWatch";
-import { PAPER_BUDGET, PAPER_ROWS, PaperRow, runDirOf, VAL_TARGET_ES } from "./paperRows";
-import { PAPER_BATCH_SIZES, paperTables, PaperResults, PaperTable, RunEval, stepsToTarget } from "../eval/paperResults";
+import { checkedRunResult, PAPER_BUDGET, PAPER_ROWS, PaperRow, runDirOf, VAL_TARGET_ES } from "./paperRows";
+import { checkedRunEval, PAPER_BATCH_SIZES, paperTables, PaperResults, PaperTable, RunEval, stepsToTarget } from "../eval/paperResults";
 
 /** The rows that need no training: evaluated once (they have no seed). */
 export const UNTRAINED_ROWS = ["FT", "FT+KL", "cache ε*", "cache ε*/2", "cache 2ε*"] as const;
@@ -36,8 +36,13 @@ const untrainedFile = (runs: string, name: string) => path.join(runs, `${name.to
 /** A trained run's training: its result and, from its trainer state, every validation. */
 function trainingOf(runs: string, row: PaperRow, seed: number): NonNullable<RunEval["train"]> {
   const dir = runDirOf(runs, row, seed);
-  const result = readJsonFile(`${dir}.json`) as { steps: number; elapsed_sec: number; stopped_by: string };
-  const state = readJsonFile(path.join(dir, "last", "trainer_state.json")) as { history: { step: number; elapsedSec: number; val?: { editAcc: number; lossEdit: number } }[] };
+  const result = checkedRunResult(readJsonFile(`${dir}.json`), `${dir}.json`);
+  const stateFile = path.join(dir, "last", "trainer_state.json");
+  const state = checkedFields<{ history: { step: number; elapsedSec: number; val?: { editAcc: number; lossEdit: number } }[] }>(readJsonFile(stateFile), stateFile, { history: field.list });
+  state.history.forEach((h, i) => {
+    checkedFields(h, stateFile, { step: field.count, elapsedSec: field.number, val: field.optional(field.object) }, `history[${i}].`);
+    if (h.val) checkedFields(h.val, stateFile, { editAcc: field.number, lossEdit: field.number }, `history[${i}].val.`);
+  });
   const t = stepsToTarget(state.history, VAL_TARGET_ES);
   const val_history = state.history.flatMap((h) => (h.val ? [{ step: h.step, es: h.val.editAcc, loss_edit: h.val.lossEdit }] : []));
   return { steps: result.steps, elapsed_sec: result.elapsed_sec, stopped_by: result.stopped_by, steps_to_target: t.steps, sec_to_target: t.sec, best_val_es: t.best, val_history };
@@ -156,7 +161,7 @@ export async function evaluatePaper(runs: string, rows: readonly PaperRow[], see
     rows: names.map((n) => {
       const row = rows.find((r) => r.name === n);
       return { name: n, table: row?.table ?? (n.startsWith("cache") ? "cache" : "main"), what: row?.what ?? (n.startsWith("cache") ? "answers from the nearest cached edit within the threshold" : "fine-tuning of the edited weights"), runs: todo.filter((t) => t.name === n).map((t) => {
-        const r = readJsonFile(t.file) as RunEval;
+        const r = checkedRunEval(readJsonFile(t.file), t.file);
         return row && t.seed !== null ? { ...r, train: trainingOf(runs, row, t.seed) } : r; // the training as the run folder has it now
       }) };
     }),

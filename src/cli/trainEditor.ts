@@ -9,7 +9,7 @@ import { describeBackend, initBackend } from "../model/backend";
 import { disposeParams } from "../model/gpt";
 import { loadModel } from "../model/modelFolder";
 import { readFolderFiles, recoverForRead, writeFolder } from "../model/checkpointFolder";
-import { DEFAULT_TRAIN_EDITOR_CONFIG, TrainEditorConfig, trainEditor } from "../mend/train";
+import { DEFAULT_TRAIN_EDITOR_CONFIG, readTrainerState, TrainEditorConfig, trainEditor } from "../mend/train";
 import type { EditorTransform } from "../mend/editor";
 import type { EditorKind } from "../mend/editorKind";
 import { keKind } from "../baselines/ke";
@@ -19,7 +19,6 @@ import { World } from "../world/world";
 import { DEFAULT_MODEL_DIR, FORCE_FLAG, guardOutput, MODEL_FLAG, newRunDir, RESUME_FLAG } from "./common";
 import { CommandSpec, flagBool, flagNumber, Flags, flagString } from "./flags";
 import { ProgressBar } from "./progress";
-import { readJsonFile } from "../model/jsonFile";
 
 const d = DEFAULT_TRAIN_EDITOR_CONFIG;
 export const spec: CommandSpec = {
@@ -69,7 +68,7 @@ function runConfig(runDir: string): TrainEditorConfig {
   const file = path.join(runDir, "last", "trainer_state.json");
   recoverForRead(path.join(runDir, "last"));
   if (!fs.existsSync(file)) throw new Error(`nothing to resume: ${file} not found (start a new run without --resume, or name the run folder)`);
-  return (readJsonFile(file) as { config: TrainEditorConfig }).config;
+  return readTrainerState(file).config;
 }
 
 /** The SHA-256 of a --data spec's file (KIND:FILE); an error names a file that cannot be read. */

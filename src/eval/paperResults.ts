@@ -6,6 +6,7 @@
  */
 import * as fs from "fs";
 import type { BatchedPoint, MethodSummary } from "./evaluate";
+import { checkedFields, field, readJsonFile } from "../model/jsonFile";
 
 /** Edits per call of the batched table (the paper's Table 5). */
 export const PAPER_BATCH_SIZES = [1, 5, 25, 75, 125];
@@ -170,11 +171,21 @@ export function paperTables(res: PaperResults, notes: Partial<Record<PaperTable,
 }
 
 
-/** The results `mend paper` wrote (docs/paper/results.json). */
+/** A run's evaluation file checked as data: the fields the tables read (errors name the file and field). */
+export function checkedRunEval(v: unknown, file: string): RunEval {
+  const r = checkedFields<RunEval>(v, file, { row: field.string, seed: field.orNull(field.integer), summary: field.object, batched: field.list });
+  checkedFields(r.summary, file, { n_edits: field.count, es: field.number, paraphrase: field.number, es_paper: field.number, acc_dd: field.number, latency_ms: field.number, locality: field.object }, "summary.");
+  return r;
+}
+
+/** The results `mend paper` wrote (docs/paper/results.json), checked as data. */
 export function readPaperResults(file: string): PaperResults {
   if (!fs.existsSync(file)) throw new Error(`${file}: no paper results; make them with "npx mend paper" (README: The paper in miniature)`);
-  const r = JSON.parse(fs.readFileSync(file, "utf8")) as PaperResults;
-  if (!Array.isArray(r.rows)) throw new Error(`${file}: not the results of mend paper (no rows)`);
+  const r = checkedFields<PaperResults>(readJsonFile(file), file, { rows: field.list, n_test: field.count, val_target_es: field.number, budget: field.object });
+  r.rows.forEach((row, i) => {
+    checkedFields(row, file, { name: field.string, table: field.string, what: field.string, runs: field.list }, `rows[${i}].`);
+    row.runs.forEach((run, j) => checkedRunEval(run, `${file} rows[${i}].runs[${j}]`));
+  });
   return r;
 }
 

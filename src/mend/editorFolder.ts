@@ -22,7 +22,7 @@ import { recoverForRead, verifyFolder, writeFolder } from "../model/checkpointFo
 import { paramsFingerprint } from "../model/gpt";
 import { decodeSafetensors, encodeSafetensors, RawTensor, readSafetensors } from "../model/safetensors";
 import { disposeStats } from "./stats";
-import { parseJson, readJsonFile } from "../model/jsonFile";
+import { isJsonObject, parseJson, readJsonFile } from "../model/jsonFile";
 
 export interface EditorFolderConfig {
   format: "mend-ts-editor";
@@ -94,9 +94,9 @@ export function saveEditor(dir: string, e: Editor, baseConfig: GPT2Config, baseP
 
 /** config.json of an editor folder, its fields checked as data (types; the editor config by `createEditor`). */
 function checkedFolderConfig(raw: unknown, file: string): EditorFolderConfig {
-  const obj = (v: unknown) => !!v && typeof v === "object" && !Array.isArray(v);
+  const obj = isJsonObject;
   if (!obj(raw)) throw new Error(`${file}: expected an object, got ${JSON.stringify(raw)?.slice(0, 40)}`);
-  const c = raw as EditorFolderConfig;
+  const c = raw as unknown as EditorFolderConfig;
   if (c.format !== "mend-ts-editor") throw new Error(`${file}: not a mend-ts editor config (format ${JSON.stringify(c.format)})`);
   if (!obj(c.editor)) throw new Error(`${file}: "editor" (the editor config) must be an object`);
   try {

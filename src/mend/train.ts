@@ -38,7 +38,7 @@ import { EditorKind, mendKind } from "./editorKind";
 import { AttachHooks } from "./editorFolder";
 import { ExampleResult, metaBatchEval, metaBatchGrads, MetaLossConfig } from "./metaLoss";
 import { fixedValGroups, LocalityPicker, MetaExample, recordLocality, sampleMetaGroups } from "./metaExamples";
-import { readJsonFile } from "../model/jsonFile";
+import { checkedFields, field, readJsonFile } from "../model/jsonFile";
 
 export interface TrainEditorConfig extends MetaLossConfig {
   seed: number;
@@ -164,7 +164,7 @@ export interface TrainEditorProgress {
   elapsedSec: number;
 }
 
-interface TrainerState {
+export interface TrainerState {
   /** The editor's kind (absent in runs written before kinds: MEND). */
   kind?: string;
   step: number;
@@ -176,6 +176,24 @@ interface TrainerState {
   elapsedSec: number;
   history: TrainEditorProgress[];
   config: TrainEditorConfig;
+}
+
+/** A run's trainer_state.json, checked as data (wrong types and nulls named by file and field). */
+export function readTrainerState(file: string): TrainerState {
+  const st = checkedFields<TrainerState>(readJsonFile(file), file, {
+    kind: field.optional(field.string),
+    step: field.count,
+    examples: field.count,
+    skipped: field.count,
+    rngState: field.integer,
+    bestVal: field.orNull(field.number), // Infinity before the first validation is written as null
+    bestStep: field.count,
+    elapsedSec: field.number,
+    history: field.list,
+    config: field.object,
+  });
+  st.bestVal ??= Infinity;
+  return st;
 }
 
 /** What ended a run: its step count, early stopping, or the time budget. */
@@ -264,7 +282,7 @@ async function trainLocked<E>(model: ModelView, train: readonly EditRecord[], va
   let st: TrainerState;
   let editor: E;
   if (resuming) {
-    st = readJsonFile(statePath) as TrainerState;
+    st = readTrainerState(statePath);
     opts.init && kind.dispose(opts.init);
     if ((st.kind ?? "MEND") !== kind.name) throw new Error(`${runDir} trains a ${st.kind ?? "MEND"} editor, not ${kind.name}: resume it as what it is`);
     cfg = { ...st.config, ...(opts.resumeWith ?? {}) };

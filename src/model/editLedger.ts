@@ -28,7 +28,7 @@ import type { MethodState } from "./languageModel";
 import { applyUpdates, ModelView, ParamsModel } from "./paramsModel";
 import { decodeSafetensors, encodeSafetensors, RawTensor } from "./safetensors";
 import { DenseDelta, disposeUpdate, isLowRank, LowRankDelta, ModelUpdate, updateTensors } from "./weightUpdate";
-import { parseJson } from "./jsonFile";
+import { fieldError, isJsonObject, parseJson } from "./jsonFile";
 import { recoverForRead } from "./checkpointFolder";
 
 export interface LedgerEntry {
@@ -67,8 +67,8 @@ export const LEDGER_FILES = ["edits.json", "edits.safetensors"] as const;
 
 /** edits.json checked as data: every field of the right type, ids increasing, next_id above them; errors name the file and field. */
 function checkedLedgerFile(x: unknown, file: string): LedgerFile {
-  const obj = (v: unknown): v is Record<string, unknown> => !!v && typeof v === "object" && !Array.isArray(v);
-  const bad = (field: string, want: string, got: unknown) => new Error(`${file}: ${field} must be ${want}, got ${JSON.stringify(got)?.slice(0, 80)}`);
+  const obj = isJsonObject;
+  const bad = (name: string, want: string, got: unknown) => fieldError(file, name, want, got);
   if (!obj(x) || x.format !== "mend-ts-edits") throw new Error(`${file}: not a mend-ts edit ledger (its "format" must be "mend-ts-edits")`);
   if (!obj(x.base) || typeof x.base.fingerprint !== "string" || !/^[0-9a-f]{64}$/.test(x.base.fingerprint)) throw bad("base.fingerprint", "a SHA-256 in hex", obj(x.base) ? x.base.fingerprint : x.base);
   if (!Array.isArray(x.entries)) throw bad("entries", "a list", x.entries);

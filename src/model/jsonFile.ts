@@ -20,3 +20,48 @@ export function parseJson(text: string, where: string): unknown {
     throw new Error(`${where}: not valid JSON (${(e as Error).message})`);
   }
 }
+
+/** Whether `v` is a JSON object (not null, not a list). */
+export function isJsonObject(v: unknown): v is Record<string, unknown> {
+  return !!v && typeof v === "object" && !Array.isArray(v);
+}
+
+/** What a field of a JSON file must be: words for the message, and the test. */
+export interface FieldRule {
+  want: string;
+  ok: (v: unknown) => boolean;
+}
+
+const rule = (want: string, ok: (v: unknown) => boolean): FieldRule => ({ want, ok });
+
+/** The rules the files' readers use (`checkedFields`). */
+export const field = {
+  object: rule("an object", isJsonObject),
+  list: rule("a list", Array.isArray),
+  string: rule("a string", (v) => typeof v === "string"),
+  strings: rule("a list of strings", (v) => Array.isArray(v) && v.every((s) => typeof s === "string")),
+  number: rule("a finite number", (v) => typeof v === "number" && Number.isFinite(v)),
+  positive: rule("a positive number", (v) => typeof v === "number" && Number.isFinite(v) && v > 0),
+  integer: rule("an integer", (v) => Number.isInteger(v)),
+  count: rule("a non-negative integer", (v) => Number.isInteger(v) && (v as number) >= 0),
+  size: rule("a positive integer", (v) => Number.isInteger(v) && (v as number) > 0),
+  /** `r`, or null (JSON writes ±Infinity and NaN as null). */
+  orNull: (r: FieldRule) => rule(`${r.want} or null`, (v) => v === null || r.ok(v)),
+  optional: (r: FieldRule) => rule(`${r.want} or absent`, (v) => v === undefined || r.ok(v)),
+  oneOf: (...values: string[]) => rule(`one of ${values.map((x) => JSON.stringify(x)).join(", ")}`, (v) => values.includes(v as string)),
+};
+
+/** An error naming the file, the field, what it must be and what it is. */
+export function fieldError(file: string, name: string, want: string, got: unknown): Error {
+  return new Error(`${file}: ${name} must be ${want}, got ${JSON.stringify(got)?.slice(0, 80) ?? String(got)}`);
+}
+
+/**
+ * `v` checked as an object whose fields follow `rules` (fields not named are left alone); `prefix`
+ * names where `v` sits in the file ("base." …). Errors name the file and the field.
+ */
+export function checkedFields<T = Record<string, unknown>>(v: unknown, file: string, rules: Readonly<Record<string, FieldRule>>, prefix = ""): T {
+  if (!isJsonObject(v)) throw fieldError(file, prefix ? prefix.replace(/\.$/, "") : "the file", "an object", v);
+  for (const [name, r] of Object.entries(rules)) if (!r.ok(v[name])) throw fieldError(file, prefix + name, r.want, v[name]);
+  return v as T;
+}

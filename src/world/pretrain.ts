@@ -22,7 +22,7 @@ import { Rng } from "../model/rng";
 import { scoreTargets } from "../model/score";
 import { WordTokenizer } from "../model/wordTokenizer";
 import { TemplateGroup, World } from "./world";
-import { readJsonFile } from "../model/jsonFile";
+import { checkedFields, field, fieldError, readJsonFile } from "../model/jsonFile";
 
 export interface PretrainConfig {
   seed: number;
@@ -140,8 +140,9 @@ async function pretrainLocked(world: World, runDir: string, cfg: PretrainConfig,
   if (opts.resume) recoverForRead(lastDir);
   if (opts.resume && !fs.existsSync(statePath)) throw new Error(`nothing to resume: ${statePath} not found (start a new run without --resume, or name the run folder)`);
   if (opts.resume) {
+    st = checkedFields<TrainerState>(readJsonFile(statePath), statePath, { step: field.count, rngState: field.integer, epochOrder: field.list, epochPos: field.count, best: field.number, elapsedSec: field.number, config: field.object });
+    if (!st.epochOrder.every((i) => Number.isInteger(i) && i >= 0)) throw fieldError(statePath, "epochOrder", "a list of example indices", st.epochOrder);
     model = loadModel(lastDir);
-    st = readJsonFile(statePath) as TrainerState;
     cfg = { ...st.config, ...(opts.resumeWith ?? {}) };
     st.config = cfg;
     rng.state = st.rngState;
