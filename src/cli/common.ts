@@ -11,6 +11,7 @@ import type { FlagSpec } from "./flags";
 import { childEnv } from "./parentWatch";
 import { readManifest, resolveLinks } from "../model/checkpointFolder";
 import { readJsonFile } from "../model/jsonFile";
+import { hasLedger, recordedBasePath } from "../model/editLedger";
 import { worldMethodContext } from "../eval/evaluate";
 import { buildMethods, EditMethod } from "../eval/methods";
 import { lastBlocksMlp } from "../mend/editor";
@@ -149,7 +150,18 @@ export function commandMethods(names: readonly string[], base: Model, edits: rea
     lifelong,
   });
 }
-export const BASE_FLAG: FlagSpec = { name: "base", type: "string", value: "DIR", help: "the base model W0 an edited folder's ledger was made on", default: "checkpoints/base" };
+export const BASE_FLAG: FlagSpec = { name: "base", type: "string", value: "DIR", help: "the base model W0 an edited folder's ledger was made on", default: "the folder its ledger recorded, else checkpoints/base" };
+
+/**
+ * The base model folder (W0) of the edited model folder `modelDir`: --base when given, else the
+ * folder its ledger recorded when it started (if that is still there), else the shipped base.
+ */
+export function baseDirFor(modelDir: string, flag: string | undefined): string {
+  if (flag) return flag;
+  const recorded = hasLedger(modelDir) ? recordedBasePath(modelDir) : undefined;
+  if (recorded && !fs.existsSync(recorded)) throw new Error(`${modelDir}: its edits were made to the base model in ${recorded}, which is gone: pass that base model with --base DIR`);
+  return recorded ?? DEFAULT_MODEL_DIR;
+}
 export const WEIGHTS_FLAG: FlagSpec = { name: "weights", type: "strings", value: "NAME,...", help: "the weights UltraEdit, AlphaEdit and LocFT-BF edit, each edit spread over them (default: AlphaEdit the last four blocks' mlp.c_proj.weight, the others the last block's)" };
 export const PRESERVE_FLAG: FlagSpec = { name: "preserve", type: "string", value: "FILE.json", help: "prompts with their current answers that AlphaEdit keeps and FT+KL's KL term reads (default on the facts world: its training-split facts)" };
 

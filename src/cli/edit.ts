@@ -24,7 +24,7 @@ import type { EditInfo } from "../mend/edit";
 import { applyUpdates } from "../model/paramsModel";
 import * as path from "path";
 import { World } from "../world/world";
-import { ALLOW_BASE_MISMATCH_FLAG, BASE_FLAG, commandMethods, DEFAULT_EDITOR_DIR, DEFAULT_MODEL_DIR, EDIT_METHODS, EDITOR_FLAG, FORCE_FLAG, JSON_FLAG, MODEL_FLAG, PRESERVE_FLAG, guardOutput, loadBaseModel, readRequests, WEIGHTS_FLAG } from "./common";
+import { ALLOW_BASE_MISMATCH_FLAG, BASE_FLAG, baseDirFor, commandMethods, DEFAULT_EDITOR_DIR, DEFAULT_MODEL_DIR, EDIT_METHODS, EDITOR_FLAG, FORCE_FLAG, JSON_FLAG, MODEL_FLAG, PRESERVE_FLAG, guardOutput, loadBaseModel, readRequests, WEIGHTS_FLAG } from "./common";
 import { CommandSpec, flagBool, flagNumber, Flags, flagString } from "./flags";
 
 export const spec: CommandSpec = {
@@ -68,7 +68,7 @@ function priorEdits(modelDir: string): { prompt: string; target: string }[] {
 /** The model to edit: a plain model folder (its own W0), or an edited one with its ledger over --base. */
 function loadEditable(modelDir: string, baseDir: string): { base: Model; model: Model | ParamsModel; ledger: EditLedger; free: () => void } {
   const model = loadModel(modelDir);
-  if (!hasLedger(modelDir)) return { base: model, model, ledger: EditLedger.start(model), free: () => disposeParams(model.params) };
+  if (!hasLedger(modelDir)) return { base: model, model, ledger: EditLedger.start(model, resolveLinks(modelDir)), free: () => disposeParams(model.params) };
   let base: Model | undefined;
   try {
     base = loadBaseModel(baseDir);
@@ -99,7 +99,7 @@ export async function run(f: Flags): Promise<void> {
   if (save) guardOutput(save, "model", { force: flagBool(f, "force"), sources: [modelDir, editorDir] }); // before any work
   if (save && resolveLinks(save) === resolveLinks(modelDir) && !hasLedger(modelDir)) {
     // the folder's weights are the base (W0) its new ledger is recorded over: overwriting them would orphan it
-    throw new Error(`--save ${save} is --model itself, a model with no edit ledger: its weights are the base model (W0) the edit is recorded over, and saving onto them would lose that base. Save to another folder (--save DIR); that folder can then be edited in place, with --base ${modelDir}`);
+    throw new Error(`--save ${save} is --model itself, a model with no edit ledger: its weights are the base model (W0) the edit is recorded over, and saving onto them would lose that base. Save to another folder (--save DIR); that folder can then be edited in place (its ledger records ${modelDir} as its base)`);
   }
   // The folder saved to is held from before its ledger is read until it is written: two appends at once would lose one
   const release = save ? lockModelFolder(save) : null;
@@ -113,7 +113,7 @@ export async function run(f: Flags): Promise<void> {
 async function editAndSave(f: Flags, o: { requests: EditRequest[]; method: string; cal: StepCalibration | null; modelDir: string; editorDir: string; save: string | undefined }): Promise<void> {
   const { requests, method, cal, modelDir, editorDir, save } = o;
   const backend = await initBackend();
-  const { base, model, ledger, free } = loadEditable(modelDir, flagString(f, "base") ?? DEFAULT_MODEL_DIR);
+  const { base, model, ledger, free } = loadEditable(modelDir, baseDirFor(modelDir, flagString(f, "base")));
   let editor: Editor | undefined;
   let methods: EditMethod[] = [];
   try {

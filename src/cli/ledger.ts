@@ -18,7 +18,7 @@ import { isLowRank } from "../model/weightUpdate";
 import { loadEditor } from "../extensions/editorExtensions";
 import { disposeEditor, Editor } from "../mend/editor";
 import { World } from "../world/world";
-import { BASE_FLAG, commandMethods, DEFAULT_EDITOR_DIR, DEFAULT_MODEL_DIR, EDITOR_FLAG, FORCE_FLAG, JSON_FLAG, PRESERVE_FLAG, guardOutput, loadBaseModel } from "./common";
+import { BASE_FLAG, baseDirFor, commandMethods, DEFAULT_EDITOR_DIR, EDITOR_FLAG, FORCE_FLAG, JSON_FLAG, PRESERVE_FLAG, guardOutput, loadBaseModel } from "./common";
 import { CommandSpec, flagBool, flagNumber, Flags, flagString } from "./flags";
 
 export const spec: CommandSpec = {
@@ -72,7 +72,7 @@ async function runOnLedger(f: Flags, o: { modelDir: string; undo: number | undef
   const { modelDir, undo, replay, other, save } = o;
   const backend = await initBackend();
   const saved = loadModel(modelDir);
-  const base = loadBaseModel(flagString(f, "base") ?? DEFAULT_MODEL_DIR);
+  const base = loadBaseModel(baseDirFor(modelDir, flagString(f, "base")));
   let ledger: EditLedger | undefined;
   let editor: Editor | undefined;
   let methods: EditMethod[] = [];

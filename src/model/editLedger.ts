@@ -50,7 +50,8 @@ export interface LedgerEntry {
 /** edits.json */
 interface LedgerFile {
   format: "mend-ts-edits";
-  base: { fingerprint: string };
+  /** W0's fingerprint, and the folder it was loaded from when the ledger started (absolute; a default for --base). */
+  base: { fingerprint: string; path?: string };
   next_id: number;
   entries: {
     id: number;
@@ -71,6 +72,7 @@ function checkedLedgerFile(x: unknown, file: string): LedgerFile {
   const bad = (name: string, want: string, got: unknown) => fieldError(file, name, want, got);
   if (!obj(x) || x.format !== "mend-ts-edits") throw new Error(`${file}: not a mend-ts edit ledger (its "format" must be "mend-ts-edits")`);
   if (!obj(x.base) || typeof x.base.fingerprint !== "string" || !/^[0-9a-f]{64}$/.test(x.base.fingerprint)) throw bad("base.fingerprint", "a SHA-256 in hex", obj(x.base) ? x.base.fingerprint : x.base);
+  if (x.base.path !== undefined && (typeof x.base.path !== "string" || !path.isAbsolute(x.base.path))) throw bad("base.path", "an absolute folder path or absent", x.base.path);
   if (!Array.isArray(x.entries)) throw bad("entries", "a list", x.entries);
   let last = 0;
   x.entries.forEach((e: unknown, i: number) => {
@@ -110,13 +112,16 @@ const raw = (t: tf.Tensor): RawTensor => ({ dtype: "F32", shape: t.shape, data: 
 export class EditLedger {
   private nextId: number;
 
-  private constructor(readonly base: ModelView, readonly baseFingerprint: string, private readonly list: LedgerEntry[], nextId: number) {
+  private constructor(readonly base: ModelView, readonly baseFingerprint: string, private readonly list: LedgerEntry[], nextId: number, readonly basePath?: string) {
     this.nextId = nextId;
   }
 
-  /** An empty ledger over a base model (W0), which it reads and never changes or frees. */
-  static start(base: ModelView): EditLedger {
-    return new EditLedger(base, paramsFingerprint(base.params), [], 1);
+  /**
+   * An empty ledger over a base model (W0), which it reads and never changes or frees; `basePath`:
+   * the folder W0 was loaded from, recorded so that later readers find it without --base.
+   */
+  static start(base: ModelView, basePath?: string): EditLedger {
+    return new EditLedger(base, paramsFingerprint(base.params), [], 1, basePath && path.resolve(basePath));
   }
 
   get entries(): readonly LedgerEntry[] {
@@ -164,7 +169,7 @@ export class EditLedger {
   /** edits.json and edits.safetensors. */
   files(): Record<(typeof LEDGER_FILES)[number], Buffer> {
     const tensors: Record<string, RawTensor> = {};
-    const file: LedgerFile = { format: "mend-ts-edits", base: { fingerprint: this.baseFingerprint }, next_id: this.nextId, entries: [] };
+    const file: LedgerFile = { format: "mend-ts-edits", base: { fingerprint: this.baseFingerprint, ...(this.basePath ? { path: this.basePath } : {}) }, next_id: this.nextId, entries: [] };
     this.list.forEach((e, i) => {
       const newest = i === this.list.length - 1;
       const update: LedgerFile["entries"][number]["update"] = {};
@@ -211,7 +216,7 @@ export class EditLedger {
       if (t.data.some((x) => !Number.isFinite(x))) throw new Error(`${where}/edits.safetensors: "${key}" contains NaN or Inf`);
       return tf.tensor(t.data, t.shape, "float32");
     };
-    const ledger = new EditLedger(base, fp, [], file.next_id);
+    const ledger = new EditLedger(base, fp, [], file.next_id, file.base.path);
     try {
       for (const e of file.entries) {
         const update: Record<string, LowRankDelta | DenseDelta> = {};
@@ -251,7 +256,7 @@ export class EditLedger {
   private copy(keep: (e: LedgerEntry, i: number) => boolean): EditLedger {
     const clone = (u: ModelUpdate): ModelUpdate => Object.fromEntries(Object.entries(u).map(([n, d]) => [n, isLowRank(d) ? { ...d, keys: tf.clone(d.keys), values: tf.clone(d.values) } : { delta: tf.clone(d.delta) }]));
     const entries = this.list.filter(keep).map((e) => ({ ...e, update: clone(e.update), ...(e.state ? { state: { ...e.state, tensors: Object.fromEntries(Object.entries(e.state.tensors).map(([k, t]) => [k, tf.clone(t)])) } } : {}) }));
-    return new EditLedger(this.base, this.baseFingerprint, entries, this.nextId);
+    return new EditLedger(this.base, this.baseFingerprint, entries, this.nextId, this.basePath);
   }
 
   private indexOf(id: number): number {
@@ -285,6 +290,12 @@ export class EditLedger {
 export function hasLedger(dir: string): boolean {
   recoverForRead(dir);
   return fs.existsSync(path.join(dir, "edits.json"));
+}
+
+/** The base folder the ledger of model folder `dir` recorded when it started, if it did (checked edits.json). */
+export function recordedBasePath(dir: string): string | undefined {
+  const file = path.join(dir, "edits.json");
+  return checkedLedgerFile(parseJson(fs.readFileSync(file, "utf8"), file), file).base.path;
 }
 
 /**

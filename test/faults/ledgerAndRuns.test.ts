@@ -186,12 +186,18 @@ test("editing a model folder without a ledger in place is refused before any wor
   fs.cpSync(path.join(ROOT, "checkpoints", "base"), model, { recursive: true });
   const before = fs.readFileSync(path.join(model, "model.safetensors"));
   const r = mend(["edit", "--model", model, ...BIDEN, "--save", model, "--force"]);
-  assertFails(r, /--save .*m is --model itself, a model with no edit ledger: .* Save to another folder \(--save DIR\); that folder can then be edited in place, with --base/, "in-place edit of a plain model");
+  assertFails(r, /--save .*m is --model itself, a model with no edit ledger: .* Save to another folder \(--save DIR\); that folder can then be edited in place \(its ledger records .*m as its base\)/, "in-place edit of a plain model");
   assert.ok(fs.readFileSync(path.join(model, "model.safetensors")).equals(before), "the folder is untouched");
-  // the advised way: save elsewhere, then append in place with --base
+  // the advised way: save elsewhere, then append in place; the ledger found its base without --base
   const e1 = path.join(dir, "e1");
   assertOk(mend(["edit", "--model", model, ...BIDEN, "--save", e1]), "save elsewhere");
-  assertOk(mend(["edit", "--model", e1, "--base", model, "--prompt", "The capital of Kenya is", "--target", "Lima", "--save", e1, "--force"]), "append in place");
-  assert.equal(JSON.parse(mend(["ledger", "--model", e1, "--base", model, "--json"]).stdout).edits.length, 2);
+  assert.equal(JSON.parse(fs.readFileSync(path.join(e1, "edits.json"), "utf8")).base.path, fs.realpathSync(model));
+  assertOk(mend(["edit", "--model", e1, "--prompt", "The capital of Kenya is", "--target", "Lima", "--save", e1, "--force"]), "append in place");
+  assert.equal(JSON.parse(mend(["ledger", "--model", e1, "--json"]).stdout).edits.length, 2);
+  // the recorded base moved: the message names it and --base, which still works
+  const moved = path.join(dir, "moved");
+  fs.renameSync(model, moved);
+  assertFails(mend(["ledger", "--model", e1, "--json"]), new RegExp(`its edits were made to the base model in .*m, which is gone: pass that base model with --base DIR`), "recorded base gone");
+  assert.equal(JSON.parse(mend(["ledger", "--model", e1, "--base", moved, "--json"]).stdout).edits.length, 2);
   fs.rmSync(dir, { recursive: true, force: true });
 });
