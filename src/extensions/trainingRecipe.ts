@@ -8,6 +8,7 @@
  * k ∈ {1, 5, 25} edits.
  */
 import { ModelView } from "../model/paramsModel";
+import { shapesOf } from "../model/gpt";
 import { createEditor, DEFAULT_EDITOR_CONFIG, disposeEditor, Editor, EditorConfig, lastBlocksMlp } from "../mend/editor";
 import { AttachHooks } from "../mend/editorFolder";
 import { LocalityPicker, otherRecordLocality, recordLocality } from "../mend/metaExamples";
@@ -58,7 +59,7 @@ export function prepareTraining(model: ModelView, train: readonly EditRecord[], 
   validateExtensions(x);
   if (Object.keys(x).length === 0) return { pickLocality, attach: attachExtensions };
   const ecfg: EditorConfig = { ...DEFAULT_EDITOR_CONFIG, innerParams: lastBlocksMlp(model.config.n_layer), ...cfg.editor };
-  const editor = createEditor(ecfg, Object.fromEntries(ecfg.innerParams.map((n) => [n, model.params[n]?.shape ?? []])), cfg.seed);
+  const editor = createEditor(ecfg, shapesOf(model.params), cfg.seed);
   try {
     const precond = x.keyPrecond !== undefined ? keyPreconditioners(model, editor.config.innerParams, [...new Set(train.flatMap((r) => r.prompts))], x.keyPrecond) : undefined;
     extendEditor(editor, x, precond);

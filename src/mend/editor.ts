@@ -133,7 +133,10 @@ export function createEditor(config: EditorConfig, shapes: Readonly<Record<strin
   const nets: Record<string, EditorNet> = {};
   for (const name of config.innerParams) {
     const s = Object.prototype.hasOwnProperty.call(shapes, name) ? shapes[name] : undefined; // never a prototype key ("__proto__")
-    if (!s) throw new Error(`editor config: inner parameter "${name}" is not a weight of the base model`);
+    if (!s) {
+      const blocks = Object.keys(shapes).filter((n) => /^h\.\d+\./.test(n)).map((n) => Number(n.split(".")[1]));
+      throw new Error(`editor config: inner parameter "${name}" is not a weight of the base model${blocks.length ? ` (its blocks are h.0 to h.${Math.max(...blocks)})` : ""}`);
+    }
     if (!Array.isArray(s) || s.length !== 2) throw new Error(`editor config: inner parameter "${name}" has shape [${s}], expected a 2-D weight`);
     const key = config.shared === false ? name : shapeKey(s[0], s[1]);
     nets[key] ??= { key, dIn: s[0], dOut: s[1], part: netPart(config.transform ?? "joint", s[0], s[1]), modes: [], layers: [], stats: createStats(s[0], s[1]) };

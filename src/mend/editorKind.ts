@@ -18,7 +18,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import type { Batch } from "../model/batch";
-import type { Params } from "../model/gpt";
+import { type Params, shapesOf } from "../model/gpt";
 import type { ModelView } from "../model/paramsModel";
 import type { EditRequest } from "../datasets/editRecord";
 import { captureEditorFactors, lowRankEdits, rowRequests, updateEditorStats } from "./edit";
@@ -89,8 +89,7 @@ export function mendKind(attach?: AttachHooks): EditorKind<Editor> {
     name: "MEND",
     create(model, settings, seed) {
       const cfg: EditorConfig = { ...DEFAULT_EDITOR_CONFIG, innerParams: lastBlocksMlp(model.config.n_layer), ...(settings as Partial<EditorConfig>) };
-      const shapes = Object.fromEntries(cfg.innerParams.map((n) => [n, model.params[n]?.shape ?? []]));
-      return createEditor(cfg, shapes, seed);
+      return createEditor(cfg, shapesOf(model.params), seed);
     },
     variables(e) {
       const { net, editLrs } = editorVariables(e);

@@ -19,6 +19,11 @@ import { oneHotFloat } from "./loss";
 
 export type Params = Record<string, tf.Tensor>;
 
+/** The shape of every tensor of `params`, by name. */
+export function shapesOf(params: Readonly<Params>): Record<string, number[]> {
+  return Object.fromEntries(Object.entries(params).map(([n, t]) => [n, t.shape]));
+}
+
 /** Names of all parameters of a GPT-2 with this config, in HF order. */
 export function paramShapes(c: GPT2Config): Record<string, number[]> {
   const C = c.n_embd;

@@ -53,3 +53,15 @@ test("mend paper --runs at a file says so", () => {
   assertFails(mend(["paper", "--runs", file]), /--runs .*runs\.txt: a file, not a folder for the training runs/, "paper --runs FILE");
   fs.rmSync(dir, { recursive: true, force: true });
 });
+
+test("mend lifelong --methods offers only what a stream can run (KE, ENN, MEND-batch and the cache need what it has no flag for)", () => {
+  for (const m of ["KE", "ENN", "MEND-batch", "cache"]) {
+    assertFails(mend(["lifelong", "--methods", m, "--edits", "1"]), new RegExp(`--methods: unknown "${m}"; choose from MEND, MEND-cal, FT, FT\\+KL, UltraEdit, AlphaEdit, LocFT-BF`), `lifelong --methods ${m}`);
+  }
+});
+
+test("train-editor --inner-params naming a weight the model lacks says so, with the model's blocks", () => {
+  const dir = tmp("inner-missing");
+  assertFails(mend(["train-editor", "--inner-params", "h.9.mlp.c_fc.weight", "--steps", "1", "--run-dir", path.join(dir, "r")]), /inner parameter "h\.9\.mlp\.c_fc\.weight" is not a weight of the base model \(its blocks are h\.0 to h\.3\)/, "train-editor --inner-params h.9");
+  fs.rmSync(dir, { recursive: true, force: true });
+});
