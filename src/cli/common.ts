@@ -87,7 +87,12 @@ export function guardOutput(dir: string, kind: string, opts: { force?: boolean; 
   if (fs.existsSync(abs)) {
     if (!fs.statSync(abs).isDirectory()) reasons.push("it is a file, not a folder");
     else if (fs.readdirSync(abs).length) {
-      const m = readManifest(abs);
+      let m: ReturnType<typeof readManifest> = null;
+      try {
+        m = readManifest(abs);
+      } catch (e) {
+        reasons.push(`it is a folder whose manifest cannot be read (${(e as Error).message})`); // --force replaces it all the same
+      }
       if (!(m?.kind === kind && opts.replaceSameKind)) reasons.push(m ? (m.kind === kind ? `it already holds ${a(kind)}` : `it holds ${a(m.kind)}, not ${a(kind)}`) : "it is a non-empty folder");
     }
   }

@@ -1,5 +1,4 @@
 /** `mend train-editor`: meta-train a MEND editor for a base model on the facts world. */
-import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { checkRecordsTokenize, loadDataset, parseDataSpec, splitRecords } from "../datasets/records";
@@ -8,7 +7,7 @@ import { OFFICIAL_RECIPE, prepareTraining, TrainingRecipe } from "../extensions/
 import { describeBackend, initBackend } from "../model/backend";
 import { disposeParams } from "../model/gpt";
 import { loadModel } from "../model/modelFolder";
-import { readFolderFiles, recoverForRead, writeFolder } from "../model/checkpointFolder";
+import { readFolderFiles, recoverForRead, sha256, writeFolder } from "../model/checkpointFolder";
 import { DEFAULT_TRAIN_EDITOR_CONFIG, readTrainerState, TrainEditorConfig, trainEditor } from "../mend/train";
 import type { EditorTransform } from "../mend/editor";
 import type { EditorKind } from "../mend/editorKind";
@@ -80,7 +79,7 @@ function dataFileSha256(spec: string): string {
   } catch (e) {
     throw new Error(`--data ${spec}: ${(e as NodeJS.ErrnoException).code === "EISDIR" ? `${file} is a folder, not a data file` : `cannot read ${file} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`}`);
   }
-  return crypto.createHash("sha256").update(bytes).digest("hex");
+  return sha256(bytes);
 }
 
 /** Training and validation records: a dataset's (its last records validate) or the facts world's. */

@@ -29,7 +29,8 @@ export interface Manifest {
   files: Record<string, { bytes: number; sha256: string }>;
 }
 
-const sha256 = (b: Uint8Array) => crypto.createHash("sha256").update(b).digest("hex");
+/** SHA-256 of bytes, in hex. */
+export const sha256 = (b: Uint8Array): string => crypto.createHash("sha256").update(b).digest("hex");
 
 const asideName = (dir: string) => path.join(path.dirname(dir), `.${path.basename(dir)}.old.${process.pid}.${crypto.randomBytes(4).toString("hex")}`);
 const ASIDE = (base: string) => new RegExp(`^\\.${base.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}\\.old\\.(\\d+)\\.[0-9a-f]{8}$`);

@@ -13,12 +13,12 @@ import * as tf from "@tensorflow/tfjs";
 import { GPT2Config, validateConfig } from "./config";
 import { disposeParams, Params, paramShapes } from "./gpt";
 import { RawTensor, SafetensorsFile, decodeSafetensors, encodeSafetensors } from "./safetensors";
-import { isPlainFileName, recoverForRead, verifyFolder, writeFolder } from "./checkpointFolder";
+import { isPlainFileName, recoverForRead, sha256, verifyFolder, writeFolder } from "./checkpointFolder";
 import { Tokenizer } from "./tokenizer";
 import { ModelView, ParamsModel } from "./paramsModel";
 import { BpeTokenizer } from "./bpeTokenizer";
 import { WordTokenizer } from "./wordTokenizer";
-import { parseJson, readJsonFile } from "./jsonFile";
+import { isJsonObject, parseJson, readJsonFile } from "./jsonFile";
 
 /** A loaded model: it owns all its parameters (`dispose` frees them). */
 export type Model = ParamsModel;
@@ -222,6 +222,7 @@ export function loadModel(dir: string): Model {
     const other = ["pytorch_model.bin", "tf_model.h5", "flax_model.msgpack"].filter((n) => fs.existsSync(path.join(dir, n)));
     throw new Error(`${file}: file not found${other.length ? ` (the folder has ${other.join(", ")}; download model.safetensors, which every GPT-2 on the Hub has)` : ""}`);
   }
+  if (has("model.safetensors")) checkCompanions(dir, modelMetadata(dir));
   const params = has("model.safetensors") ? readParams(file, config) : readShardedParams(dir, config, listed);
   return new ParamsModel(config, params, tokenizer, { owned: Object.values(params) });
 }
@@ -245,13 +246,33 @@ export function toRaw(params: Readonly<Params>): Record<string, RawTensor> {
   return raw;
 }
 
+/**
+ * The metadata key of model.safetensors under which our writer records the SHA-256 of the files the
+ * weights are read with (config.json, the tokenizer's): a folder without its manifest whose config
+ * or vocabulary was changed would otherwise load and compute another model without a word.
+ */
+const COMPANIONS_KEY = "mend_files_sha256";
+
 /** The files of a model folder (name -> bytes). */
 export function modelFiles(m: ModelView, metadata: Record<string, string> = {}): Record<string, Buffer> {
-  return {
-    "model.safetensors": encodeSafetensors(toRaw(m.params), { format: "pt", ...metadata }),
-    ...m.tokenizer.files(),
-    "config.json": Buffer.from(JSON.stringify({ architectures: ["GPT2LMHeadModel"], ...m.config }, null, 2) + "\n"),
-  };
+  const companions: Record<string, Buffer> = { ...m.tokenizer.files(), "config.json": Buffer.from(JSON.stringify({ architectures: ["GPT2LMHeadModel"], ...m.config }, null, 2) + "\n") };
+  const sums = Object.fromEntries(Object.entries(companions).map(([n, b]) => [n, sha256(b)]));
+  return { "model.safetensors": encodeSafetensors(toRaw(m.params), { format: "pt", ...metadata, [COMPANIONS_KEY]: JSON.stringify(sums) }), ...companions };
+}
+
+/** The files model.safetensors was saved with (its COMPANIONS_KEY record, if any) must be the folder's. */
+function checkCompanions(dir: string, metadata: Readonly<Record<string, string>>): void {
+  const raw = metadata[COMPANIONS_KEY];
+  if (raw === undefined) return; // written by another tool (a Hub folder): nothing recorded
+  const sums = parseJson(raw, `${dir}/model.safetensors (metadata "${COMPANIONS_KEY}")`);
+  if (!isJsonObject(sums)) throw new Error(`${dir}/model.safetensors: metadata "${COMPANIONS_KEY}" must be an object of file -> SHA-256`);
+  for (const [name, want] of Object.entries(sums)) {
+    const file = path.join(dir, name);
+    if (!isPlainFileName(name) || typeof want !== "string") throw new Error(`${dir}/model.safetensors: metadata "${COMPANIONS_KEY}" names ${JSON.stringify(name)}, not a file of the folder`);
+    if (!fs.existsSync(file)) throw new Error(`${file}: file not found (model.safetensors was saved with it)`);
+    const got = sha256(fs.readFileSync(file));
+    if (got !== want) throw new Error(`${file}: not the ${name} model.safetensors was saved with (SHA-256 ${want.slice(0, 12)} recorded, ${got.slice(0, 12)} now), so the weights would be read with other settings or token ids; put the saved file back, or save the model again with this one`);
+  }
 }
 
 /**

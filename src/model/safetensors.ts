@@ -159,6 +159,7 @@ export class SafetensorsFile {
 
   constructor(readonly file: string) {
     if (!fs.existsSync(file)) throw new SafetensorsError(file, "file not found");
+    if (fs.statSync(file).isDirectory()) throw new SafetensorsError(file, "a folder, not a safetensors file");
     this.fd = fs.openSync(file, "r");
     try {
       const size = fs.fstatSync(this.fd).size;
