@@ -255,9 +255,12 @@ test("mend edit --save, mend ledger undo / replay / diff, and mend lifelong from
     r = mend("ledger", "--model", e2, "--diff", BASE, "--json");
     assert.deepEqual(JSON.parse(r.stdout).changed.map((c: { prompt: string }) => c.prompt).sort(), [reqs[0].prompt, reqs[1].prompt].sort());
     r = mend("ledger", "--model", e2, "--undo", "1", "--save", path.join(dir, "u"), "--json");
+    assert.notEqual(r.status, 0, "edit 2's AlphaEdit state holds edit 1's keys: undo would keep them");
+    assert.match(r.stderr, /edit 1 \(AlphaEdit\) left method state that the later edit\(s\) 2 carried on: .* Use --replay 1 --save DIR/);
+    r = mend("ledger", "--model", e2, "--undo", "2", "--save", path.join(dir, "u"), "--json");
     assert.equal(r.status, 0, r.stderr);
     r = mend("ledger", "--model", path.join(dir, "u"), "--diff", BASE, "--json");
-    assert.deepEqual(JSON.parse(r.stdout).changed.map((c: { prompt: string }) => c.prompt), [reqs[1].prompt], "undo removed exactly the first edit");
+    assert.deepEqual(JSON.parse(r.stdout).changed.map((c: { prompt: string }) => c.prompt), [reqs[0].prompt], "undo removed exactly the newest edit");
     r = mend("ledger", "--model", e2, "--replay", "1", "--save", path.join(dir, "r"), "--json");
     assert.equal(r.status, 0, r.stderr);
     const rep = JSON.parse(r.stdout);
@@ -270,7 +273,7 @@ test("mend edit --save, mend ledger undo / replay / diff, and mend lifelong from
     assert.equal(r.status, 0, r.stderr);
     assert.deepEqual(JSON.parse(r.stdout).made_again, [1]);
     // A tampered folder is refused on load.
-    fs.copyFileSync(path.join(e1, "model.safetensors"), path.join(dir, "u", "model.safetensors"));
+    fs.copyFileSync(path.join(BASE, "model.safetensors"), path.join(dir, "u", "model.safetensors")); // W0, not W0 + edit 1
     r = mend("ledger", "--model", path.join(dir, "u"));
     assert.notEqual(r.status, 0);
     assert.match(r.stderr, /manifest|not W0 plus the recorded edits/);

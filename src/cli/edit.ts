@@ -10,6 +10,7 @@ import { disposeParams } from "../model/gpt";
 import { modelMetadata } from "../model/modelFolder";
 import { parseJson } from "../model/jsonFile";
 import { EditLedger, hasLedger, readLedger, saveLedgerModel } from "../model/editLedger";
+import { checkLedgerStates } from "../lifelong/ledgerState";
 import { lockModelFolder, resolveLinks } from "../model/checkpointFolder";
 import type { EditRequest } from "../datasets/editRecord";
 import { loadModel, Model } from "../model/modelFolder";
@@ -73,6 +74,7 @@ function loadEditable(modelDir: string, baseDir: string): { base: Model; model: 
   try {
     base = loadBaseModel(baseDir);
     const ledger = readLedger(modelDir, base, model.params);
+    checkLedgerStates(ledger.entries, modelDir);
     disposeParams(model.params);
     const b = base;
     const current = ledger.model();

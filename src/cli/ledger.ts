@@ -5,6 +5,7 @@
  * (the facts, or dataset records, whose answers differ between this model and another).
  */
 import { diffAnswers, replayStart, replayWithout } from "../eval/ledgerOps";
+import { checkLedgerStates, stateCarriedPast } from "../lifelong/ledgerState";
 import { relativeWeightChange } from "../eval/evaluate";
 import { EditMethod } from "../eval/methods";
 import { loadDataset, parseDataSpec } from "../datasets/records";
@@ -78,6 +79,7 @@ async function runOnLedger(f: Flags, o: { modelDir: string; undo: number | undef
   let methods: EditMethod[] = [];
   try {
     ledger = readLedger(modelDir, base, saved.params); // checked: the base's fingerprint, W0 + updates = the saved weights
+    checkLedgerStates(ledger.entries, modelDir);
     const json = flagBool(f, "json");
     const log = (s: string) => !json && console.log(s);
     log(`backend: ${describeBackend(backend)}\n${modelDir}: ${ledger.entries.length} edit(s) over the base ${ledger.baseFingerprint.slice(0, 12)} (checked against the saved weights)`);
@@ -109,6 +111,8 @@ async function runOnLedger(f: Flags, o: { modelDir: string; undo: number | undef
     const guard = () => guardOutput(save!, "model", { force: flagBool(f, "force"), sources: [modelDir] });
     const meta = (l: EditLedger) => ({ edited_by: "mend-ts", edits: JSON.stringify(l.entries.flatMap((e) => e.requests)) });
     if (undo !== undefined) {
+      const carried = stateCarriedPast(ledger.entries, id);
+      if (carried.length) throw new Error(`edit ${id} (${target.method}) left method state that the later edit(s) ${carried.map((e) => e.id).join(", ")} carried on: undo keeps later edits as they were made, so their state would still hold edit ${id} (${target.method === "LocFT-BF" ? `LocFT-BF would tune "${target.requests[0].prompt}" -> "${target.requests[0].target}" again on its next edit` : "its keys and statistics"}). Use --replay ${id} --save DIR, which makes the later edits again without it, their state included`);
       ledger.remove(id);
       saveLedgerModel(save!, ledger, meta(ledger), { check: guard });
       if (json) console.log(JSON.stringify({ undone: id, edits: ledger.entries.length, out: save }));

@@ -8,13 +8,16 @@
  *  - AlphaEdit-style: the same solve, projected onto the null space of preserved keys, with the
  *    earlier edits' keys in its normal equation, spread over several weights (alphaEdit.ts,
  *    keyValueEdit.ts);
- *  - LocFT-BF-style: fine-tuning one weight breadth-first over every edit so far (locFtBf.ts).
+ *  - LocFT-BF-style: fine-tuning one weight breadth-first over every edit so far (locFtBf.ts);
+ *
+ * and the check that a ledger's saved states are what its edits made (ledgerState.ts).
  */
 export * from "./linalg";
 export * from "./keyValueEdit";
 export * from "./ultraEdit";
 export * from "./alphaEdit";
 export * from "./locFtBf";
+export * from "./ledgerState";
 
 /** The settings of the lifelong methods. */
 export interface LifelongOptions {

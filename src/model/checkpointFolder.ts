@@ -82,12 +82,27 @@ export const RUN_LOCK = ".run.lock";
  * run folder fails before any work. @returns the release function (call it when the run ends): it
  * removes the lock, and the folder too when the run left it empty (a run refused at its start).
  */
+/** A write error's code in words (the code kept): a read-only file system, no permission, ... */
+export function writeErrorText(e: unknown, dir: string): string {
+  const code = (e as NodeJS.ErrnoException).code;
+  const parent = path.dirname(path.resolve(dir));
+  const why: Record<string, string> = {
+    EROFS: "the file system is read-only",
+    EACCES: "no permission to write there",
+    EPERM: "no permission to write there",
+    ENOSPC: "the disk is full",
+    ENOTDIR: "a part of the path is a file, not a folder",
+    ENOENT: fs.existsSync(parent) ? `${parent} cannot be written to (read-only, or no permission)` : `a folder on the way to it cannot be created (read-only, or no permission)`,
+  };
+  return code ? `${code}: ${why[code] ?? (e as Error).message}` : (e as Error).message;
+}
+
 export function lockRunFolder(runDir: string): () => void {
   const created = !fs.existsSync(runDir);
   try {
     fs.mkdirSync(runDir, { recursive: true });
   } catch (e) {
-    throw new Error(`cannot create the run folder ${runDir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw new Error(`cannot create the run folder ${runDir}: ${writeErrorText(e, runDir)}`);
   }
   const release = holdLockFile(path.join(runDir, RUN_LOCK), {
     cannotWrite: (code) => `cannot write to the run folder ${runDir}: ${code}`,
@@ -147,7 +162,7 @@ function holdLockFile(lock: string, say: { cannotWrite: (code: string) => string
       };
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
-      if (code !== "EEXIST") throw new Error(say.cannotWrite(code ?? (e as Error).message));
+      if (code !== "EEXIST") throw new Error(say.cannotWrite(writeErrorText(e, lock)));
     }
     let holder: { pid?: number; started?: string } = {};
     try {
@@ -257,14 +272,14 @@ export function writeFolder(given: string, kind: string, files: Readonly<Record<
       if (aside) fs.renameSync(dir, aside);
     } catch (e) {
       fs.rmSync(tmp, { recursive: true, force: true });
-      throw new Error(`could not replace ${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}; it is unchanged`);
+      throw new Error(`could not replace ${dir}: ${writeErrorText(e, dir)}; it is unchanged`);
     }
     try {
       fs.renameSync(tmp, dir);
     } catch (e) {
       if (aside) fs.renameSync(aside, dir); // the old folder back under its name
       fs.rmSync(tmp, { recursive: true, force: true });
-      throw new Error(`could not write ${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}; it is unchanged`);
+      throw new Error(`could not write ${dir}: ${writeErrorText(e, dir)}; it is unchanged`);
     }
     fsyncDir(parent);
     if (aside) fs.rmSync(aside, { recursive: true, force: true });

@@ -1,0 +1,65 @@
+/**
+ * A ledger's method state against its entries: `mend ledger --undo` refuses where a later edit's
+ * state was computed with the undone one (LocFT-BF would tune the undone fact again), `--replay`
+ * forgets it (state and weights equal the stream made afresh without it), and a state that
+ * remembers a request no edit made (edits.json rewritten, no manifest to catch it) is refused.
+ */
+import { test } from "node:test";
+import * as assert from "node:assert/strict";
+import * as fs from "fs";
+import * as path from "path";
+import { checkLedgerStates } from "../../dist/lifelong/ledgerState";
+import { decodeSafetensors } from "../../dist/model/safetensors";
+import { assertFails, assertOk, mend, tmp } from "./helpers";
+
+const FACTS = [
+  ["The capital of Kenya is", "Lima"],
+  ["The capital of Peru is", "Oslo"],
+  ["The capital of Chile is", "Rome"],
+] as const;
+const W = "h.3.mlp.c_proj.weight";
+
+/** Edit `facts` one by one with LocFT-BF into `dir` (the first from the shipped base, the rest in place). */
+function stream(dir: string, facts: readonly (readonly [string, string])[]): void {
+  facts.forEach(([prompt, target], i) => {
+    const from = i === 0 ? [] : ["--model", dir, "--force"];
+    assertOk(mend(["edit", ...from, "--method", "LocFT-BF", "--weights", W, "--prompt", prompt, "--target", target, "--save", dir]), `LocFT-BF edit ${i + 1}`);
+  });
+}
+
+const edits = (dir: string) => JSON.parse(fs.readFileSync(path.join(dir, "edits.json"), "utf8"));
+const weights = (dir: string) => decodeSafetensors(fs.readFileSync(path.join(dir, "model.safetensors")), dir).tensors;
+
+test("LocFT-BF: undo of an edit a later state carries is refused; replay forgets it, as the stream made without it", () => {
+  const dir = tmp("ledger-state");
+  try {
+    const all = path.join(dir, "all");
+    stream(all, FACTS);
+    assert.deepEqual(edits(all).entries.at(-1).state.meta.requests.map((r: { prompt: string }) => r.prompt), FACTS.map((f) => f[0]));
+    assertFails(mend(["ledger", "--model", all, "--undo", "2", "--save", path.join(dir, "u")]), /edit 2 \(LocFT-BF\) left method state that the later edit\(s\) 3 carried on: .*LocFT-BF would tune "The capital of Peru is" -> "Oslo" again on its next edit\)\. Use --replay 2 --save DIR/, "undo 2");
+    assert.ok(!fs.existsSync(path.join(dir, "u")), "nothing written");
+    assertOk(mend(["ledger", "--model", all, "--undo", "3", "--save", path.join(dir, "u3")]), "undoing the newest edit carries nothing");
+    const replayed = path.join(dir, "r");
+    assertOk(mend(["ledger", "--model", all, "--replay", "2", "--save", replayed]), "replay without 2");
+    const fresh = path.join(dir, "fresh");
+    stream(fresh, [FACTS[0], FACTS[2]]);
+    assert.deepEqual(edits(replayed).entries.at(-1).state.meta, edits(fresh).entries.at(-1).state.meta, "the replayed state remembers facts 1 and 3 only, as the fresh stream's");
+    const [a, b] = [Array.from(weights(replayed)[W].data), Array.from(weights(fresh)[W].data)];
+    const gap = a.reduce((m, x, i) => Math.max(m, Math.abs(x - b[i])), 0);
+    assert.ok(gap <= 1e-6, `replayed and fresh weights differ by ${gap}`);
+    // a state that remembers a request no edit made: refused before editing
+    const forged = edits(all);
+    forged.entries.at(-1).state.meta.requests.push({ prompt: "The capital of France is", target: "Lima" });
+    fs.writeFileSync(path.join(all, "edits.json"), JSON.stringify(forged));
+    fs.rmSync(path.join(all, "manifest.json"));
+    assertFails(mend(["edit", "--model", all, "--method", "LocFT-BF", "--weights", W, "--prompt", "The capital of Japan is", "--target", "Cairo", "--save", all, "--force"]), /edit 3's LocFT-BF state remembers 4 request\(s\), but its edits \(1, 2, 3\) made 3; request 4 it remembers, "The capital of France is" -> "Lima", was made by no edit/, "planted request");
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("AlphaEdit: a state that counts more edits than its run of edits is refused", () => {
+  const entry = (id: number, method: string, edits?: number) => ({ id, method, requests: [{ prompt: `p${id}`, target: "t" }], update: {}, latencyMs: 1, time: "", ...(edits ? { state: { method, meta: { edits }, tensors: {} } } : {}) });
+  assert.doesNotThrow(() => checkLedgerStates([entry(1, "MEND"), entry(2, "AlphaEdit", 1), entry(3, "AlphaEdit", 2)], "x"));
+  assert.throws(() => checkLedgerStates([entry(1, "AlphaEdit", 1), entry(2, "MEND"), entry(3, "AlphaEdit", 2)], "x"), /x: edit 3's AlphaEdit state counts 2 edit\(s\), but its run of AlphaEdit edits \(3\) has 1/);
+});
