@@ -5,6 +5,7 @@
  */
 import { test } from "node:test";
 import * as assert from "node:assert/strict";
+import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { decodeSafetensors, encodeSafetensors } from "../../dist/model/safetensors";
@@ -112,4 +113,20 @@ test("a shard that is a folder is named as such", () => {
   fs.mkdirSync(path.join(g, "model-00002-of-00002.safetensors"));
   assertFails(mend(["predict", "--model", g, "--prompt", "The sky is"]), /model-00002-of-00002\.safetensors: a folder, not a safetensors file/, "shard as folder");
   fs.rmSync(dir, { recursive: true, force: true });
+});
+
+test("--save and --run-dir on a read-only file system say so (a read-only tmpfs; skipped where mounting is not allowed)", (t) => {
+  const dir = tmp("read-only");
+  if (spawnSync("mount", ["-t", "tmpfs", "-o", "ro", "tmpfs", dir]).status !== 0) {
+    fs.rmSync(dir, { recursive: true, force: true });
+    t.skip("mounting a read-only tmpfs is not allowed here");
+    return;
+  }
+  try {
+    assertFails(mend(["edit", "--prompt", "The president of the United States is", "--target", "Biden", "--save", path.join(dir, "out")]), /EROFS: the file system is read-only/, "edit --save on a read-only folder");
+    assertFails(mend(["train-editor", "--steps", "1", "--run-dir", path.join(dir, "run")]), /cannot create the run folder .*run: ENOENT: .* cannot be written to \(read-only, or no permission\)/, "train-editor --run-dir on a read-only folder");
+  } finally {
+    spawnSync("umount", [dir]);
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
