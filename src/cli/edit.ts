@@ -9,7 +9,7 @@ import { describeBackend, initBackend } from "../model/backend";
 import { disposeParams } from "../model/gpt";
 import { modelMetadata } from "../model/modelFolder";
 import { parseJson } from "../model/jsonFile";
-import { EditLedger, hasLedger, readLedger, saveLedgerModel } from "../model/editLedger";
+import { EditLedger, hasLedger, readLedgerFolder, saveLedgerModel } from "../model/editLedger";
 import { checkLedgerStates } from "../lifelong/ledgerState";
 import { lockModelFolder, resolveLinks } from "../model/checkpointFolder";
 import type { EditRequest } from "../datasets/editRecord";
@@ -68,20 +68,22 @@ function priorEdits(modelDir: string): { prompt: string; target: string }[] {
 
 /** The model to edit: a plain model folder (its own W0), or an edited one with its ledger over --base. */
 function loadEditable(modelDir: string, baseDir: string): { base: Model; model: Model | ParamsModel; ledger: EditLedger; free: () => void } {
-  const model = loadModel(modelDir);
-  if (!hasLedger(modelDir)) return { base: model, model, ledger: EditLedger.start(model, resolveLinks(modelDir)), free: () => disposeParams(model.params) };
-  let base: Model | undefined;
+  if (!hasLedger(modelDir)) {
+    const model = loadModel(modelDir);
+    return { base: model, model, ledger: EditLedger.start(model, resolveLinks(modelDir)), free: () => disposeParams(model.params) };
+  }
+  const base = loadBaseModel(baseDir);
+  let ledger: EditLedger | undefined;
   try {
-    base = loadBaseModel(baseDir);
-    const ledger = readLedger(modelDir, base, model.params);
+    const read = readLedgerFolder(modelDir, base); // the saved weights checked against W0 + the ledger's updates
+    ledger = read.ledger;
+    disposeParams(read.model.params);
     checkLedgerStates(ledger.entries, modelDir);
-    disposeParams(model.params);
-    const b = base;
-    const current = ledger.model();
-    return { base: b, model: current, ledger, free: () => (current.dispose(), ledger.dispose(), disposeParams(b.params)) };
+    const [l, current] = [ledger, ledger.model()];
+    return { base, model: current, ledger: l, free: () => (current.dispose(), l.dispose(), disposeParams(base.params)) };
   } catch (e) {
-    disposeParams(model.params);
-    if (base) disposeParams(base.params);
+    ledger?.dispose();
+    disposeParams(base.params);
     throw e;
   }
 }

@@ -10,7 +10,7 @@ import { relativeWeightChange } from "../eval/evaluate";
 import { EditMethod } from "../eval/methods";
 import { loadDataset, parseDataSpec } from "../datasets/records";
 import { describeBackend, initBackend } from "../model/backend";
-import { EditLedger, hasLedger, readLedger, saveLedgerModel } from "../model/editLedger";
+import { EditLedger, hasLedger, readLedgerFolder, saveLedgerModel } from "../model/editLedger";
 import { lockModelFolder } from "../model/checkpointFolder";
 import { disposeParams } from "../model/gpt";
 import { loadModel } from "../model/modelFolder";
@@ -72,13 +72,18 @@ export async function run(f: Flags): Promise<void> {
 async function runOnLedger(f: Flags, o: { modelDir: string; undo: number | undefined; replay: number | undefined; other: string | undefined; save: string | undefined }): Promise<void> {
   const { modelDir, undo, replay, other, save } = o;
   const backend = await initBackend();
-  const saved = loadModel(modelDir);
   const base = loadBaseModel(baseDirFor(modelDir, flagString(f, "base")));
-  let ledger: EditLedger | undefined;
+  let read: ReturnType<typeof readLedgerFolder>;
+  try {
+    read = readLedgerFolder(modelDir, base); // checked: the base's fingerprint, W0 + updates = the saved weights
+  } catch (e) {
+    disposeParams(base.params);
+    throw e;
+  }
+  const { model: saved, ledger } = read;
   let editor: Editor | undefined;
   let methods: EditMethod[] = [];
   try {
-    ledger = readLedger(modelDir, base, saved.params); // checked: the base's fingerprint, W0 + updates = the saved weights
     checkLedgerStates(ledger.entries, modelDir);
     const json = flagBool(f, "json");
     const log = (s: string) => !json && console.log(s);

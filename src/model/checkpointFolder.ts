@@ -72,6 +72,34 @@ export function recoverForRead(dir: string): void {
   }
 }
 
+/** Which folder is at `dir` now (inode and birth time), or null when none is: a writer's swap changes it. */
+function folderIdentity(dir: string): string | null {
+  try {
+    const s = fs.statSync(dir);
+    return `${s.ino}:${s.birthtimeMs}`;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * `read()` (which reads several files of the folder `dir`), done again when it failed because a
+ * writer replaced the folder while it ran (`writeFolder` swaps whole folders: a reader between or
+ * across the two renames sees no folder, or files of both). An error while the same folder stayed
+ * in place is the folder's own and is thrown at once. `read` must free what it made before throwing.
+ */
+export function readConsistently<T>(dir: string, read: () => T, tries = 5): T {
+  for (let attempt = 1; ; attempt++) {
+    const before = folderIdentity(dir);
+    try {
+      return read();
+    } catch (e) {
+      if (attempt >= tries || folderIdentity(dir) === before) throw e;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50 * attempt); // let the writer finish its swap
+    }
+  }
+}
+
 /** The lock a training run holds on its run folder (`<runDir>/.run.lock`): the holder's pid and start time. */
 export const RUN_LOCK = ".run.lock";
 

@@ -22,14 +22,14 @@ import * as fs from "fs";
 import * as path from "path";
 import * as tf from "@tensorflow/tfjs";
 import type { TextExample as EditRequest } from "./batch";
-import { saveModel } from "./modelFolder";
+import { loadModel, Model, saveModel } from "./modelFolder";
 import { paramsFingerprint } from "./gpt";
 import type { MethodState } from "./languageModel";
 import { applyUpdates, ModelView, ParamsModel } from "./paramsModel";
 import { decodeSafetensors, encodeSafetensors, RawTensor } from "./safetensors";
 import { DenseDelta, disposeUpdate, isLowRank, LowRankDelta, ModelUpdate, updateTensors } from "./weightUpdate";
 import { fieldError, isJsonObject, parseJson } from "./jsonFile";
-import { recoverForRead } from "./checkpointFolder";
+import { readConsistently, recoverForRead } from "./checkpointFolder";
 
 export interface LedgerEntry {
   /** 1, 2, ... in the order the edits were applied; never reused. */
@@ -310,6 +310,22 @@ export function readLedger(dir: string, base: ModelView, weights: Readonly<Recor
     files[n] = fs.readFileSync(f);
   }
   return EditLedger.fromFiles(files, base, dir, weights);
+}
+
+/**
+ * An edited model folder and its ledger over `base`, read as one (`readLedger`'s checks), again if a
+ * writer replaced the folder meanwhile (checkpointFolder.ts `readConsistently`). The caller owns both.
+ */
+export function readLedgerFolder(dir: string, base: ModelView): { model: Model; ledger: EditLedger } {
+  return readConsistently(dir, () => {
+    const model = loadModel(dir);
+    try {
+      return { model, ledger: readLedger(dir, base, model.params) };
+    } catch (e) {
+      model.dispose();
+      throw e;
+    }
+  });
 }
 
 /**

@@ -10,6 +10,7 @@ import * as assert from "node:assert/strict";
 import { spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
+import { readConsistently, writeFolder } from "../../dist/model/checkpointFolder";
 import { assertFails, assertOk, mend, ROOT, tmp } from "./helpers";
 
 const BIDEN = ["--prompt", "The president of the United States is", "--target", "Biden"];
@@ -199,5 +200,27 @@ test("editing a model folder without a ledger in place is refused before any wor
   fs.renameSync(model, moved);
   assertFails(mend(["ledger", "--model", e1, "--json"]), new RegExp(`its edits were made to the base model in .*m, which is gone: pass that base model with --base DIR`), "recorded base gone");
   assert.equal(JSON.parse(mend(["ledger", "--model", e1, "--base", moved, "--json"]).stdout).edits.length, 2);
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+test("a reader across a writer's swap reads the folder again instead of calling it damaged; a real error is thrown at once", () => {
+  const dir = tmp("swap-read");
+  const folder = path.join(dir, "f");
+  const write = (v: string) => writeFolder(folder, "model", { "a.txt": v, "b.txt": v });
+  write("1");
+  let calls = 0;
+  const got = readConsistently(folder, () => {
+    calls++;
+    const a = fs.readFileSync(path.join(folder, "a.txt"), "utf8");
+    if (calls === 1) write("2"); // a writer swaps the folder between the reader's two reads
+    const b = fs.readFileSync(path.join(folder, "b.txt"), "utf8");
+    if (a !== b) throw new Error(`a.txt says ${a}, b.txt says ${b}: not one folder`);
+    return a;
+  });
+  assert.equal(got, "2");
+  assert.equal(calls, 2, "read again once");
+  calls = 0;
+  assert.throws(() => readConsistently(folder, () => { calls++; throw new Error("damaged"); }), /damaged/);
+  assert.equal(calls, 1, "the same folder failing is not retried");
   fs.rmSync(dir, { recursive: true, force: true });
 });
