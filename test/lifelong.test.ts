@@ -10,7 +10,7 @@ import { buildMethods, disposeMethodEdit, EditMethod } from "../dist/eval/method
 import { runLifelong, worldStream } from "../dist/eval/lifelong";
 import { lifelongTargets, LifelongResult } from "../dist/eval/lifelongReport";
 import { replayWithout } from "../dist/eval/ledgerOps";
-import { cholesky, choleskySolve, nullSpaceProjector, preservedCovarianceInverse, preservedKeys, solveSpd, weightState } from "../dist/lifelong";
+import { checkLedgerStates, cholesky, choleskySolve, nullSpaceProjector, preservedCovarianceInverse, preservedKeys, solveSpd, stateCarriedPast, weightState } from "../dist/lifelong";
 import { EditLedger, readLedger, saveLedgerModel } from "../dist/model/editLedger";
 import { disposeParams } from "../dist/model/gpt";
 import { loadModel, Model } from "../dist/model/modelFolder";
@@ -327,3 +327,48 @@ test("the edit ledger from the command line on a generated GPT-2 folder: AlphaEd
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+for (const name of ["LocFT-BF", "UltraEdit", "AlphaEdit"]) {
+  test(`${name}: removing edit 2 of 3 forgets it: undo is refused (a later state holds it), replay's state and weights equal the stream 1, 3 made afresh, and a next edit does not bring fact 2 back`, async () => {
+    await setup();
+    const model = loadModel(BASE);
+    const [m] = lifelongMethods(model, [name]);
+    const run = (requests: typeof reqs) => {
+      const l = EditLedger.start(model);
+      for (const r of requests) {
+        const cur = l.model();
+        const e = m.edit(cur, [r]);
+        e.model.dispose();
+        cur.dispose();
+        l.add({ method: name, requests: [r], update: e.update!, state: e.state, latencyMs: e.latencyMs });
+      }
+      return l;
+    };
+    const all = run(reqs);
+    const fresh = run([reqs[0], reqs[2]]);
+    const replayed = replayWithout(all, 2, () => m);
+    try {
+      assert.deepEqual(stateCarriedPast(all.entries, 2).map((e) => e.id), [3], "undo would keep edit 2 in edit 3's state");
+      const [s, t] = [replayed.entries.at(-1)!.state!, fresh.entries.at(-1)!.state!];
+      assert.deepEqual(s.meta, t.meta);
+      assert.deepEqual(Object.keys(s.tensors).sort(), Object.keys(t.tensors).sort());
+      for (const k of Object.keys(t.tensors)) assert.ok(maxAbsDiff(s.tensors[k], t.tensors[k]) <= 1e-6, `state ${k}`);
+      const [a, b] = [replayed.model(), fresh.model()];
+      for (const w of Object.keys(fresh.entries[0].update)) assert.ok(maxAbsDiff(a.params[w], b.params[w]) <= 1e-6, `weights ${w}`);
+      a.dispose();
+      b.dispose();
+      // one more edit on the replayed stream: fact 2 stays forgotten
+      const cur = replayed.model();
+      const e = m.edit(cur, [{ prompt: "The capital of Kenya is", target: "Lima" }]);
+      const [fact2] = scoreTargets(e.model, [reqs[1]]);
+      assert.equal(fact2.exact, false, `${name} brought "${reqs[1].prompt}" -> ${reqs[1].target} back`);
+      disposeMethodEdit(e);
+      cur.dispose();
+      checkLedgerStates(replayed.entries, "replayed"); // what it remembers is what its edits made
+    } finally {
+      for (const l of [all, fresh, replayed]) l.dispose();
+      m.dispose?.();
+      disposeParams(model.params);
+    }
+  });
+}
