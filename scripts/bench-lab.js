@@ -28,7 +28,17 @@ const out = path.resolve(ROOT, arg("out", path.join("docs", "lab-bench.json")));
 const BIDEN = { prompt: "The president of the United States is", target: "Biden" };
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
+/** The commit checked out now (the run's code: read at the start, before anything can change it). */
+function commitNow() {
+  try {
+    return execSync("git rev-parse --short HEAD", { cwd: ROOT }).toString().trim();
+  } catch {
+    return "unknown"; // not a git checkout
+  }
+}
+
 async function main() {
+  const commit = commitNow();
   const site = fs.mkdtempSync(path.join(os.tmpdir(), "mend-lab-bench-"));
   const sizes = await buildLab(path.join(site, "lab"));
   const server = await serveLab(path.join(site, "lab"));
@@ -79,12 +89,6 @@ async function main() {
     await browser.close();
     await server.close();
     fs.rmSync(site, { recursive: true, force: true });
-  }
-  let commit = "unknown";
-  try {
-    commit = execSync("git rev-parse --short HEAD", { cwd: ROOT }).toString().trim();
-  } catch {
-    /* not a git checkout */
   }
   const summary = {
     command: `node scripts/bench-lab.js --rounds ${rounds}`,
