@@ -24,28 +24,42 @@ function damageConfig(dir: string, change: (c: Record<string, unknown>) => unkno
   fs.writeFileSync(file, JSON.stringify(change(JSON.parse(fs.readFileSync(file, "utf8")))));
 }
 
+type ConfigCase = [what: string, change: (c: Record<string, unknown>) => unknown, message: RegExp];
+
+/** Each case: the folder saved by `save`, its config.json changed, then `load` must throw the message. */
+function expectConfigErrors(prefix: string, cases: readonly ConfigCase[], save: (dir: string) => void, load: (dir: string) => unknown): void {
+  const dir = tmp(prefix);
+  try {
+    for (const [what, change, message] of cases) {
+      const at = path.join(dir, what.replace(/\W+/g, "-"));
+      save(at);
+      damageConfig(at, change);
+      assert.throws(() => load(at), message, what);
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 test("a KE folder's config.json: null, a fingerprint that is a number, a hidden size that is text", async () => {
   await setup();
   const m = tinyModel(51, { initializer_range: 0.2 });
   const ke = createKe(m, { ...DEFAULT_KE_CONFIG, hidden: 16, condition: 12, innerParams: inner }, 3);
-  const dir = tmp("ke-config");
   try {
-    const cases: [string, (c: Record<string, unknown>) => unknown, RegExp][] = [
-      ["null", () => null, /config\.json: the file must be an object, got null/],
-      ["fingerprint 123", (c) => ({ ...c, base: { ...(c.base as object), fingerprint: 123 } }), /config\.json: base\.fingerprint must be a string or absent, got 123/],
-      ["hidden 'x'", (c) => ({ ...c, ke: { ...(c.ke as object), hidden: "x" } }), /config\.json: ke\.hidden must be a positive integer, got "x"/],
-      ["no ke", (c) => ({ ...c, ke: undefined }), /config\.json: ke must be an object, got undefined/],
-    ];
-    for (const [what, change, message] of cases) {
-      const at = path.join(dir, what.replace(/\W+/g, "-"));
-      saveKe(at, ke, m);
-      damageConfig(at, change);
-      assert.throws(() => loadKe(at, m), message, what);
-    }
+    expectConfigErrors(
+      "ke-config",
+      [
+        ["null", () => null, /config\.json: the file must be an object, got null/],
+        ["fingerprint 123", (c) => ({ ...c, base: { ...(c.base as object), fingerprint: 123 } }), /config\.json: base\.fingerprint must be a string or absent, got 123/],
+        ["hidden 'x'", (c) => ({ ...c, ke: { ...(c.ke as object), hidden: "x" } }), /config\.json: ke\.hidden must be a positive integer, got "x"/],
+        ["no ke", (c) => ({ ...c, ke: undefined }), /config\.json: ke must be an object, got undefined/],
+      ],
+      (at) => saveKe(at, ke, m),
+      (at) => loadKe(at, m),
+    );
   } finally {
     disposeKe(ke);
     m.dispose();
-    fs.rmSync(dir, { recursive: true, force: true });
   }
 });
 
@@ -53,22 +67,19 @@ test("an ENN folder's config.json: a fingerprint that is a number, step sizes th
   await setup();
   const m = tinyModel(52, { initializer_range: 0.2 });
   const enn = createEnn(m, { ...DEFAULT_ENN_CONFIG, innerParams: inner });
-  const dir = tmp("enn-config");
   try {
-    const cases: [string, (c: Record<string, unknown>) => unknown, RegExp][] = [
-      ["fingerprint 123", (c) => ({ ...c, base: { fingerprint: 123 } }), /config\.json: base\.fingerprint must be a string, got 123/],
-      ["editLr null", (c) => ({ ...c, enn: { ...(c.enn as object), editLr: null } }), /config\.json: enn\.editLr must be a finite number, got null/],
-    ];
-    for (const [what, change, message] of cases) {
-      const at = path.join(dir, what.replace(/\W+/g, "-"));
-      saveEnn(at, enn, m);
-      damageConfig(at, change);
-      assert.throws(() => loadEnn(at, m), message, what);
-    }
+    expectConfigErrors(
+      "enn-config",
+      [
+        ["fingerprint 123", (c) => ({ ...c, base: { fingerprint: 123 } }), /config\.json: base\.fingerprint must be a string, got 123/],
+        ["editLr null", (c) => ({ ...c, enn: { ...(c.enn as object), editLr: null } }), /config\.json: enn\.editLr must be a finite number, got null/],
+      ],
+      (at) => saveEnn(at, enn, m),
+      (at) => loadEnn(at, m),
+    );
   } finally {
     disposeEnn(enn);
     m.dispose();
-    fs.rmSync(dir, { recursive: true, force: true });
   }
 });
 
