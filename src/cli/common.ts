@@ -178,4 +178,3 @@ export function loadBaseModel(dir: string): Model {
     throw new Error(`--base ${dir} (the base model the edits were made to): ${(e as Error).message.replace(/; run "mend pretrain" or pass --model$/, "")}`);
   }
 }
-

@@ -79,8 +79,9 @@ function loadEditable(modelDir: string, baseDir: string): { base: Model; model: 
     ledger = read.ledger;
     disposeParams(read.model.params);
     checkLedgerStates(ledger.entries, modelDir);
-    const [l, current] = [ledger, ledger.model()];
-    return { base, model: current, ledger: l, free: () => (current.dispose(), l.dispose(), disposeParams(base.params)) };
+    const kept = ledger;
+    const current = kept.model();
+    return { base, model: current, ledger: kept, free: () => (current.dispose(), kept.dispose(), disposeParams(base.params)) };
   } catch (e) {
     ledger?.dispose();
     disposeParams(base.params);

@@ -46,7 +46,6 @@ export function runDirOf(runs: string, row: PaperRow, seed: number): string {
   return path.join(runs, `${slug(row.name)}-s${seed}`);
 }
 
-
 /** What `mend train-editor` printed for a run, kept beside it as `<run>.json`. */
 export interface RunResult {
   steps: number;

@@ -100,16 +100,6 @@ export function readConsistently<T>(dir: string, read: () => T, tries = 5): T {
   }
 }
 
-/** The lock a training run holds on its run folder (`<runDir>/.run.lock`): the holder's pid and start time. */
-export const RUN_LOCK = ".run.lock";
-
-/**
- * Hold a run folder for the whole run: a second run on it is refused at once, naming the holder's
- * pid and start time; a lock left by a process that no longer runs is taken over (moved aside
- * atomically first, so two runs cannot both take it). The folder is created here, so an unwritable
- * run folder fails before any work. @returns the release function (call it when the run ends): it
- * removes the lock, and the folder too when the run left it empty (a run refused at its start).
- */
 /** A write error's code in words (the code kept): a read-only file system, no permission, ... */
 export function writeErrorText(e: unknown, dir: string): string {
   const code = (e as NodeJS.ErrnoException).code;
@@ -125,6 +115,16 @@ export function writeErrorText(e: unknown, dir: string): string {
   return code ? `${code}: ${why[code] ?? (e as Error).message}` : (e as Error).message;
 }
 
+/** The lock a training run holds on its run folder (`<runDir>/.run.lock`): the holder's pid and start time. */
+export const RUN_LOCK = ".run.lock";
+
+/**
+ * Hold a run folder for the whole run: a second run on it is refused at once, naming the holder's
+ * pid and start time; a lock left by a process that no longer runs is taken over (moved aside
+ * atomically first, so two runs cannot both take it). The folder is created here, so an unwritable
+ * run folder fails before any work. @returns the release function (call it when the run ends): it
+ * removes the lock, and the folder too when the run left it empty (a run refused at its start).
+ */
 export function lockRunFolder(runDir: string): () => void {
   const created = !fs.existsSync(runDir);
   try {
@@ -133,7 +133,7 @@ export function lockRunFolder(runDir: string): () => void {
     throw new Error(`cannot create the run folder ${runDir}: ${writeErrorText(e, runDir)}`);
   }
   const release = holdLockFile(path.join(runDir, RUN_LOCK), {
-    cannotWrite: (code) => `cannot write to the run folder ${runDir}: ${code}`,
+    cannotWrite: (why) => `cannot write to the run folder ${runDir}: ${why}`,
     ownProcess: (started) => `${runDir} is already used by a run in this process (started ${started})`,
     held: (pid, started) => `${runDir} is used by another run (pid ${pid}, started ${started}); wait for it to finish, or choose another --run-dir`,
     busy: () => `${runDir} is being locked by another run just now; try again`,
@@ -163,7 +163,7 @@ export function lockModelFolder(given: string): () => void {
   const dir = resolveLinks(given);
   fs.mkdirSync(path.dirname(dir), { recursive: true });
   return holdLockFile(editLockPath(dir), {
-    cannotWrite: (code) => `cannot write beside the model folder ${given} (its lock ${editLockPath(dir)}): ${code}`,
+    cannotWrite: (why) => `cannot write beside the model folder ${given} (its lock ${editLockPath(dir)}): ${why}`,
     ownProcess: (started) => `${given} is already being edited in this process (since ${started})`,
     held: (pid, started) => `${given} is being edited by another mend process (pid ${pid}, started ${started}); wait for it to finish: two edits of one folder at once would lose one of them`,
     busy: () => `${given} is being locked by another mend process just now; try again`,
@@ -176,7 +176,7 @@ export function lockModelFolder(given: string): () => void {
  * live process, by this one, or being written just now. A lock whose process is gone is moved aside
  * atomically and taken (of several takers, one wins). @returns the release function.
  */
-function holdLockFile(lock: string, say: { cannotWrite: (code: string) => string; ownProcess: (started?: string) => string; held: (pid: number, started?: string) => string; busy: () => string; failed: (lock: string) => string }): () => void {
+function holdLockFile(lock: string, say: { cannotWrite: (why: string) => string; ownProcess: (started?: string) => string; held: (pid: number, started?: string) => string; busy: () => string; failed: (lock: string) => string }): () => void {
   const mine = JSON.stringify({ pid: process.pid, started: new Date().toISOString() });
   for (let attempt = 0; attempt < 5; attempt++) {
     try {

@@ -62,6 +62,7 @@ export function settledReads(maxPasses = 12, backend = tf.backend() as unknown a
     const known = pass.known[k];
     return known && known.length === size ? known.slice() : zerosOf(data.dtype, size);
   };
+  const state = { lastPasses: 0 };
   const reads = async <T>(step: () => T, discard: (result: T) => void): Promise<T> => {
     if (pass) throw new Error("settled reads: a step started inside another step");
     let known: Values[] = [];
@@ -74,9 +75,9 @@ export function settledReads(maxPasses = 12, backend = tf.backend() as unknown a
       } catch (error) {
         out = { error };
       }
-      const { reads } = pass;
+      const queued = pass.reads;
       pass = null;
-      const got = await Promise.all(reads);
+      const got = await Promise.all(queued);
       if (got.every((v, k) => known[k] !== undefined && sameBits(v, known[k]))) {
         if ("error" in out) throw out.error;
         return out.result;
@@ -86,7 +87,6 @@ export function settledReads(maxPasses = 12, backend = tf.backend() as unknown a
     }
     throw new Error(`the backend's reads did not settle in ${maxPasses} passes (its results differ from run to run): choose another backend`);
   };
-  const state = { lastPasses: 0 };
   return Object.defineProperty(reads, "lastPasses", { get: () => state.lastPasses }) as Reads;
 }
 
