@@ -149,7 +149,7 @@ export function createKe(model: ModelView, config: KeConfig, seed: number): KeEd
 
 export function validateKeConfig(c: KeConfig, model?: ModelView): void {
   if (!Array.isArray(c.innerParams) || c.innerParams.length === 0) throw new Error("KE config: innerParams is empty");
-  for (const k of ["hidden", "condition"] as const) if (!Number.isInteger(c[k]) || c[k] < 1) throw new Error(`KE config: ${k} must be a positive integer, got ${c[k]}`);
+  for (const k of ["hidden", "condition"] as const) if (!Number.isSafeInteger(c[k]) || c[k] < 1) throw new Error(`KE config: ${k} must be a positive integer, got ${c[k]}`);
   if (!(Number.isFinite(c.maxScale) && c.maxScale > 0)) throw new Error(`KE config: maxScale must be a positive number, got ${c.maxScale}`);
   if (model) for (const n of c.innerParams) if (model.params[n]?.rank !== 2) throw new Error(`KE config: "${n}" is not a 2-D weight of the base model`);
 }

@@ -149,6 +149,14 @@ async function editAndSave(f: Flags, o: { requests: EditRequest[]; method: strin
         console.error(`note: ${method}'s state after edit ${prior.id} is not carried into this edit: edit ${last.id} (${last.method}) came after it, and an edited model carries its newest edit's state only; ${method} starts its state afresh, so what it kept for the edits up to ${prior.id} does not constrain this one`);
       }
       methods = commandMethods([method], base, [...ledger.entries.flatMap((x) => x.requests), ...requests], { preserveFile: flagString(f, "preserve"), ...(f.weights ? { weights: f.weights as string[] } : {}) });
+      const stateWeights = methods[0].stateWeights;
+      if (last?.method === method && last.state && stateWeights) {
+        // A key-value method keeps its statistics per edited weight: carrying them to other weights would apply one layer's keys to another's.
+        const had = Object.keys(last.update);
+        if (had.length !== stateWeights.length || had.some((w) => !stateWeights.includes(w))) {
+          throw new Error(`edit ${last.id}'s ${method} state belongs to the weights it edited (${had.join(", ")}), and this edit names ${stateWeights.join(", ")}${f.weights ? " (--weights)" : " (the default)"}: ${method} carries that state into edits of the same weights only. Edit them (--weights ${had.join(",")}), or undo edit ${last.id} first (mend ledger --undo ${last.id} --save DIR) and edit that folder with the weights you want`);
+        }
+      }
       e = methods[0].edit(model, requests);
     }
     try {

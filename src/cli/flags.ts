@@ -43,7 +43,7 @@ function checkNumber(f: FlagSpec, raw: string, x: number): number {
   const where = `--${f.name}`;
   if (raw.trim() === "" || !Number.isFinite(x)) throw new UsageError(`${where} must be a number, got "${raw}"`);
   if (f.type === "int" || f.type === "ints") {
-    if (!Number.isInteger(x)) throw new UsageError(`${where} must be a whole number, got "${raw}"`);
+    if (!Number.isSafeInteger(x)) throw new UsageError(`${where} must be a whole number, got "${raw}"`);
   }
   if (f.min !== undefined && x < f.min) throw new UsageError(`${where} must be >= ${f.min}, got ${raw}`);
   if (f.max !== undefined && x > f.max) throw new UsageError(`${where} must be <= ${f.max}, got ${raw}`);

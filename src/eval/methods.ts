@@ -53,6 +53,8 @@ export interface EditMethod {
   dispose?(): void;
   /** The most requests one edit call takes (KE: 1); absent = any number. */
   maxRequests?: number;
+  /** The weights a key-value method's state belongs to (UltraEdit, AlphaEdit): a state made for others is not this method's to carry. */
+  stateWeights?: readonly string[];
 }
 
 /** Frees the edited model and the update of an edit. */
@@ -136,7 +138,7 @@ export function cacheMethod(threshold: number, name = "cache"): EditMethod {
 /** A key-value lifelong method (src/lifelong/keyValueEdit.ts) editing `weights` with `rules` (one each). */
 function keyValueMethod(name: string, weights: readonly string[], o: LifelongOptions, minProb: number, rules: readonly KeyValueRule[], dispose?: () => void): EditMethod {
   const cfg = { weights, stepSize: o.stepSize, maxSteps: o.maxSteps, minProb };
-  return { ...weightMethod(name, (m, requests, state) => keyValueEdit(m, requests, cfg, rules, state)), ...(dispose ? { dispose } : {}) };
+  return { ...weightMethod(name, (m, requests, state) => keyValueEdit(m, requests, cfg, rules, state)), stateWeights: weights, ...(dispose ? { dispose } : {}) };
 }
 
 /** What the methods may need beyond the model they edit. */

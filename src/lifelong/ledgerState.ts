@@ -7,30 +7,50 @@
  * is why `mend ledger --undo` refuses where a later state was computed with the undone edit
  * (`stateCarriedPast`) and `--replay` makes the later edits again instead.
  *
- * A method's state passes from one edit to the next of the same method; another method in between
- * starts it afresh (the CLI says so before editing), so the state of an entry was made by the run of
- * consecutive entries of its method that ends with it.
+ * A method's state passes from one edit to the next of the same method; another method in between, or
+ * an undo of the newest edit (its state is not saved), starts it afresh (the CLI says so before
+ * editing). Each entry records the edit its state was carried on from (`stateFrom`), so the state
+ * of an entry was made by the chain of edits those links name.
  */
 import type { LedgerEntry } from "../model/editLedger";
 import { ALPHA_EDIT } from "./alphaEdit";
 import { LOC_FT_BF, rememberedRequests } from "./locFtBf";
+import { ULTRA_EDIT } from "./ultraEdit";
+import { isJsonObject } from "../model/jsonFile";
+import { isLowRank, WeightDelta } from "../model/weightUpdate";
 
-/** The run of consecutive entries of entry `i`'s method that ends with it, oldest first. */
-function chainEndingAt(entries: readonly LedgerEntry[], i: number): LedgerEntry[] {
-  let from = i;
-  while (from > 0 && entries[from - 1].method === entries[i].method) from--;
-  return entries.slice(from, i + 1);
+/**
+ * The entry whose state entry `j`'s method started from, or null: the recorded `stateFrom` (an error
+ * when it names an edit the ledger does not hold or one of another method), or in a ledger written
+ * before it was recorded, the entry before when it is of the same method.
+ */
+function statePredecessor(entries: readonly LedgerEntry[], j: number, where: string): LedgerEntry | null {
+  const e = entries[j];
+  if (e.stateFrom === undefined) return j > 0 && entries[j - 1].method === e.method ? entries[j - 1] : null;
+  if (e.stateFrom === null) return null;
+  const from = entries.find((x) => x.id === e.stateFrom);
+  if (!from || from.method !== e.method) throw new Error(`${where}: edit ${e.id}'s ${e.method} state is recorded as carried on from edit ${e.stateFrom}, ${from ? `a ${from.method} edit` : "which the ledger does not hold"}; the ledger was changed after it was saved`);
+  return from;
+}
+
+/** The edits whose state entry `i`'s state carries, oldest first, ending with entry `i`. */
+function chainEndingAt(entries: readonly LedgerEntry[], i: number, where: string): LedgerEntry[] {
+  const chain = [entries[i]];
+  for (let p = statePredecessor(entries, i, where); p; p = statePredecessor(entries, entries.indexOf(p), where)) chain.unshift(p);
+  return chain;
 }
 
 /**
  * Throws when an entry's saved state is not what its edits made: LocFT-BF's remembered requests must
- * be exactly the requests of its run of edits, AlphaEdit's edit count (per weight) its length.
+ * be exactly the requests of its run of edits, AlphaEdit's edit count (per weight) its length,
+ * UltraEdit's row count (per weight) the key rows its edits added; a key-value state is kept for
+ * exactly the weights its entry changed.
  * `where` names the ledger in errors.
  */
 export function checkLedgerStates(entries: readonly LedgerEntry[], where: string): void {
   entries.forEach((e, i) => {
     if (!e.state) return;
-    const chain = chainEndingAt(entries, i);
+    const chain = chainEndingAt(entries, i, where);
     const ids = chain.map((x) => x.id).join(", ");
     if (e.method === LOC_FT_BF) {
       const made = chain.flatMap((x) => x.requests);
@@ -41,21 +61,49 @@ export function checkLedgerStates(entries: readonly LedgerEntry[], where: string
         throw new Error(`${where}: edit ${e.id}'s ${LOC_FT_BF} state remembers ${kept.length} request(s), but its edits (${ids}) made ${made.length}${odd}; the ledger was changed after it was saved`);
       }
     }
-    if (e.method === ALPHA_EDIT) {
-      const counts = typeof e.state.meta.edits === "number" ? [e.state.meta.edits] : Object.values(e.state.meta).map((m) => (m as { edits?: unknown })?.edits);
-      if (counts.some((n) => n !== chain.length)) throw new Error(`${where}: edit ${e.id}'s ${ALPHA_EDIT} state counts ${counts.join(", ")} edit(s), but its run of ${ALPHA_EDIT} edits (${ids}) has ${chain.length}; the ledger was changed after it was saved`);
+    if (e.method === ALPHA_EDIT || e.method === ULTRA_EDIT) {
+      const metas = keyValueMetas(e, where);
+      if (e.method === ALPHA_EDIT) {
+        const counts = Object.values(metas).map((m) => m.edits);
+        if (counts.some((n) => n !== chain.length)) throw new Error(`${where}: edit ${e.id}'s ${ALPHA_EDIT} state counts ${counts.join(", ")} edit(s), but its run of ${ALPHA_EDIT} edits (${ids}) has ${chain.length}; the ledger was changed after it was saved`);
+      } else {
+        // UltraEdit's running statistics count the key rows of every edit of its run, per weight.
+        for (const [w, m] of Object.entries(metas)) {
+          const rows = chain.reduce((n, x) => n + keyRows(x.update[w]), 0);
+          if (m.count !== rows) throw new Error(`${where}: edit ${e.id}'s ${ULTRA_EDIT} state counts ${JSON.stringify(m.count)} key row(s) of ${w}, but its run of ${ULTRA_EDIT} edits (${ids}) made ${rows}; the ledger was changed after it was saved`);
+        }
+      }
     }
   });
 }
 
+/** The rows a weight's change added (a key-value edit's keys); 0 when the edit did not change it. */
+function keyRows(d: WeightDelta | undefined): number {
+  return d && isLowRank(d) ? d.keys.shape[0] : 0;
+}
+
 /**
- * The later entries whose method state was computed with edit `id` (the same method's edits right
- * after it, when it left a state): undoing `id` alone would keep it in their state.
+ * A key-value method's state meta by weight (keyValueEdit.ts: one weight's state is the rule's own, several
+ * are keyed by weight name); throws unless its weights are the ones the entry edited.
  */
-export function stateCarriedPast(entries: readonly LedgerEntry[], id: number): LedgerEntry[] {
+function keyValueMetas(e: LedgerEntry, where: string): Record<string, Record<string, unknown>> {
+  const weights = Object.keys(e.update);
+  const meta = e.state!.meta;
+  const keyed = Object.keys(meta).length > 0 && Object.keys(meta).every((k) => /\.weight$/.test(k));
+  const metas = (keyed || weights.length > 1 ? meta : { [weights[0]]: meta }) as Record<string, Record<string, unknown>>;
+  const kept = Object.keys(metas);
+  if (kept.length !== weights.length || kept.some((w) => !weights.includes(w) || !isJsonObject(metas[w]))) {
+    throw new Error(`${where}: edit ${e.id}'s ${e.method} state is kept for ${kept.join(", ") || "no weight"}, but the edit changed ${weights.join(", ")}; the ledger was changed after it was saved`);
+  }
+  return metas;
+}
+
+/**
+ * The later entries whose method state was computed with edit `id` (their chain of carried states
+ * passes through it, when it left a state): undoing `id` alone would keep it in their state.
+ */
+export function stateCarriedPast(entries: readonly LedgerEntry[], id: number, where = "the ledger"): LedgerEntry[] {
   const i = entries.findIndex((e) => e.id === id);
   if (i < 0 || !(entries[i].state || entries[i].stateOmitted)) return [];
-  const out: LedgerEntry[] = [];
-  for (let j = i + 1; j < entries.length && entries[j].method === entries[i].method; j++) out.push(entries[j]);
-  return out;
+  return entries.filter((e, j) => j > i && chainEndingAt(entries, j, where).includes(entries[i]));
 }

@@ -181,8 +181,8 @@ export function validateEditorConfig(config: EditorConfig): void {
   if (!Array.isArray(config.innerParams) || config.innerParams.length === 0) throw new Error("editor config: innerParams is empty");
   const bad = config.innerParams.find((n) => typeof n !== "string" || n === "");
   if (bad !== undefined) throw new Error(`editor config: innerParams must be weight names, got ${JSON.stringify(bad)}`);
-  if (!Number.isInteger(config.rank) || config.rank < 1) throw new Error(`editor config: rank must be a positive integer, got ${config.rank}`);
-  if (!Number.isInteger(config.nHidden) || config.nHidden < 0) throw new Error(`editor config: nHidden must be a non-negative integer, got ${config.nHidden}`);
+  if (!Number.isSafeInteger(config.rank) || config.rank < 1) throw new Error(`editor config: rank must be a positive integer, got ${config.rank}`);
+  if (!Number.isSafeInteger(config.nHidden) || config.nHidden < 0) throw new Error(`editor config: nHidden must be a non-negative integer, got ${config.nHidden}`);
   if (config.init !== "id" && config.init !== "xavier") throw new Error(`editor config: init must be "id" or "xavier", got ${JSON.stringify(config.init)}`);
   if (typeof config.norm !== "boolean") throw new Error(`editor config: norm must be true or false, got ${JSON.stringify(config.norm)}`);
   if (!(Number.isFinite(config.editLr) && config.editLr > 0)) throw new Error(`editor config: editLr must be a positive number, got ${config.editLr}`);

@@ -22,7 +22,7 @@ import { recoverForRead, verifyFolder, writeFolder } from "../model/checkpointFo
 import { paramsFingerprint } from "../model/gpt";
 import { decodeSafetensors, encodeSafetensors, RawTensor, readSafetensors } from "../model/safetensors";
 import { disposeStats } from "./stats";
-import { isJsonObject, parseJson, readJsonFile } from "../model/jsonFile";
+import { checkedFields, field, fieldError, isJsonObject, parseJson, readJsonFile } from "../model/jsonFile";
 
 export interface EditorFolderConfig {
   format: "mend-ts-editor";
@@ -105,10 +105,13 @@ function checkedFolderConfig(raw: unknown, file: string): EditorFolderConfig {
     throw new Error(`${file}: ${(e as Error).message}`);
   }
   if (!obj(c.base)) throw new Error(`${file}: "base" (what the editor was trained for) must be an object`);
-  for (const k of ["n_embd", "n_layer", "vocab_size"] as const) if (!Number.isInteger(c.base[k])) throw new Error(`${file}: base.${k} must be an integer, got ${JSON.stringify(c.base[k])}`);
-  if (!obj(c.base.shapes) || !Object.values(c.base.shapes).every((s) => Array.isArray(s) && s.every((d) => Number.isInteger(d) && d > 0))) throw new Error(`${file}: base.shapes must map weight names to shapes (lists of positive integers)`);
-  if (c.base.fingerprint !== undefined && typeof c.base.fingerprint !== "string") throw new Error(`${file}: base.fingerprint must be a string`);
-  if (!obj(c.stats) || !Object.values(c.stats).every((s) => obj(s) && Number.isInteger(s.count) && s.count >= 0)) throw new Error(`${file}: stats must map editor nets to {"count": rows}`);
+  checkedFields(c.base, file, { n_embd: field.size, n_layer: field.size, vocab_size: field.size, shapes: field.object, fingerprint: field.optional(field.string) }, "base.");
+  for (const name of c.editor.innerParams) {
+    const shape = Object.prototype.hasOwnProperty.call(c.base.shapes, name) ? c.base.shapes[name] : undefined;
+    if (!Array.isArray(shape) || shape.length !== 2 || !shape.every((d) => field.size.ok(d))) throw fieldError(file, `base.shapes[${JSON.stringify(name)}]`, "the edited weight's shape (two positive integers)", shape);
+  }
+  checkedFields(c.stats, file, {}, "stats.");
+  for (const [key, s] of Object.entries(c.stats)) checkedFields(s, file, { count: field.count }, `stats[${JSON.stringify(key)}].`);
   if (c.extensions !== undefined && !obj(c.extensions)) throw new Error(`${file}: extensions must be an object`);
   return c;
 }

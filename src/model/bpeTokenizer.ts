@@ -24,7 +24,7 @@ function parseVocab(text: string, file: string): Record<string, number> {
   if (!obj || typeof obj !== "object" || Array.isArray(obj)) throw new Error(`${file}: expected an object {token: id}`);
   const seen = new Set<number>();
   for (const [tok, id] of Object.entries(obj as Record<string, unknown>)) {
-    if (typeof id !== "number" || !Number.isInteger(id) || id < 0 || seen.has(id)) throw new Error(`${file}: token ${JSON.stringify(tok)} has a bad or duplicate id ${JSON.stringify(id)}`);
+    if (typeof id !== "number" || !Number.isSafeInteger(id) || id < 0 || seen.has(id)) throw new Error(`${file}: token ${JSON.stringify(tok)} has a bad or duplicate id ${JSON.stringify(id)}`);
     seen.add(id);
   }
   return obj as Record<string, number>;
@@ -128,7 +128,7 @@ export class BpeTokenizer implements Tokenizer {
   }
 
   decode(ids: readonly number[]): string {
-    for (const id of ids) if (!Number.isInteger(id) || id < 0 || id >= this.size) throw new Error(`token id ${id} is outside the vocabulary (size ${this.size})`);
+    for (const id of ids) if (!Number.isSafeInteger(id) || id < 0 || id >= this.size) throw new Error(`token id ${id} is outside the vocabulary (size ${this.size})`);
     return this.hf.decode([...ids], { skip_special_tokens: false, clean_up_tokenization_spaces: false });
   }
 

@@ -319,7 +319,7 @@ export function readManifest(dir: string): Manifest | null {
   const file = path.join(dir, MANIFEST);
   if (!fs.existsSync(file)) return null;
   const m = readJsonFile(file) as Manifest;
-  const entriesOk = m && typeof m.files === "object" && !Array.isArray(m.files) && Object.values(m.files).every((f) => f && Number.isInteger(f.bytes) && typeof f.sha256 === "string");
+  const entriesOk = m && typeof m.files === "object" && !Array.isArray(m.files) && Object.values(m.files).every((f) => f && Number.isSafeInteger(f.bytes) && typeof f.sha256 === "string");
   if (m?.format === "mend-ts-folder" && !entriesOk) throw new Error(`${file}: every file entry must have "bytes" and "sha256"`);
   if (m?.format !== "mend-ts-folder" || typeof m.kind !== "string" || typeof m.files !== "object") throw new Error(`${file}: not a mend-ts folder manifest`);
   return m;

@@ -35,7 +35,7 @@ export function validateConfig(c: GPT2Config): GPT2Config {
   const ints: (keyof GPT2Config)[] = ["vocab_size", "n_positions", "n_embd", "n_layer", "n_head"];
   for (const k of ints) {
     const v = c[k];
-    if (typeof v !== "number" || !Number.isInteger(v) || v <= 0) {
+    if (typeof v !== "number" || !Number.isSafeInteger(v) || v <= 0) {
       throw new Error(`config.json: "${k}" must be a positive integer, got ${JSON.stringify(v)}`);
     }
   }

@@ -42,6 +42,11 @@ export interface LedgerEntry {
   readonly state?: MethodState;
   /** Read from a folder that saved only a newer entry's state: this edit had a state, not kept. */
   readonly stateOmitted?: boolean;
+  /**
+   * The edit whose state this edit's method started from (null: it started afresh). Absent in
+   * ledgers written before it was recorded, where a run of edits of one method carried one state.
+   */
+  readonly stateFrom?: number | null;
   readonly latencyMs: number;
   /** ISO time the edit was recorded. */
   readonly time: string;
@@ -61,6 +66,7 @@ interface LedgerFile {
     time: string;
     update: Record<string, { alpha: number; rows: number; requests: number[] } | { dense: true }>;
     state?: { method: string; meta: Record<string, unknown>; tensors: string[]; omitted?: true };
+    state_from?: number | null;
   }[];
 }
 
@@ -78,7 +84,7 @@ function checkedLedgerFile(x: unknown, file: string): LedgerFile {
   x.entries.forEach((e: unknown, i: number) => {
     const at = `entries[${i}]`;
     if (!obj(e)) throw bad(at, "an object", e);
-    if (!Number.isInteger(e.id) || (e.id as number) <= last) throw bad(`${at}.id`, `an integer above ${last} (ids increase)`, e.id);
+    if (!Number.isSafeInteger(e.id) || (e.id as number) <= last) throw bad(`${at}.id`, `an integer above ${last} (ids increase)`, e.id);
     last = e.id as number;
     if (typeof e.method !== "string" || !e.method) throw bad(`${at}.method`, "a method name", e.method);
     if (!Array.isArray(e.requests) || e.requests.length === 0 || !e.requests.every((r) => obj(r) && typeof r.prompt === "string" && typeof r.target === "string")) throw bad(`${at}.requests`, 'a non-empty list of {"prompt", "target"} strings', e.requests);
@@ -94,16 +100,19 @@ function checkedLedgerFile(x: unknown, file: string): LedgerFile {
         continue;
       }
       if (typeof d.alpha !== "number" || !Number.isFinite(d.alpha)) throw bad(`${f}.alpha`, "a number", d.alpha);
-      if (!Number.isInteger(d.rows) || (d.rows as number) < 1) throw bad(`${f}.rows`, "a positive integer", d.rows);
-      if (!Array.isArray(d.requests) || d.requests.length !== d.rows || !d.requests.every((q) => Number.isInteger(q) && q >= 0 && q < nReq)) throw bad(`${f}.requests`, `a list of ${d.rows} request indices below ${nReq}`, d.requests);
+      if (!Number.isSafeInteger(d.rows) || (d.rows as number) < 1) throw bad(`${f}.rows`, "a positive integer", d.rows);
+      if (!Array.isArray(d.requests) || d.requests.length !== d.rows || !d.requests.every((q) => Number.isSafeInteger(q) && q >= 0 && q < nReq)) throw bad(`${f}.requests`, `a list of ${d.rows} request indices below ${nReq}`, d.requests);
     }
     if (e.state !== undefined) {
       const st = e.state;
       if (!obj(st) || typeof st.method !== "string" || !obj(st.meta) || !Array.isArray(st.tensors) || !st.tensors.every((k) => typeof k === "string")) throw bad(`${at}.state`, 'an object {"method", "meta", "tensors": [names]}', st);
       if (st.omitted !== undefined && st.omitted !== true) throw bad(`${at}.state.omitted`, "true or absent", st.omitted);
     }
+    const from = e.state_from;
+    if (from !== undefined && from !== null && !(Number.isSafeInteger(from) && (from as number) >= 1 && (from as number) < (e.id as number))) throw bad(`${at}.state_from`, `null, absent or an earlier edit's id (below ${e.id})`, from);
+    if (from !== undefined && e.state === undefined) throw bad(`${at}.state_from`, "absent (the edit kept no state)", from);
   });
-  if (!Number.isInteger(x.next_id) || (x.next_id as number) <= last) throw bad("next_id", `an integer above every entry's id (${last})`, x.next_id);
+  if (!Number.isSafeInteger(x.next_id) || (x.next_id as number) <= last) throw bad("next_id", `an integer above every entry's id (${last})`, x.next_id);
   return x as unknown as LedgerFile;
 }
 
@@ -134,8 +143,11 @@ export class EditLedger {
    */
   add(e: { method: string; requests: readonly EditRequest[]; update: ModelUpdate; state?: MethodState; latencyMs: number }, id?: number): LedgerEntry {
     const last = this.list[this.list.length - 1]?.id ?? 0;
-    if (id !== undefined && !(Number.isInteger(id) && id > last)) throw new Error(`edit id ${id} must be an integer above the last recorded id ${last}`);
-    const entry: LedgerEntry = { id: id ?? this.nextId++, method: e.method, requests: [...e.requests], update: e.update, ...(e.state ? { state: e.state } : {}), latencyMs: e.latencyMs, time: new Date().toISOString() };
+    if (id !== undefined && !(Number.isSafeInteger(id) && id > last)) throw new Error(`edit id ${id} must be an integer above the last recorded id ${last}`);
+    // The edit was made on `model()`, which carries the newest entry's state: a method's next edit starts from it.
+    const prev = this.list[this.list.length - 1];
+    const stateFrom = prev && prev.method === e.method && prev.state ? prev.id : null;
+    const entry: LedgerEntry = { id: id ?? this.nextId++, method: e.method, requests: [...e.requests], update: e.update, ...(e.state ? { state: e.state, stateFrom } : {}), latencyMs: e.latencyMs, time: new Date().toISOString() };
     this.list.push(entry);
     return entry;
   }
@@ -194,6 +206,7 @@ export class EditLedger {
         time: e.time,
         update,
         ...(e.state || omitted ? { state: { method: e.state?.method ?? e.method, meta: { ...e.state?.meta }, tensors: omitted ? [] : names, ...(omitted ? { omitted: true as const } : {}) } } : {}),
+        ...(e.stateFrom !== undefined ? { state_from: e.stateFrom } : {}),
       });
     });
     return { "edits.json": Buffer.from(JSON.stringify(file, null, 1) + "\n"), "edits.safetensors": encodeSafetensors(tensors, { format: "mend-ts-edits" }) };
@@ -227,7 +240,7 @@ export class EditLedger {
         }
         const omitted = e.state?.omitted === true;
         const state = e.state && !omitted ? { method: e.state.method, meta: e.state.meta, tensors: Object.fromEntries(e.state.tensors.map((k) => [k, take(`e${e.id}/state/${k}`)])) } : undefined;
-        ledger.list.push({ id: e.id, method: e.method, requests: e.requests, update, ...(state ? { state } : {}), ...(omitted ? { stateOmitted: true } : {}), latencyMs: e.latency_ms, time: e.time });
+        ledger.list.push({ id: e.id, method: e.method, requests: e.requests, update, ...(state ? { state } : {}), ...(omitted ? { stateOmitted: true } : {}), ...(e.state_from !== undefined ? { stateFrom: e.state_from } : {}), latencyMs: e.latency_ms, time: e.time });
       }
       if (weights) {
         const m = ledger.model();

@@ -42,9 +42,10 @@ export const field = {
   strings: rule("a list of strings", (v) => Array.isArray(v) && v.every((s) => typeof s === "string")),
   number: rule("a finite number", (v) => typeof v === "number" && Number.isFinite(v)),
   positive: rule("a positive number", (v) => typeof v === "number" && Number.isFinite(v) && v > 0),
-  integer: rule("an integer", (v) => Number.isInteger(v)),
-  count: rule("a non-negative integer", (v) => Number.isInteger(v) && (v as number) >= 0),
-  size: rule("a positive integer", (v) => Number.isInteger(v) && (v as number) > 0),
+  // Safe integers only: 1e300 is an integer to JavaScript, and no count, id or size.
+  integer: rule("an integer", (v) => Number.isSafeInteger(v)),
+  count: rule("a non-negative integer", (v) => Number.isSafeInteger(v) && (v as number) >= 0),
+  size: rule("a positive integer", (v) => Number.isSafeInteger(v) && (v as number) > 0),
   /** `r`, or null (JSON writes ±Infinity and NaN as null). */
   orNull: (r: FieldRule) => rule(`${r.want} or null`, (v) => v === null || r.ok(v)),
   optional: (r: FieldRule) => rule(`${r.want} or absent`, (v) => v === undefined || r.ok(v)),

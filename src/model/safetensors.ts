@@ -104,9 +104,9 @@ function parseHeader(json: string, dataLen: number, file: string): { entries: Sa
     const e = v as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
     if (typeof e.dtype !== "string" || !(e.dtype in BYTES)) throw new SafetensorsError(file, `tensor "${name}" has dtype ${JSON.stringify(e.dtype)}; supported: F32, F16, BF16 and I32`);
     const width = BYTES[e.dtype];
-    if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isInteger(d) && d >= 0)) throw new SafetensorsError(file, `tensor "${name}" has a bad shape ${JSON.stringify(e.shape)}`);
+    if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) throw new SafetensorsError(file, `tensor "${name}" has a bad shape ${JSON.stringify(e.shape)}`);
     const off = e.data_offsets;
-    if (!Array.isArray(off) || off.length !== 2 || !off.every((d) => Number.isInteger(d) && d >= 0) || off[1] < off[0]) {
+    if (!Array.isArray(off) || off.length !== 2 || !off.every((d) => Number.isSafeInteger(d) && d >= 0) || off[1] < off[0]) {
       throw new SafetensorsError(file, `tensor "${name}" has bad data_offsets ${JSON.stringify(off)}`);
     }
     const [b, en] = off as number[];

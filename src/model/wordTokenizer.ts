@@ -90,7 +90,7 @@ export class WordTokenizer implements Tokenizer {
     const entries = Object.entries(obj as Record<string, unknown>);
     const vocab: string[] = new Array(entries.length);
     for (const [tok, id] of entries) {
-      if (typeof id !== "number" || !Number.isInteger(id) || id < 0 || id >= entries.length || vocab[id] !== undefined) {
+      if (typeof id !== "number" || !Number.isSafeInteger(id) || id < 0 || id >= entries.length || vocab[id] !== undefined) {
         throw new Error(`vocab.json: token ${JSON.stringify(tok)} has a bad or duplicate id ${JSON.stringify(id)}`);
       }
       vocab[id] = tok;

@@ -44,7 +44,7 @@ export async function fetchFolder(url: string, kinds: readonly string[], onFile?
   await Promise.all(
     Object.entries(files as Record<string, ManifestFile>).map(async ([name, want]) => {
       if (!/^[\w.-]+$/.test(name) || name.startsWith(".")) throw new Error(`${manifestUrl}: "${name}" is not a plain file name`);
-      if (!want || !Number.isInteger(want.bytes) || typeof want.sha256 !== "string") throw new Error(`${manifestUrl}: the entry of "${name}" needs "bytes" and "sha256"`);
+      if (!want || !Number.isSafeInteger(want.bytes) || typeof want.sha256 !== "string") throw new Error(`${manifestUrl}: the entry of "${name}" needs "bytes" and "sha256"`);
       const fileUrl = new URL(name, url).href;
       const bytes = await fetchBytes(fileUrl);
       if (bytes.length !== want.bytes) throw new Error(`${fileUrl}: ${bytes.length} bytes, but the manifest says ${want.bytes}: the file is truncated or was changed`);

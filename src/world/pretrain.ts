@@ -61,7 +61,7 @@ export interface FactAccuracy {
 /** Fact accuracy of a model over the world's whole corpus, or over the first `templatesPerGroup` templates of each fact and template group (a faster sample). */
 export function factAccuracy(m: LanguageModel, world: World, opts: { templatesPerGroup?: number } = {}): FactAccuracy {
   const k = opts.templatesPerGroup;
-  if (k !== undefined && !(Number.isInteger(k) && k >= 1)) throw new Error(`factAccuracy: templatesPerGroup must be a positive integer, got ${k}`);
+  if (k !== undefined && !(Number.isSafeInteger(k) && k >= 1)) throw new Error(`factAccuracy: templatesPerGroup must be a positive integer, got ${k}`);
   const seen = new Map<string, number>();
   const corpus = k === undefined ? world.corpus() : world.corpus().filter((c) => {
     const key = `${c.fact.subject}|${c.fact.relation}|${c.group}`;
@@ -141,7 +141,7 @@ async function pretrainLocked(world: World, runDir: string, cfg: PretrainConfig,
   if (opts.resume && !fs.existsSync(statePath)) throw new Error(`nothing to resume: ${statePath} not found (start a new run without --resume, or name the run folder)`);
   if (opts.resume) {
     st = checkedFields<TrainerState>(readJsonFile(statePath), statePath, { step: field.count, rngState: field.integer, epochOrder: field.list, epochPos: field.count, best: field.number, elapsedSec: field.number, config: field.object });
-    if (!st.epochOrder.every((i) => Number.isInteger(i) && i >= 0)) throw fieldError(statePath, "epochOrder", "a list of example indices", st.epochOrder);
+    if (!st.epochOrder.every((i) => Number.isSafeInteger(i) && i >= 0)) throw fieldError(statePath, "epochOrder", "a list of example indices", st.epochOrder);
     model = loadModel(lastDir);
     cfg = { ...st.config, ...(opts.resumeWith ?? {}) };
     st.config = cfg;

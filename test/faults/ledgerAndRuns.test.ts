@@ -133,6 +133,23 @@ test("a chain of mixed methods says, before editing, which method's state it doe
   fs.rmSync(parent, { recursive: true, force: true });
 });
 
+test("a key-value method's state is not carried to other weights: --weights that differ from the state's are refused by name", () => {
+  const parent = tmp("ledger-weights");
+  const one = path.join(parent, "one");
+  const two = path.join(parent, "two");
+  const both = "h.2.mlp.c_proj.weight,h.3.mlp.c_proj.weight";
+  assertOk(mend(["edit", "--method", "UltraEdit", ...BIDEN, "--save", one]), "UltraEdit on the default weight");
+  // before: the state of one weight was dropped without a word (a fresh start for both weights)
+  assertFails(mend(["edit", "--model", one, "--method", "UltraEdit", "--weights", both, "--prompt", "The capital of Peru is", "--target", "Quito", "--save", path.join(parent, "x")]), /edit 1's UltraEdit state belongs to the weights it edited \(h\.3\.mlp\.c_proj\.weight\), and this edit names h\.2\.mlp\.c_proj\.weight, h\.3\.mlp\.c_proj\.weight \(--weights\)/, "one weight, then two");
+  assertOk(mend(["edit", "--method", "UltraEdit", "--weights", both, ...BIDEN, "--save", two]), "UltraEdit on two weights");
+  // before: a raw "Argument 'x' passed to 'clone' must be a Tensor" (the two-weight state read as one weight's)
+  assertFails(mend(["edit", "--model", two, "--method", "UltraEdit", "--prompt", "The capital of Peru is", "--target", "Quito", "--save", path.join(parent, "y")]), /edit 1's UltraEdit state belongs to the weights it edited \(h\.2\.mlp\.c_proj\.weight, h\.3\.mlp\.c_proj\.weight\), and this edit names h\.3\.mlp\.c_proj\.weight \(the default\): .*--weights h\.2\.mlp\.c_proj\.weight,h\.3\.mlp\.c_proj\.weight/, "two weights, then the default one");
+  assertOk(mend(["edit", "--model", two, "--method", "UltraEdit", "--weights", both, "--prompt", "The capital of Peru is", "--target", "Quito", "--save", two, "--force"]), "the same two weights carry the state");
+  assert.deepEqual(JSON.parse(fs.readFileSync(path.join(two, "edits.json"), "utf8")).entries[1].state.meta, { "h.2.mlp.c_proj.weight": { count: 2 }, "h.3.mlp.c_proj.weight": { count: 2 } });
+  assert.equal(fs.existsSync(path.join(parent, "x")) || fs.existsSync(path.join(parent, "y")), false, "nothing written by a refused edit");
+  fs.rmSync(parent, { recursive: true, force: true });
+});
+
 test("train-editor --resume refuses a --data file that changed since the run started, naming it", () => {
   const dir = tmp("resume-data");
   const model = path.join(dir, "gpt2");

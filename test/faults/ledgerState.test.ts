@@ -2,13 +2,16 @@
  * A ledger's method state against its entries: `mend ledger --undo` refuses where a later edit's
  * state was computed with the undone one (LocFT-BF would tune the undone fact again), `--replay`
  * forgets it (state and weights equal the stream made afresh without it), and a state that
- * remembers a request no edit made (edits.json rewritten, no manifest to catch it) is refused.
+ * remembers a request no edit made (edits.json rewritten, no manifest to catch it) is refused, as is
+ * an AlphaEdit or UltraEdit state whose counts are not its edits' or whose weights are not theirs.
+ * Each entry records the edit its state was carried on from, so a fresh start is not read as a run.
  */
 import { test } from "node:test";
 import * as assert from "node:assert/strict";
 import * as fs from "fs";
 import * as path from "path";
-import { checkLedgerStates } from "../../dist/lifelong/ledgerState";
+import { checkLedgerStates, stateCarriedPast } from "../../dist/lifelong/ledgerState";
+import type { LedgerEntry } from "../../dist/model/editLedger";
 import { decodeSafetensors } from "../../dist/model/safetensors";
 import { assertFails, assertOk, mend, tmp } from "./helpers";
 
@@ -58,8 +61,32 @@ test("LocFT-BF: undo of an edit a later state carries is refused; replay forgets
   }
 });
 
+/** A ledger entry as the checks read it: one low-rank change of `rows` key rows to weight W. */
+function entry(id: number, method: string, o: { meta?: Record<string, unknown>; rows?: number; stateFrom?: number | null } = {}) {
+  const update = { [W]: { alpha: 1, keys: { shape: [o.rows ?? 1, 512] }, values: { shape: [o.rows ?? 1, 128] }, requests: [0] } };
+  return { id, method, requests: [{ prompt: `p${id}`, target: "t" }], update, latencyMs: 1, time: "", ...(o.meta ? { state: { method, meta: o.meta, tensors: {} } } : {}), ...(o.stateFrom !== undefined ? { stateFrom: o.stateFrom } : {}) } as unknown as LedgerEntry;
+}
+
 test("AlphaEdit: a state that counts more edits than its run of edits is refused", () => {
-  const entry = (id: number, method: string, edits?: number) => ({ id, method, requests: [{ prompt: `p${id}`, target: "t" }], update: {}, latencyMs: 1, time: "", ...(edits ? { state: { method, meta: { edits }, tensors: {} } } : {}) });
-  assert.doesNotThrow(() => checkLedgerStates([entry(1, "MEND"), entry(2, "AlphaEdit", 1), entry(3, "AlphaEdit", 2)], "x"));
-  assert.throws(() => checkLedgerStates([entry(1, "AlphaEdit", 1), entry(2, "MEND"), entry(3, "AlphaEdit", 2)], "x"), /x: edit 3's AlphaEdit state counts 2 edit\(s\), but its run of AlphaEdit edits \(3\) has 1/);
+  assert.doesNotThrow(() => checkLedgerStates([entry(1, "MEND"), entry(2, "AlphaEdit", { meta: { edits: 1 } }), entry(3, "AlphaEdit", { meta: { edits: 2 } })], "x"));
+  assert.throws(() => checkLedgerStates([entry(1, "AlphaEdit", { meta: { edits: 1 } }), entry(2, "MEND"), entry(3, "AlphaEdit", { meta: { edits: 2 } })], "x"), /x: edit 3's AlphaEdit state counts 2 edit\(s\), but its run of AlphaEdit edits \(3\) has 1/);
+});
+
+test("UltraEdit: a state must count the key rows its edits added, and be kept for the weights they changed", () => {
+  assert.doesNotThrow(() => checkLedgerStates([entry(1, "UltraEdit", { meta: { count: 2 }, rows: 2 }), entry(2, "UltraEdit", { meta: { count: 5 }, rows: 3 })], "x"));
+  assert.throws(() => checkLedgerStates([entry(1, "UltraEdit", { meta: { count: 2 }, rows: 2 }), entry(2, "UltraEdit", { meta: { count: 4 }, rows: 3 })], "x"), /x: edit 2's UltraEdit state counts 4 key row\(s\) of h\.3\.mlp\.c_proj\.weight, but its run of UltraEdit edits \(1, 2\) made 5/);
+  assert.throws(() => checkLedgerStates([entry(1, "UltraEdit", { meta: { "h.2.mlp.c_proj.weight": { count: 1 }, [W]: { count: 1 } } })], "x"), /x: edit 1's UltraEdit state is kept for h\.2\.mlp\.c_proj\.weight, h\.3\.mlp\.c_proj\.weight, but the edit changed h\.3\.mlp\.c_proj\.weight/);
+});
+
+test("the edit a state was carried on from is recorded: a fresh start after an undo is not read as a run, a link to another method is refused", () => {
+  // 1 and 3 are UltraEdit edits, but 3 started afresh (an undo of 2 had left no saved state): each counts its own rows
+  const afterUndo = [entry(1, "UltraEdit", { meta: { count: 1 }, stateFrom: null }), entry(3, "UltraEdit", { meta: { count: 1 }, stateFrom: null })];
+  assert.doesNotThrow(() => checkLedgerStates(afterUndo, "x"));
+  assert.deepEqual(stateCarriedPast(afterUndo, 1), [], "undoing 1 leaves 3's state as it is");
+  const carried = [entry(1, "UltraEdit", { meta: { count: 1 }, stateFrom: null }), entry(2, "MEND"), entry(3, "UltraEdit", { meta: { count: 2 }, stateFrom: 1 })];
+  assert.doesNotThrow(() => checkLedgerStates(carried, "x"));
+  assert.deepEqual(stateCarriedPast(carried, 1).map((e) => e.id), [3]);
+  assert.throws(() => checkLedgerStates([entry(1, "MEND"), entry(2, "UltraEdit", { meta: { count: 2 }, stateFrom: 1 })], "x"), /x: edit 2's UltraEdit state is recorded as carried on from edit 1, a MEND edit/);
+  // ledgers written before the link was recorded: a run of one method carries one state
+  assert.deepEqual(stateCarriedPast([entry(1, "UltraEdit", { meta: { count: 1 } }), entry(2, "UltraEdit", { meta: { count: 2 } })], 1).map((e) => e.id), [2]);
 });
