@@ -16,8 +16,8 @@
  *
  *   node scripts/fault-sweep.js [--out DIR] [--jobs N] [--only TARGET,...]
  *
- * writes DIR/results.json (every run) and DIR/summary.md (counts per target and class, and every run
- * that is not clear or harmless). Needs the built library (npm run build) and the shipped checkpoints.
+ * writes DIR/runs.jsonl as it goes, then DIR/results.json (every run) and DIR/summary.md (counts per
+ * target and class, and every run that is not clear or harmless). Needs the built library (npm run build) and the shipped checkpoints.
  */
 "use strict";
 const { spawn, spawnSync } = require("child_process");
@@ -61,7 +61,7 @@ function mustRun(args) {
 
 // ---- the damage --------------------------------------------------------------------------------------
 
-/** Every path into `value` worth damaging: arrays of more than 4 items and maps of weight names by their first. */
+/** Every path into `value` worth damaging: arrays of more than 4 items by their first, maps of weight or tensor names by their first two. */
 function paths(value, at = [], out = []) {
   if (at.length > 0) out.push(at);
   if (at.length >= 6 || value === null || typeof value !== "object") return out;
@@ -71,8 +71,10 @@ function paths(value, at = [], out = []) {
     return out;
   }
   const keys = Object.keys(value);
-  const weightMap = keys.length > 1 && keys.every((k) => /\.(weight|bias)$|^wte|^wpe/.test(k));
-  for (const k of weightMap ? keys.slice(0, 1) : keys) paths(value[k], [...at, k], out);
+  // maps of weight or tensor names (a config's shapes, a safetensors header): their first two entries stand for the rest
+  const names = keys.filter((k) => k !== "__metadata__");
+  const nameMap = names.length > 2 && names.every((k) => /\.(weight|bias)$|^wte|^wpe|\//.test(k));
+  for (const k of nameMap ? [...keys.filter((k) => !names.includes(k)), ...names.slice(0, 2)] : keys) paths(value[k], [...at, k], out);
   return out;
 }
 
@@ -193,8 +195,6 @@ const TARGETS = [
     file: "edits.json",
     commands: {
       list: (dir) => ["ledger", "--model", dir],
-      "undo 1": (dir, out) => ["ledger", "--model", dir, "--undo", "1", "--save", out],
-      "edit (MEND)": (dir, out) => ["edit", "--model", dir, ...editArgs, "--save", out],
       "edit (UltraEdit)": (dir, out) => ["edit", "--model", dir, "--method", "UltraEdit", ...editArgs, "--save", out],
     },
   },
@@ -203,20 +203,14 @@ const TARGETS = [
     folder: ledgerFolder,
     file: "edits.safetensors",
     binary: true,
-    commands: {
-      "undo 1": (dir, out) => ["ledger", "--model", dir, "--undo", "1", "--save", out],
-      "edit (UltraEdit)": (dir, out) => ["edit", "--model", dir, "--method", "UltraEdit", ...editArgs, "--save", out],
-    },
+    commands: { "undo 1": (dir, out) => ["ledger", "--model", dir, "--undo", "1", "--save", out] },
   },
   {
     name: "ledger model.safetensors",
     folder: ledgerFolder,
     file: "model.safetensors",
     binary: true,
-    commands: {
-      list: (dir) => ["ledger", "--model", dir],
-      predict: (dir) => ["predict", "--model", dir, "--prompt", "The capital of France is"],
-    },
+    commands: { predict: (dir) => ["predict", "--model", dir, "--prompt", "The capital of France is"] },
   },
   {
     name: "model config.json",
@@ -315,7 +309,9 @@ async function main() {
       fs.writeFileSync(path.join(dir, t.file), content);
       const r = await run(t.commands[cmd](dir, out));
       const sorted = sortRun(r, t.file, baselines[cmd], dir, out);
-      results.push({ target: t.name, damage, command: cmd, status: r.status, signal: r.signal, ...sorted });
+      const result = { target: t.name, damage, command: cmd, status: r.status, signal: r.signal, ...sorted };
+      results.push(result);
+      fs.appendFileSync(path.join(OUT, "runs.jsonl"), JSON.stringify(result) + "\n"); // readable while the sweep runs
       fs.rmSync(dir, { recursive: true, force: true });
       fs.rmSync(out, { recursive: true, force: true });
       if (++done % 25 === 0) process.stderr.write(`  ${done}/${runs.length}\n`);

@@ -78,7 +78,7 @@ function loadEditable(modelDir: string, baseDir: string): { base: Model; model: 
     const read = readLedgerFolder(modelDir, base); // the saved weights checked against W0 + the ledger's updates
     ledger = read.ledger;
     disposeParams(read.model.params);
-    checkLedgerStates(ledger.entries, modelDir);
+    checkLedgerStates(ledger.entries, path.join(modelDir, "edits.json"));
     const kept = ledger;
     const current = kept.model();
     return { base, model: current, ledger: kept, free: () => (current.dispose(), kept.dispose(), disposeParams(base.params)) };

@@ -4,6 +4,7 @@
  * it made again without it, eval/ledgerOps.ts), with how far replay lands from undo; --diff DIR
  * (the facts, or dataset records, whose answers differ between this model and another).
  */
+import * as path from "path";
 import { diffAnswers, replayStart, replayWithout } from "../eval/ledgerOps";
 import { checkLedgerStates, stateCarriedPast } from "../lifelong/ledgerState";
 import { relativeWeightChange } from "../eval/evaluate";
@@ -84,7 +85,7 @@ async function runOnLedger(f: Flags, o: { modelDir: string; undo: number | undef
   let editor: Editor | undefined;
   let methods: EditMethod[] = [];
   try {
-    checkLedgerStates(ledger.entries, modelDir);
+    checkLedgerStates(ledger.entries, path.join(modelDir, "edits.json"));
     const json = flagBool(f, "json");
     const log = (s: string) => !json && console.log(s);
     log(`backend: ${describeBackend(backend)}\n${modelDir}: ${ledger.entries.length} edit(s) over the base ${ledger.baseFingerprint.slice(0, 12)} (checked against the saved weights)`);

@@ -16,7 +16,7 @@ import type { LedgerEntry } from "../model/editLedger";
 import { ALPHA_EDIT } from "./alphaEdit";
 import { LOC_FT_BF, rememberedRequests } from "./locFtBf";
 import { ULTRA_EDIT } from "./ultraEdit";
-import { isJsonObject } from "../model/jsonFile";
+import { fieldError, isJsonObject } from "../model/jsonFile";
 import { isLowRank, WeightDelta } from "../model/weightUpdate";
 
 /**
@@ -53,6 +53,10 @@ export function checkLedgerStates(entries: readonly LedgerEntry[], where: string
     const chain = chainEndingAt(entries, i, where);
     const ids = chain.map((x) => x.id).join(", ");
     if (e.method === LOC_FT_BF) {
+      const r = e.state.meta.requests;
+      if (!Array.isArray(r) || !r.every((q) => isJsonObject(q) && typeof q.prompt === "string" && typeof q.target === "string")) {
+        throw fieldError(where, `edit ${e.id}'s ${LOC_FT_BF} state.meta.requests`, 'a list of {"prompt", "target"} strings (the requests it tunes again)', r);
+      }
       const made = chain.flatMap((x) => x.requests);
       const kept = rememberedRequests(e.state);
       const k = kept.findIndex((r, j) => !made[j] || r.prompt !== made[j].prompt || r.target !== made[j].target);
@@ -63,18 +67,45 @@ export function checkLedgerStates(entries: readonly LedgerEntry[], where: string
     }
     if (e.method === ALPHA_EDIT || e.method === ULTRA_EDIT) {
       const metas = keyValueMetas(e, where);
+      checkStateTensors(e, Object.keys(metas), where);
       if (e.method === ALPHA_EDIT) {
+        for (const [w, m] of Object.entries(metas)) if (!Number.isSafeInteger(m.edits)) throw fieldError(where, `edit ${e.id}'s ${ALPHA_EDIT} state count of ${w}`, "a whole number of edits", m.edits);
         const counts = Object.values(metas).map((m) => m.edits);
         if (counts.some((n) => n !== chain.length)) throw new Error(`${where}: edit ${e.id}'s ${ALPHA_EDIT} state counts ${counts.join(", ")} edit(s), but its run of ${ALPHA_EDIT} edits (${ids}) has ${chain.length}; the ledger was changed after it was saved`);
       } else {
         // UltraEdit's running statistics count the key rows of every edit of its run, per weight.
         for (const [w, m] of Object.entries(metas)) {
           const rows = chain.reduce((n, x) => n + keyRows(x.update[w]), 0);
+          if (!Number.isSafeInteger(m.count)) throw fieldError(where, `edit ${e.id}'s ${ULTRA_EDIT} state count of ${w}`, "a whole number of key rows", m.count);
           if (m.count !== rows) throw new Error(`${where}: edit ${e.id}'s ${ULTRA_EDIT} state counts ${JSON.stringify(m.count)} key row(s) of ${w}, but its run of ${ULTRA_EDIT} edits (${ids}) made ${rows}; the ledger was changed after it was saved`);
         }
       }
     }
   });
+}
+
+/** The tensors a key-value method keeps per weight [d_in, d_out] (alphaEdit.ts, ultraEdit.ts), by their shapes. */
+const STATE_TENSORS: Readonly<Record<string, (dIn: number, dOut: number) => Record<string, number[]>>> = {
+  [ALPHA_EDIT]: (dIn) => ({ a_inv: [dIn, dIn] }),
+  [ULTRA_EDIT]: (dIn, dOut) => ({ u_mean: [dIn], u_m2: [dIn], delta_mean: [dOut], delta_m2: [dOut] }),
+};
+
+/** Throws unless entry `e`'s state holds exactly its method's tensors for each of `weights`, of their shapes. */
+function checkStateTensors(e: LedgerEntry, weights: readonly string[], where: string): void {
+  const want: Record<string, number[]> = {};
+  for (const w of weights) {
+    const d = e.update[w];
+    if (!d || !isLowRank(d)) throw new Error(`${where}: edit ${e.id}'s ${e.method} change of ${w} is not a key-value update`);
+    const named = STATE_TENSORS[e.method](d.keys.shape[1], d.values.shape[1]);
+    for (const [k, shape] of Object.entries(named)) want[weights.length > 1 ? `${w}/${k}` : k] = shape;
+  }
+  const have = e.state!.tensors;
+  const missing = Object.keys(want).filter((k) => !Object.prototype.hasOwnProperty.call(have, k));
+  const extra = Object.keys(have).filter((k) => !Object.prototype.hasOwnProperty.call(want, k));
+  if (missing.length || extra.length) throw new Error(`${where}: edit ${e.id}'s ${e.method} state must hold the tensors ${Object.keys(want).join(", ")}${missing.length ? `; ${missing.join(", ")} missing` : ""}${extra.length ? `; ${extra.join(", ")} not its own` : ""}; the ledger was changed after it was saved`);
+  for (const [k, shape] of Object.entries(want)) {
+    if (have[k].shape.join("x") !== shape.join("x")) throw new Error(`${where}: edit ${e.id}'s ${e.method} state tensor ${k} has shape [${have[k].shape}], expected [${shape}]; the ledger was changed after it was saved`);
+  }
 }
 
 /** The rows a weight's change added (a key-value edit's keys); 0 when the edit did not change it. */

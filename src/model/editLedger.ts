@@ -87,7 +87,7 @@ function checkedLedgerFile(x: unknown, file: string): LedgerFile {
     if (!Number.isSafeInteger(e.id) || (e.id as number) <= last) throw bad(`${at}.id`, `an integer above ${last} (ids increase)`, e.id);
     last = e.id as number;
     if (typeof e.method !== "string" || !e.method) throw bad(`${at}.method`, "a method name", e.method);
-    if (!Array.isArray(e.requests) || e.requests.length === 0 || !e.requests.every((r) => obj(r) && typeof r.prompt === "string" && typeof r.target === "string")) throw bad(`${at}.requests`, 'a non-empty list of {"prompt", "target"} strings', e.requests);
+    if (!Array.isArray(e.requests) || e.requests.length === 0 || !e.requests.every((r) => obj(r) && typeof r.prompt === "string" && typeof r.target === "string" && r.prompt.trim() !== "" && r.target.trim() !== "")) throw bad(`${at}.requests`, 'a non-empty list of {"prompt", "target"} non-empty strings (as every edit made them)', e.requests);
     if (typeof e.latency_ms !== "number" || !Number.isFinite(e.latency_ms) || e.latency_ms < 0) throw bad(`${at}.latency_ms`, "a number of milliseconds", e.latency_ms);
     if (typeof e.time !== "string") throw bad(`${at}.time`, "an ISO time", e.time);
     if (!obj(e.update) || Object.keys(e.update).length === 0) throw bad(`${at}.update`, "an object of weight name -> update", e.update);

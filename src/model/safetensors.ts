@@ -97,12 +97,15 @@ function parseHeader(json: string, dataLen: number, file: string): { entries: Sa
     throw new SafetensorsError(file, `header is not valid JSON (${(e as Error).message})`);
   }
   if (!header || typeof header !== "object" || Array.isArray(header)) throw new SafetensorsError(file, "header is not a JSON object");
-  const metadata = (header.__metadata__ ?? {}) as Record<string, string>;
+  const meta = header.__metadata__ ?? {};
+  if (typeof meta !== "object" || Array.isArray(meta) || !Object.values(meta).every((v) => typeof v === "string")) throw new SafetensorsError(file, `__metadata__ must map names to text, got ${JSON.stringify(meta)?.slice(0, 60)}`);
+  const metadata = meta as Record<string, string>;
   const entries: SafetensorsEntry[] = [];
   for (const [name, v] of Object.entries(header)) {
     if (name === "__metadata__") continue;
+    if (!v || typeof v !== "object" || Array.isArray(v)) throw new SafetensorsError(file, `tensor "${name}" must be described by {"dtype", "shape", "data_offsets"}, got ${JSON.stringify(v)?.slice(0, 60)}`);
     const e = v as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
-    if (typeof e.dtype !== "string" || !(e.dtype in BYTES)) throw new SafetensorsError(file, `tensor "${name}" has dtype ${JSON.stringify(e.dtype)}; supported: F32, F16, BF16 and I32`);
+    if (typeof e.dtype !== "string" || !Object.prototype.hasOwnProperty.call(BYTES, e.dtype)) throw new SafetensorsError(file, `tensor "${name}" has dtype ${JSON.stringify(e.dtype)}; supported: F32, F16, BF16 and I32`);
     const width = BYTES[e.dtype];
     if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) throw new SafetensorsError(file, `tensor "${name}" has a bad shape ${JSON.stringify(e.shape)}`);
     const off = e.data_offsets;

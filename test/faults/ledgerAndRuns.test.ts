@@ -2,7 +2,8 @@
  * The ledger's and the runs' faults of the third sweep that are fixed: a model folder is held for a
  * whole edit (two appends at once lose nothing), `mend ledger` puts back a folder a killed write left
  * aside before its first check, a base model that cannot be loaded is named by its flag, a damaged
- * edits.json is refused by field, a chain of mixed methods says which state it drops, `mend paper`
+ * edits.json is refused by field, a chain of mixed methods says which state it drops (and a key-value
+ * state is not carried to other weights), `mend paper`
  * refuses a seed given twice, and `--resume` refuses a data file that changed.
  */
 import { test } from "node:test";

@@ -64,7 +64,8 @@ test("LocFT-BF: undo of an edit a later state carries is refused; replay forgets
 /** A ledger entry as the checks read it: one low-rank change of `rows` key rows to weight W. */
 function entry(id: number, method: string, o: { meta?: Record<string, unknown>; rows?: number; stateFrom?: number | null } = {}) {
   const update = { [W]: { alpha: 1, keys: { shape: [o.rows ?? 1, 512] }, values: { shape: [o.rows ?? 1, 128] }, requests: [0] } };
-  return { id, method, requests: [{ prompt: `p${id}`, target: "t" }], update, latencyMs: 1, time: "", ...(o.meta ? { state: { method, meta: o.meta, tensors: {} } } : {}), ...(o.stateFrom !== undefined ? { stateFrom: o.stateFrom } : {}) } as unknown as LedgerEntry;
+  const tensors = method === "UltraEdit" ? { u_mean: { shape: [512] }, u_m2: { shape: [512] }, delta_mean: { shape: [128] }, delta_m2: { shape: [128] } } : { a_inv: { shape: [512, 512] } };
+  return { id, method, requests: [{ prompt: `p${id}`, target: "t" }], update, latencyMs: 1, time: "", ...(o.meta ? { state: { method, meta: o.meta, tensors } } : {}), ...(o.stateFrom !== undefined ? { stateFrom: o.stateFrom } : {}) } as unknown as LedgerEntry;
 }
 
 test("AlphaEdit: a state that counts more edits than its run of edits is refused", () => {
@@ -76,6 +77,13 @@ test("UltraEdit: a state must count the key rows its edits added, and be kept fo
   assert.doesNotThrow(() => checkLedgerStates([entry(1, "UltraEdit", { meta: { count: 2 }, rows: 2 }), entry(2, "UltraEdit", { meta: { count: 5 }, rows: 3 })], "x"));
   assert.throws(() => checkLedgerStates([entry(1, "UltraEdit", { meta: { count: 2 }, rows: 2 }), entry(2, "UltraEdit", { meta: { count: 4 }, rows: 3 })], "x"), /x: edit 2's UltraEdit state counts 4 key row\(s\) of h\.3\.mlp\.c_proj\.weight, but its run of UltraEdit edits \(1, 2\) made 5/);
   assert.throws(() => checkLedgerStates([entry(1, "UltraEdit", { meta: { "h.2.mlp.c_proj.weight": { count: 1 }, [W]: { count: 1 } } })], "x"), /x: edit 1's UltraEdit state is kept for h\.2\.mlp\.c_proj\.weight, h\.3\.mlp\.c_proj\.weight, but the edit changed h\.3\.mlp\.c_proj\.weight/);
+  // a tensor of the state missing, or of another shape (before: a raw "Argument 'x' passed to 'clone'" at the next edit)
+  const lacking = entry(1, "UltraEdit", { meta: { count: 1 } }) as unknown as { state: { tensors: Record<string, unknown> } };
+  delete lacking.state.tensors.u_m2;
+  assert.throws(() => checkLedgerStates([lacking as unknown as LedgerEntry], "x"), /x: edit 1's UltraEdit state must hold the tensors u_mean, u_m2, delta_mean, delta_m2; u_m2 missing/);
+  const reshaped = entry(1, "AlphaEdit", { meta: { edits: 1 } }) as unknown as { state: { tensors: Record<string, unknown> } };
+  reshaped.state.tensors.a_inv = { shape: [128, 128] };
+  assert.throws(() => checkLedgerStates([reshaped as unknown as LedgerEntry], "x"), /x: edit 1's AlphaEdit state tensor a_inv has shape \[128,128\], expected \[512,512\]/);
 });
 
 test("the edit a state was carried on from is recorded: a fresh start after an undo is not read as a run, a link to another method is refused", () => {
