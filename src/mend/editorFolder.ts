@@ -181,7 +181,7 @@ function editorFromParts(cfg: EditorFolderConfig, tensors: Record<string, RawTen
     const missing = expected.filter((k) => !tensors[k]);
     const extra = Object.keys(tensors).filter((k) => !expected.includes(k));
     if (missing.length) throw new Error(`${dir}/editor.safetensors: missing tensor(s) ${missing.join(", ")}`);
-    if (extra.length && !cfg.extensions) throw new Error(`${dir}/editor.safetensors: unexpected tensor(s) ${extra.join(", ")}`);
+    if (extra.length && !cfg.extensions) throw new Error(`${dir}/editor.safetensors: unexpected tensor(s) ${extra.join(", ")}: not of the editor ${cfgPath} describes (innerParams ${cfg.editor.innerParams.join(", ")})`);
     const check = (k: string, shape: number[]) => {
       const t = tensors[k];
       if (t.shape.join("x") !== shape.join("x")) throw new Error(`${dir}/editor.safetensors: "${k}" has shape [${t.shape}], expected [${shape}]`);

@@ -41,7 +41,9 @@ export function validateConfig(c: GPT2Config): GPT2Config {
   }
   if (c.n_embd % c.n_head !== 0) throw new Error(`config.json: n_embd (${c.n_embd}) is not divisible by n_head (${c.n_head})`);
   if (c.model_type !== "gpt2") throw new Error(`config.json: model_type must be "gpt2", got ${JSON.stringify(c.model_type)}`);
-  if (!(c.layer_norm_epsilon > 0)) throw new Error(`config.json: layer_norm_epsilon must be > 0`);
+  // An epsilon above 0.01 is no epsilon: it would rescale every layer norm (GPT-2's is 1e-5).
+  const eps = c.layer_norm_epsilon;
+  if (typeof eps !== "number" || !(eps > 0 && eps <= 0.01)) throw new Error(`config.json: layer_norm_epsilon must be a small positive number (at most 0.01; GPT-2's is 1e-5), got ${JSON.stringify(eps)}`);
   // Keys of a Hugging Face GPT2Config that change the computation, checked when present.
   const hf = c as unknown as Record<string, unknown>;
   const act = hf.activation_function;

@@ -105,7 +105,8 @@ function checkedLedgerFile(x: unknown, file: string): LedgerFile {
     }
     if (e.state !== undefined) {
       const st = e.state;
-      if (!obj(st) || typeof st.method !== "string" || !obj(st.meta) || !Array.isArray(st.tensors) || !st.tensors.every((k) => typeof k === "string")) throw bad(`${at}.state`, 'an object {"method", "meta", "tensors": [names]}', st);
+      if (!obj(st) || typeof st.method !== "string" || !obj(st.meta) || !Array.isArray(st.tensors)) throw bad(`${at}.state`, 'an object {"method", "meta", "tensors": [names]}', st);
+      if (!st.tensors.every((k) => typeof k === "string" && k !== "") || new Set(st.tensors).size !== st.tensors.length) throw bad(`${at}.state.tensors`, "a list of distinct tensor names", st.tensors);
       if (st.omitted !== undefined && st.omitted !== true) throw bad(`${at}.state.omitted`, "true or absent", st.omitted);
     }
     const from = e.state_from;

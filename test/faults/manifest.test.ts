@@ -43,10 +43,10 @@ test("malformed editor configs are clear errors, and a weight name never reaches
   const cases: [string, unknown, RegExp][] = [
     ["null", null, /config\.json: expected an object, got null/],
     ["no base", { ...cfg, base: undefined }, /"base" \(what the editor was trained for\) must be an object/],
-    ["shapes", { ...cfg, base: { ...cfg.base, shapes: { x: "no" } } }, /base\.shapes must map weight names to shapes/],
-    ["stats", { ...cfg, stats: { a: { count: -1 } } }, /stats must map editor nets/],
-    ["__proto__", { ...cfg, editor: { ...cfg.editor, innerParams: ["__proto__"] } }, /edits "__proto__", which the base model does not have/],
-    ["constructor", { ...cfg, editor: { ...cfg.editor, innerParams: ["constructor"] } }, /edits "constructor", which the base model does not have/],
+    ["shapes", { ...cfg, base: { ...cfg.base, shapes: { x: "no" } } }, /base\.shapes\["h\.1\.mlp\.c_fc\.weight"\] must be the edited weight.s shape \(two positive integers\), got undefined/],
+    ["stats", { ...cfg, stats: { a: { count: -1 } } }, /config\.json: stats\["a"\]\.count must be a non-negative integer, got -1/],
+    ["__proto__", { ...cfg, editor: { ...cfg.editor, innerParams: ["__proto__"] } }, /base\.shapes\["__proto__"\] must be the edited weight.s shape/],
+    ["constructor", { ...cfg, editor: { ...cfg.editor, innerParams: ["constructor"] } }, /base\.shapes\["constructor"\] must be the edited weight.s shape/],
     ["not a name", { ...cfg, editor: { ...cfg.editor, innerParams: [3] } }, /innerParams must be weight names, got 3/],
   ];
   for (const [name, value, message] of cases) {
