@@ -2,7 +2,7 @@
 import test from "node:test";
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
-import { cacheEdit, cacheThreshold, CachedModel, promptKeys } from "../dist/baselines/cache";
+import { cacheEdit, cacheThreshold, CachedModel, compareCacheKeyings, promptKeys } from "../dist/baselines/cache";
 import { scoreTargets } from "../dist/model/score";
 import { getWorld, leaked, setup, tinyModel } from "./helpers";
 
@@ -65,5 +65,48 @@ test("ε* is the threshold with the best mean of paraphrase hits and locality mi
   assert.ok(Math.abs(r.paraphraseHits - pos.filter((x) => x <= r.threshold).length / pos.length) < 1e-12);
   for (const t of [...pos, ...neg]) assert.ok(score(t) <= score(r.threshold) + 1e-12, `threshold ${t} would score better`);
   assert.throws(() => cacheThreshold(m, []), /no validation records/);
+  m.dispose();
+});
+
+test("a cache keys on a chosen block's residual, mean-pooled or at the prompt's last token; keyings are compared on validation", async () => {
+  await setup();
+  const m = tinyModel(74);
+  const prompts = [req.prompt, "The president of Germany is"];
+  // the residual after block 1 at every position, from the forward pass itself
+  const { encodeExamples, toBatch, disposeBatch } = await import("../dist/model/batch");
+  const { gptForward } = await import("../dist/model/gpt");
+  const a = encodeExamples(m.tokenizer, prompts.map((p) => ({ prompt: p, target: "" })), "none", m.config.n_positions);
+  const b = toBatch(a);
+  let hidden: number[][] = [];
+  tf.tidy(() => {
+    gptForward(m.params, m.config, b.inputIds, { attentionMask: b.attentionMask, intervene: (site, x) => (site === "h.1" && (hidden = x.arraySync() as number[][]), x) });
+  });
+  disposeBatch(b);
+  const T = a.inputIds[0].length;
+  const last = promptKeys(m, prompts, { pooling: "last", layer: 1 });
+  const mean = promptKeys(m, prompts, { pooling: "mean", layer: 1 });
+  const [lastRows, meanRows] = [last.arraySync(), mean.arraySync()];
+  tf.dispose([last, mean]);
+  prompts.forEach((_, i) => {
+    const lp = a.lastPosition[i];
+    const rows = hidden.slice(i * T, (i + 1) * T);
+    lastRows[i].forEach((x, c) => assert.ok(Math.abs(x - rows[lp][c]) < 1e-5, "last token"));
+    const from = m.tokenizer.bosId === null ? 0 : 1;
+    const avg = (c: number) => rows.slice(from, lp + 1).reduce((s, r) => s + r[c], 0) / (lp + 1 - from);
+    meanRows[i].forEach((x, c) => assert.ok(Math.abs(x - avg(c)) < 1e-5, "mean over the prompt"));
+  });
+  // the default is the tables' keying; a cache extended with another keying is refused
+  const cached = cacheEdit(m, [req], 1);
+  assert.deepEqual(cached.keying, { pooling: "mean", layer: m.config.n_layer - 1 });
+  assert.throws(() => cacheEdit(cached, [{ prompt: "The capital of Chile is", target: "Rome" }], 1, { pooling: "last", layer: 1 }), new RegExp(`this cache keys on the mean of block ${m.config.n_layer - 1}'s residual over the prompt`));
+  cached.dispose();
+  assert.throws(() => promptKeys(m, prompts, { pooling: "last", layer: 9 }), new RegExp(`layer must be a block index from 0 to ${m.config.n_layer - 1}, got 9`));
+  // every keying's ε* and rates, best first
+  const records = getWorld().editRecords("val").slice(0, 4);
+  const rows = compareCacheKeyings(m, records);
+  assert.equal(rows.length, 2 * m.config.n_layer);
+  const mine = cacheThreshold(m, records, { pooling: "last", layer: 0 });
+  assert.deepEqual(rows.find((r) => r.pooling === "last" && r.layer === 0), { pooling: "last", layer: 0, ...mine });
+  rows.slice(1).forEach((r, i) => assert.ok(r.paraphraseHits + r.localityMisses <= rows[i].paraphraseHits + rows[i].localityMisses));
   m.dispose();
 });

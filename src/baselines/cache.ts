@@ -4,8 +4,9 @@
  * edit's gets that edit's answer, every other query the base model's. ε* is chosen on validation
  * edits; the paper also reports half and twice ε*.
  *
- * The representation here is the base model's residual stream after its last block, averaged over
- * the prompt's tokens (without <bos>); distances are Euclidean. ε* is the threshold that best tells
+ * The representation (`CacheKeying`) is the base model's residual stream after one block (by default
+ * the last), averaged over the prompt's tokens (without <bos>) or taken at its last token; distances
+ * are Euclidean. `compareCacheKeyings` measures each keying on validation edits. ε* is the threshold that best tells
  * a validation edit's held-out paraphrases (which should hit) from its locality prompts (which should
  * not): the one with the highest mean of the two rates (docs/deviations.md). The cached model is an
  * `EditedModel` (model/languageModel.ts): every evaluator scores it like any other model, and it
@@ -26,25 +27,43 @@ import { EditRecord, EditRequest, validateRequests } from "../datasets/editRecor
  */
 const HIT_MARGIN = 20;
 
+/** What a cached prompt is keyed on: the residual stream after block `layer`, averaged over the prompt's tokens or at its last. */
+export interface CacheKeying {
+  pooling: "mean" | "last";
+  layer: number;
+}
+
+/** The keying of the tables' cache row: the last block's residual, mean-pooled over the prompt. */
+export function defaultCacheKeying(model: ModelView): CacheKeying {
+  return { pooling: "mean", layer: model.config.n_layer - 1 };
+}
+
+function checkKeying(model: ModelView, k: CacheKeying): void {
+  if (k.pooling !== "mean" && k.pooling !== "last") throw new Error(`cache: pooling must be "mean" or "last", got ${JSON.stringify(k.pooling)}`);
+  if (!(Number.isSafeInteger(k.layer) && k.layer >= 0 && k.layer < model.config.n_layer)) throw new Error(`cache: layer must be a block index from 0 to ${model.config.n_layer - 1}, got ${k.layer}`);
+}
+
 /** The logits and the prompt representation [B, C] of a batch, from one forward pass. Inside the caller's tidy. */
-function forwardWithKeys(model: ModelView, batch: Batch, arrays: BatchArrays): { logits: tf.Tensor3D; keys: tf.Tensor2D } {
-  const last = `h.${model.config.n_layer - 1}` as const;
+function forwardWithKeys(model: ModelView, batch: Batch, arrays: BatchArrays, keying: CacheKeying): { logits: tf.Tensor3D; keys: tf.Tensor2D } {
+  const site = `h.${keying.layer}` as const;
   let hidden: tf.Tensor2D | null = null;
-  const logits = gptForward(model.params, model.config, batch.inputIds, { attentionMask: batch.attentionMask, intervene: (site, x) => (site === last ? (hidden = x) : x) }).logits;
+  const logits = gptForward(model.params, model.config, batch.inputIds, { attentionMask: batch.attentionMask, intervene: (at, x) => (at === site ? (hidden = x) : x) }).logits;
   const [B, T] = batch.inputIds.shape;
   const from = model.tokenizer.bosId === null ? 0 : 1;
-  const weights = arrays.lastPosition.flatMap((lp) => Array.from({ length: T }, (_, t) => (t >= from && t <= lp ? 1 / (lp - from + 1) : 0)));
+  // a weight per position [B, 1, T]: 1/n over the prompt's tokens (mean), or 1 at its last token
+  const weights = arrays.lastPosition.flatMap((lp) => Array.from({ length: T }, (_, t) => (keying.pooling === "last" ? (t === lp ? 1 : 0) : t >= from && t <= lp ? 1 / (lp - from + 1) : 0)));
   const w = tf.tensor3d(weights, [B, 1, T]);
-  const keys = tf.reshape(tf.matMul(w, tf.reshape(hidden!, [B, T, -1])), [B, -1]) as tf.Tensor2D; // mean over the prompt's tokens
+  const keys = tf.reshape(tf.matMul(w, tf.reshape(hidden!, [B, T, -1])), [B, -1]) as tf.Tensor2D;
   return { logits, keys };
 }
 
-/** The prompt representations of texts [B, C]; the caller owns the tensor. */
-export function promptKeys(model: ModelView, prompts: readonly string[]): tf.Tensor2D {
+/** The prompt representations of texts [B, C] (by default the tables' keying); the caller owns the tensor. */
+export function promptKeys(model: ModelView, prompts: readonly string[], keying: CacheKeying = defaultCacheKeying(model)): tf.Tensor2D {
+  checkKeying(model, keying);
   const a = encodeExamples(model.tokenizer, prompts.map((p) => ({ prompt: p, target: "" })), "none", model.config.n_positions);
   const b = toBatch(a);
   try {
-    return tf.tidy(() => forwardWithKeys(model, b, a).keys);
+    return tf.tidy(() => forwardWithKeys(model, b, a, keying).keys);
   } finally {
     disposeBatch(b);
   }
@@ -59,8 +78,8 @@ export class CachedModel implements EditedModel {
    * @param keys [K, C] the cached prompts' representations (owned from here on)
    * @param answers the cached answers' token ids (as they follow their prompts)
    */
-  constructor(readonly base: ModelView, readonly keys: tf.Tensor2D, readonly answers: readonly (readonly number[])[], readonly threshold: number) {
-    this.state = { method: "cache", tensors: { keys }, meta: { answers: answers.map((a) => [...a]), threshold } };
+  constructor(readonly base: ModelView, readonly keys: tf.Tensor2D, readonly answers: readonly (readonly number[])[], readonly threshold: number, readonly keying: CacheKeying = defaultCacheKeying(base)) {
+    this.state = { method: "cache", tensors: { keys }, meta: { answers: answers.map((a) => [...a]), threshold, keying: { ...keying } } };
   }
 
   get config() {
@@ -73,7 +92,7 @@ export class CachedModel implements EditedModel {
 
   /** For each row, the cached edit it hits (nearest within the threshold) or -1. */
   hits(batch: Batch, arrays: BatchArrays): number[] {
-    return tf.tidy(() => this.nearest(forwardWithKeys(this.base, batch, arrays).keys));
+    return tf.tidy(() => this.nearest(forwardWithKeys(this.base, batch, arrays, this.keying).keys));
   }
 
   private nearest(q: tf.Tensor2D): number[] {
@@ -89,7 +108,7 @@ export class CachedModel implements EditedModel {
   }
 
   logits(batch: Batch, arrays: BatchArrays): tf.Tensor3D {
-    const { logits, keys } = forwardWithKeys(this.base, batch, arrays);
+    const { logits, keys } = forwardWithKeys(this.base, batch, arrays, this.keying);
     const hit = this.nearest(keys);
     if (hit.every((h) => h < 0)) return logits;
     const [B, T, V] = logits.shape;
@@ -116,28 +135,41 @@ export class CachedModel implements EditedModel {
   }
 }
 
-/** A cache of `requests` on `model` (or, when `model` is already a cache, its entries plus these). */
-export function cacheEdit(model: LanguageModel, requests: readonly EditRequest[], threshold: number): CachedModel {
+/** A cache of `requests` on `model` (or, when `model` is already a cache, its entries plus these, keyed as it keys). */
+export function cacheEdit(model: LanguageModel, requests: readonly EditRequest[], threshold: number, keying?: CacheKeying): CachedModel {
   validateRequests(requests);
   if (!(Number.isFinite(threshold) && threshold >= 0)) throw new Error(`cache: the threshold must be a non-negative number, got ${threshold}`);
   const prior = model instanceof CachedModel ? model : null;
   const base = prior ? prior.base : model;
   if (!(base instanceof ParamsModel)) throw new Error(`the cache sits on a parameter-backed model; this one is ${base.constructor.name}`);
-  const fresh = promptKeys(base, requests.map((r) => r.prompt));
+  const keyBy = keying ?? prior?.keying ?? defaultCacheKeying(base);
+  if (prior && (prior.keying.pooling !== keyBy.pooling || prior.keying.layer !== keyBy.layer)) throw new Error(`cache: this cache keys on ${describeKeying(prior.keying)}; new entries keyed on ${describeKeying(keyBy)} could not be compared with its entries`);
+  const fresh = promptKeys(base, requests.map((r) => r.prompt), keyBy);
   const answers = requests.map((r) => base.tokenizer.encode(continuation(r.prompt, r.target)));
   const keys = prior ? tf.tidy(() => tf.concat([prior.keys, fresh], 0) as tf.Tensor2D) : fresh;
   if (prior) fresh.dispose();
-  return new CachedModel(base, keys, [...(prior?.answers ?? []), ...answers], threshold);
+  return new CachedModel(base, keys, [...(prior?.answers ?? []), ...answers], threshold, keyBy);
 }
 
-/** ε*: on validation records, the threshold with the best mean of paraphrase hits and locality misses. */
-export function cacheThreshold(model: ModelView, records: readonly EditRecord[]): { threshold: number; paraphraseHits: number; localityMisses: number } {
+/** "the mean of block 3's residual over the prompt", "block 3's residual at the prompt's last token". */
+export function describeKeying(k: CacheKeying): string {
+  return k.pooling === "mean" ? `the mean of block ${k.layer}'s residual over the prompt` : `block ${k.layer}'s residual at the prompt's last token`;
+}
+
+export interface CacheThreshold {
+  threshold: number;
+  paraphraseHits: number;
+  localityMisses: number;
+}
+
+/** ε*: on validation records, the threshold with the best mean of paraphrase hits and locality misses (by default for the tables' keying). */
+export function cacheThreshold(model: ModelView, records: readonly EditRecord[], keying: CacheKeying = defaultCacheKeying(model)): CacheThreshold {
   if (records.length === 0) throw new Error("cacheThreshold: no validation records");
   const pos: number[] = [];
   const neg: number[] = [];
   for (const r of records) {
     const texts = [r.prompts[0], ...r.heldout_prompts, ...r.locality.map((l) => l.prompt)];
-    const k = promptKeys(model, texts);
+    const k = promptKeys(model, texts, keying);
     const d = tf.tidy(() => tf.norm(tf.sub(k, tf.slice(k, [0, 0], [1, -1])), "euclidean", 1).arraySync() as number[]);
     k.dispose();
     pos.push(...d.slice(1, 1 + r.heldout_prompts.length));
@@ -151,4 +183,13 @@ export function cacheThreshold(model: ModelView, records: readonly EditRecord[])
     if ((hits + misses) / 2 > best.score) best = { threshold: t, paraphraseHits: hits, localityMisses: misses, score: (hits + misses) / 2 };
   }
   return { threshold: best.threshold, paraphraseHits: best.paraphraseHits, localityMisses: best.localityMisses };
+}
+
+/**
+ * Each keying (by default: mean-pooled and last-token, after every block) with its ε* on validation
+ * records and what that threshold separates there; the caller picks (best mean of the two rates first).
+ */
+export function compareCacheKeyings(model: ModelView, records: readonly EditRecord[], keyings?: readonly CacheKeying[]): (CacheKeying & CacheThreshold)[] {
+  const all = keyings ?? (["mean", "last"] as const).flatMap((pooling) => Array.from({ length: model.config.n_layer }, (_, layer) => ({ pooling, layer })));
+  return all.map((k) => ({ ...k, ...cacheThreshold(model, records, k) })).sort((a, b) => b.paraphraseHits + b.localityMisses - (a.paraphraseHits + a.localityMisses));
 }
