@@ -254,7 +254,7 @@ function normalise(text, dir, out) {
     .filter((l) => !/^backend:/.test(l))
     .join("\n")
     .replace(/\d+(\.\d+)?\s*(ms|s)\b/g, "<time>")
-    .replace(/"(latency_ms|time|seconds|ms)":\s*[^,}]+/g, '"$1":<time>');
+    .replace(/"(\w*_ms|\w*_sec|time|seconds|ms)":\s*[^,}]+/g, '"$1":<time>');
 }
 
 function sortRun(r, file, baseline, dir, out) {

@@ -30,7 +30,7 @@ import { lastBlocksMlp } from "../mend/editor";
 import type { EditorKind, RowUpdate } from "../mend/editorKind";
 import { captureFactors, disposeFactors, Factors } from "../mend/factor";
 import { readFolderFiles, verifyFolder, writeFolder } from "../model/checkpointFolder";
-import { checkedFields, field, parseJson } from "../model/jsonFile";
+import { checkedFields, field, inFile, parseJson } from "../model/jsonFile";
 import { assignVariables, variablesSafetensors } from "./variableFiles";
 
 export interface EnnConfig {
@@ -160,13 +160,13 @@ export function loadEnn(dir: string, model: ModelView): EnnEditor {
   const raw = checkedFields<{ format: string; enn: EnnConfig; base: { fingerprint: string } }>(parseJson(files["config.json"]?.toString("utf8") ?? "", file), file, { format: field.string });
   if (raw.format !== FORMAT) throw new Error(`${dir}: not an ENN folder (config.json format ${JSON.stringify(raw.format)}, expected "${FORMAT}")`);
   checkedFields(raw.enn, file, { innerParams: field.strings, editLr: field.number, cBase: field.number }, "enn.");
-  checkedFields(raw.base, file, { fingerprint: field.string }, "base.");
+  checkedFields(raw.base, file, { fingerprint: field.sha256 }, "base.");
   const have = paramsFingerprint(model.params);
   if (raw.base.fingerprint !== have) throw new Error(`${dir}: this ENN was trained from the base model with fingerprint ${raw.base.fingerprint.slice(0, 12)}, not this one (${have.slice(0, 12)})`);
-  const e = createEnn(model, { ...raw.enn });
+  const e = inFile(file, () => createEnn(model, { ...raw.enn }));
   try {
     const vars = { ...Object.fromEntries(Object.entries(e.params).map(([n, v]) => [`base.${n}`, v])), ...Object.fromEntries(Object.entries(e.lrs).map(([n, v]) => [`lr.${n}`, v])) };
-    assignVariables(vars, files["editor.safetensors"], `${dir}/editor.safetensors`);
+    assignVariables(vars, files["editor.safetensors"], `${dir}/editor.safetensors (the ENN ${file} describes)`);
     return e;
   } catch (err) {
     disposeEnn(e);

@@ -33,7 +33,7 @@ import type { EditCalls, EditorKind, RowUpdate } from "../mend/editorKind";
 import { captureFactors, disposeFactors, Factors } from "../mend/factor";
 import type { LowRankUpdate } from "../mend/hooks";
 import { readFolderFiles, verifyFolder, writeFolder } from "../model/checkpointFolder";
-import { checkedFields, field, parseJson } from "../model/jsonFile";
+import { checkedFields, field, inFile, parseJson } from "../model/jsonFile";
 import { assignVariables, variablesSafetensors } from "./variableFiles";
 
 export interface KeConfig {
@@ -358,12 +358,12 @@ export function loadKe(dir: string, model: ModelView): KeEditor {
   const raw = checkedFields<{ format: string; ke: KeConfig; base: { fingerprint?: string; n_embd: number; vocab_size: number } }>(parseJson(files["config.json"]?.toString("utf8") ?? "", file), file, { format: field.string });
   if (raw.format !== FORMAT) throw new Error(`${dir}: not a KE editor folder (config.json format ${JSON.stringify(raw.format)}, expected "${FORMAT}")`);
   checkedFields(raw.ke, file, { innerParams: field.strings, hidden: field.size, condition: field.size, maxScale: field.positive }, "ke.");
-  checkedFields(raw.base, file, { fingerprint: field.optional(field.string), n_embd: field.size, vocab_size: field.size }, "base.");
+  checkedFields(raw.base, file, { fingerprint: field.optional(field.sha256), n_embd: field.size, vocab_size: field.size }, "base.");
   if (raw.base.n_embd !== model.config.n_embd || raw.base.vocab_size !== model.config.vocab_size) throw new Error(`${dir}: this KE editor was trained for another base model (n_embd ${raw.base.n_embd}, vocab ${raw.base.vocab_size})`);
   if (raw.base.fingerprint && raw.base.fingerprint !== paramsFingerprint(model.params)) throw new Error(`${dir}: this KE editor was trained for the base model with fingerprint ${raw.base.fingerprint.slice(0, 12)}, not this one`);
-  const e = createKe(model, { ...raw.ke }, 0);
+  const e = inFile(file, () => createKe(model, { ...raw.ke }, 0));
   try {
-    assignVariables(keVariables(e), files["editor.safetensors"], `${dir}/editor.safetensors`);
+    assignVariables(keVariables(e), files["editor.safetensors"], `${dir}/editor.safetensors (the nets of the KE editor ${file} describes)`);
     return e;
   } catch (err) {
     disposeKe(e);

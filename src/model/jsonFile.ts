@@ -46,6 +46,7 @@ export const field = {
   integer: rule("an integer", (v) => Number.isSafeInteger(v)),
   count: rule("a non-negative integer", (v) => Number.isSafeInteger(v) && (v as number) >= 0),
   size: rule("a positive integer", (v) => Number.isSafeInteger(v) && (v as number) > 0),
+  sha256: rule("a SHA-256 in hex (64 characters)", (v) => typeof v === "string" && /^[0-9a-f]{64}$/.test(v)),
   /** `r`, or null (JSON writes ±Infinity and NaN as null). */
   orNull: (r: FieldRule) => rule(`${r.want} or null`, (v) => v === null || r.ok(v)),
   optional: (r: FieldRule) => rule(`${r.want} or absent`, (v) => v === undefined || r.ok(v)),
@@ -65,4 +66,13 @@ export function checkedFields<T = Record<string, unknown>>(v: unknown, file: str
   if (!isJsonObject(v)) throw fieldError(file, prefix ? prefix.replace(/\.$/, "") : "the file", "an object", v);
   for (const [name, r] of Object.entries(rules)) if (!r.ok(v[name])) throw fieldError(file, prefix + name, r.want, v[name]);
   return v as T;
+}
+
+/** `make()`, its errors prefixed with `file` (a config's values checked where they are used). */
+export function inFile<T>(file: string, make: () => T): T {
+  try {
+    return make();
+  } catch (e) {
+    throw new Error(`${file}: ${(e as Error).message}`);
+  }
 }

@@ -50,7 +50,7 @@ test("a KE folder's config.json: null, a fingerprint that is a number, a hidden 
       "ke-config",
       [
         ["null", () => null, /config\.json: the file must be an object, got null/],
-        ["fingerprint 123", (c) => ({ ...c, base: { ...(c.base as object), fingerprint: 123 } }), /config\.json: base\.fingerprint must be a string or absent, got 123/],
+        ["fingerprint 123", (c) => ({ ...c, base: { ...(c.base as object), fingerprint: 123 } }), /config\.json: base\.fingerprint must be a SHA-256 in hex \(64 characters\) or absent, got 123/],
         ["hidden 'x'", (c) => ({ ...c, ke: { ...(c.ke as object), hidden: "x" } }), /config\.json: ke\.hidden must be a positive integer, got "x"/],
         ["no ke", (c) => ({ ...c, ke: undefined }), /config\.json: ke must be an object, got undefined/],
       ],
@@ -71,7 +71,7 @@ test("an ENN folder's config.json: a fingerprint that is a number, step sizes th
     expectConfigErrors(
       "enn-config",
       [
-        ["fingerprint 123", (c) => ({ ...c, base: { fingerprint: 123 } }), /config\.json: base\.fingerprint must be a string, got 123/],
+        ["fingerprint 123", (c) => ({ ...c, base: { fingerprint: 123 } }), /config\.json: base\.fingerprint must be a SHA-256 in hex \(64 characters\), got 123/],
         ["editLr null", (c) => ({ ...c, enn: { ...(c.enn as object), editLr: null } }), /config\.json: enn\.editLr must be a finite number, got null/],
       ],
       (at) => saveEnn(at, enn, m),

@@ -12,6 +12,8 @@ import * as assert from "node:assert/strict";
 import * as fs from "fs";
 import * as path from "path";
 import { validateConfig, DEFAULT_GPT2_CONFIG } from "../../dist/model/config";
+import { createKe, DEFAULT_KE_CONFIG, disposeKe, loadKe, saveKe } from "../../dist/baselines/ke";
+import { setup, tinyModel } from "../helpers";
 import { decodeSafetensors, encodeSafetensors } from "../../dist/model/safetensors";
 import { assertFails, assertOk, copyCheckpoint, mend, tmp } from "./helpers";
 
@@ -83,5 +85,26 @@ test("an edit ledger with an empty prompt, or an empty state tensor name, is ref
     assertFails(mend(["ledger", "--model", saved]), /edits\.json: edit 1's UltraEdit state must hold the tensors u_mean, u_m2, delta_mean, delta_m2; delta_m2 missing/, "a state tensor left out");
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a KE folder's config.json whose values fail where they are used is named, as is an empty fingerprint", async () => {
+  await setup();
+  const m = tinyModel(53, { initializer_range: 0.2 });
+  const ke = createKe(m, { ...DEFAULT_KE_CONFIG, hidden: 16, condition: 12, innerParams: ["h.1.mlp.c_fc.weight"] }, 3);
+  const dir = tmp("ke-in-file");
+  try {
+    const at = path.join(dir, "ke");
+    saveKe(at, ke, m);
+    fs.rmSync(path.join(at, "manifest.json"));
+    const cfg = JSON.parse(fs.readFileSync(path.join(at, "config.json"), "utf8"));
+    fs.writeFileSync(path.join(at, "config.json"), JSON.stringify({ ...cfg, ke: { ...cfg.ke, innerParams: [] } }));
+    assert.throws(() => loadKe(at, m), /ke\/config\.json: KE config: innerParams is empty/);
+    fs.writeFileSync(path.join(at, "config.json"), JSON.stringify({ ...cfg, base: { ...cfg.base, fingerprint: "" } }));
+    assert.throws(() => loadKe(at, m), /config\.json: base\.fingerprint must be a SHA-256 in hex \(64 characters\) or absent, got ""/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+    disposeKe(ke);
+    m.dispose();
   }
 });
