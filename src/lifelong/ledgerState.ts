@@ -20,23 +20,25 @@ import { fieldError, isJsonObject } from "../model/jsonFile";
 import { isLowRank, WeightDelta } from "../model/weightUpdate";
 
 /**
- * The entry whose state entry `j`'s method started from, or null: the recorded `stateFrom` (an error
- * when it names an edit the ledger does not hold or one of another method), or in a ledger written
- * before it was recorded, the entry before when it is of the same method.
+ * For each entry, the index of the entry whose state its method started from, or -1: the recorded
+ * `stateFrom` (an error when it names an edit the ledger does not hold or one of another method), or
+ * in a ledger written before it was recorded, the entry before when it is of the same method.
  */
-function statePredecessor(entries: readonly LedgerEntry[], j: number, where: string): LedgerEntry | null {
-  const e = entries[j];
-  if (e.stateFrom === undefined) return j > 0 && entries[j - 1].method === e.method ? entries[j - 1] : null;
-  if (e.stateFrom === null) return null;
-  const from = entries.find((x) => x.id === e.stateFrom);
-  if (!from || from.method !== e.method) throw new Error(`${where}: edit ${e.id}'s ${e.method} state is recorded as carried on from edit ${e.stateFrom}, ${from ? `a ${from.method} edit` : "which the ledger does not hold"}; the ledger was changed after it was saved`);
-  return from;
+function statePredecessors(entries: readonly LedgerEntry[], where: string): number[] {
+  const indexOf = new Map(entries.map((e, i) => [e.id, i]));
+  return entries.map((e, j) => {
+    if (e.stateFrom === undefined) return j > 0 && entries[j - 1].method === e.method ? j - 1 : -1;
+    if (e.stateFrom === null) return -1;
+    const i = indexOf.get(e.stateFrom);
+    if (i === undefined || entries[i].method !== e.method) throw new Error(`${where}: edit ${e.id}'s ${e.method} state is recorded as carried on from edit ${e.stateFrom}, ${i === undefined ? "which the ledger does not hold" : `a ${entries[i].method} edit`}; the ledger was changed after it was saved`);
+    return i;
+  });
 }
 
-/** The edits whose state entry `i`'s state carries, oldest first, ending with entry `i`. */
-function chainEndingAt(entries: readonly LedgerEntry[], i: number, where: string): LedgerEntry[] {
-  const chain = [entries[i]];
-  for (let p = statePredecessor(entries, i, where); p; p = statePredecessor(entries, entries.indexOf(p), where)) chain.unshift(p);
+/** The edits whose state entry `i`'s state carries, oldest first, ending with entry `i` (`pred`: `statePredecessors`). */
+function chainEndingAt(entries: readonly LedgerEntry[], pred: readonly number[], i: number): LedgerEntry[] {
+  const chain: LedgerEntry[] = [];
+  for (let j = i; j >= 0; j = pred[j]) chain.unshift(entries[j]);
   return chain;
 }
 
@@ -48,9 +50,10 @@ function chainEndingAt(entries: readonly LedgerEntry[], i: number, where: string
  * `where` names the ledger in errors.
  */
 export function checkLedgerStates(entries: readonly LedgerEntry[], where: string): void {
+  const pred = statePredecessors(entries, where);
   entries.forEach((e, i) => {
     if (!e.state) return;
-    const chain = chainEndingAt(entries, i, where);
+    const chain = chainEndingAt(entries, pred, i);
     const ids = chain.map((x) => x.id).join(", ");
     if (e.method === LOC_FT_BF) {
       const r = e.state.meta.requests;
@@ -136,5 +139,9 @@ function keyValueMetas(e: LedgerEntry, where: string): Record<string, Record<str
 export function stateCarriedPast(entries: readonly LedgerEntry[], id: number, where = "the ledger"): LedgerEntry[] {
   const i = entries.findIndex((e) => e.id === id);
   if (i < 0 || !(entries[i].state || entries[i].stateOmitted)) return [];
-  return entries.filter((e, j) => j > i && chainEndingAt(entries, j, where).includes(entries[i]));
+  // links point backwards, so one pass in order finds every entry whose chain reaches i
+  const pred = statePredecessors(entries, where);
+  const carries = entries.map(() => false);
+  for (let j = i + 1; j < entries.length; j++) carries[j] = pred[j] === i || (pred[j] > i && carries[pred[j]]);
+  return entries.filter((_, j) => carries[j]);
 }

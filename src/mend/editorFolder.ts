@@ -22,7 +22,7 @@ import { recoverForRead, verifyFolder, writeFolder } from "../model/checkpointFo
 import { paramsFingerprint } from "../model/gpt";
 import { decodeSafetensors, encodeSafetensors, RawTensor, readSafetensors } from "../model/safetensors";
 import { disposeStats } from "./stats";
-import { checkedFields, field, fieldError, isJsonObject, parseJson, readJsonFile } from "../model/jsonFile";
+import { checkedFields, field, fieldError, inFile, isJsonObject, parseJson, readJsonFile } from "../model/jsonFile";
 
 export interface EditorFolderConfig {
   format: "mend-ts-editor";
@@ -99,11 +99,7 @@ function checkedFolderConfig(raw: unknown, file: string): EditorFolderConfig {
   const c = raw as unknown as EditorFolderConfig;
   if (c.format !== "mend-ts-editor") throw new Error(`${file}: not a mend-ts editor config (format ${JSON.stringify(c.format)})`);
   if (!obj(c.editor)) throw new Error(`${file}: "editor" (the editor config) must be an object`);
-  try {
-    validateEditorConfig(c.editor);
-  } catch (e) {
-    throw new Error(`${file}: ${(e as Error).message}`);
-  }
+  inFile(file, () => validateEditorConfig(c.editor));
   if (!obj(c.base)) throw new Error(`${file}: "base" (what the editor was trained for) must be an object`);
   checkedFields(c.base, file, { n_embd: field.size, n_layer: field.size, vocab_size: field.size, shapes: field.object, fingerprint: field.optional(field.string) }, "base.");
   for (const name of c.editor.innerParams) {

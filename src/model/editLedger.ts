@@ -28,7 +28,7 @@ import type { MethodState } from "./languageModel";
 import { applyUpdates, ModelView, ParamsModel } from "./paramsModel";
 import { decodeSafetensors, encodeSafetensors, RawTensor } from "./safetensors";
 import { DenseDelta, disposeUpdate, isLowRank, LowRankDelta, ModelUpdate, updateTensors } from "./weightUpdate";
-import { fieldError, isJsonObject, parseJson } from "./jsonFile";
+import { field, fieldError, isJsonObject, parseJson } from "./jsonFile";
 import { readConsistently, recoverForRead } from "./checkpointFolder";
 
 export interface LedgerEntry {
@@ -77,7 +77,7 @@ function checkedLedgerFile(x: unknown, file: string): LedgerFile {
   const obj = isJsonObject;
   const bad = (name: string, want: string, got: unknown) => fieldError(file, name, want, got);
   if (!obj(x) || x.format !== "mend-ts-edits") throw new Error(`${file}: not a mend-ts edit ledger (its "format" must be "mend-ts-edits")`);
-  if (!obj(x.base) || typeof x.base.fingerprint !== "string" || !/^[0-9a-f]{64}$/.test(x.base.fingerprint)) throw bad("base.fingerprint", "a SHA-256 in hex", obj(x.base) ? x.base.fingerprint : x.base);
+  if (!obj(x.base) || !field.sha256.ok(x.base.fingerprint)) throw bad("base.fingerprint", "a SHA-256 in hex", obj(x.base) ? x.base.fingerprint : x.base);
   if (x.base.path !== undefined && (typeof x.base.path !== "string" || !path.isAbsolute(x.base.path))) throw bad("base.path", "an absolute folder path or absent", x.base.path);
   if (!Array.isArray(x.entries)) throw bad("entries", "a list", x.entries);
   let last = 0;
