@@ -2,7 +2,7 @@
 import test from "node:test";
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
-import { cacheEdit, cacheThreshold, CachedModel, compareCacheKeyings, promptKeys } from "../dist/baselines/cache";
+import { cacheEdit, cacheThreshold, CachedModel, chooseCache, compareCacheKeyings, promptKeys } from "../dist/baselines/cache";
 import { scoreTargets } from "../dist/model/score";
 import { getWorld, leaked, setup, tinyModel } from "./helpers";
 
@@ -108,5 +108,9 @@ test("a cache keys on a chosen block's residual, mean-pooled or at the prompt's 
   const mine = cacheThreshold(m, records, { pooling: "last", layer: 0 });
   assert.deepEqual(rows.find((r) => r.pooling === "last" && r.layer === 0), { pooling: "last", layer: 0, ...mine });
   rows.slice(1).forEach((r, i) => assert.ok(r.paraphraseHits + r.localityMisses <= rows[i].paraphraseHits + rows[i].localityMisses));
+  // the cache of the registry, the tables and the lab: the best keying with its ε*
+  const choice = chooseCache(m, records);
+  assert.deepEqual({ keying: choice.keying, threshold: choice.threshold }, { keying: { pooling: rows[0].pooling, layer: rows[0].layer }, threshold: rows[0].threshold });
+  assert.deepEqual(choice.candidates, rows);
   m.dispose();
 });

@@ -103,3 +103,45 @@ test("the shipped docs/paper results load, hold every row with its seeds, and ta
   const notes = JSON.parse(fs.readFileSync(path.join(dir, "notes.json"), "utf8"));
   assert.equal(fs.readFileSync(path.join(dir, "tables.md"), "utf8"), paperTables(res, notes) + "\n");
 });
+
+test("mend paper --rows merges: the named rows are evaluated anew, the tables folder's other rows kept with their own date and commit", async () => {
+  const { evaluatePaper } = await import("../dist/cli/paperTables");
+  const runs = fs.mkdtempSync(path.join(os.tmpdir(), "paper-merge-"));
+  const out = path.join(runs, "tables");
+  fs.mkdirSync(out);
+  const old: PaperResults = { date: "2026-01-02", commit: "aaaaaaa0000", budget: { steps: 300, timeBudgetSec: 900 }, val_target_es: 0.9, n_test: 10, rows: [{ name: "MEND", table: "main", what: "", runs: [run("MEND", 1, 0.9, 0.8)] }] };
+  fs.writeFileSync(path.join(out, "results.json"), JSON.stringify(old));
+  fs.writeFileSync(path.join(runs, "ft.eval.json"), JSON.stringify(run("FT", null, 1, 0.7)));
+  const res = await evaluatePaper(runs, [], [1], out, 1, () => {}, { untrained: ["FT"], merge: true });
+  assert.deepEqual(res.rows.map((r) => r.name), ["MEND", "FT"], "canonical order: trained rows, then the untrained");
+  assert.equal(res.rows[0].date, "2026-01-02", "the kept row keeps its date");
+  assert.notEqual(res.rows[1].date, "2026-01-02");
+  const md = fs.readFileSync(path.join(out, "tables.md"), "utf8");
+  assert.match(md, /Rows kept from an earlier run: MEND \(2026-01-02 at commit aaaaaaa\)/);
+  assert.match(md, /\| FT \| – \| 1\.000 \| 0\.700 \|/);
+  // without merge the folder's rows are not carried over
+  const alone = await evaluatePaper(runs, [], [1], out, 1, () => {}, { untrained: ["FT"] });
+  assert.deepEqual(alone.rows.map((r) => r.name), ["FT"]);
+});
+
+test("the tables show a row's own budget, KE's longer curve and the cache's keyings", () => {
+  const ke = (seed: number, es: number[]) => ({ ...run("KE long", seed, es[es.length - 1], 0.5), train: { steps: 500, elapsed_sec: 100, stopped_by: "patience", steps_to_target: null, sec_to_target: null, best_val_es: Math.max(...es), val_history: es.map((e, i) => ({ step: 250 * (i + 1), es: e, loss_edit: 10 - i })) } });
+  const cache = { ...run("cache ε*", null, 1, 0.9), cache: { threshold: 20, eps_star: 20, val_paraphrase_hits: 1, val_locality_misses: 0.99, keying: { pooling: "last" as const, layer: 3 }, candidates: [{ pooling: "last" as const, layer: 3, eps_star: 20, val_paraphrase_hits: 1, val_locality_misses: 0.99 }, { pooling: "mean" as const, layer: 3, eps_star: 29.5, val_paraphrase_hits: 0.61, val_locality_misses: 0.64 }] } };
+  const res: PaperResults = {
+    date: "2026-12-07",
+    commit: null,
+    budget: { steps: 300, timeBudgetSec: 900 },
+    val_target_es: 0.9,
+    n_test: 10,
+    rows: [
+      { name: "KE long", table: "main", what: "", budget: { steps: 6000, timeBudgetSec: 2700, patience: 600 }, runs: [ke(1, [0.2, 0.6]), ke(2, [0.4, 0.8])] },
+      { name: "cache ε*", table: "cache", what: "", runs: [cache] },
+    ],
+  };
+  const md = paperTables(res);
+  assert.match(md, /Rows trained under a budget of their own: KE long \(6000 steps at most, 2700 s, stopping after 600 steps without a better validation loss\)/);
+  assert.match(md, /\| KE long \| 1,2 \|/);
+  assert.match(md, /\| 250 \| 0\.300 \| 10\.00 \|\n\| 500 \| 0\.700 \| 9\.00 \|/, "the mean curve over seeds");
+  assert.match(md, /cache ε\*: keyed on block 3's residual at the prompt's last token, the keying with the best validation mean/);
+  assert.match(md, /\| block 3's residual mean-pooled over the prompt \| 29\.50 \| 0\.610 \| 0\.640 \|/);
+});

@@ -13,7 +13,8 @@ import { DEFAULT_TRAIN_EDITOR_CONFIG, trainEditor } from "../dist/mend/train";
 import { disposeParams } from "../dist/model/gpt";
 import { Rng } from "../dist/model/rng";
 import { distinctFacts } from "../dist/datasets/editRecord";
-import { getWorld, setup, tinyModel, warmEditor } from "./helpers";
+import { spawnSync } from "child_process";
+import { getWorld, ROOT, setup, tinyModel, warmEditor } from "./helpers";
 
 const cfg = { ...DEFAULT_TRAIN_EDITOR_CONFIG, maxSteps: 6, accumulate: 4, valEvery: 3, valSize: 8, lr: 1e-3, editor: { rank: 16 } };
 
@@ -184,4 +185,36 @@ test("validation losses do not depend on how the set is split into passes", asyn
   assert.ok(Math.abs(one.total - twos.total) < 1e-6, `one pass ${one.total}, passes of 2 edits ${twos.total}`);
   disposeEditor(e);
   disposeParams(m.params);
+});
+
+test("a step's calls split over batched passes give the step of one pass (without statistics, which a later pass sees updated)", async () => {
+  await setup();
+  const { readSafetensors } = await import("../dist/model/safetensors");
+  const w = getWorld();
+  const weightsAfter = async (extra: Partial<typeof cfg>) => {
+    const m = tinyModel(53);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "te-"));
+    const before = tf.memory().numTensors;
+    await trainEditor(m, w.editRecords("train"), w.editRecords("val"), dir, { ...cfg, maxSteps: 2, valEvery: 2, editor: { rank: 16, norm: false }, ...extra }, {});
+    assert.equal(tf.memory().numTensors, before, "no tensors left behind");
+    disposeParams(m.params);
+    return readSafetensors(path.join(dir, "last", "editor.safetensors")).tensors;
+  };
+  const one = await weightsAfter({});
+  const split = await weightsAfter({ callsPerPass: 1 });
+  const uneven = await weightsAfter({ callsPerPass: 3 });
+  for (const [name, t] of Object.entries(one)) {
+    for (const other of [split, uneven]) {
+      const d = Math.max(...Array.from(t.data, (x, i) => Math.abs(x - other[name].data[i])));
+      assert.ok(d < 2e-6, `${name}: passes of 1 or 3 calls differ from one pass by ${d}`);
+    }
+  }
+  const oneStep = await weightsAfter({ maxSteps: 1, valEvery: 1 });
+  assert.ok(Object.entries(one).some(([n, t]) => Array.from(t.data).some((x, i) => Math.abs(x - oneStep[n].data[i]) > 1e-4)), "the second step moved the editor (the comparison is not of untrained weights)");
+});
+
+test("train-editor's --edit-lr-lr takes a positive number or 'main' and names anything else", () => {
+  const r = spawnSync(process.execPath, [path.join(ROOT, "bin", "mend.js"), "train-editor", "--edit-lr-lr", "fast", "--run-dir", path.join(os.tmpdir(), "never")], { encoding: "utf8", env: { ...process.env, MEND_BACKEND: "wasm" } });
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /--edit-lr-lr fast: a positive number, or "main" for the networks' --lr/);
 });

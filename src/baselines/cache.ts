@@ -4,9 +4,11 @@
  * edit's gets that edit's answer, every other query the base model's. ε* is chosen on validation
  * edits; the paper also reports half and twice ε*.
  *
- * The representation (`CacheKeying`) is the base model's residual stream after one block (by default
- * the last), averaged over the prompt's tokens (without <bos>) or taken at its last token; distances
- * are Euclidean. `compareCacheKeyings` measures each keying on validation edits. ε* is the threshold that best tells
+ * The representation (`CacheKeying`) is the base model's residual stream after one block, averaged
+ * over the prompt's tokens (without <bos>) or taken at its last token; distances are Euclidean.
+ * `chooseCache` picks it on validation edits among both poolings after every block (the paper leaves
+ * the representation open; the mean-pooled last block, `defaultCacheKeying`, mixes up paraphrases
+ * and neighbours on the facts world). ε* is the threshold that best tells
  * a validation edit's held-out paraphrases (which should hit) from its locality prompts (which should
  * not): the one with the highest mean of the two rates (docs/deviations.md). The cached model is an
  * `EditedModel` (model/languageModel.ts): every evaluator scores it like any other model, and it
@@ -33,7 +35,7 @@ export interface CacheKeying {
   layer: number;
 }
 
-/** The keying of the tables' cache row: the last block's residual, mean-pooled over the prompt. */
+/** The last block's residual, mean-pooled over the prompt: the keying of a cache built without a choice on validation edits. */
 export function defaultCacheKeying(model: ModelView): CacheKeying {
   return { pooling: "mean", layer: model.config.n_layer - 1 };
 }
@@ -45,15 +47,20 @@ function checkKeying(model: ModelView, k: CacheKeying): void {
 
 /** The logits and the prompt representation [B, C] of a batch, from one forward pass. Inside the caller's tidy. */
 function forwardWithKeys(model: ModelView, batch: Batch, arrays: BatchArrays, keying: CacheKeying): { logits: tf.Tensor3D; keys: tf.Tensor2D } {
-  const site = `h.${keying.layer}` as const;
-  let hidden: tf.Tensor2D | null = null;
-  const logits = gptForward(model.params, model.config, batch.inputIds, { attentionMask: batch.attentionMask, intervene: (at, x) => (at === site ? (hidden = x) : x) }).logits;
+  const { logits, keys } = forwardWithKeyings(model, batch, arrays, [keying]);
+  return { logits, keys: keys[0] };
+}
+
+/** The logits and one prompt representation [B, C] per keying, all from one forward pass. Inside the caller's tidy. */
+function forwardWithKeyings(model: ModelView, batch: Batch, arrays: BatchArrays, keyings: readonly CacheKeying[]): { logits: tf.Tensor3D; keys: tf.Tensor2D[] } {
+  const hidden = new Map<string, tf.Tensor2D>();
+  const sites = new Set(keyings.map((k) => `h.${k.layer}`));
+  const logits = gptForward(model.params, model.config, batch.inputIds, { attentionMask: batch.attentionMask, intervene: (at, x) => (sites.has(at) && hidden.set(at, x), x) }).logits;
   const [B, T] = batch.inputIds.shape;
   const from = model.tokenizer.bosId === null ? 0 : 1;
   // a weight per position [B, 1, T]: 1/n over the prompt's tokens (mean), or 1 at its last token
-  const weights = arrays.lastPosition.flatMap((lp) => Array.from({ length: T }, (_, t) => (keying.pooling === "last" ? (t === lp ? 1 : 0) : t >= from && t <= lp ? 1 / (lp - from + 1) : 0)));
-  const w = tf.tensor3d(weights, [B, 1, T]);
-  const keys = tf.reshape(tf.matMul(w, tf.reshape(hidden!, [B, T, -1])), [B, -1]) as tf.Tensor2D;
+  const weights = (pooling: CacheKeying["pooling"]) => tf.tensor3d(arrays.lastPosition.flatMap((lp) => Array.from({ length: T }, (_, t) => (pooling === "last" ? (t === lp ? 1 : 0) : t >= from && t <= lp ? 1 / (lp - from + 1) : 0))), [B, 1, T]);
+  const keys = keyings.map((k) => tf.reshape(tf.matMul(weights(k.pooling), tf.reshape(hidden.get(`h.${k.layer}`)!, [B, T, -1])), [B, -1]) as tf.Tensor2D);
   return { logits, keys };
 }
 
@@ -162,19 +169,30 @@ export interface CacheThreshold {
   localityMisses: number;
 }
 
-/** ε*: on validation records, the threshold with the best mean of paraphrase hits and locality misses (by default for the tables' keying). */
-export function cacheThreshold(model: ModelView, records: readonly EditRecord[], keying: CacheKeying = defaultCacheKeying(model)): CacheThreshold {
+/** Per keying, the distances of each validation record's held-out paraphrases (`pos`) and locality prompts (`neg`) from its edit prompt; one forward pass per record for all keyings. */
+function validationDistances(model: ModelView, records: readonly EditRecord[], keyings: readonly CacheKeying[]): { pos: number[]; neg: number[] }[] {
   if (records.length === 0) throw new Error("cacheThreshold: no validation records");
-  const pos: number[] = [];
-  const neg: number[] = [];
+  keyings.forEach((k) => checkKeying(model, k));
+  const out = keyings.map(() => ({ pos: [] as number[], neg: [] as number[] }));
   for (const r of records) {
     const texts = [r.prompts[0], ...r.heldout_prompts, ...r.locality.map((l) => l.prompt)];
-    const k = promptKeys(model, texts, keying);
-    const d = tf.tidy(() => tf.norm(tf.sub(k, tf.slice(k, [0, 0], [1, -1])), "euclidean", 1).arraySync() as number[]);
-    k.dispose();
-    pos.push(...d.slice(1, 1 + r.heldout_prompts.length));
-    neg.push(...d.slice(1 + r.heldout_prompts.length));
+    const a = encodeExamples(model.tokenizer, texts.map((p) => ({ prompt: p, target: "" })), "none", model.config.n_positions);
+    const b = toBatch(a);
+    try {
+      const ds = tf.tidy(() => forwardWithKeyings(model, b, a, keyings).keys.map((k) => tf.norm(tf.sub(k, tf.slice(k, [0, 0], [1, -1])), "euclidean", 1).arraySync() as number[]));
+      ds.forEach((d, i) => {
+        out[i].pos.push(...d.slice(1, 1 + r.heldout_prompts.length));
+        out[i].neg.push(...d.slice(1 + r.heldout_prompts.length));
+      });
+    } finally {
+      disposeBatch(b);
+    }
   }
+  return out;
+}
+
+/** The threshold with the best mean of paraphrase hits (distance ≤ ε) and locality misses (> ε). */
+function bestThreshold({ pos, neg }: { pos: number[]; neg: number[] }): CacheThreshold {
   const candidates = [...new Set([...pos, ...neg])].sort((a, b) => a - b);
   let best = { threshold: 0, paraphraseHits: 0, localityMisses: 1, score: -1 };
   for (const t of candidates) {
@@ -185,11 +203,30 @@ export function cacheThreshold(model: ModelView, records: readonly EditRecord[],
   return { threshold: best.threshold, paraphraseHits: best.paraphraseHits, localityMisses: best.localityMisses };
 }
 
+/** ε*: on validation records, the threshold with the best mean of paraphrase hits and locality misses (by default for the last block mean-pooled). */
+export function cacheThreshold(model: ModelView, records: readonly EditRecord[], keying: CacheKeying = defaultCacheKeying(model)): CacheThreshold {
+  return bestThreshold(validationDistances(model, records, [keying])[0]);
+}
+
 /**
  * Each keying (by default: mean-pooled and last-token, after every block) with its ε* on validation
- * records and what that threshold separates there; the caller picks (best mean of the two rates first).
+ * records and what that threshold separates there, best mean of the two rates first.
  */
 export function compareCacheKeyings(model: ModelView, records: readonly EditRecord[], keyings?: readonly CacheKeying[]): (CacheKeying & CacheThreshold)[] {
   const all = keyings ?? (["mean", "last"] as const).flatMap((pooling) => Array.from({ length: model.config.n_layer }, (_, layer) => ({ pooling, layer })));
-  return all.map((k) => ({ ...k, ...cacheThreshold(model, records, k) })).sort((a, b) => b.paraphraseHits + b.localityMisses - (a.paraphraseHits + a.localityMisses));
+  const dists = validationDistances(model, records, all);
+  return all.map((k, i) => ({ ...k, ...bestThreshold(dists[i]) })).sort((a, b) => b.paraphraseHits + b.localityMisses - (a.paraphraseHits + a.localityMisses));
+}
+
+/** The cache's settings chosen on validation records: the keying with the best mean of paraphrase hits and locality misses at its ε*, and every keying measured. */
+export interface CacheChoice extends CacheThreshold {
+  keying: CacheKeying;
+  candidates: (CacheKeying & CacheThreshold)[];
+}
+
+/** Choose the cache's keying and ε* on validation records (`compareCacheKeyings`' best). */
+export function chooseCache(model: ModelView, records: readonly EditRecord[]): CacheChoice {
+  const candidates = compareCacheKeyings(model, records);
+  const best = candidates[0];
+  return { keying: { pooling: best.pooling, layer: best.layer }, threshold: best.threshold, paraphraseHits: best.paraphraseHits, localityMisses: best.localityMisses, candidates };
 }

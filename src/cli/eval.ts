@@ -3,7 +3,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { DEFAULT_FT_CONFIG, FineTuneOptimizer } from "../baselines/fineTune";
-import { cacheThreshold } from "../baselines/cache";
+import { chooseCache, describeKeying } from "../baselines/cache";
 import { disposeEnn, EnnEditor, loadEnn } from "../baselines/enn";
 import { disposeKe, KeEditor, loadKe } from "../baselines/ke";
 import { DEFAULT_EVAL_CONFIG, EvalResult, evaluateMethods, worldMethodContext } from "../eval/evaluate";
@@ -96,8 +96,8 @@ async function runDataset(f: Flags): Promise<void> {
     if (names.includes("cache") && !held.length) throw new Error("the cache chooses its threshold on records after --limit; the file has none left (lower --limit)");
     if (names.includes("KE")) ke = loadKe(flagString(f, "ke") ?? DEFAULT_KE_DIR, model);
     if (names.includes("ENN")) enn = loadEnn(flagString(f, "enn") ?? DEFAULT_ENN_DIR, model);
-    const cacheEps = names.includes("cache") ? cacheThreshold(model, held).threshold : undefined;
-    const methods = buildMethods(names, { ...(editor ? { editor } : {}), innerParams, ft, locTexts, ke, enn, cacheThreshold: cacheEps, margin: flagNumber(f, "calibrate") });
+    const cache = names.includes("cache") ? chooseCache(model, held) : undefined;
+    const methods = buildMethods(names, { ...(editor ? { editor } : {}), innerParams, ft, locTexts, ke, enn, cacheThreshold: cache?.threshold, cacheKeying: cache?.keying, margin: flagNumber(f, "calibrate") });
     const bar = new ProgressBar(limit * methods.length, "eval");
     let done = 0;
     const r = evaluateDataset(model, methods, ds, { limit, onRecord: () => bar.update(++done, {}) });
@@ -142,8 +142,9 @@ export async function run(f: Flags, argv: readonly string[]): Promise<void> {
       if (names.includes("KE")) ke = loadKe(flagString(f, "ke") ?? DEFAULT_KE_DIR, model);
       if (names.includes("ENN")) enn = loadEnn(flagString(f, "enn") ?? DEFAULT_ENN_DIR, model);
       // The cache's ε*: chosen on the validation split's edits, whichever split is reported.
-      const cacheEps = names.includes("cache") ? cacheThreshold(model, world.editRecords("val")).threshold : undefined;
-      methods = buildMethods(names, { editor, batchEditor, margin, ft, ke, enn, cacheThreshold: cacheEps, ...worldMethodContext(world, model) });
+      const cache = names.includes("cache") ? chooseCache(model, world.editRecords("val")) : undefined;
+      if (cache) console.error(`cache: keyed on ${describeKeying(cache.keying)}, ε* ${cache.threshold.toFixed(2)} (chosen on validation edits: paraphrase hits ${cache.paraphraseHits.toFixed(3)}, locality misses ${cache.localityMisses.toFixed(3)})`);
+      methods = buildMethods(names, { editor, batchEditor, margin, ft, ke, enn, cacheThreshold: cache?.threshold, cacheKeying: cache?.keying, ...worldMethodContext(world, model) });
       let records = world.editRecords(split);
       const limit = flagNumber(f, "limit");
       if (limit !== undefined) records = records.slice(0, limit);

@@ -17,7 +17,7 @@
 import * as fs from "fs";
 import * as http from "http";
 import * as path from "path";
-import { cacheThreshold } from "../baselines/cache";
+import { chooseCache } from "../baselines/cache";
 import { initBackend } from "../model/backend";
 import { loadModel } from "../model/modelFolder";
 import { World } from "../world/world";
@@ -92,19 +92,19 @@ export async function buildLab(out: string, opts: { force?: boolean; log?: (s: s
     copy(path.join(ROOT, "data", "world.json"), path.join(tmp, "data", "world.json"));
     const exported = path.join(ROOT, "docs", "notebooks");
     for (const f of fs.readdirSync(exported)) copy(path.join(exported, f), path.join(tmp, "notebooks", f));
-    log("choosing the cache's threshold on the validation edits");
+    log("choosing the cache's keying and threshold on the validation edits");
     await initBackend();
     const model = loadModel(path.join(ROOT, "checkpoints", "base"));
-    let eps: ReturnType<typeof cacheThreshold>;
+    let eps: ReturnType<typeof chooseCache>;
     try {
-      eps = cacheThreshold(model, World.load(path.join(ROOT, "data", "world.json")).editRecords("val"));
+      eps = chooseCache(model, World.load(path.join(ROOT, "data", "world.json")).editRecords("val"));
     } finally {
       model.dispose();
     }
     const size = (p: string): number => (fs.statSync(p).isDirectory() ? fs.readdirSync(p).reduce((s, f) => s + size(path.join(p, f)), 0) : fs.statSync(p).size);
     const sizes: LabSizes = { script: size(path.join(tmp, "lab.js")), checkpoints: size(path.join(tmp, "checkpoints")), wasm: size(path.join(tmp, "wasm")), data: size(path.join(tmp, "data")) };
     fs.writeFileSync(path.join(tmp, "sizes.json"), JSON.stringify(sizes, null, 1) + "\n");
-    fs.writeFileSync(path.join(tmp, MARK), JSON.stringify({ cacheThreshold: eps.threshold, cacheValidation: { paraphraseHits: eps.paraphraseHits, localityMisses: eps.localityMisses } }, null, 1) + "\n");
+    fs.writeFileSync(path.join(tmp, MARK), JSON.stringify({ cacheThreshold: eps.threshold, cacheKeying: eps.keying, cacheValidation: { paraphraseHits: eps.paraphraseHits, localityMisses: eps.localityMisses } }, null, 1) + "\n");
     const old = `${target}.old-${process.pid}`;
     if (fs.existsSync(target)) fs.renameSync(target, old);
     fs.renameSync(tmp, target);

@@ -17,7 +17,7 @@ import { childEnv } from "./parentWatch";
 import { initBackend } from "../model/backend";
 import { readJsonFile } from "../model/jsonFile";
 import { writeFileDurable } from "../model/durable";
-import { checkedRunResult, PAPER_BUDGET, PAPER_ROWS, PaperRow, RunResult, runDirOf } from "./paperRows";
+import { budgetOf, checkedRunResult, PAPER_BUDGET, PAPER_ROWS, PaperRow, RunResult, runDirOf } from "./paperRows";
 
 export const spec: CommandSpec = {
   name: "paper",
@@ -26,13 +26,15 @@ export const spec: CommandSpec = {
     { name: "stage", type: "string", value: "S", help: "train the missing rows, evaluate, or both", choices: ["train", "eval", "all"], default: "all" },
     { name: "seeds", type: "ints", value: "S,...", help: "seeds of every trained row", default: "1,2,3", min: 0 },
     { name: "jobs", type: "int", value: "N", help: "training runs (and evaluations) at a time", default: 2, min: 1 },
-    { name: "rows", type: "strings", value: "A,B,...", help: "only these rows (names as in docs/paper)" },
+    { name: "rows", type: "strings", value: "A,B,...", help: "only these rows (names as in docs/paper); the tables folder's other rows are kept as they were" },
     { name: "runs", type: "string", value: "DIR", help: "where the training runs go", default: "runs/paper" },
     { name: "out", type: "string", value: "DIR", help: "the tables folder (results.json, tables.md; its notes.json is kept)", default: "RUNS/tables" },
     FORCE_FLAG,
     { name: "one", type: "string", value: "ROW", help: "(internal) evaluate one row (with one of --seeds) in this process, beside its run", advanced: true },
   ],
-  notes: [`Every trained row: ${PAPER_BUDGET.steps} steps (no early stop), at most ${PAPER_BUDGET.timeBudgetSec} s, rank ${PAPER_BUDGET.rank} for MEND's nets, --per-fact ${PAPER_BUDGET.perFact} --loc-per-edit ${PAPER_BUDGET.locPerEdit}.`],
+  notes: [
+    `Every trained row: ${PAPER_BUDGET.steps} steps (no early stop), at most ${PAPER_BUDGET.timeBudgetSec} s, rank ${PAPER_BUDGET.rank} for MEND's nets, --per-fact ${PAPER_BUDGET.perFact} --loc-per-edit ${PAPER_BUDGET.locPerEdit}; except the rows with a budget of their own: ${PAPER_ROWS.filter((r) => r.budget).map((r) => `${r.name} (${r.budget!.steps} steps, ${r.budget!.timeBudgetSec} s, patience ${r.budget!.patience})`).join(", ")}.`,
+  ],
 };
 
 interface RunOutcome {
@@ -49,11 +51,11 @@ function trainOne(runs: string, row: PaperRow, seed: number): Promise<RunOutcome
   const result = `${dir}.json`;
   if (fs.existsSync(result)) return Promise.resolve({ row: row.name, seed, dir, ok: true, summary: checkedRunResult(readJsonFile(result), result) });
   const resume = fs.existsSync(path.join(dir, "last", "trainer_state.json"));
-  const b = PAPER_BUDGET;
+  const b = budgetOf(row);
   const budget = ["--steps", String(b.steps), "--time-budget", String(b.timeBudgetSec)];
   const args = resume
     ? ["train-editor", "--resume", "--run-dir", dir, ...budget]
-    : ["train-editor", "--run-dir", dir, "--seed", String(seed), ...budget, "--patience", String(b.patience), "--per-fact", String(b.perFact), "--loc-per-edit", String(b.locPerEdit), ...(row.flags.includes("--kind") ? [] : ["--rank", String(b.rank)]), ...row.flags];
+    : ["train-editor", "--run-dir", dir, "--seed", String(seed), ...budget, "--patience", String(b.patience), "--per-fact", String(PAPER_BUDGET.perFact), "--loc-per-edit", String(PAPER_BUDGET.locPerEdit), ...(row.flags.includes("--kind") ? [] : ["--rank", String(PAPER_BUDGET.rank)]), ...row.flags];
   const log = fs.openSync(`${dir}.log`, "a");
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [path.join(PACKAGE_ROOT, "bin", "mend.js"), ...args], { cwd: PACKAGE_ROOT, stdio: ["ignore", "pipe", log], env: childEnv() });
@@ -107,9 +109,12 @@ export async function run(f: Flags): Promise<void> {
     return evaluateOneToFile(runs, one, PAPER_ROWS.some((r) => r.name === one) ? seeds[0] : null);
   }
   const wanted = f.rows as string[] | undefined;
-  const unknown = (wanted ?? []).filter((n) => !PAPER_ROWS.some((r) => r.name === n));
-  if (unknown.length) throw new Error(`unknown row(s) ${unknown.map((n) => JSON.stringify(n)).join(", ")}; the rows are ${PAPER_ROWS.map((r) => JSON.stringify(r.name)).join(", ")}`);
+  const { UNTRAINED_ROWS } = await import("./paperTables");
+  const known = [...PAPER_ROWS.map((r) => r.name), ...UNTRAINED_ROWS] as string[];
+  const unknown = (wanted ?? []).filter((n) => !known.includes(n));
+  if (unknown.length) throw new Error(`unknown row(s) ${unknown.map((n) => JSON.stringify(n)).join(", ")}; the rows are ${known.map((n) => JSON.stringify(n)).join(", ")}`);
   const rows = wanted ? PAPER_ROWS.filter((r) => wanted.includes(r.name)) : PAPER_ROWS;
+  const untrained = wanted ? UNTRAINED_ROWS.filter((n) => wanted.includes(n)) : UNTRAINED_ROWS;
   const out = path.resolve(flagString(f, "out") ?? path.join(runs, "tables"));
   const guard = () => guardOutput(out, "paper-tables", { force: flagBool(f, "force") });
   if (stage !== "train") guard(); // before hours of training
@@ -121,6 +126,6 @@ export async function run(f: Flags): Promise<void> {
   if (stage !== "train") {
     const { evaluatePaper } = await import("./paperTables");
     await initBackend();
-    await evaluatePaper(runs, rows, seeds, out, flagNumber(f, "jobs") ?? 2, guard);
+    await evaluatePaper(runs, rows, seeds, out, flagNumber(f, "jobs") ?? 2, guard, { untrained, merge: wanted !== undefined });
   }
 }

@@ -17,12 +17,26 @@ export function lastBlocksAttention(nLayer: number, k = 3): string[] {
   return Array.from({ length: k }, (_, i) => nLayer - k + i).flatMap((b) => [`h.${b}.attn.c_attn.weight`, `h.${b}.attn.c_proj.weight`]);
 }
 
-/** A trained row of the tables: its name, what it is, and its `mend train-editor` flags beyond the budget. */
+/** A training budget: steps at most, seconds at most (checked at each validation), steps without a better validation loss. */
+export interface RowBudget {
+  steps: number;
+  timeBudgetSec: number;
+  patience: number;
+}
+
+/** A trained row of the tables: its name, what it is, its `mend train-editor` flags beyond the budget, and its own budget where it has one. */
 export interface PaperRow {
   name: string;
   table: "main" | "ablation" | "attention" | "batched";
   what: string;
   flags: string[];
+  /** The row's own budget (default: PAPER_BUDGET's, the one every row of the equal-budget comparison shares). */
+  budget?: RowBudget;
+}
+
+/** The budget a row trains under. */
+export function budgetOf(row: PaperRow): RowBudget {
+  return row.budget ?? { steps: PAPER_BUDGET.steps, timeBudgetSec: PAPER_BUDGET.timeBudgetSec, patience: PAPER_BUDGET.patience };
 }
 
 export const PAPER_ROWS: readonly PaperRow[] = [
@@ -36,6 +50,33 @@ export const PAPER_ROWS: readonly PaperRow[] = [
   { name: "only δ", table: "ablation", what: "the nets transform δ; u passes normalised", flags: ["--net", "delta"] },
   { name: "only smaller", table: "ablation", what: "each net transforms the smaller of u and δ", flags: ["--net", "smaller"] },
   { name: "MEND batch-trained", table: "batched", what: "MEND trained on edits of 1, 5 and 25 facts at once (the paper trains one editor per k); 4 calls per step, as checkpoints/editor-batch (10 exceed wasm's 4 GB)", flags: ["--n-edits", "1,5,25", "--accumulate", "4"] },
+  {
+    name: "MEND k=5",
+    table: "batched",
+    what: "MEND trained at 5 edits per call with the official loss (one token mean over the call) and recipe (10 calls per step), as the paper trains an editor per k",
+    flags: ["--n-edits", "5"],
+    budget: { steps: 300, timeBudgetSec: 2700, patience: 300 },
+  },
+  {
+    name: "MEND k=25",
+    table: "batched",
+    what: "MEND trained at 25 edits per call with the official loss and recipe (10 calls per step, run 2 calls per pass to fit wasm's 4 GB)",
+    flags: ["--n-edits", "25", "--calls-per-pass", "2"],
+    budget: { steps: 300, timeBudgetSec: 5400, patience: 300 },
+  },
+  {
+    name: "KE long",
+    table: "main",
+    what: "KE trained until its validation loss stops improving (600 steps without a better one) or 25 minutes, instead of the shared 300 steps",
+    flags: ["--kind", "KE"],
+    budget: { steps: 6000, timeBudgetSec: 1500, patience: 600 },
+  },
+  {
+    name: "ENN official rate",
+    table: "main",
+    what: "ENN with its step sizes trained as the official trainer trains them: in the main optimiser, at its lr 1e-5",
+    flags: ["--kind", "ENN", "--lr", "1e-5", "--edit-lr-lr", "1e-5"],
+  },
   { name: "attention", table: "attention", what: "MEND on the attention weights c_attn (fused Q, K, V) and c_proj of the last 3 blocks", flags: ["--inner-params", lastBlocksAttention(4).join(",")] },
 ];
 

@@ -9,7 +9,7 @@
 import { execFileSync, spawn } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
-import { cacheThreshold } from "../baselines/cache";
+import { CacheKeying, cacheThreshold, CacheThreshold, chooseCache, defaultCacheKeying } from "../baselines/cache";
 import { disposeEnn, loadEnn } from "../baselines/enn";
 import { disposeKe, loadKe } from "../baselines/ke";
 import { DEFAULT_EVAL_CONFIG, evaluateMethods, worldMethodContext } from "../eval/evaluate";
@@ -24,11 +24,21 @@ import { disposeEditor, lastBlocksMlp } from "../mend/editor";
 import { World } from "../world/world";
 import { DEFAULT_MODEL_DIR, PACKAGE_ROOT } from "./common";
 import { childEnv } from "./parentWatch";
-import { checkedRunResult, PAPER_BUDGET, PAPER_ROWS, PaperRow, runDirOf, VAL_TARGET_ES } from "./paperRows";
-import { checkedRunEval, PAPER_BATCH_SIZES, paperTables, PaperResults, PaperTable, RunEval, stepsToTarget } from "../eval/paperResults";
+import { budgetOf, checkedRunResult, PAPER_BUDGET, PAPER_ROWS, PaperRow, runDirOf, VAL_TARGET_ES } from "./paperRows";
+import { checkedRunEval, PAPER_BATCH_SIZES, paperTables, PaperResults, PaperTable, readPaperResults, RunEval, stepsToTarget } from "../eval/paperResults";
 
-/** The rows that need no training: evaluated once (they have no seed). */
-export const UNTRAINED_ROWS = ["FT", "FT+KL", "cache ε*", "cache ε*/2", "cache 2ε*"] as const;
+/**
+ * The rows that need no training: evaluated once (they have no seed). The cache keyed on the
+ * representation and layer chosen on validation edits (`cache ε*`, half and twice), and keyed on the
+ * last block's residual mean-pooled over the prompt (`... mean-pooled`), the tables' first cache.
+ */
+export const UNTRAINED_ROWS = ["FT", "FT+KL", "cache ε*", "cache ε*/2", "cache 2ε*", "cache ε* mean-pooled", "cache ε*/2 mean-pooled", "cache 2ε* mean-pooled"] as const;
+
+/** The cache's keying for a cache row: chosen on validation edits among mean-pooled and last-token residuals after every block, or the last block mean-pooled. */
+function cacheKeyingOf(name: string, model: Model, val: ReturnType<World["editRecords"]>): { keying: CacheKeying; candidates: (CacheKeying & CacheThreshold)[] } {
+  const choice = chooseCache(model, val);
+  return { keying: name.endsWith("mean-pooled") ? defaultCacheKeying(model) : choice.keying, candidates: choice.candidates };
+}
 
 const evalFile = (runs: string, row: PaperRow, seed: number) => `${runDirOf(runs, row, seed)}.eval.json`;
 const untrainedFile = (runs: string, name: string) => path.join(runs, `${name.toLowerCase().replace(/ε\*/g, "eps").replace(/[^a-z0-9]+/g, "-")}.eval.json`);
@@ -78,10 +88,11 @@ export function evaluateOne(runs: string, name: string, seed: number | null): Ru
         release = () => disposeEditor(editor);
       }
     } else if (name.startsWith("cache")) {
-      const eps = cacheThreshold(model, world.editRecords("val"));
-      const threshold = name === "cache ε*/2" ? eps.threshold / 2 : name === "cache 2ε*" ? eps.threshold * 2 : eps.threshold;
-      cache = { threshold, eps_star: eps.threshold, val_paraphrase_hits: eps.paraphraseHits, val_locality_misses: eps.localityMisses };
-      method = cacheMethod(threshold, name);
+      const { keying, candidates } = cacheKeyingOf(name, model, world.editRecords("val"));
+      const eps = cacheThreshold(model, world.editRecords("val"), keying);
+      const threshold = name.startsWith("cache ε*/2") ? eps.threshold / 2 : name.startsWith("cache 2ε*") ? eps.threshold * 2 : eps.threshold;
+      cache = { threshold, eps_star: eps.threshold, val_paraphrase_hits: eps.paraphraseHits, val_locality_misses: eps.localityMisses, keying, candidates: candidates.map((c) => ({ pooling: c.pooling, layer: c.layer, eps_star: c.threshold, val_paraphrase_hits: c.paraphraseHits, val_locality_misses: c.localityMisses })) };
+      method = cacheMethod(threshold, name, keying);
     } else {
       [method] = buildMethods([name], { innerParams: lastBlocksMlp(model.config.n_layer), ...worldMethodContext(world, model) });
     }
@@ -129,14 +140,21 @@ function commitOf(): string | null {
   }
 }
 
-/** Evaluate what is not yet evaluated (`jobs` at a time), then write results.json and tables.md to `out`. */
-export async function evaluatePaper(runs: string, rows: readonly PaperRow[], seeds: readonly number[], out: string, jobs = 2, guard: () => void = () => {}): Promise<PaperResults> {
+/**
+ * Evaluate what is not yet evaluated (`jobs` at a time), then write results.json and tables.md to
+ * `out`. `untrained`: the untrained rows to include (default all). With `merge`, rows of `out`'s
+ * results.json not evaluated here are kept as they are (each row carries its own date and commit).
+ */
+export async function evaluatePaper(runs: string, rows: readonly PaperRow[], seeds: readonly number[], out: string, jobs = 2, guard: () => void = () => {}, opts: { untrained?: readonly string[]; merge?: boolean } = {}): Promise<PaperResults> {
+  const untrained = opts.untrained ?? UNTRAINED_ROWS;
   const todo: { name: string; seed: number | null; file: string }[] = [];
   for (const s of seeds) for (const r of rows) todo.push({ name: r.name, seed: s, file: evalFile(runs, r, s) });
-  for (const n of UNTRAINED_ROWS) todo.push({ name: n, seed: null, file: untrainedFile(runs, n) });
+  for (const n of untrained) todo.push({ name: n, seed: null, file: untrainedFile(runs, n) });
   const missing = todo.filter((t) => !fs.existsSync(t.file));
   const trainedMissing = missing.filter((t) => t.seed !== null && !fs.existsSync(`${runDirOf(runs, PAPER_ROWS.find((r) => r.name === t.name)!, t.seed)}.json`));
   if (trainedMissing.length) throw new Error(`not trained yet: ${trainedMissing.map((t) => `${t.name} seed ${t.seed}`).join(", ")} (run \`mend paper --stage train\` first)`);
+  const resultsFile = path.join(out, "results.json");
+  const previous = opts.merge && fs.existsSync(resultsFile) ? readPaperResults(resultsFile) : null;
   let next = 0;
   let done = 0;
   const t0 = Date.now();
@@ -151,20 +169,34 @@ export async function evaluatePaper(runs: string, rows: readonly PaperRow[], see
   };
   await Promise.all(Array.from({ length: Math.max(1, Math.min(jobs, missing.length)) }, worker));
   if (failed.length) throw new Error(`${failed.length} evaluation(s) failed: ${failed.join(", ")}`);
-  const names = [...rows.map((r) => r.name), ...UNTRAINED_ROWS];
+  const date = new Date().toISOString().slice(0, 10);
+  const commit = commitOf();
+  const fresh: PaperResults["rows"] = [...rows.map((r) => r.name), ...untrained].map((n) => {
+    const row = rows.find((r) => r.name === n);
+    return {
+      name: n,
+      table: row?.table ?? (n.startsWith("cache") ? "cache" : "main"),
+      what: row?.what ?? (n.startsWith("cache") ? "answers from the nearest cached edit within the threshold" : "fine-tuning of the edited weights"),
+      date,
+      commit,
+      ...(row ? { budget: budgetOf(row) } : {}),
+      runs: todo.filter((t) => t.name === n).map((t) => {
+        const r = checkedRunEval(readJsonFile(t.file), t.file);
+        return row && t.seed !== null ? { ...r, train: trainingOf(runs, row, t.seed) } : r; // the training as the run folder has it now
+      }),
+    };
+  });
+  // every row in one canonical order: the trained rows as PAPER_ROWS lists them, then the untrained ones
+  const order = [...PAPER_ROWS.map((r) => r.name), ...UNTRAINED_ROWS] as string[];
+  const kept = (previous?.rows ?? []).filter((r) => !fresh.some((f) => f.name === r.name)).map((r) => ({ date: previous!.date, commit: previous!.commit, ...r }));
+  const all = [...kept, ...fresh].sort((a, b) => order.indexOf(a.name) - order.indexOf(b.name));
   const res: PaperResults = {
-    date: new Date().toISOString().slice(0, 10),
-    commit: commitOf(),
+    date,
+    commit,
     budget: PAPER_BUDGET,
     val_target_es: VAL_TARGET_ES,
     n_test: 0,
-    rows: names.map((n) => {
-      const row = rows.find((r) => r.name === n);
-      return { name: n, table: row?.table ?? (n.startsWith("cache") ? "cache" : "main"), what: row?.what ?? (n.startsWith("cache") ? "answers from the nearest cached edit within the threshold" : "fine-tuning of the edited weights"), runs: todo.filter((t) => t.name === n).map((t) => {
-        const r = checkedRunEval(readJsonFile(t.file), t.file);
-        return row && t.seed !== null ? { ...r, train: trainingOf(runs, row, t.seed) } : r; // the training as the run folder has it now
-      }) };
-    }),
+    rows: all,
   };
   res.n_test = res.rows[0]?.runs[0]?.summary.n_edits ?? 0;
   // notes.json (hand-written, in the tables folder): per table, where ours and the paper's disagree and why

@@ -38,6 +38,8 @@ export const spec: CommandSpec = {
     { name: "inner-params", type: "strings", value: "A,B,...", help: "edited weights (official: the last 3 blocks' mlp.c_fc and mlp.c_proj)" },
     { name: "lr", type: "number", value: "LR", help: "Adam lr of the editor networks", default: d.lr, above: 0 },
     { name: "accumulate", type: "int", value: "N", help: "edit calls per optimizer step", default: d.accumulate, min: 1 },
+    { name: "calls-per-pass", type: "int", value: "N", help: "edit calls per batched pass, their gradients summed by share (the same step in less memory; default: all of a step's calls in one pass)", min: 1, advanced: true },
+    { name: "edit-lr-lr", type: "string", value: "LR", help: "Adam lr of the learned edit lrs α (ENN's step sizes): a number, or 'main' for the networks' --lr, as the official trainer trains them", default: String(d.editLrLr), advanced: true },
     { name: "n-edits", type: "ints", value: "K,...", help: "edits per call, drawn per call from this list", default: "1", min: 1 },
     { name: "c-loc", type: "number", value: "C", help: "weight of the locality loss (c_edit is 0.1)", default: d.cLoc, min: 0 },
     { name: "per-fact", type: "int", value: "N", help: "new targets per training fact", default: d.perFact, min: 1, advanced: true },
@@ -104,6 +106,8 @@ const RUN_SETTING: Record<string, (c: TrainEditorConfig) => unknown> = {
   lr: (c) => c.lr,
   "n-edits": (c) => c.nEdits,
   accumulate: (c) => c.accumulate,
+  "calls-per-pass": (c) => c.callsPerPass ?? c.accumulate,
+  "edit-lr-lr": (c) => c.editLrLr,
   "outer-is-edit": (c) => c.outerIsEdit,
   "per-fact": (c) => c.perFact,
   "c-loc": (c) => c.cLoc,
@@ -121,6 +125,15 @@ const RUN_SETTING: Record<string, (c: TrainEditorConfig) => unknown> = {
   "editor-init": (c) => (c.editor as { init?: string }).init ?? "id",
   "batch-precond": (c) => c.extensions?.batchPrecond,
 };
+
+/** `--edit-lr-lr`: a positive number, or "main" (the networks' lr, as the official trainer in effect trains α). */
+function editLrLrOf(v: string | undefined, mainLr: number): number {
+  if (v === undefined) return d.editLrLr;
+  if (v === "main") return mainLr;
+  const x = Number(v);
+  if (!(Number.isFinite(x) && x > 0)) throw new Error(`--edit-lr-lr ${v}: a positive number, or "main" for the networks' --lr`);
+  return x;
+}
 
 export async function run(f: Flags): Promise<void> {
   const resume = flagBool(f, "resume");
@@ -163,6 +176,8 @@ export async function run(f: Flags): Promise<void> {
     nEdits: (f["n-edits"] as number[] | undefined) ?? d.nEdits,
     initEditor: init,
     accumulate: flagNumber(f, "accumulate") ?? d.accumulate,
+    ...(flagNumber(f, "calls-per-pass") !== undefined ? { callsPerPass: flagNumber(f, "calls-per-pass")! } : {}),
+    editLrLr: editLrLrOf(flagString(f, "edit-lr-lr"), flagNumber(f, "lr") ?? d.lr),
     outerIsEdit: flagNumber(f, "outer-is-edit") ?? d.outerIsEdit,
     perFact: flagNumber(f, "per-fact") ?? d.perFact,
     data: flagString(f, "data") ?? null,

@@ -18,7 +18,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { DEFAULT_FT_CONFIG, FineTuneConfig, fineTuneEdit, validateFineTune } from "../baselines/fineTune";
-import { CachedModel, cacheEdit } from "../baselines/cache";
+import { CachedModel, cacheEdit, CacheKeying } from "../baselines/cache";
 import { EnnEditor, ennEdit } from "../baselines/enn";
 import { KeEditor, keEdit } from "../baselines/ke";
 import { BATCH_EDITOR_CALIBRATION, calibration, DEFAULT_CALIBRATION, StepCalibration } from "../extensions/calibrate";
@@ -124,12 +124,12 @@ export function ennMethod(enn: EnnEditor, name = "ENN"): EditMethod {
 }
 
 /** The cache baseline at distance threshold ε: the edited model answers queries within ε of a cached edit. */
-export function cacheMethod(threshold: number, name = "cache"): EditMethod {
+export function cacheMethod(threshold: number, name = "cache", keying?: CacheKeying): EditMethod {
   return {
     name,
     edit(model, requests) {
       const t0 = performance.now();
-      const cached: CachedModel = cacheEdit(model, requests, threshold);
+      const cached: CachedModel = cacheEdit(model, requests, threshold, keying);
       return { model: cached, state: cloneState(cached.state), latencyMs: performance.now() - t0 };
     },
   };
@@ -161,8 +161,10 @@ export interface MethodContext {
   ke?: KeEditor;
   /** A trained ENN (ENN). */
   enn?: EnnEditor;
-  /** The cache's distance threshold ε* (cache; `cacheThreshold` on validation edits). */
+  /** The cache's distance threshold ε* (cache; chosen on validation edits with its keying: `chooseCache`). */
   cacheThreshold?: number;
+  /** What the cache keys on (default: the last block mean-pooled); chosen with ε* by `chooseCache`. */
+  cacheKeying?: CacheKeying;
   /**
    * The lifelong methods (UltraEdit, AlphaEdit, LocFT-BF): the model they edit (for AlphaEdit's
    * preserved keys), the weights (several spread each edit over them; default `defaultLifelongWeights`)
@@ -208,7 +210,7 @@ export function buildMethods(names: readonly string[], ctx: MethodContext): Edit
     },
     KE: (n) => keMethod(need(ctx.ke, n, "a trained KE editor (--ke DIR; README: Regenerating the checkpoints)"), n),
     ENN: (n) => ennMethod(need(ctx.enn, n, "a trained ENN (--enn DIR; README: Regenerating the checkpoints)"), n),
-    cache: (n) => cacheMethod(need(ctx.cacheThreshold, n, "its distance threshold (chosen on validation edits: cacheThreshold)"), n),
+    cache: (n) => cacheMethod(need(ctx.cacheThreshold, n, "its distance threshold (chosen on validation edits: chooseCache)"), n, ctx.cacheKeying),
     FT: (n) => fineTuneMethod({ ...ft, innerParams: inner(n), cEdit: null, locTexts: [] }),
     "FT+KL": (n) => {
       const locTexts = need(ctx.locTexts, n, "locality texts for its KL term");

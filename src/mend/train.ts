@@ -55,6 +55,8 @@ export interface TrainEditorConfig extends MetaLossConfig {
   initEditor: string | null;
   /** Examples (groups) per optimizer step (official: 10, by gradient accumulation; here one batched pass). */
   accumulate: number;
+  /** Groups per batched pass (default: all `accumulate` in one); the passes' gradients are summed by their share of the step. */
+  callsPerPass?: number;
   /** Adam lr for the editor networks (official 1e-6; see the header). */
   lr: number;
   /** "cosine": both lrs decay to 10% at maxSteps (official: constant). */
@@ -213,6 +215,45 @@ function clipGlobalNorm(grads: Record<string, tf.Tensor>, norm: number, maxNorm:
   }
 }
 
+/**
+ * One step's gradients over its groups, `cfg.callsPerPass` groups per batched pass (all in one by
+ * default). Each pass's loss is the mean over its groups (weights summing to 1), so the passes'
+ * gradients are summed weighted by their share of the step's groups: the step's mean loss, in the
+ * memory of one pass. A pass with a non-finite loss or gradient skips the whole step (as one pass
+ * would). Each pass updates the statistics before normalising, so a later pass sees an earlier
+ * one's rows (closer to the official one-example-at-a-time accumulation). Returns owned gradients.
+ */
+function stepGrads<E>(m: ModelView, editor: E, batch: MetaExample[][], vars: Record<string, tf.Variable>, cfg: TrainEditorConfig, kind: EditorKind<E>): { grads: Record<string, tf.Tensor> | null; gradNorm: number; results: ExampleResult[] } {
+  const per = Math.max(1, Math.min(cfg.callsPerPass ?? batch.length, batch.length));
+  if (per >= batch.length) return metaBatchGrads(m, editor, batch, vars, cfg, true, kind);
+  let sum: Record<string, tf.Tensor> | null = null;
+  const results: ExampleResult[] = [];
+  let finite = true;
+  for (let i = 0; i < batch.length; i += per) {
+    const part = batch.slice(i, i + per);
+    const r = metaBatchGrads(m, editor, part, vars, cfg, true, kind);
+    results.push(...r.results);
+    if (!r.grads || !finite) {
+      finite = false;
+      if (r.grads) tf.dispose(Object.values(r.grads));
+      continue;
+    }
+    const share = part.length / batch.length;
+    const prev: Record<string, tf.Tensor> | null = sum;
+    sum = Object.fromEntries(Object.entries(r.grads).map(([n, g]) => [n, tf.tidy(() => (prev ? tf.add(prev[n], tf.mul(g, share)) : tf.mul(g, share)))]));
+    tf.dispose([...Object.values(r.grads), ...(prev ? Object.values(prev) : [])]);
+  }
+  if (!finite || !sum) {
+    if (sum) tf.dispose(Object.values(sum));
+    return { grads: null, gradNorm: NaN, results };
+  }
+  const total = sum;
+  const sq = tf.tidy(() => tf.addN(Object.values(total).map((g) => tf.sum(tf.square(g)))));
+  const gradNorm = Math.sqrt(sq.dataSync()[0]);
+  sq.dispose();
+  return { grads: total, gradNorm, results };
+}
+
 /** What `trainEditor` takes besides the data and settings. */
 export interface TrainOptions<E> {
   resume?: boolean;
@@ -321,7 +362,7 @@ async function trainLocked<E>(model: ModelView, train: readonly EditRecord[], va
       (netOpt as unknown as { learningRate: number }).learningRate = cfg.lr * decay;
       (lrOpt as unknown as { learningRate: number }).learningRate = cfg.editLrLr * decay;
       const batch = sampleMetaGroups(train, rng, cfg.accumulate, cfg.nEdits, cfg.outerIsEdit, pickLocality);
-      const { grads, gradNorm, results: rs } = metaBatchGrads(model, editor, batch, vars, cfg, true, kind);
+      const { grads, gradNorm, results: rs } = stepGrads(model, editor, batch, vars, cfg, kind);
       const nEx = batch.reduce((a, g) => a + g.length, 0);
       st.examples += nEx;
       if (grads) {

@@ -12,6 +12,7 @@
  * synchronous reads do not work; so each such step is free of side effects until it is kept.
  */
 import * as tf from "@tensorflow/tfjs";
+import type { CacheKeying } from "../baselines/cache";
 import { EditRequest } from "../datasets/editRecord";
 import { worldMethodContext } from "../eval/evaluate";
 import { buildMethods, disposeMethodEdit, EditMethod, MethodEdit } from "../eval/methods";
@@ -34,8 +35,10 @@ export type LabMethod = (typeof LAB_METHODS)[number];
 
 /** What the lab's build computed in Node and ships beside the checkpoints (lab.json). */
 export interface LabConfig {
-  /** The cache's distance threshold ε*, chosen on the world's validation edits (baselines/cache.ts). */
+  /** The cache's distance threshold ε*, chosen with its keying on the world's validation edits (baselines/cache.ts `chooseCache`). */
   cacheThreshold: number;
+  /** What the cache keys on (absent: the last block mean-pooled). */
+  cacheKeying?: CacheKeying;
 }
 
 export interface TopToken {
@@ -107,7 +110,7 @@ export class Lab {
     if (!(LAB_METHODS as readonly string[]).includes(name)) throw new Error(`unknown method "${name}"; the lab offers ${LAB_METHODS.join(", ")}`);
     let m = this.methods.get(name);
     if (!m) {
-      const context = { editor: this.editor, cacheThreshold: this.config.cacheThreshold, ...worldMethodContext(this.world, this.model) };
+      const context = { editor: this.editor, cacheThreshold: this.config.cacheThreshold, cacheKeying: this.config.cacheKeying, ...worldMethodContext(this.world, this.model) };
       m = await this.reads(() => buildMethods([name], context)[0], (built) => built.dispose?.());
       this.methods.set(name, m);
     }
@@ -286,6 +289,8 @@ function layerUpdates(model: EditedModel, update: ModelUpdate): LayerUpdate[] {
  */
 export function labFromFiles(modelFiles: Readonly<Record<string, Uint8Array>>, editorFiles: Readonly<Record<string, Uint8Array>>, world: WorldFile, config: LabConfig, where = { model: "checkpoints/base", editor: "checkpoints/editor" }, reads: Reads = directReads): Lab {
   if (!config || !(Number.isFinite(config.cacheThreshold) && config.cacheThreshold > 0)) throw new Error(`lab.json: "cacheThreshold" must be a positive number, got ${JSON.stringify(config?.cacheThreshold)}`);
+  const k = config.cacheKeying;
+  if (k !== undefined && !(k && (k.pooling === "mean" || k.pooling === "last") && Number.isSafeInteger(k.layer) && k.layer >= 0)) throw new Error(`lab.json: "cacheKeying" must be {"pooling": "mean" or "last", "layer": a block index}, got ${JSON.stringify(k)}`);
   const model = modelFromFiles(modelFiles, where.model);
   try {
     const editor = editorFromFiles(editorFiles, where.editor, model.config, model.params);
