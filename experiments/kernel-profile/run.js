@@ -1,7 +1,9 @@
 /**
  * Where the facts-world model's time goes, by kernel: tf.profile over the loss of `mend bench`'s batch
- * (the first 64 corpus sentences) and its gradients with respect to every parameter, kernels grouped
- * by name with their count and summed kernel time, largest first. Writes results.json beside this file.
+ * (the first 64 corpus sentences), its gradients with respect to every parameter, and `mend bench`'s
+ * MEND edit (the Biden edit with the shipped editor, applied to the model: what `mend bench` times),
+ * kernels grouped by name with their count and summed kernel time, largest first. Writes
+ * results.json beside this file. Kernel times are only comparable within one run on an idle machine.
  *
  *   npm run build && node experiments/kernel-profile/run.js [--reps 5]
  */
@@ -16,9 +18,10 @@ const { meanNll } = require(path.join(__dirname, "..", "..", "dist", "model", "l
 const argv = process.argv.slice(2);
 const reps = Number(argv.includes("--reps") ? argv[argv.indexOf("--reps") + 1] : 5);
 
-/** Kernels of `fn` (run `reps` times after one warm-up) grouped by name: count and ms per run. */
+/** Kernels of `fn` (run `reps` times after one warm-up; `fn` frees what it makes) grouped by name: count and ms per run. */
 async function byKernel(fn) {
   tf.tidy(fn);
+  const tensors = tf.memory().numTensors;
   const groups = new Map();
   let wall = 0;
   for (let r = 0; r < reps; r++) {
@@ -32,6 +35,7 @@ async function byKernel(fn) {
       groups.set(k.name, g);
     }
   }
+  if (tf.memory().numTensors !== tensors) throw new Error(`the profiled function left ${tf.memory().numTensors - tensors} tensors behind`);
   const rows = [...groups.values()].sort((a, b) => b.ms - a.ms).map((g) => ({ kernel: g.kernel, count: Math.round(g.count), ms: +g.ms.toFixed(3) }));
   return { kernels: rows.reduce((n, g) => n + g.count, 0), kernel_ms: +rows.reduce((n, g) => n + g.ms, 0).toFixed(2), profiled_wall_ms: +(wall / reps).toFixed(1), rows };
 }
@@ -49,9 +53,18 @@ async function byKernel(fn) {
   const vars = Object.fromEntries(names.map((n) => [n, tf.variable(model.params[n])]));
   const grads = () => Object.values(tf.variableGrads(() => meanNll(gptForward(vars, model.config, batch.inputIds, { attentionMask: batch.attentionMask }).logits, batch.labels)).grads);
   const out = { command: "node experiments/kernel-profile/run.js", commit: execSync("git rev-parse --short HEAD", { cwd: __dirname, encoding: "utf8" }).trim(), date: new Date().toISOString().slice(0, 10), backend: backend.kind, batch: batch.inputIds.shape, reps };
+  const editor = lib.mend.loadEditor(path.join(__dirname, "..", "..", "checkpoints", "editor"), model.config, model.params);
+  const request = { prompt: "The president of the United States is", target: "Biden" };
+  const edit = () => {
+    const { update } = lib.mend.mendEdit(model, editor, [request]);
+    const edited = lib.model.applyUpdates(model, [update]);
+    edited.dispose();
+    lib.model.disposeUpdate(update);
+  };
   out.forward = await byKernel(forward);
   out.forward_backward = await byKernel(grads);
-  for (const what of ["forward", "forward_backward"]) {
+  out.edit = await byKernel(edit);
+  for (const what of ["forward", "forward_backward", "edit"]) {
     const r = out[what];
     console.log(`${what}: ${r.kernels} kernels, ${r.kernel_ms} ms in kernels, ${r.profiled_wall_ms} ms wall (profiled)`);
     for (const g of r.rows.slice(0, 12)) console.log(`  ${g.kernel.padEnd(24)} ${String(g.count).padStart(4)}  ${g.ms.toFixed(2).padStart(8)} ms`);

@@ -167,7 +167,7 @@ export function baseDirFor(modelDir: string, flag: string | undefined): string {
   if (recorded && !fs.existsSync(recorded)) throw new Error(`${modelDir}: its edits were made to the base model in ${recorded}, which is gone: pass that base model with --base DIR`);
   return recorded ?? DEFAULT_MODEL_DIR;
 }
-export const WEIGHTS_FLAG: FlagSpec = { name: "weights", type: "strings", value: "NAME,...", help: "the weights UltraEdit, AlphaEdit and LocFT-BF edit, each edit spread over them (default: AlphaEdit the last four blocks' mlp.c_proj.weight, the others the last block's)" };
+export const WEIGHTS_FLAG: FlagSpec = { name: "weights", type: "strings", value: "NAME,...", help: "the weights UltraEdit, AlphaEdit and LocFT-BF edit, each edit spread over them (default: AlphaEdit the last four blocks' mlp.c_proj.weight, the others the last block's); GRACE: the one layer it adapts (default the mlp.c_fc.weight of the block at 35/48 of the depth, as its official GPT2-XL setting)" };
 export const PRESERVE_FLAG: FlagSpec = { name: "preserve", type: "string", value: "FILE.json", help: "prompts with their current answers that AlphaEdit keeps and FT+KL's KL term reads (default on the facts world: its training-split facts)" };
 
 /** The base model an edit ledger was made over (`--base DIR`); a failure to load it names the flag. */

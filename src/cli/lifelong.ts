@@ -22,8 +22,10 @@ import { ProgressBar } from "./progress";
 
 const WORLD_METHODS = ["MEND", "FT", "FT+KL", "UltraEdit", "AlphaEdit", "LocFT-BF"];
 const DATA_METHODS = ["FT", "FT+KL", "UltraEdit", "AlphaEdit", "LocFT-BF"];
-/** What a stream can run: methods that edit weights and need no editor folder but --editor's (KE, ENN and MEND-batch take folders this command has no flag for; the cache edits no weight). */
-const STREAM_METHODS = ["MEND", "MEND-cal", ...DATA_METHODS];
+/** Methods a stream can run beyond the defaults: GRACE (a codebook; 200 Adam steps per edit, slow on long streams). */
+const EXTRA_METHODS = ["GRACE"];
+/** What a stream can run: methods that need no editor folder but --editor's (KE, ENN and MEND-batch take folders this command has no flag for; the cache needs its threshold chosen on validation edits). */
+const STREAM_METHODS = ["MEND", "MEND-cal", ...DATA_METHODS, ...EXTRA_METHODS];
 
 export const spec: CommandSpec = {
   name: "lifelong",

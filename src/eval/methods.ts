@@ -25,7 +25,7 @@ import { BATCH_EDITOR_CALIBRATION, calibration, DEFAULT_CALIBRATION, StepCalibra
 import { BATCH_EDITOR_PRESERVATION, buildPreservationSet, disposePreservationSet, preservedEdit } from "../extensions/preserve";
 import { EditRequest } from "../datasets/editRecord";
 import { mendEdit } from "../mend/edit";
-import { ALPHA_EDIT, alphaEditRule, DEFAULT_LIFELONG, LifelongOptions, defaultLifelongWeights, keyValueEdit, KeyValueRule, LOC_FT_BF, locFtBfEdit, nullSpaceProjector, preservedCovarianceInverse, preservedKeysOf, ULTRA_EDIT, ultraEditRule } from "../lifelong";
+import { ALPHA_EDIT, alphaEditRule, DEFAULT_LIFELONG, defaultGraceConfig, GRACE, GraceConfig, graceEdit, LifelongOptions, defaultLifelongWeights, keyValueEdit, KeyValueRule, LOC_FT_BF, locFtBfEdit, nullSpaceProjector, preservedCovarianceInverse, preservedKeysOf, ULTRA_EDIT, ultraEditRule } from "../lifelong";
 import { Editor } from "../mend/editor";
 import type { UpdateRule } from "../mend/hooks";
 import { TextExample } from "../model/batch";
@@ -135,6 +135,18 @@ export function cacheMethod(threshold: number, name = "cache", keying?: CacheKey
   };
 }
 
+/** GRACE (src/lifelong/grace.ts): a codebook on one layer of the model it edits (a GraceModel carries it on). */
+export function graceMethod(cfg: GraceConfig, name = GRACE): EditMethod {
+  return {
+    name,
+    edit(model, requests) {
+      const t0 = performance.now();
+      const r = graceEdit(model, requests, cfg);
+      return { model: r.model, state: cloneState(r.model.state), latencyMs: performance.now() - t0, steps: r.steps };
+    },
+  };
+}
+
 /** A key-value lifelong method (src/lifelong/keyValueEdit.ts) editing `weights` with `rules` (one each). */
 function keyValueMethod(name: string, weights: readonly string[], o: LifelongOptions, minProb: number, rules: readonly KeyValueRule[], dispose?: () => void): EditMethod {
   const cfg = { weights, stepSize: o.stepSize, maxSteps: o.maxSteps, minProb };
@@ -175,7 +187,7 @@ export interface MethodContext {
 }
 
 /** Every method name the registry knows, in the order evaluations report them. */
-export const METHODS = ["MEND", "MEND-cal", "MEND-batch", "MEND-batch-cal", "MEND-batch-pres", "KE", "ENN", "cache", "FT", "FT+KL", ULTRA_EDIT, ALPHA_EDIT, LOC_FT_BF] as const;
+export const METHODS = ["MEND", "MEND-cal", "MEND-batch", "MEND-batch-cal", "MEND-batch-pres", "KE", "ENN", "cache", "FT", "FT+KL", ULTRA_EDIT, ALPHA_EDIT, LOC_FT_BF, GRACE] as const;
 
 /** The methods named (METHODS), built from `ctx`; a method that lacks what it needs says so. Free them with `dispose`. */
 export function buildMethods(names: readonly string[], ctx: MethodContext): EditMethod[] {
@@ -255,6 +267,15 @@ export function buildMethods(names: readonly string[], ctx: MethodContext): Edit
       const l = life(n);
       const cfg = { weights: l.weights, lr: l.o.ftLr, batchSize: l.o.ftBatchSize, maxEpochs: l.o.ftMaxEpochs };
       return weightMethod(n, (m, requests, state) => locFtBfEdit(m, requests, cfg, state));
+    },
+    [GRACE]: (n) => {
+      const l = need(ctx.lifelong, n, "the model it edits (MethodContext.lifelong)");
+      const o = { ...DEFAULT_LIFELONG, ...l.options };
+      const d = defaultGraceConfig(l.model.config.n_layer);
+      if ((l.weights?.length ?? 0) > 1) throw new Error(`method ${n} adapts one layer; ${l.weights!.length} weights were named`);
+      const weight = l.weights?.[0] ?? d.weight;
+      if (l.model.params[weight]?.rank !== 2) throw new Error(`method ${n}: "${weight}" is not a 2-D weight of this model`);
+      return graceMethod({ ...d, weight, epsInit: o.graceEps, steps: o.graceSteps, lr: o.graceLr }, n);
     },
   };
   const built: EditMethod[] = [];

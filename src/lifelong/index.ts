@@ -9,6 +9,8 @@
  *    earlier edits' keys in its normal equation, spread over several weights (alphaEdit.ts,
  *    keyValueEdit.ts);
  *  - LocFT-BF-style: fine-tuning one weight breadth-first over every edit so far (locFtBf.ts);
+ *  - GRACE-style: no weight changes; a codebook of keys, radii and trained values on one layer
+ *    that routes an input to an edit only when it lies near that edit's key (grace.ts);
  *
  * and the check that a ledger's saved states are what its edits made (ledgerState.ts).
  */
@@ -39,6 +41,10 @@ export interface LifelongOptions {
   ftLr: number;
   ftBatchSize: number;
   ftMaxEpochs: number;
+  /** GRACE: ε_init of a new key, Adam steps and lr of a value (official gpt2-xl: 1.0, 200, 1.0). */
+  graceEps: number;
+  graceSteps: number;
+  graceLr: number;
 }
 
 /** The lifelong methods' defaults (chosen on the facts world's 100-edit stream at seed 0, checked at seeds 1 and 2: docs/research-log.md). */
@@ -55,6 +61,9 @@ export const DEFAULT_LIFELONG: Readonly<LifelongOptions> = Object.freeze({
   ftLr: 1e-3,
   ftBatchSize: 16,
   ftMaxEpochs: 10,
+  graceEps: 1.0,
+  graceSteps: 200,
+  graceLr: 1.0,
 });
 
 /**
@@ -67,3 +76,4 @@ export function defaultLifelongWeights(nLayer: number, layers = 1): string[] {
   const k = Math.max(1, Math.min(nLayer, layers));
   return Array.from({ length: k }, (_, i) => `h.${nLayer - k + i}.mlp.c_proj.weight`);
 }
+export * from "./grace";

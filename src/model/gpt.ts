@@ -91,6 +91,11 @@ export interface ForwardOptions {
    */
   lowRank?: Readonly<Record<string, LowRankTerm>>;
   /**
+   * Linear weight name -> an adapter of that layer: called with the layer's input x [N, d_in] and
+   * output z [N, d_out], it returns the output to use [N, d_out] (GRACE's codebook, lifelong/grace.ts).
+   */
+  adapters?: Readonly<Record<string, (x: tf.Tensor2D, z: tf.Tensor2D) => tf.Tensor2D>>;
+  /**
    * Read or replace hidden states [N, C] where they form (causal tracing, src/eval/causalTrace.ts):
    * "embed" (token + position embeddings), "h.<i>.attn" and "h.<i>.mlp" (a block's attention and MLP
    * outputs, before they join the residual stream) and "h.<i>" (the residual stream after block i).
@@ -161,7 +166,8 @@ export function gptForward(params: Readonly<Params>, c: GPT2Config, inputIds: tf
       tf.util.assert(probe.shape[0] === N && probe.shape[1] === z.shape[1], () => `probe for ${wName} must be [${N}, ${z.shape[1]}], got [${probe.shape}]`);
       z = tf.add(z, probe) as tf.Tensor2D;
     }
-    return z;
+    const adapter = opts.adapters?.[wName];
+    return adapter ? adapter(x, z) : z;
   };
   const layerNorm = (x: tf.Tensor2D, prefix: string): tf.Tensor2D => {
     const { mean, variance } = tf.moments(x, -1, true);
