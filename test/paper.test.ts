@@ -138,10 +138,12 @@ test("the tables show a row's own budget, KE's longer curve and the cache's keyi
     n_test: 10,
     rows: [
       { name: "KE long", table: "main", what: "", budget: { steps: 6000, timeBudgetSec: 2700, patience: 600 }, runs: [ke(1, [0.2, 0.6]), ke(2, [0.4, 0.8])] },
+      { name: "ENN official rate", table: "main", what: "", runs: [{ ...run("ENN official rate", 1, 0, 0), step_sizes: { a: 0.0116, b: 0.0117 } }] },
       { name: "cache ε*", table: "cache", what: "", runs: [cache] },
     ],
   };
   const md = paperTables(res);
+  assert.match(md, /ENN's learned step sizes λ after training \(initialised at 0\.01\), over seeds and edited weights: ENN official rate 0\.0116-0\.0117\./);
   assert.match(md, /Rows trained under a budget of their own: KE long \(6000 steps at most, 2700 s, stopping after 600 steps without a better validation loss\)/);
   assert.match(md, /\| KE long \| 1,2 \|/);
   assert.match(md, /\| 250 \| 0\.300 \| 10\.00 \|\n\| 500 \| 0\.700 \| 9\.00 \|/, "the mean curve over seeds");

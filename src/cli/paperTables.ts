@@ -10,7 +10,7 @@ import { execFileSync, spawn } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { CacheKeying, cacheThreshold, CacheThreshold, chooseCache, defaultCacheKeying } from "../baselines/cache";
-import { disposeEnn, loadEnn } from "../baselines/enn";
+import { disposeEnn, ennStepSizes, loadEnn } from "../baselines/enn";
 import { disposeKe, loadKe } from "../baselines/ke";
 import { DEFAULT_EVAL_CONFIG, evaluateMethods, worldMethodContext } from "../eval/evaluate";
 import { buildMethods, cacheMethod, EditMethod, ennMethod, keMethod, mendMethod } from "../eval/methods";
@@ -69,6 +69,7 @@ export function evaluateOne(runs: string, name: string, seed: number | null): Ru
   let method: EditMethod;
   let release = () => {};
   let cache: RunEval["cache"];
+  let stepSizes: RunEval["step_sizes"];
   try {
     if (row) {
       if (seed === null) throw new Error(`row ${name} is trained: it needs a seed`);
@@ -80,6 +81,7 @@ export function evaluateOne(runs: string, name: string, seed: number | null): Ru
         release = () => disposeKe(ke);
       } else if (kind === "ENN") {
         const enn = loadEnn(dir, model);
+        stepSizes = ennStepSizes(enn);
         method = ennMethod(enn, name);
         release = () => disposeEnn(enn);
       } else {
@@ -100,6 +102,7 @@ export function evaluateOne(runs: string, name: string, seed: number | null): Ru
     method.dispose?.();
     const out: RunEval = { row: name, seed, summary: r.methods[name], batched: r.batched[name] ?? [], elapsed_sec: 0 };
     if (cache) out.cache = cache;
+    if (stepSizes) out.step_sizes = stepSizes;
     if (row && seed !== null) out.train = trainingOf(runs, row, seed);
     out.elapsed_sec = (performance.now() - t0) / 1000;
     return out;
