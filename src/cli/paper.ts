@@ -116,7 +116,8 @@ export async function run(f: Flags): Promise<void> {
   const rows = wanted ? PAPER_ROWS.filter((r) => wanted.includes(r.name)) : PAPER_ROWS;
   const untrained = wanted ? UNTRAINED_ROWS.filter((n) => wanted.includes(n)) : UNTRAINED_ROWS;
   const out = path.resolve(flagString(f, "out") ?? path.join(runs, "tables"));
-  const guard = () => guardOutput(out, "paper-tables", { force: flagBool(f, "force") });
+  // --rows merges into the tables folder, keeping its other rows: a tables folder there is not lost, so it needs no --force
+  const guard = () => guardOutput(out, "paper-tables", { force: flagBool(f, "force"), replaceSameKind: wanted !== undefined });
   if (stage !== "train") guard(); // before hours of training
   if (stage !== "eval") {
     const outcomes = await trainRows(runs, rows, seeds, flagNumber(f, "jobs") ?? 2);
