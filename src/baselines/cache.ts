@@ -17,6 +17,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { Batch, BatchArrays, disposeBatch, encodeExamples, toBatch } from "../model/batch";
+import { nearestWithin } from "../model/distances";
 import { gptForward } from "../model/gpt";
 import type { EditedModel, LanguageModel, MethodState } from "../model/languageModel";
 import { ModelView, ParamsModel } from "../model/paramsModel";
@@ -59,8 +60,12 @@ function forwardWithKeyings(model: ModelView, batch: Batch, arrays: BatchArrays,
   const [B, T] = batch.inputIds.shape;
   const from = model.tokenizer.bosId === null ? 0 : 1;
   // a weight per position [B, 1, T]: 1/n over the prompt's tokens (mean), or 1 at its last token
-  const weights = (pooling: CacheKeying["pooling"]) => tf.tensor3d(arrays.lastPosition.flatMap((lp) => Array.from({ length: T }, (_, t) => (pooling === "last" ? (t === lp ? 1 : 0) : t >= from && t <= lp ? 1 / (lp - from + 1) : 0))), [B, 1, T]);
-  const keys = keyings.map((k) => tf.reshape(tf.matMul(weights(k.pooling), tf.reshape(hidden.get(`h.${k.layer}`)!, [B, T, -1])), [B, -1]) as tf.Tensor2D);
+  const weights = new Map<CacheKeying["pooling"], tf.Tensor3D>();
+  const weightsOf = (pooling: CacheKeying["pooling"]) => {
+    if (!weights.has(pooling)) weights.set(pooling, tf.tensor3d(arrays.lastPosition.flatMap((lp) => Array.from({ length: T }, (_, t) => (pooling === "last" ? (t === lp ? 1 : 0) : t >= from && t <= lp ? 1 / (lp - from + 1) : 0))), [B, 1, T]));
+    return weights.get(pooling)!;
+  };
+  const keys = keyings.map((k) => tf.reshape(tf.matMul(weightsOf(k.pooling), tf.reshape(hidden.get(`h.${k.layer}`)!, [B, T, -1])), [B, -1]) as tf.Tensor2D);
   return { logits, keys };
 }
 
@@ -103,15 +108,7 @@ export class CachedModel implements EditedModel {
   }
 
   private nearest(q: tf.Tensor2D): number[] {
-    const d = tf.sqrt(tf.maximum(tf.add(tf.sub(tf.sum(tf.square(q), 1, true), tf.mul(2, tf.matMul(q, tf.transpose(this.keys)))), tf.transpose(tf.sum(tf.square(this.keys), 1, true))), 0)); // [B, K]
-    const dist = d.arraySync() as number[][];
-    return dist.map((row) => {
-      let best = -1;
-      row.forEach((x, k) => {
-        if (x <= this.threshold && (best < 0 || x < row[best])) best = k;
-      });
-      return best;
-    });
+    return nearestWithin(q, this.keys, () => this.threshold);
   }
 
   logits(batch: Batch, arrays: BatchArrays): tf.Tensor3D {

@@ -9,7 +9,7 @@
 import { execFileSync, spawn } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
-import { CacheKeying, cacheThreshold, CacheThreshold, chooseCache, defaultCacheKeying } from "../baselines/cache";
+import { CacheKeying, CacheThreshold, chooseCache, defaultCacheKeying } from "../baselines/cache";
 import { disposeEnn, ennStepSizes, loadEnn } from "../baselines/enn";
 import { disposeKe, loadKe } from "../baselines/ke";
 import { DEFAULT_EVAL_CONFIG, evaluateMethods, worldMethodContext } from "../eval/evaluate";
@@ -34,10 +34,16 @@ import { checkedRunEval, PAPER_BATCH_SIZES, paperTables, PaperResults, PaperTabl
  */
 export const UNTRAINED_ROWS = ["FT", "FT+KL", "cache ε*", "cache ε*/2", "cache 2ε*", "cache ε* mean-pooled", "cache ε*/2 mean-pooled", "cache 2ε* mean-pooled"] as const;
 
-/** The cache's keying for a cache row: chosen on validation edits among mean-pooled and last-token residuals after every block, or the last block mean-pooled. */
-function cacheKeyingOf(name: string, model: Model, val: ReturnType<World["editRecords"]>): { keying: CacheKeying; candidates: (CacheKeying & CacheThreshold)[] } {
-  const choice = chooseCache(model, val);
-  return { keying: name.endsWith("mean-pooled") ? defaultCacheKeying(model) : choice.keying, candidates: choice.candidates };
+/**
+ * A cache row's keying and its ε* on validation edits: the keying chosen there among mean-pooled and
+ * last-token residuals after every block, or (`... mean-pooled`) the last block mean-pooled; with
+ * every keying compared.
+ */
+function cacheKeyingOf(name: string, model: Model, val: ReturnType<World["editRecords"]>): { keying: CacheKeying; eps: CacheThreshold; candidates: (CacheKeying & CacheThreshold)[] } {
+  const { candidates } = chooseCache(model, val);
+  const want = name.endsWith("mean-pooled") ? defaultCacheKeying(model) : candidates[0];
+  const eps = candidates.find((c) => c.pooling === want.pooling && c.layer === want.layer)!;
+  return { keying: { pooling: eps.pooling, layer: eps.layer }, eps, candidates };
 }
 
 const evalFile = (runs: string, row: PaperRow, seed: number) => `${runDirOf(runs, row, seed)}.eval.json`;
@@ -90,8 +96,7 @@ export function evaluateOne(runs: string, name: string, seed: number | null): Ru
         release = () => disposeEditor(editor);
       }
     } else if (name.startsWith("cache")) {
-      const { keying, candidates } = cacheKeyingOf(name, model, world.editRecords("val"));
-      const eps = cacheThreshold(model, world.editRecords("val"), keying);
+      const { keying, eps, candidates } = cacheKeyingOf(name, model, world.editRecords("val"));
       const threshold = name.startsWith("cache ε*/2") ? eps.threshold / 2 : name.startsWith("cache 2ε*") ? eps.threshold * 2 : eps.threshold;
       cache = { threshold, eps_star: eps.threshold, val_paraphrase_hits: eps.paraphraseHits, val_locality_misses: eps.localityMisses, keying, candidates: candidates.map((c) => ({ pooling: c.pooling, layer: c.layer, eps_star: c.threshold, val_paraphrase_hits: c.paraphraseHits, val_locality_misses: c.localityMisses })) };
       method = cacheMethod(threshold, name, keying);

@@ -133,7 +133,10 @@ export function paperTables(res: PaperResults, notes: Partial<Record<PaperTable,
   const other = res.rows.filter((r) => r.date && (r.date !== res.date || (r.commit ?? null) !== (res.commit ?? null)));
   if (other.length) {
     const by = new Map<string, string[]>();
-    for (const r of other) by.set(`${r.date}${r.commit ? ` at commit ${r.commit.slice(0, 7)}` : ""}`, [...(by.get(`${r.date}${r.commit ? ` at commit ${r.commit.slice(0, 7)}` : ""}`) ?? []), r.name]);
+    for (const r of other) {
+      const when = `${r.date}${r.commit ? ` at commit ${r.commit.slice(0, 7)}` : ""}`;
+      by.set(when, [...(by.get(when) ?? []), r.name]);
+    }
     L.push(`Rows kept from an earlier run: ${[...by].map(([when, names]) => `${names.join(", ")} (${when})`).join("; ")}.`, "");
   }
   const present = (names: readonly string[]) => names.filter((n) => rowRuns(n).length > 0 || ["MEND", "KE", "ENN", "FT", "FT+KL"].includes(n));

@@ -24,6 +24,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { Batch, BatchArrays, disposeBatch, encodeExamples, toBatch } from "../model/batch";
 import { EditRequest, validateRequests } from "../datasets/editRecord";
+import { argmin, nearestWithin, pairwiseDistances } from "../model/distances";
 import { gptForward } from "../model/gpt";
 import type { EditedModel, LanguageModel, MethodState } from "../model/languageModel";
 import { meanNll } from "../model/loss";
@@ -97,14 +98,7 @@ export class GraceModel implements EditedModel {
   /** Per query row [B, d_in], the nearest entry within its radius, or -1. */
   private nearest(q: tf.Tensor2D): number[] {
     const { keys, entries } = this.codebook;
-    if (!keys) return new Array(q.shape[0]).fill(-1);
-    return distances(q, keys).map((row) => {
-      let best = 0;
-      row.forEach((d, k) => {
-        if (d < row[best]) best = k;
-      });
-      return row[best] <= entries[best].eps ? best : -1;
-    });
+    return keys ? nearestWithin(q, keys, (k) => entries[k].eps) : new Array(q.shape[0]).fill(-1);
   }
 
   logits(batch: Batch, arrays: BatchArrays): tf.Tensor3D {
@@ -130,14 +124,6 @@ function queryRows(arrays: BatchArrays): number[] {
 /** The layer's input at each row's last prompt token [B, d_in]. */
 function queries(x: tf.Tensor2D, arrays: BatchArrays): tf.Tensor2D {
   return tf.gather(x, tf.tensor1d(queryRows(arrays), "int32")) as tf.Tensor2D;
-}
-
-/** Euclidean distances [B][K] of query rows to keys, read back. */
-function distances(q: tf.Tensor2D, keys: tf.Tensor2D): number[][] {
-  return tf.tidy(() => {
-    const d2 = tf.add(tf.sub(tf.sum(tf.square(q), 1, true), tf.mul(2, tf.matMul(q, tf.transpose(keys)))), tf.transpose(tf.sum(tf.square(keys), 1, true)));
-    return tf.sqrt(tf.maximum(d2, 0)).arraySync() as number[][];
-  });
 }
 
 /** [B, K] one-hot rows of the chosen entries (a zero row for -1): a product with the values picks rows with a gradient (gather's is missing on wasm). */
@@ -215,11 +201,8 @@ export function graceEdit(model: LanguageModel, requests: readonly EditRequest[]
         };
         if (!keys) chosen = addKey(cfg.epsInit);
         else {
-          const d = distances(q, keys)[0];
-          let near = 0;
-          d.forEach((x, k) => {
-            if (x < d[near]) near = k;
-          });
+          const d = pairwiseDistances(q, keys)[0];
+          const near = argmin(d);
           if (d[near] > cfg.epsInit + entries[near].eps) chosen = addKey(cfg.epsInit);
           else if (!sameLabel(label, entries[near].label)) {
             chosen = addKey(d[near] / 2);

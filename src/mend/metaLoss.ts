@@ -200,10 +200,9 @@ export function metaBatchGrads<E = Editor>(
     const [lEdit, lLoc, ...extraValues] = losses.dataSync();
     const results = summarise(e, outerAm.arraySync() as number[][], locPre.arraySync() as number[][], locPost.arraySync() as number[][], lEdit, lLoc);
     const extra = Object.fromEntries(extraNames.map((n, i) => [n, extraValues[i]]));
-    const sq = tf.tidy(() => tf.addN(Object.values(grads).map((g) => tf.sum(tf.square(g)))));
-    const gradNorm = Math.sqrt(sq.dataSync()[0]);
+    const gradNorm = globalNorm(grads);
     const finite = Number.isFinite(gradNorm) && Number.isFinite(value.dataSync()[0]);
-    tf.dispose([value, pre, locPre, sq, ...stash]);
+    tf.dispose([value, pre, locPre, ...stash]);
     if (!finite) {
       tf.dispose(Object.values(grads));
       return { grads: null, gradNorm, results, extra };
@@ -216,6 +215,14 @@ export function metaBatchGrads<E = Editor>(
     disposeFactors(factors);
     disposeEncodedMeta(e);
   }
+}
+
+/** The global L2 norm of a gradient record, read back. */
+export function globalNorm(grads: Readonly<Record<string, tf.Tensor>>): number {
+  const sq = tf.tidy(() => tf.addN(Object.values(grads).map((g) => tf.sum(tf.square(g)))));
+  const norm = Math.sqrt(sq.dataSync()[0]);
+  sq.dispose();
+  return norm;
 }
 
 /** The same meta-loss without gradients (validation): same metrics, statistics frozen. */

@@ -36,7 +36,7 @@ import { EditRecord } from "../datasets/editRecord";
 import { Editor, EditorConfig } from "./editor";
 import { EditorKind, mendKind } from "./editorKind";
 import { AttachHooks } from "./editorFolder";
-import { ExampleResult, metaBatchEval, metaBatchGrads, MetaLossConfig } from "./metaLoss";
+import { ExampleResult, globalNorm, metaBatchEval, metaBatchGrads, MetaLossConfig } from "./metaLoss";
 import { fixedValGroups, LocalityPicker, MetaExample, recordLocality, sampleMetaGroups } from "./metaExamples";
 import { checkedFields, field, readJsonFile } from "../model/jsonFile";
 
@@ -247,11 +247,7 @@ function stepGrads<E>(m: ModelView, editor: E, batch: MetaExample[][], vars: Rec
     if (sum) tf.dispose(Object.values(sum));
     return { grads: null, gradNorm: NaN, results };
   }
-  const total = sum;
-  const sq = tf.tidy(() => tf.addN(Object.values(total).map((g) => tf.sum(tf.square(g)))));
-  const gradNorm = Math.sqrt(sq.dataSync()[0]);
-  sq.dispose();
-  return { grads: total, gradNorm, results };
+  return { grads: sum, gradNorm: globalNorm(sum), results };
 }
 
 /** What `trainEditor` takes besides the data and settings. */
