@@ -147,16 +147,6 @@ function replaceAtQueries(z: tf.Tensor2D, arrays: BatchArrays, hit: readonly num
 
 const sameLabel = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((x, i) => x === b[i]);
 
-/** The codebook a GRACE state carries (or an empty one on `weight`); tensors are the state's, not copies. */
-export function codebookOf(state: MethodState | undefined, weight: string): Codebook {
-  if (!state) return { weight, keys: null, values: null, entries: [] };
-  if (state.method !== GRACE) throw new Error(`GRACE cannot continue a ${state.method} state`);
-  const meta = state.meta as { weight?: unknown; entries?: unknown };
-  if (meta.weight !== weight) throw new Error(`GRACE: this codebook sits on ${String(meta.weight)}, not ${weight}`);
-  const entries = meta.entries as GraceEntry[];
-  return { weight, keys: (state.tensors.keys as tf.Tensor2D | undefined) ?? null, values: (state.tensors.values as tf.Tensor2D | undefined) ?? null, entries };
-}
-
 /**
  * Edit `requests` one after another into the codebook of `model` (a GraceModel, or a plain model:
  * a fresh codebook on `cfg.weight`). Pure: returns a new GraceModel that owns a new codebook.
