@@ -10,7 +10,7 @@ import { buildMethods, disposeMethodEdit, EditMethod } from "../dist/eval/method
 import { runLifelong, worldStream } from "../dist/eval/lifelong";
 import { lifelongTargets, LifelongResult } from "../dist/eval/lifelongReport";
 import { replayWithout } from "../dist/eval/ledgerOps";
-import { checkLedgerStates, cholesky, choleskySolve, nullSpaceProjector, preservedCovarianceInverse, preservedKeys, solveSpd, stateCarriedPast, weightState } from "../dist/lifelong";
+import { checkLedgerStates, cholesky, locFtBfEdit, choleskySolve, nullSpaceProjector, preservedCovarianceInverse, preservedKeys, solveSpd, stateCarriedPast, weightState } from "../dist/lifelong";
 import { EditLedger, readLedger, saveLedgerModel } from "../dist/model/editLedger";
 import { disposeParams } from "../dist/model/gpt";
 import { loadModel, Model } from "../dist/model/modelFolder";
@@ -132,8 +132,33 @@ test("UltraEdit carries running statistics and LocFT-BF the requests from one ed
     const c = ft.edit(model, [reqs[0]]);
     const d2 = ft.edit(c.model, [reqs[1]]);
     assert.deepEqual(d2.state!.meta.requests, [reqs[0], reqs[1]]);
-    assert.equal(scoreTargets(d2.model, reqs.slice(0, 2)).every((s) => s.exact), true, "breadth-first: both edits hold");
     for (const e of [b, a, d2, c]) disposeMethodEdit(e);
+  } finally {
+    disposeParams(model.params);
+  }
+});
+
+test("LocFT-BF follows the official rule: epochs over every edit so far until the average loss is below 1e-2 (both edits then hold at p ≈ 0.99), and a mini-batch already below it takes no step", async () => {
+  await setup();
+  const model = loadModel(BASE);
+  try {
+    const w = "h.3.mlp.c_proj.weight";
+    const cfg = { weights: [w], lr: 1e-2, batchSize: 16, maxEpochs: 100 };
+    const first = locFtBfEdit(model, [reqs[0]], cfg, undefined);
+    const once = new ParamsModel(model.config, { ...model.params, [w]: tf.add(model.params[w], first.update[w].delta) }, model.tokenizer);
+    const second = locFtBfEdit(once, [reqs[2]], cfg, first.state);
+    assert.ok(first.epochs < cfg.maxEpochs && second.epochs < cfg.maxEpochs, `stopped by the loss, not the epoch cap (${first.epochs}, ${second.epochs} epochs)`);
+    const twice = new ParamsModel(model.config, { ...once.params, [w]: tf.add(once.params[w], second.update[w].delta) }, model.tokenizer);
+    const scores = scoreTargets(twice, [reqs[0], reqs[2]]);
+    const perToken = scores.map((s) => -s.logProb / s.argmax.length);
+    assert.ok(scores.every((s) => s.exact), "both edits hold");
+    assert.ok(perToken.reduce((a, b) => a + b) / perToken.length < 1e-2, `the last epoch's average token NLL is below 1e-2 (${perToken.map((x) => x.toFixed(4)).join(", ")})`);
+    // Every request already below the threshold: one epoch, no step, ΔW = 0.
+    const again = locFtBfEdit(twice, [reqs[2]], cfg, first.state);
+    assert.equal(again.steps, 0);
+    assert.equal(again.epochs, 1);
+    assert.equal(tf.tidy(() => tf.max(tf.abs(again.update[w].delta)).dataSync()[0]), 0);
+    tf.dispose([once.params[w], twice.params[w], ...[first, second, again].map((e) => e.update[w].delta)]);
   } finally {
     disposeParams(model.params);
   }

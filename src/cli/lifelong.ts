@@ -6,6 +6,7 @@
 import * as os from "os";
 import { datasetStream, LifelongCurve, LifelongStream, runLifelong, worldStream } from "../eval/lifelong";
 import { buildMethods, EditMethod } from "../eval/methods";
+import { DEFAULT_LIFELONG } from "../lifelong";
 import { checkRecordsTokenize, loadDataset, parseDataSpec } from "../datasets/records";
 import { describeBackend, initBackend } from "../model/backend";
 import { disposeParams } from "../model/gpt";
@@ -43,6 +44,7 @@ export const spec: CommandSpec = {
     MODEL_FLAG,
     { name: "editor", type: "string", value: "DIR", help: "the editor MEND uses", default: "checkpoints/editor" },
     JSON_FLAG,
+    { name: "ft-lr", type: "number", value: "LR", help: "LocFT-BF's Adam lr (official fine-tune.py: 5e-4 on 7B models)", default: DEFAULT_LIFELONG.ftLr, above: 0, advanced: true },
     { name: "jobs", type: "int", value: "N", help: "methods run in parallel processes", default: "cores", min: 1, advanced: true },
     { name: "worker", type: "boolean", help: "(internal) run the one method given and print its curve as JSON", advanced: true },
   ],
@@ -69,7 +71,7 @@ async function runWorker(f: Flags, name: string): Promise<LifelongCurve> {
     const stream = streamOf(f, flagNumber(f, "edits") ?? 500, flagNumber(f, "seed") ?? 0, model.tokenizer);
     if (name.startsWith("MEND")) editor = loadEditor(flagString(f, "editor") ?? DEFAULT_EDITOR_DIR, model.config, model.params);
     const innerParams = editor?.config.innerParams ?? lastBlocksMlp(model.config.n_layer);
-    methods = buildMethods([name], { ...(editor ? { editor } : {}), innerParams, locTexts: stream.preserve.slice(0, 16), lifelong: { model, ...(f.weights ? { weights: f.weights as string[] } : {}), preserve: stream.preserve } });
+    methods = buildMethods([name], { ...(editor ? { editor } : {}), innerParams, locTexts: stream.preserve.slice(0, 16), lifelong: { model, ...(f.weights ? { weights: f.weights as string[] } : {}), preserve: stream.preserve, ...(flagNumber(f, "ft-lr") !== undefined ? { options: { ftLr: flagNumber(f, "ft-lr")! } } : {}) } });
     let said = performance.now();
     const onEdit = (done: number, sec: number) => {
       if (performance.now() - said < 30_000) return; // between measurements, a line every 30 s

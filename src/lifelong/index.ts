@@ -37,7 +37,7 @@ export interface LifelongOptions {
   alphaCovariance: number;
   /** AlphaEdit preserves at most this fraction of the edited weight's input size in keys. */
   preserveFraction: number;
-  /** LocFT-BF: Adam's lr, mini-batch size, epochs per edit call at most. */
+  /** LocFT-BF: Adam's lr, mini-batch size, epochs per edit call at most (official fine-tune.py: 5e-4, 100, 25 on 7B models). */
   ftLr: number;
   ftBatchSize: number;
   ftMaxEpochs: number;
@@ -60,7 +60,7 @@ export const DEFAULT_LIFELONG: Readonly<LifelongOptions> = Object.freeze({
   preserveFraction: 0.5,
   ftLr: 1e-3,
   ftBatchSize: 16,
-  ftMaxEpochs: 10,
+  ftMaxEpochs: 25,
   graceEps: 1.0,
   graceSteps: 200,
   graceLr: 1.0,

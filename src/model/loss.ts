@@ -28,6 +28,17 @@ export function meanNll(logits: tf.Tensor3D, labels: tf.Tensor2D): tf.Scalar {
 }
 
 /**
+ * The mean over the batch's rows of each row's mean NLL over its own labelled tokens (LocFT-BF's
+ * loss: every example weighs the same, however many tokens its target has). Scalar.
+ */
+export function exampleMeanNll(logits: tf.Tensor3D, labels: tf.Tensor2D): tf.Scalar {
+  return tf.tidy(() => {
+    const perRow = tf.div(tf.sum(tokenNll(logits, labels), 1), tf.maximum(tf.sum(labelMask(labels), 1), 1)); // [B]
+    return tf.mean(perRow) as tf.Scalar;
+  });
+}
+
+/**
  * Σ over groups of each group's mean NLL over its labelled tokens. Scalar. `group[r]` is the group
  * of batch row r. With one group this is `meanNll` (the official edit loss of one edit call, k
  * requests included). Meta-training runs several independent edit calls in one batch; per-group
