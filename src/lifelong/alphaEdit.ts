@@ -158,7 +158,7 @@ export function alphaEditRule(projector: tf.Tensor2D, lambda: number, aInv0?: tf
       return { kt, m };
     });
   return {
-    system(u, state): KeySystem {
+    system(u, _delta, state): KeySystem {
       const { kt, m } = parts(u, state);
       const n = u.shape[0];
       const gram = gramOf(m, kt, 0); // K̃ A⁻¹ K̃ᵀ
@@ -167,7 +167,6 @@ export function alphaEditRule(projector: tf.Tensor2D, lambda: number, aInv0?: tf
       tf.dispose([kt, m]);
       return { keys, gram };
     },
-    valueScale: () => null,
     commit(u, _delta, sys, state) {
       // A'⁻¹ = A⁻¹ − A⁻¹ K̃ᵀ S⁻¹ K̃ A⁻¹ (Woodbury), symmetrised against float drift.
       const { kt, m } = parts(u, state);

@@ -5,8 +5,9 @@
  *
  * For an edit call, the kept rows are the positions that predict a target token (n of them):
  * u [n, d_in] their inputs to W (the keys) and δ [n, d_out] the gradient of the edit loss at W's
- * output. A step asks W's outputs at those rows to move by R = −η δ̂ (δ̂ = δ scaled per dimension,
- * `KeyValueRule.valueScale`), and a rule turns the keys into a low-rank update that makes that move:
+ * output. A step asks W's outputs at those rows to move by R = −η δ̂ (δ̂ the rule's direction,
+ * `KeySystem.direction`, or δ / rms(δ)), and a rule turns the keys into a low-rank update that makes
+ * that move:
  *
  *     ΔW = Lᵀ C,   C = S⁻¹ R,   L [n, d_in] and S [n, n] from the keys (and the method's state),
  *
@@ -54,14 +55,16 @@ export interface KeySystem {
   keys: tf.Tensor2D;
   /** S [n, n], symmetric positive definite, row-major float64. */
   gram: Float64Array;
+  /** δ̂ [n, d_out] of a step from δ [n, d_out] (a new tensor); absent: δ / rms(δ). */
+  direction?: (delta: tf.Tensor2D) => tf.Tensor2D;
+  /** Tensors `direction` reads (owned by the caller, with `keys`). */
+  held?: tf.Tensor[];
 }
 
-/** What a lifelong method decides: the keys and system from u, the step's scale, and its state. */
+/** What a lifelong method decides: the keys, system and step direction from u and δ, and its state. */
 export interface KeyValueRule {
-  /** L and S from the edit's keys u [n, d_in] and the method's state (absent at the stream's start). */
-  system(u: tf.Tensor2D, state: MethodState | undefined): KeySystem;
-  /** Per-dimension divisor of δ [d_out] for the step (owned by the caller), or null for δ / rms(δ). */
-  valueScale(state: MethodState | undefined): tf.Tensor1D | null;
+  /** The system of an edit from its keys u [n, d_in], first δ [n, d_out] and the method's state (absent at the stream's start). */
+  system(u: tf.Tensor2D, delta: tf.Tensor2D, state: MethodState | undefined): KeySystem;
   /** The state after this edit (new tensors, owned by the caller), from its keys, first δ and system. */
   commit(u: tf.Tensor2D, delta: tf.Tensor2D, sys: KeySystem, state: MethodState | undefined): MethodState | undefined;
 }
@@ -138,24 +141,20 @@ export function keyValueEdit(model: ModelView, requests: readonly EditRequest[],
     return { name, n, dOut, rowReq: first.rows[name].map((r) => Math.floor(r / first.seqLen)), cSum: new Float64Array(n * dOut) };
   });
   const systems: (KeySystem | undefined)[] = [];
-  const scales: (tf.Tensor1D | null)[] = [];
   let edited: ParamsModel | undefined;
   let steps = 0;
   const updateOf = () =>
     Object.fromEntries(layers.map((l, i) => [l.name, { alpha: 1, keys: systems[i]!.keys, values: tf.tensor2d(Float32Array.from(l.cSum), [l.n, l.dOut]), requests: l.rowReq }]));
   try {
-    layers.forEach((l, i) => {
-      systems.push(rules[i].system(first.u[l.name], states[i]));
-      scales.push(rules[i].valueScale(states[i]));
-    });
+    layers.forEach((l, i) => systems.push(rules[i].system(first.u[l.name], first.delta[l.name], states[i])));
     const chols = layers.map((l, i) => cholesky(systems[i]!.gram, l.n, `the edit's key system of ${l.name}`));
     let delta: Record<string, tf.Tensor2D> = first.delta;
     for (;;) {
       layers.forEach((l, i) => {
         const r = tf.tidy(() => {
           const d = delta[l.name];
-          const s = scales[i];
-          const dh = s ? tf.div(d, s) : tf.div(d, tf.add(tf.sqrt(tf.mean(tf.square(d))), 1e-12));
+          const dir = systems[i]!.direction;
+          const dh = dir ? dir(d) : tf.div(d, tf.add(tf.sqrt(tf.mean(tf.square(d))), 1e-12));
           return tf.mul(dh, -cfg.stepSize / layers.length).dataSync() as Float32Array;
         });
         const c = choleskySolve(chols[i], l.n, Float64Array.from(r), l.dOut);
@@ -177,12 +176,12 @@ export function keyValueEdit(model: ModelView, requests: readonly EditRequest[],
       layers.map((l, i) => rules[i].commit(first.u[l.name], first.delta[l.name], systems[i]!, states[i])),
     );
     const update = updateOf();
+    for (const sys of systems) tf.dispose(sys?.held ?? []);
     systems.length = 0; // their keys now belong to the update
     return { update, ...(newState ? { state: newState } : {}), steps };
   } finally {
     edited?.dispose();
-    for (const s of systems) s?.keys.dispose();
-    for (const s of scales) s?.dispose();
+    for (const s of systems) tf.dispose([...(s ? [s.keys] : []), ...(s?.held ?? [])]);
     disposeFactors(first);
     disposeBatch(batch);
   }
