@@ -45,6 +45,7 @@ export const spec: CommandSpec = {
     { name: "editor", type: "string", value: "DIR", help: "the editor MEND uses", default: "checkpoints/editor" },
     JSON_FLAG,
     { name: "ft-lr", type: "number", value: "LR", help: "LocFT-BF's Adam lr (official fine-tune.py: 5e-4 on 7B models)", default: DEFAULT_LIFELONG.ftLr, above: 0, advanced: true },
+    { name: "alpha-lambda", type: "number", value: "λ", help: "AlphaEdit's ridge λ (official L2: 10, hparams/AlphaEdit/*.yaml)", default: DEFAULT_LIFELONG.alphaLambda, above: 0, advanced: true },
     { name: "jobs", type: "int", value: "N", help: "methods run in parallel processes", default: "cores", min: 1, advanced: true },
     { name: "worker", type: "boolean", help: "(internal) run the one method given and print its curve as JSON", advanced: true },
   ],
@@ -71,7 +72,7 @@ async function runWorker(f: Flags, name: string): Promise<LifelongCurve> {
     const stream = streamOf(f, flagNumber(f, "edits") ?? 500, flagNumber(f, "seed") ?? 0, model.tokenizer);
     if (name.startsWith("MEND")) editor = loadEditor(flagString(f, "editor") ?? DEFAULT_EDITOR_DIR, model.config, model.params);
     const innerParams = editor?.config.innerParams ?? lastBlocksMlp(model.config.n_layer);
-    methods = buildMethods([name], { ...(editor ? { editor } : {}), innerParams, locTexts: stream.preserve.slice(0, 16), lifelong: { model, ...(f.weights ? { weights: f.weights as string[] } : {}), preserve: stream.preserve, ...(flagNumber(f, "ft-lr") !== undefined ? { options: { ftLr: flagNumber(f, "ft-lr")! } } : {}) } });
+    methods = buildMethods([name], { ...(editor ? { editor } : {}), innerParams, locTexts: stream.preserve.slice(0, 16), lifelong: { model, ...(f.weights ? { weights: f.weights as string[] } : {}), preserve: stream.preserve, options: { ...(flagNumber(f, "ft-lr") !== undefined ? { ftLr: flagNumber(f, "ft-lr")! } : {}), ...(flagNumber(f, "alpha-lambda") !== undefined ? { alphaLambda: flagNumber(f, "alpha-lambda")! } : {}) } } });
     let said = performance.now();
     const onEdit = (done: number, sec: number) => {
       if (performance.now() - said < 30_000) return; // between measurements, a line every 30 s

@@ -167,10 +167,13 @@ export function alphaEditRule(projector: tf.Tensor2D, lambda: number, aInv0?: tf
       tf.dispose([kt, m]);
       return { keys, gram };
     },
-    commit(u, _delta, sys, state) {
-      // A'⁻¹ = A⁻¹ − A⁻¹ K̃ᵀ S⁻¹ K̃ A⁻¹ (Woodbury), symmetrised against float drift.
+    commitsEditedKeys: true,
+    commit(u, _delta, state) {
+      // A'⁻¹ = A⁻¹ − A⁻¹ K̃ᵀ S⁻¹ K̃ A⁻¹ (Woodbury), symmetrised against float drift; S = K̃ A⁻¹ K̃ᵀ + I.
       const { kt, m } = parts(u, state);
       const n = u.shape[0];
+      const sys = { gram: gramOf(m, kt, 0) };
+      for (let i = 0; i < n; i++) sys.gram[i * n + i] += 1;
       const sInvM = solveSpd(sys.gram, n, Float64Array.from(m.dataSync() as Float32Array), d, "the edit's key system");
       const prior = aInvOf(state);
       const aInv = tf.tidy(() => {

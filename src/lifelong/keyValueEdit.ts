@@ -16,12 +16,16 @@
  * is fixed, the edit is one low-rank update Lᵀ (C₁ + C₂ + ...). The rule then commits the edit to
  * its state (running statistics, the keys to protect from later edits).
  *
- * Several weights (MEMIT's spreading, after Meng et al., "Mass-Editing Memory in a Transformer",
- * ICLR 2023; not their code): each weight W_l has its own keys, rule and state, and a step moves each
- * one's outputs by R_l = −(η / k) δ̂_l, k weights sharing the step; the loop's check is on the model
- * with all of them edited. A lower weight's update changes a higher one's keys; the keys stay the
- * ones of the edit's start (the closed loop corrects what they miss).
- *
+ * Several weights (MEMIT's spreading, as AlphaEdit's official AlphaEdit_main.py:205-263 does it):
+ * within each step the weights are edited lowest block first; weight i of k takes 1/(k − i) of what
+ * is left of the move, R_i = −η δ̂_top / (k − i), where δ_top is the gradient at the highest edited
+ * weight's output (the residual stream the official target z sits in), and both δ_top and weight i's
+ * keys are taken again on the model with the lower weights' changes of this step made. The lowest
+ * weight's keys never change (nothing below it is edited), so a one-weight edit is one low-rank
+ * update Lᵀ (C₁ + C₂ + ...); an upper weight's update stacks one piece of keys per step. A rule
+ * that `commitsEditedKeys` (AlphaEdit) commits the keys of the model as edited, the others the keys
+ * of the edit's start. The loop's check is on the model with all of them edited.
+
  * Shapes: n kept rows, d_in and d_out of the edited weight.
  */
 import * as tf from "@tensorflow/tfjs";
@@ -65,8 +69,13 @@ export interface KeySystem {
 export interface KeyValueRule {
   /** The system of an edit from its keys u [n, d_in], first δ [n, d_out] and the method's state (absent at the stream's start). */
   system(u: tf.Tensor2D, delta: tf.Tensor2D, state: MethodState | undefined): KeySystem;
-  /** The state after this edit (new tensors, owned by the caller), from its keys, first δ and system. */
-  commit(u: tf.Tensor2D, delta: tf.Tensor2D, sys: KeySystem, state: MethodState | undefined): MethodState | undefined;
+  /**
+   * The state after this edit (new tensors, owned by the caller), from its keys u (of the edited model
+   * when `commitsEditedKeys`, else of the edit's start) and first δ.
+   */
+  commit(u: tf.Tensor2D, delta: tf.Tensor2D, state: MethodState | undefined): MethodState | undefined;
+  /** Commit the keys taken on the model as edited (AlphaEdit_main.py:261-263), not those of the edit's start. */
+  commitsEditedKeys?: boolean;
 }
 
 export interface KeyValueEdit {
@@ -133,55 +142,86 @@ export function keyValueEdit(model: ModelView, requests: readonly EditRequest[],
   }
   const batch = makeBatch(model.tokenizer, requests, "target", model.config.n_positions);
   const labels = batch.labels.arraySync() as number[][];
+  // Lowest block first: a weight's keys depend on the changes below it only.
+  const order = weights.map((w, i) => ({ w, i, block: Number(/^h\.(\d+)\./.exec(w)?.[1] ?? i) })).sort((x, y) => x.block - y.block);
+  const top = order[order.length - 1].w;
   const first = captureFactors(model.params, model.config, batch, weights, undefined, "structural", targetRows);
   const states = weights.map((w) => weightState(state, weights, w));
-  const layers = weights.map((name) => {
-    const n = first.u[name].shape[0];
-    const dOut = model.params[name].shape[1] as number;
-    return { name, n, dOut, rowReq: first.rows[name].map((r) => Math.floor(r / first.seqLen)), cSum: new Float64Array(n * dOut) };
-  });
-  const systems: (KeySystem | undefined)[] = [];
+  const n = first.u[weights[0]].shape[0];
+  const rowReq = first.rows[weights[0]].map((r) => Math.floor(r / first.seqLen));
+  // Per weight: the pieces of its update, ΔW = Σ Lₚᵀ Cₚ (the lowest weight's keys never change: one piece, C summed).
+  const pieces = weights.map(() => [] as { keys: tf.Tensor2D; c: Float64Array }[]);
   let edited: ParamsModel | undefined;
   let steps = 0;
   const updateOf = () =>
-    Object.fromEntries(layers.map((l, i) => [l.name, { alpha: 1, keys: systems[i]!.keys, values: tf.tensor2d(Float32Array.from(l.cSum), [l.n, l.dOut]), requests: l.rowReq }]));
-  try {
-    layers.forEach((l, i) => systems.push(rules[i].system(first.u[l.name], first.delta[l.name], states[i])));
-    const chols = layers.map((l, i) => cholesky(systems[i]!.gram, l.n, `the edit's key system of ${l.name}`));
-    let delta: Record<string, tf.Tensor2D> = first.delta;
-    for (;;) {
-      layers.forEach((l, i) => {
-        const r = tf.tidy(() => {
-          const d = delta[l.name];
-          const dir = systems[i]!.direction;
-          const dh = dir ? dir(d) : tf.div(d, tf.add(tf.sqrt(tf.mean(tf.square(d))), 1e-12));
-          return tf.mul(dh, -cfg.stepSize / layers.length).dataSync() as Float32Array;
-        });
-        const c = choleskySolve(chols[i], l.n, Float64Array.from(r), l.dOut);
-        for (let j = 0; j < c.length; j++) l.cSum[j] += c[j];
-      });
-      steps++;
-      edited?.dispose();
-      const update = updateOf();
-      edited = applyUpdates(model, [update]);
-      tf.dispose(Object.values(update).map((d) => d.values));
-      if (delta !== first.delta) tf.dispose(Object.values(delta));
-      if (steps >= cfg.maxSteps || targetsHeld(model, edited.params, batch, labels, cfg.minProb)) break;
-      const f = captureFactors(edited.params, model.config, batch, weights, undefined, "structural", targetRows);
-      tf.dispose(Object.values(f.u));
-      delta = f.delta;
-    }
-    const newState = joinStates(
-      weights,
-      layers.map((l, i) => rules[i].commit(first.u[l.name], first.delta[l.name], systems[i]!, states[i])),
+    Object.fromEntries(
+      weights.flatMap((name, l) => {
+        const p = pieces[l];
+        if (!p.length) return []; // not yet edited in this edit's first step
+        const dOut = model.params[name].shape[1] as number;
+        const keys = p.length === 1 ? tf.clone(p[0].keys) : tf.concat(p.map((x) => x.keys), 0);
+        const values = tf.tensor2d(Float32Array.from(p.flatMap((x) => Array.from(x.c))), [p.length * n, dOut]);
+        return [[name, { alpha: 1, keys: keys as tf.Tensor2D, values, requests: p.flatMap(() => rowReq) }]];
+      }),
     );
-    const update = updateOf();
-    for (const sys of systems) tf.dispose(sys?.held ?? []);
-    systems.length = 0; // their keys now belong to the update
-    return { update, ...(newState ? { state: newState } : {}), steps };
+  const disposeUpdate = (u: Record<string, LowRankDelta>) => tf.dispose(Object.values(u).flatMap((d) => [d.keys, d.values]));
+  const modelWith = () => {
+    const u = updateOf();
+    try {
+      return applyUpdates(model, [u]);
+    } finally {
+      disposeUpdate(u);
+    }
+  };
+  try {
+    for (;;) {
+      for (let k = 0; k < order.length; k++) {
+        const { w, i } = order[k];
+        const f = steps === 0 && k === 0 ? null : captureFactors((edited ?? model).params, model.config, batch, [...new Set([w, top])], undefined, "structural", targetRows);
+        try {
+          const u = (f ?? first).u[w];
+          const dTop = (f ?? first).delta[top];
+          if (u.shape[0] !== n || dTop.shape[0] !== n) throw new Error(`lifelong edit: the edit's rows changed from ${n} to ${u.shape[0]} (${w})`);
+          const sys = rules[i].system(u, first.delta[w], states[i]);
+          try {
+            const r = tf.tidy(() => {
+              const dh = sys.direction ? sys.direction(dTop) : tf.div(dTop, tf.add(tf.sqrt(tf.mean(tf.square(dTop))), 1e-12));
+              return tf.mul(dh, -cfg.stepSize / (order.length - k)).dataSync() as Float32Array;
+            });
+            const dOut = model.params[w].shape[1] as number;
+            const c = choleskySolve(cholesky(sys.gram, n, `the edit's key system of ${w}`), n, Float64Array.from(r), dOut);
+            if (k === 0 && pieces[i].length) {
+              const sum = pieces[i][0].c;
+              for (let j = 0; j < c.length; j++) sum[j] += c[j];
+            } else {
+              pieces[i].push({ keys: tf.clone(sys.keys), c });
+            }
+          } finally {
+            tf.dispose([sys.keys, ...(sys.held ?? [])]);
+          }
+        } finally {
+          if (f) disposeFactors(f);
+        }
+        const next = modelWith();
+        edited?.dispose();
+        edited = next;
+      }
+      steps++;
+      if (steps >= cfg.maxSteps || targetsHeld(model, edited!.params, batch, labels, cfg.minProb)) break;
+    }
+    const committedKeys = rules.some((r) => r.commitsEditedKeys) ? captureFactors(edited!.params, model.config, batch, weights, undefined, "structural", targetRows) : null;
+    try {
+      const newState = joinStates(
+        weights,
+        weights.map((w, i) => rules[i].commit((rules[i].commitsEditedKeys ? committedKeys! : first).u[w], first.delta[w], states[i])),
+      );
+      return { update: updateOf(), ...(newState ? { state: newState } : {}), steps };
+    } finally {
+      if (committedKeys) disposeFactors(committedKeys);
+    }
   } finally {
     edited?.dispose();
-    for (const s of systems) tf.dispose([...(s ? [s.keys] : []), ...(s?.held ?? [])]);
+    for (const p of pieces) tf.dispose(p.map((x) => x.keys));
     disposeFactors(first);
     disposeBatch(batch);
   }

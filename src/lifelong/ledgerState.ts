@@ -78,7 +78,7 @@ export function checkLedgerStates(entries: readonly LedgerEntry[], where: string
       } else {
         // UltraEdit's running statistics count the key rows of every edit of its run, per weight.
         for (const [w, m] of Object.entries(metas)) {
-          const rows = chain.reduce((n, x) => n + keyRows(x.update[w]), 0);
+          const rows = chain.reduce((n, x) => n + editRows(x), 0);
           if (!Number.isSafeInteger(m.count)) throw fieldError(where, `edit ${e.id}'s ${ULTRA_EDIT} state count of ${w}`, "a whole number of key rows", m.count);
           if (m.count !== rows) throw new Error(`${where}: edit ${e.id}'s ${ULTRA_EDIT} state counts ${JSON.stringify(m.count)} key row(s) of ${w}, but its run of ${ULTRA_EDIT} edits (${ids}) made ${rows}; the ledger was changed after it was saved`);
         }
@@ -111,9 +111,13 @@ function checkStateTensors(e: LedgerEntry, weights: readonly string[], where: st
   }
 }
 
-/** The rows a weight's change added (a key-value edit's keys); 0 when the edit did not change it. */
-function keyRows(d: WeightDelta | undefined): number {
-  return d && isLowRank(d) ? d.keys.shape[0] : 0;
+/**
+ * The rows a key-value edit added to its statistics: its lowest weight's key rows (keyValueEdit.ts:
+ * an upper weight's update stacks one piece of the same rows per step), the fewest of any weight.
+ */
+function editRows(e: LedgerEntry): number {
+  const rows = Object.values(e.update).map((d: WeightDelta) => (isLowRank(d) ? d.keys.shape[0] : 0));
+  return rows.length ? Math.min(...rows) : 0;
 }
 
 /**

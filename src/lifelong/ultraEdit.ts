@@ -69,7 +69,7 @@ export function ultraEditRule(lambda: number): KeyValueRule {
         disposeStats(s);
       }
     },
-    commit(u, delta, _sys, state) {
+    commit(u, delta, state) {
       const s = statsWith(state, u, delta);
       return { method: ULTRA_EDIT, meta: { count: s.count }, tensors: { u_mean: s.u.mean, u_m2: s.u.m2, delta_mean: s.delta.mean, delta_m2: s.delta.m2 } };
     },
