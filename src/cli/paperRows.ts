@@ -65,6 +65,13 @@ export const PAPER_ROWS: readonly PaperRow[] = [
     budget: { steps: 300, timeBudgetSec: 5400, patience: 300 },
   },
   {
+    name: "ENN k=5",
+    table: "batched",
+    what: "ENN trained at 5 edits per call (10 calls per step, one per pass: 0.6 GB where 4 calls in a pass exceed wasm's 4 GB), as the paper trains one editor per k",
+    flags: ["--kind", "ENN", "--lr", "1e-5", "--n-edits", "5", "--calls-per-pass", "1"],
+    budget: { steps: 300, timeBudgetSec: 2700, patience: 300 },
+  },
+  {
     name: "KE long",
     table: "main",
     what: "KE trained until its validation loss stops improving (600 steps without a better one) or 25 minutes, instead of the shared 300 steps",

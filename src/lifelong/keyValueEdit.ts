@@ -25,7 +25,7 @@
  * update Lᵀ (C₁ + C₂ + ...); an upper weight's update stacks one piece of keys per step. A rule
  * that `commitsEditedKeys` (AlphaEdit) commits the keys of the model as edited, the others the keys
  * of the edit's start. The loop's check is on the model with all of them edited.
-
+ *
  * Shapes: n kept rows, d_in and d_out of the edited weight.
  */
 import * as tf from "@tensorflow/tfjs";
