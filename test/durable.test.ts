@@ -106,11 +106,20 @@ test("killed at random moments while rewriting a checkpoint folder, the folder i
   const dir = path.join(parent, "run");
   const writer = `
     const { writeFolder } = require(${JSON.stringify(path.join(ROOT, "dist", "model", "checkpointFolder"))});
-    for (let i = 1; ; i++) writeFolder(${JSON.stringify(dir)}, "pretrain-run", { "step.txt": String(i), "weights.bin": Buffer.alloc(1 << 20, i % 256), "state.json": JSON.stringify({ step: i }) });`;
+    for (let i = 1; ; i++) {
+      writeFolder(${JSON.stringify(dir)}, "pretrain-run", { "step.txt": String(i), "weights.bin": Buffer.alloc(1 << 20, i % 256), "state.json": JSON.stringify({ step: i }) });
+      if (i === 1) process.stdout.write("written");
+    }`;
   let versions = 0;
   for (let trial = 0; trial < 8; trial++) {
-    const child = spawn(process.execPath, ["-e", writer], { stdio: "ignore" });
-    await new Promise((r) => setTimeout(r, 60 + 37 * trial));
+    const child = spawn(process.execPath, ["-e", writer], { stdio: ["ignore", "pipe", "ignore"] });
+    // The kill lands at a varied moment after this child's first complete write, however loaded the machine is.
+    const first = await new Promise<boolean>((r) => {
+      child.stdout!.once("data", () => r(true));
+      child.once("exit", () => r(false));
+    });
+    assert.ok(first, "the writer wrote its first version");
+    await new Promise((r) => setTimeout(r, 5 + 13 * trial));
     child.kill("SIGKILL");
     await new Promise((r) => child.on("exit", r));
     if (!fs.existsSync(dir) && !fs.readdirSync(parent).some((n) => n.startsWith(".run.old."))) continue; // killed before the first version
