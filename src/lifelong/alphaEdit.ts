@@ -160,9 +160,7 @@ export function alphaEditRule(projector: tf.Tensor2D, lambda: number, aInv0?: tf
   return {
     system(u, _delta, state): KeySystem {
       const { kt, m } = parts(u, state);
-      const n = u.shape[0];
-      const gram = gramOf(m, kt, 0); // K̃ A⁻¹ K̃ᵀ
-      for (let i = 0; i < n; i++) gram[i * n + i] += 1;
+      const gram = gramOf(m, kt, 1); // S = K̃ A⁻¹ K̃ᵀ + I
       const keys = tf.tidy(() => tf.matMul(m, projector) as tf.Tensor2D); // L = K̃ A⁻¹ P
       tf.dispose([kt, m]);
       return { keys, gram };
@@ -172,9 +170,7 @@ export function alphaEditRule(projector: tf.Tensor2D, lambda: number, aInv0?: tf
       // A'⁻¹ = A⁻¹ − A⁻¹ K̃ᵀ S⁻¹ K̃ A⁻¹ (Woodbury), symmetrised against float drift; S = K̃ A⁻¹ K̃ᵀ + I.
       const { kt, m } = parts(u, state);
       const n = u.shape[0];
-      const sys = { gram: gramOf(m, kt, 0) };
-      for (let i = 0; i < n; i++) sys.gram[i * n + i] += 1;
-      const sInvM = solveSpd(sys.gram, n, Float64Array.from(m.dataSync() as Float32Array), d, "the edit's key system");
+      const sInvM = solveSpd(gramOf(m, kt, 1), n, Float64Array.from(m.dataSync() as Float32Array), d, "the edit's key system");
       const prior = aInvOf(state);
       const aInv = tf.tidy(() => {
         const base = prior ?? tf.div(tf.eye(d), lambda);
