@@ -7,6 +7,7 @@ import * as os from "os";
 import * as path from "path";
 import { batchedPoint, formatInterval, meanInterval, meanValidationCurve, paperTables, PaperResults, RunEval, stepsToTarget } from "../dist/eval/paperResults";
 import { ROOT } from "./helpers";
+import { stoppedShortOf } from "../dist/cli/paper";
 
 test("the paper tables' 95% interval is Student's t over seeds, and steps to the validation target come from the history", () => {
   const r = meanInterval([1, 2, 3]);
@@ -149,4 +150,14 @@ test("the tables show a row's own budget, KE's longer curve and the cache's keyi
   assert.match(md, /\| 250 \| 0\.300 \| 10\.00 \|\n\| 500 \| 0\.700 \| 9\.00 \|/, "the mean curve over seeds");
   assert.match(md, /cache ε\*: keyed on block 3's residual at the prompt's last token, the keying with the best validation mean/);
   assert.match(md, /\| block 3's residual mean-pooled over the prompt \| 29\.50 \| 0\.610 \| 0\.640 \|/);
+});
+
+test("a run stopped short of a row's raised budget is continued, not taken as finished", () => {
+  const b = { steps: 6000, timeBudgetSec: 7200, patience: 600 };
+  const r = (steps: number, elapsed_sec: number, stopped_by: "steps" | "patience" | "time budget") => ({ steps, elapsed_sec, stopped_by });
+  assert.equal(stoppedShortOf(r(1350, 1558, "time budget"), b), true); // the 25-minute budget it ran under
+  assert.equal(stoppedShortOf(r(4000, 7300, "time budget"), b), false); // the budget now, spent
+  assert.equal(stoppedShortOf(r(300, 500, "steps"), b), true);
+  assert.equal(stoppedShortOf(r(6000, 5000, "steps"), b), false);
+  assert.equal(stoppedShortOf(r(2000, 900, "patience"), b), false); // early stopping is final
 });

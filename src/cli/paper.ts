@@ -17,7 +17,7 @@ import { childEnv } from "./parentWatch";
 import { initBackend } from "../model/backend";
 import { readJsonFile } from "../model/jsonFile";
 import { writeFileDurable } from "../model/durable";
-import { budgetOf, checkedRunResult, PAPER_BUDGET, PAPER_ROWS, PaperRow, RunResult, runDirOf } from "./paperRows";
+import { budgetOf, checkedRunResult, PAPER_BUDGET, PAPER_ROWS, PaperRow, RowBudget, RunResult, runDirOf } from "./paperRows";
 
 export const spec: CommandSpec = {
   name: "paper",
@@ -45,13 +45,26 @@ interface RunOutcome {
   summary?: RunResult;
 }
 
+/**
+ * Whether a finished run stopped on a time or step budget smaller than the row's budget now (a row
+ * whose budget was raised): such a run is continued from its `last` checkpoint, not retrained.
+ */
+export function stoppedShortOf(r: RunResult, b: RowBudget): boolean {
+  if (r.stopped_by === "time budget") return r.elapsed_sec < b.timeBudgetSec && r.steps < b.steps;
+  if (r.stopped_by === "steps") return r.steps < b.steps;
+  return false;
+}
+
 /** One `mend train-editor` run as a child process; continues an interrupted run; its result JSON is kept beside it. */
 function trainOne(runs: string, row: PaperRow, seed: number): Promise<RunOutcome> {
   const dir = runDirOf(runs, row, seed);
   const result = `${dir}.json`;
-  if (fs.existsSync(result)) return Promise.resolve({ row: row.name, seed, dir, ok: true, summary: checkedRunResult(readJsonFile(result), result) });
-  const resume = fs.existsSync(path.join(dir, "last", "trainer_state.json"));
   const b = budgetOf(row);
+  if (fs.existsSync(result)) {
+    const summary = checkedRunResult(readJsonFile(result), result);
+    if (!stoppedShortOf(summary, b)) return Promise.resolve({ row: row.name, seed, dir, ok: true, summary });
+  }
+  const resume = fs.existsSync(path.join(dir, "last", "trainer_state.json"));
   const budget = ["--steps", String(b.steps), "--time-budget", String(b.timeBudgetSec)];
   const args = resume
     ? ["train-editor", "--resume", "--run-dir", dir, ...budget]
