@@ -1,7 +1,7 @@
 import test from "node:test";
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
-import { disposeParams, gelu, gptForward, paramShapes, Params } from "../dist/model/gpt";
+import { disposeParams, gelu as geluSigmoid, geluTanh, gptForward, paramShapes, Params, useGeluForm } from "../dist/model/gpt";
 import { meanNll } from "../dist/model/loss";
 import { disposeBatch, makeBatch } from "../dist/model/batch";
 import { leaked, maxAbsDiff, setup, tinyModel } from "./helpers";
@@ -107,8 +107,9 @@ test("a sequence longer than the context is a clear error", async () => {
   disposeParams(m.params);
 });
 
-test("gelu is GPT-2's tanh approximation (values and derivative, against plain JS)", async () => {
+test("gelu is GPT-2's tanh approximation in both forms (values and derivative, against plain JS)", async () => {
   await setup();
+  for (const gelu of [geluSigmoid, geluTanh]) {
   const xs = [-6, -3, -1.5, -0.5, -1e-3, 0, 1e-3, 0.3, 1, 2.5, 6];
   const ref = (x: number) => 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x ** 3)));
   const x = tf.tensor2d(xs, [1, xs.length]);
@@ -121,6 +122,29 @@ test("gelu is GPT-2's tanh approximation (values and derivative, against plain J
     assert.ok(Math.abs(dy[i] - num) < 1e-4, `gelu'(${v}) = ${dy[i]}, expected ${num}`);
   });
   tf.dispose([x, yT, dyT]);
+  }
+});
+
+test("the sigmoid and tanh forms of GELU agree to float32 rounding on GPT-2's range, and the forward uses the form asked for", async () => {
+  await setup();
+  const x = tf.linspace(-8, 8, 4001).reshape([1, 4001]) as tf.Tensor2D;
+  const gap = tf.tidy(() => tf.max(tf.abs(tf.sub(geluSigmoid(x), geluTanh(x)))).dataSync()[0]);
+  assert.ok(gap > 0 && gap <= 5e-7, `largest gap ${gap}`); // different arithmetic, same function
+  const m = tinyModel(3);
+  const ids = tf.tensor2d([[1, 2, 3, 4]], [1, 4], "int32");
+  const logits = (form: "sigmoid" | "tanh") => {
+    const prev = useGeluForm(form);
+    try {
+      return tf.tidy(() => gptForward(m.params, m.config, ids).logits.dataSync());
+    } finally {
+      useGeluForm(prev);
+    }
+  };
+  const [a, b] = [logits("sigmoid"), logits("tanh")];
+  assert.ok(a.some((v, i) => v !== b[i]), "the two forms gave bit-identical logits: the switch did nothing");
+  assert.ok(a.every((v, i) => Math.abs(v - b[i]) < 1e-5));
+  tf.dispose([x, ids]);
+  disposeParams(m.params);
 });
 
 test("large base weights: custom ops with cached transposes give the same values and gradients, and free with the model", async () => {

@@ -20,7 +20,7 @@ const reps = Number(argv.includes("--reps") ? argv[argv.indexOf("--reps") + 1] :
 
 /** Kernels of `fn` (run `reps` times after one warm-up; `fn` frees what it makes) grouped by name: count and ms per run. */
 async function byKernel(fn) {
-  tf.tidy(fn);
+  for (let w = 0; w < 3; w++) tf.dispose(tf.tidy(fn)); // warm-up: first calls fill caches
   const tensors = tf.memory().numTensors;
   const groups = new Map();
   let wall = 0;
@@ -28,6 +28,7 @@ async function byKernel(fn) {
     const t0 = performance.now();
     const p = await tf.profile(() => tf.tidy(fn));
     wall += performance.now() - t0;
+    tf.dispose(p.result);
     for (const k of p.kernels) {
       const g = groups.get(k.name) ?? { kernel: k.name, count: 0, ms: 0 };
       g.count += 1 / reps;

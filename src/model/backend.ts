@@ -17,6 +17,7 @@ import * as fs from "fs";
 import * as path from "path";
 import * as tf from "@tensorflow/tfjs";
 import { enableWasmThreads, wantedWasmThreads } from "./wasmThreads";
+import { useWasmKernels } from "./wasmKernels";
 
 export type BackendName = "tensorflow-gpu" | "tensorflow" | "wasm" | "cpu";
 
@@ -132,6 +133,7 @@ export async function initBackend(force?: string): Promise<BackendChoice> {
     if (why === null) {
       const fast = kind === "wasm";
       useFastMatMulGradient(fast);
+      if (fast) useWasmKernels(true); // copy-free Slice, SplitV, Identity, Cast (wasmKernels.ts)
       chosen = { backend: tf.getBackend(), kind, skipped, fastMatMulGradient: fast, threads: kind === "wasm" ? wasmThreads.threads : null };
       if (kind === "wasm" && wasmThreads.fallback) chosen.threadsFallback = wasmThreads.fallback;
       return chosen;

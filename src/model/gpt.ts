@@ -181,9 +181,9 @@ export function gptForward(params: Readonly<Params>, c: GPT2Config, inputIds: tf
   const wte = P("wte.weight") as tf.Tensor2D;
   const trained = opts.replace?.["wte.weight"] !== undefined || wte instanceof tf.Variable;
   const tok = trained ? tf.matMul(oneHotFloat(ids, c.vocab_size) as tf.Tensor2D, wte) : frozenEmbedding(wte, ids); // [N, C]
-  const pos = tf.tile(tf.slice(P("wpe.weight"), [0, 0], [T, C]), [B, 1]); // [N, C]
+  const pos = tf.slice(P("wpe.weight"), [0, 0], [T, C]); // [T, C], broadcast over the batch (no tiled copy)
   const at = (site: HiddenSite, h: tf.Tensor2D): tf.Tensor2D => (opts.intervene ? opts.intervene(site, h) : h);
-  let x = at("embed", tf.add(tok, pos) as tf.Tensor2D); // [N, C]
+  let x = at("embed", tf.reshape(tf.add(tf.reshape(tok, [B, T, C]), pos), [N, C]) as tf.Tensor2D); // [N, C]
 
   // Additive attention bias [B, 1, T, T]: causal, and padded keys masked out.
   const causal = tf.linalg.bandPart(tf.ones([T, T]), -1, 0); // [T, T] lower triangle
@@ -192,18 +192,37 @@ export function gptForward(params: Readonly<Params>, c: GPT2Config, inputIds: tf
   const bias = tf.mul(tf.sub(1, allowed), -1e9); // [B, 1, T, T]
 
   const heads = (m: tf.Tensor2D): tf.Tensor4D => tf.transpose(tf.reshape(m, [B, T, H, hs]), [0, 2, 1, 3]); // [B, H, T, hs]
-  for (let i = 0; i < c.n_layer; i++) {
+  const block = (i: number, x: tf.Tensor2D): tf.Tensor2D => {
     const p = `h.${i}.`;
     // Attention: softmax(q kᵀ / sqrt(hs) + bias) v
     const qkv = linear(layerNorm(x, p + "ln_1"), p + "attn.c_attn"); // [N, 3C]
     const [q, k, v] = tf.split(qkv, 3, 1) as tf.Tensor2D[];
-    const kT = tf.transpose(heads(k), [0, 1, 3, 2]); // [B, H, hs, T] (explicit transpose: no matMul flags)
+    const kT = tf.transpose(tf.reshape(k, [B, T, H, hs]), [0, 2, 3, 1]); // [B, H, hs, T] in one transpose (no matMul flags)
     const att = tf.softmax(tf.add(tf.mul(tf.matMul(heads(q), kT), 1 / Math.sqrt(hs)), bias)); // [B, H, T, T]
     const y = tf.reshape(tf.transpose(tf.matMul(att, heads(v)), [0, 2, 1, 3]), [N, C]) as tf.Tensor2D;
     x = tf.add(x, at(`h.${i}.attn`, linear(y, p + "attn.c_proj"))) as tf.Tensor2D;
     // MLP: c_proj(gelu(c_fc(ln_2(x)))) -- the two weights MEND edits.
-    const hmid = gelu(linear(layerNorm(x, p + "ln_2"), p + "mlp.c_fc")); // [N, 4C]
-    x = at(`h.${i}`, tf.add(x, at(`h.${i}.mlp`, linear(hmid, p + "mlp.c_proj"))) as tf.Tensor2D);
+    const hmid = activation(linear(layerNorm(x, p + "ln_2"), p + "mlp.c_fc")); // [N, 4C]
+    return at(`h.${i}`, tf.add(x, at(`h.${i}.mlp`, linear(hmid, p + "mlp.c_proj"))) as tf.Tensor2D);
+  };
+  // Each block in a tidy of its own: its intermediates are freed when it ends (those a backward pass
+  // needs are kept by the gradient tape), so a forward peaks at one block's intermediates, not all of
+  // them (one forward of 64 x 14 tokens on the facts-world model grew wasm's heap by 134 MB, now by
+  // 25 MB; docs/benchmarks.md). Not with callbacks (`intervene`, `adapters`), which may keep the
+  // tensors they are shown.
+  const tidyBlocks = !opts.intervene && !opts.adapters;
+  for (let i = 0; i < c.n_layer; i++) {
+    if (!tidyBlocks) {
+      x = block(i, x);
+      continue;
+    }
+    const before = new Set(Object.keys(inputs));
+    const r = tf.tidy(() => {
+      const out = block(i, x);
+      return { out, captured: Object.fromEntries(Object.entries(inputs).filter(([n]) => !before.has(n))) };
+    });
+    x = r.out;
+    Object.assign(inputs, r.captured);
   }
   const hf = layerNorm(x, "ln_f");
   const head = trained ? tf.matMul(hf, tf.transpose(wte)) : frozenHead(hf, wte); // tied head
@@ -281,8 +300,45 @@ function frozenEmbedding(wte: tf.Tensor2D, ids: tf.Tensor1D): tf.Tensor2D {
   return f(ids) as tf.Tensor2D;
 }
 
-/** GPT-2's tanh approximation of GELU (tfjs has no gelu op). */
+/**
+ * GPT-2's tanh approximation of GELU (HF `gelu_new`; tfjs has no gelu op):
+ *   0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³)))  =  x σ(2√(2/π) (x + 0.044715 x³)),
+ * since 1 + tanh(z) = 2σ(2z). Written with the sigmoid: wasm's sigmoid is vectorised where its tanh
+ * is a scalar loop (one [896, 512] GELU forward+backward 5.5 ms against 25 ms), in 6 kernels instead
+ * of 9. The two forms differ by float32 rounding only (≤ 5e-7 here; docs/benchmarks.md).
+ */
 export function gelu(x: tf.Tensor2D): tf.Tensor2D {
+  return tf.mul(x, tf.sigmoid(tf.mul(x, tf.add(GELU_K1, tf.mul(GELU_K3, tf.square(x)))))) as tf.Tensor2D;
+}
+const GELU_K1 = 2 * Math.sqrt(2 / Math.PI); // the coefficient of x in 2z
+const GELU_K3 = GELU_K1 * 0.044715; // the coefficient of x³ in 2z
+
+/**
+ * The GELU `gptForward` uses: the sigmoid form, or with `MEND_GELU=tanh` the tanh form, in which the
+ * shipped checkpoints and results were made (docs/files-and-runs.md: that setting reproduces them bit
+ * for bit; experiments/gelu-form measures how far the default moves them).
+ */
+let activation = geluFromEnv();
+
+function geluFromEnv(): (x: tf.Tensor2D) => tf.Tensor2D {
+  const form = typeof process === "undefined" ? undefined : process.env?.MEND_GELU;
+  if (form === undefined || form === "" || form === "sigmoid") return gelu;
+  if (form === "tanh") return geluTanh;
+  throw new Error(`MEND_GELU="${form}" is not a form of GELU: use sigmoid (the default) or tanh (the form the shipped checkpoints were made with)`);
+}
+
+/**
+ * Which form of GELU `gptForward` uses from now on: "sigmoid" (the default) or "tanh" (GPT-2's
+ * written form). Returns the previous form.
+ */
+export function useGeluForm(form: "sigmoid" | "tanh"): "sigmoid" | "tanh" {
+  const prev = activation === gelu ? "sigmoid" : "tanh";
+  activation = form === "sigmoid" ? gelu : geluTanh;
+  return prev;
+}
+
+/** The same GELU in the tanh form GPT-2's code writes (kept to measure the sigmoid form against). */
+export function geluTanh(x: tf.Tensor2D): tf.Tensor2D {
   const inner = tf.mul(Math.sqrt(2 / Math.PI), tf.add(x, tf.mul(0.044715, tf.mul(x, tf.mul(x, x)))));
   return tf.mul(tf.mul(0.5, x), tf.add(1, tf.tanh(inner))) as tf.Tensor2D;
 }

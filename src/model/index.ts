@@ -1,7 +1,8 @@
 /** The base model: GPT-2 as a pure function, its folders, tokenizer, losses and backend. */
 export { initBackend, describeBackend, backendChoice, useFastMatMulGradient, type BackendChoice } from "./backend"; // pick tfjs-node-gpu, tfjs-node, wasm or cpu
+export { useWasmKernels, wasmKernelsActive } from "./wasmKernels"; // copy-free data-movement kernels for wasm
 export { type GPT2Config, DEFAULT_GPT2_CONFIG, validateConfig } from "./config"; // HF GPT2Config keys
-export { type Params, type ForwardOptions, type ForwardResult, type LowRankTerm, gptForward, initGPT, paramShapes, disposeParams, countParams, paramsFingerprint, gelu } from "./gpt"; // the pure forward
+export { type Params, type ForwardOptions, type ForwardResult, type LowRankTerm, gptForward, initGPT, paramShapes, disposeParams, countParams, paramsFingerprint, gelu, geluTanh, useGeluForm } from "./gpt"; // the pure forward
 export { meanNll, tokenNll, meanKl, tokenKl, labelMask } from "./loss"; // token losses on shifted labels
 export { type Model, loadModel, loadTokenizer, saveModel, modelFiles } from "./modelFolder"; // config.json + model.safetensors + the tokenizer files; Hugging Face GPT-2 folders too
 export { writeFileDurable, removeStaleTemps, WriteError, type FileOps } from "./durable"; // durable file writes

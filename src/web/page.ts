@@ -12,6 +12,7 @@ import { fetchFolder, fetchJson } from "./fetchFolder";
 import { EditView, Lab, LAB_METHODS, LabConfig, labFromFiles, StreamState } from "./lab";
 import { directReads, Reads, settledReads } from "./settledReads";
 import { WorldFile } from "../world/world";
+import { useWasmKernels } from "../model/wasmKernels";
 
 const BACKENDS = ["webgpu", "webgl", "wasm"] as const;
 type Backend = (typeof BACKENDS)[number];
@@ -69,6 +70,7 @@ async function startBackend(wanted: string | null, available: Backend[]): Promis
   const name = wanted;
   if (!(await tf.setBackend(name))) throw new Error(`the ${name} backend did not start`);
   await tf.ready();
+  if (name === "wasm") useWasmKernels(true); // copy-free Slice, SplitV, Identity, Cast, as in Node
   // The library reads results synchronously (dataSync). tfjs' WebGPU backend reads synchronously
   // through a canvas, which in headless Chromium (SwiftShader) returns zeros and loses the device
   // with it: on WebGPU the lab's steps run in passes over asynchronous reads instead (settledReads.ts),
