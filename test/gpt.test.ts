@@ -1,7 +1,7 @@
 import test from "node:test";
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
-import { disposeParams, gelu as geluSigmoid, geluTanh, gptForward, paramShapes, Params, useGeluForm } from "../dist/model/gpt";
+import { disposeParams, gelu as geluSigmoid, geluTanh, gptForward, paramShapes, Params, trainedEmbedding, useGeluForm } from "../dist/model/gpt";
 import { meanNll } from "../dist/model/loss";
 import { disposeBatch, makeBatch } from "../dist/model/batch";
 import { leaked, maxAbsDiff, setup, tinyModel } from "./helpers";
@@ -200,4 +200,18 @@ test("frozen large base weights form no weight gradient: a probe's gradient take
   tf.dispose([a, c]);
   disposeBatch(b);
   disposeParams(m.params);
+});
+
+test("a trained embedding's rows and gradient are those of one-hot(ids) @ wte, bit for bit, repeated ids included", async () => {
+  await setup();
+  const wte = tf.randomNormal([50, 16], 0, 1, "float32", 5) as tf.Tensor2D;
+  const ids = tf.tensor1d([3, 7, 3, 0, 49, 3, 7, 12, 0, 0], "int32");
+  const dy = tf.randomNormal([10, 16], 0, 1, "float32", 6) as tf.Tensor2D;
+  const loss = (emb: (w: tf.Tensor2D) => tf.Tensor2D) => (w: tf.Tensor) => tf.sum(tf.mul(emb(w as tf.Tensor2D), dy));
+  const oneHot = (w: tf.Tensor2D) => tf.matMul(tf.cast(tf.oneHot(ids, 50), "float32") as tf.Tensor2D, w) as tf.Tensor2D;
+  const [rows, rowsRef, grad, gradRef] = tf.tidy(() => [trainedEmbedding(wte, ids), oneHot(wte), tf.grad(loss((w) => trainedEmbedding(w, ids)))(wte), tf.grad(loss(oneHot))(wte)]);
+  assert.deepEqual(Array.from(rows.dataSync()), Array.from(rowsRef.dataSync()));
+  assert.deepEqual(Array.from(grad.dataSync()), Array.from(gradRef.dataSync()));
+  assert.ok(grad.dataSync().some((v) => v !== 0));
+  tf.dispose([wte, ids, dy, rows, rowsRef, grad, gradRef]);
 });

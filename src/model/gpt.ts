@@ -15,7 +15,6 @@
 import * as crypto from "crypto";
 import * as tf from "@tensorflow/tfjs";
 import { GPT2Config } from "./config";
-import { oneHotFloat } from "./loss";
 
 export type Params = Record<string, tf.Tensor>;
 
@@ -175,12 +174,12 @@ export function gptForward(params: Readonly<Params>, c: GPT2Config, inputIds: tf
     return tf.add(tf.mul(xhat, P(prefix + ".weight")), P(prefix + ".bias")) as tf.Tensor2D;
   };
 
-  // Embeddings. A trained wte: one-hot @ wte, since gather's gradient (UnsortedSegmentSum) is missing
-  // on wasm; a frozen one (editing, scoring): gather, which for GPT-2 saves a [N, 50257] product.
+  // Embeddings: rows of wte. A trained wte gets its gradient by a scatter-add (trainedEmbedding); a
+  // frozen one (editing, scoring) none (frozenEmbedding).
   const ids = tf.reshape(inputIds, [N]) as tf.Tensor1D;
   const wte = P("wte.weight") as tf.Tensor2D;
   const trained = opts.replace?.["wte.weight"] !== undefined || wte instanceof tf.Variable;
-  const tok = trained ? tf.matMul(oneHotFloat(ids, c.vocab_size) as tf.Tensor2D, wte) : frozenEmbedding(wte, ids); // [N, C]
+  const tok = trained ? trainedEmbedding(wte, ids) : frozenEmbedding(wte, ids); // [N, C]
   const pos = tf.slice(P("wpe.weight"), [0, 0], [T, C]); // [T, C], broadcast over the batch (no tiled copy)
   const at = (site: HiddenSite, h: tf.Tensor2D): tf.Tensor2D => (opts.intervene ? opts.intervene(site, h) : h);
   let x = at("embed", tf.reshape(tf.add(tf.reshape(tok, [B, T, C]), pos), [N, C]) as tf.Tensor2D); // [N, C]
@@ -298,6 +297,22 @@ function frozenEmbedding(wte: tf.Tensor2D, ids: tf.Tensor1D): tf.Tensor2D {
   type Grad = Parameters<typeof tf.customGrad>[0];
   const f = tf.customGrad(((i: tf.Tensor1D) => ({ value: tf.gather(wte, i), gradFunc: () => tf.zerosLike(i) })) as unknown as Grad);
   return f(ids) as tf.Tensor2D;
+}
+
+/**
+ * Rows of a trained wte for token ids [N] -> [N, C], with d wte = the rows of dy added into the rows
+ * of their tokens (a scatter-add; tfjs' gather has no gradient on wasm: UnsortedSegmentSum is missing).
+ * This is what one-hot(ids) @ wte computed before, bit for bit (the one-hot product adds exact zeros
+ * and each token's rows in the same order; tested), without the [N, V] one-hot and its two products
+ * ([896, 767] x [767, 128] each way for the facts-world model's 64 x 14 batch).
+ */
+export function trainedEmbedding(wte: tf.Tensor2D, ids: tf.Tensor1D): tf.Tensor2D {
+  type Grad = Parameters<typeof tf.customGrad>[0];
+  const f = tf.customGrad(((w: tf.Tensor2D) => ({
+    value: tf.gather(w, ids),
+    gradFunc: (dy: tf.Tensor2D) => tf.scatterND(tf.reshape(ids, [ids.shape[0], 1]), dy, w.shape),
+  })) as unknown as Grad);
+  return f(wte) as tf.Tensor2D;
 }
 
 /**
