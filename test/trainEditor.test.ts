@@ -1,6 +1,7 @@
 import test from "node:test";
 import { localityPicker } from "../dist/extensions/localitySampling";
 import assert from "node:assert/strict";
+import * as crypto from "crypto";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
@@ -217,4 +218,18 @@ test("train-editor's --edit-lr-lr takes a positive number or 'main' and names an
   const r = spawnSync(process.execPath, [path.join(ROOT, "bin", "mend.js"), "train-editor", "--edit-lr-lr", "fast", "--run-dir", path.join(os.tmpdir(), "never")], { encoding: "utf8", env: { ...process.env, MEND_BACKEND: "wasm" } });
   assert.equal(r.status, 1);
   assert.match(r.stderr, /--edit-lr-lr fast: a positive number, or "main" for the networks' --lr/);
+});
+
+test("MEND_GELU=tanh reproduces the editor the shipped checkpoints' code trained, bit for bit (sha256 of 2026-12-06)", async (t) => {
+  if ((process.env.MEND_BACKEND ?? "wasm") !== "wasm") return t.skip("the recorded digest is wasm's");
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), "mend-gelu-tanh-"));
+  try {
+    const args = ["train-editor", "--rank", "320", "--per-fact", "20", "--loc-per-edit", "3", "--steps", "10", "--seed", "1", "--out", path.join(out, "editor")];
+    const r = spawnSync(process.execPath, [path.join(ROOT, "bin", "mend.js"), ...args], { encoding: "utf8", timeout: 300_000, env: { ...process.env, MEND_GELU: "tanh" } });
+    assert.equal(r.status, 0, r.stderr);
+    const digest = crypto.createHash("sha256").update(fs.readFileSync(path.join(out, "editor", "editor.safetensors"))).digest("hex");
+    assert.equal(digest, "2a3f8e87e13be1d46d4d0b361611a40ae4ba2e25759846ecea9e108852ccc438"); // docs/research-log.md, 2026-12-06
+  } finally {
+    fs.rmSync(out, { recursive: true, force: true });
+  }
 });

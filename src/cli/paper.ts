@@ -17,7 +17,7 @@ import { childEnv } from "./parentWatch";
 import { initBackend } from "../model/backend";
 import { readJsonFile } from "../model/jsonFile";
 import { writeFileDurable } from "../model/durable";
-import { budgetOf, checkedRunResult, PAPER_BUDGET, PAPER_ROWS, PaperRow, RowBudget, RunResult, runDirOf } from "./paperRows";
+import { budgetOf, checkedRunResult, evalFileOf, PAPER_BUDGET, PAPER_ROWS, PaperRow, RowBudget, RunResult, runDirOf } from "./paperRows";
 
 export const spec: CommandSpec = {
   name: "paper",
@@ -63,6 +63,7 @@ function trainOne(runs: string, row: PaperRow, seed: number): Promise<RunOutcome
   if (fs.existsSync(result)) {
     const summary = checkedRunResult(readJsonFile(result), result);
     if (!stoppedShortOf(summary, b)) return Promise.resolve({ row: row.name, seed, dir, ok: true, summary });
+    fs.rmSync(evalFileOf(runs, row, seed), { force: true }); // the evaluation of the shorter run
   }
   const resume = fs.existsSync(path.join(dir, "last", "trainer_state.json"));
   const budget = ["--steps", String(b.steps), "--time-budget", String(b.timeBudgetSec)];

@@ -94,6 +94,11 @@ export function runDirOf(runs: string, row: PaperRow, seed: number): string {
   return path.join(runs, `${slug(row.name)}-s${seed}`);
 }
 
+/** A trained run's evaluation, kept beside it as `<run>.eval.json` (an interrupted evaluation continues). */
+export function evalFileOf(runs: string, row: PaperRow, seed: number): string {
+  return `${runDirOf(runs, row, seed)}.eval.json`;
+}
+
 /** What `mend train-editor` printed for a run, kept beside it as `<run>.json`. */
 export interface RunResult {
   steps: number;

@@ -24,7 +24,7 @@ import { disposeEditor, lastBlocksMlp } from "../mend/editor";
 import { World } from "../world/world";
 import { DEFAULT_MODEL_DIR, PACKAGE_ROOT } from "./common";
 import { childEnv } from "./parentWatch";
-import { budgetOf, checkedRunResult, PAPER_BUDGET, PAPER_ROWS, PaperRow, runDirOf, VAL_TARGET_ES } from "./paperRows";
+import { budgetOf, checkedRunResult, evalFileOf, PAPER_BUDGET, PAPER_ROWS, PaperRow, runDirOf, VAL_TARGET_ES } from "./paperRows";
 import { checkedRunEval, PAPER_BATCH_SIZES, paperTables, PaperResults, PaperTable, readPaperResults, RunEval, stepsToTarget } from "../eval/paperResults";
 
 /**
@@ -46,7 +46,7 @@ function cacheKeyingOf(name: string, model: Model, val: ReturnType<World["editRe
   return { keying: { pooling: eps.pooling, layer: eps.layer }, eps, candidates };
 }
 
-const evalFile = (runs: string, row: PaperRow, seed: number) => `${runDirOf(runs, row, seed)}.eval.json`;
+const evalFile = evalFileOf;
 const untrainedFile = (runs: string, name: string) => path.join(runs, `${name.toLowerCase().replace(/ε\*/g, "eps").replace(/[^a-z0-9]+/g, "-")}.eval.json`);
 
 /** A trained run's training: its result and, from its trainer state, every validation. */
