@@ -28,7 +28,12 @@ const PEER_ARGS = ["bench.py", "--vocab", "767", "--n-positions", "32", "--n-emb
 const commit = execSync("git rev-parse --short HEAD", { cwd: ROOT, encoding: "utf8" }).trim();
 const dirty = execSync("git status --porcelain --untracked-files=no", { cwd: ROOT, encoding: "utf8" }).trim() !== "";
 
-const lastJsonLine = (s) => JSON.parse(s.trim().split("\n").filter((l) => l.startsWith("{")).pop());
+/** The JSON object a bench printed last: one line (the peer) or pretty-printed (mend bench --json). */
+const lastJsonLine = (s) => {
+  const lines = s.trim().split("\n");
+  for (let i = lines.length - 1; i >= 0; i--) if (lines[i].startsWith("{")) return JSON.parse(lines.slice(i).join("\n"));
+  throw new Error(`no JSON in: ${s.slice(0, 200)}`);
+};
 const ratios = [];
 for (let p = 0; p < pairs; p++) {
   const theirs = lastJsonLine(execFileSync("/usr/bin/python3", PEER_ARGS, { cwd: peer, encoding: "utf8", maxBuffer: 1 << 26 }));
