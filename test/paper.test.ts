@@ -96,7 +96,7 @@ test("the shipped docs/paper results load, hold every row with its seeds, and ta
   const dir = path.join(ROOT, "docs", "paper");
   const { UNTRAINED_ROWS } = await import("../dist/cli/paperTables");
   const res = readPaperResults(path.join(dir, "results.json"));
-  const notYetRun: string[] = []; // rows defined but not yet run (docs/deviations.md, "batched edits in mend paper")
+  const notYetRun: string[] = ["ENN k=25"]; // rows defined but not yet run (docs/deviations.md, "batched edits in mend paper")
   assert.deepEqual(notYetRun.filter((n) => res.rows.some((r) => r.name === n)), [], "a row run since: drop it from notYetRun");
   for (const row of PAPER_ROWS.filter((r) => !notYetRun.includes(r.name))) {
     const runs = res.rows.find((r) => r.name === row.name)?.runs ?? [];

@@ -72,6 +72,13 @@ export const PAPER_ROWS: readonly PaperRow[] = [
     budget: { steps: 300, timeBudgetSec: 2700, patience: 300 },
   },
   {
+    name: "ENN k=25",
+    table: "batched",
+    what: "ENN trained at 25 edits per call (10 calls per step, one per pass: 1.2 GB), as the paper trains one editor per k",
+    flags: ["--kind", "ENN", "--lr", "1e-5", "--n-edits", "25", "--calls-per-pass", "1"],
+    budget: { steps: 300, timeBudgetSec: 5400, patience: 300 },
+  },
+  {
     name: "KE long",
     table: "main",
     what: "KE trained until its validation loss stops improving (600 steps without a better one), 6000 steps or 2 hours, instead of the shared 300 steps",
