@@ -1,20 +1,23 @@
 /**
- * Copy-free data-movement kernels for tfjs' wasm backend.
+ * Data-movement kernels for tfjs' wasm backend that move no more memory than they must.
  *
- * tfjs-backend-wasm 4.22 writes a few kernels in JavaScript around the heap, and four of them move
- * more memory than they must. On the facts-world model (64 sentences x 14 tokens, 4 x 128) they took
- * a third of a forward pass (experiments/kernel-profile):
+ * tfjs-backend-wasm 4.22 writes some kernels in JavaScript around the heap, and several move far more
+ * memory than they must. In the facts-world model's forward+backward (64 sentences x 14 tokens,
+ * 4 x 128) SplitV, Slice, Identity, Cast and Transpose took 79 of 440 ms (experiments/kernel-profile,
+ * 2026-12-07):
  *  - `Slice` reads its input with `readSync`, which copies the *whole* input out of the wasm heap into
  *    a fresh JavaScript buffer, then copies the slice's rows one `subarray` at a time. `SplitV` calls
  *    it once per piece: splitting GPT-2's fused q, k, v copied the [N, 3C] activations three times.
  *  - `Identity` and a `Cast` to the same dtype copy their input, where tfjs' cpu and webgl backends
  *    share it by reference count (the gradient tape makes hundreds of them per backward pass).
+ *  - `Transpose` of a matrix walks its output with a stride of a row, and `Sum` over outer axes (the
+ *    bias gradients) transposes with it first.
  *
- * The replacements read the heap in place (`copyWithin` on one view of it: no allocation) and share
- * data where the cpu backend does. They move the same bytes to the same places, so every result is
- * bit for bit the library's (test/wasmKernels.test.ts compares them on random slices). Hand-written
- * because no package provides them; `useWasmKernels(false)` restores the library's (the benchmark
- * measures both).
+ * The replacements copy inside the heap (`copyWithin` on one view of it: no allocation), share data
+ * where the cpu backend does, and transpose in 32 x 32 tiles. They move the same bytes to the same
+ * places (and `Sum` still sums with the library's kernel), so every result is bit for bit the
+ * library's (test/wasmKernels.test.ts compares them on random shapes). Hand-written because no
+ * package provides them; `useWasmKernels(false)` restores the library's.
  */
 import * as tf from "@tensorflow/tfjs";
 
