@@ -3,8 +3,8 @@
  *
  * tfjs-backend-wasm 4.22 writes some kernels in JavaScript around the heap, and several move far more
  * memory than they must. In the facts-world model's forward+backward (64 sentences x 14 tokens,
- * 4 x 128) SplitV, Slice, Identity, Cast and Transpose took 79 of 440 ms (experiments/kernel-profile,
- * 2026-12-07):
+ * 4 x 128) SplitV, Slice, Identity, Cast and Transpose took 115 of 468 ms in kernels (experiments/kernel-profile
+ * as of commit 9533447):
  *  - `Slice` reads its input with `readSync`, which copies the *whole* input out of the wasm heap into
  *    a fresh JavaScript buffer, then copies the slice's rows one `subarray` at a time. `SplitV` calls
  *    it once per piece: splitting GPT-2's fused q, k, v copied the [N, 3C] activations three times.
