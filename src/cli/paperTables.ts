@@ -46,7 +46,6 @@ function cacheKeyingOf(name: string, model: Model, val: ReturnType<World["editRe
   return { keying: { pooling: eps.pooling, layer: eps.layer }, eps, candidates };
 }
 
-const evalFile = evalFileOf;
 const untrainedFile = (runs: string, name: string) => path.join(runs, `${name.toLowerCase().replace(/ε\*/g, "eps").replace(/[^a-z0-9]+/g, "-")}.eval.json`);
 
 /** A trained run's training: its result and, from its trainer state, every validation. */
@@ -136,7 +135,7 @@ export function evaluateOneToFile(runs: string, name: string, seed: number | nul
   const row = PAPER_ROWS.find((r) => r.name === name);
   if (!row && !(UNTRAINED_ROWS as readonly string[]).includes(name)) throw new Error(`unknown row "${name}"; the rows are ${[...PAPER_ROWS.map((r) => r.name), ...UNTRAINED_ROWS].join(", ")}`);
   const r = evaluateOne(runs, name, seed);
-  writeFileDurable(row && seed !== null ? evalFile(runs, row, seed) : untrainedFile(runs, name), JSON.stringify(r, null, 1) + "\n");
+  writeFileDurable(row && seed !== null ? evalFileOf(runs, row, seed) : untrainedFile(runs, name), JSON.stringify(r, null, 1) + "\n");
 }
 
 /** The git commit of the package, if it is a checkout. */
@@ -156,7 +155,7 @@ function commitOf(): string | null {
 export async function evaluatePaper(runs: string, rows: readonly PaperRow[], seeds: readonly number[], out: string, jobs = 2, guard: () => void = () => {}, opts: { untrained?: readonly string[]; merge?: boolean } = {}): Promise<PaperResults> {
   const untrained = opts.untrained ?? UNTRAINED_ROWS;
   const todo: { name: string; seed: number | null; file: string }[] = [];
-  for (const s of seeds) for (const r of rows) todo.push({ name: r.name, seed: s, file: evalFile(runs, r, s) });
+  for (const s of seeds) for (const r of rows) todo.push({ name: r.name, seed: s, file: evalFileOf(runs, r, s) });
   for (const n of untrained) todo.push({ name: n, seed: null, file: untrainedFile(runs, n) });
   const missing = todo.filter((t) => !fs.existsSync(t.file));
   const trainedMissing = missing.filter((t) => t.seed !== null && !fs.existsSync(`${runDirOf(runs, PAPER_ROWS.find((r) => r.name === t.name)!, t.seed)}.json`));

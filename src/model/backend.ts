@@ -133,7 +133,7 @@ export async function initBackend(force?: string): Promise<BackendChoice> {
     if (why === null) {
       const fast = kind === "wasm";
       useFastMatMulGradient(fast);
-      if (fast) useWasmKernels(true); // copy-free Slice, SplitV, Identity, Cast (wasmKernels.ts)
+      if (fast) useWasmKernels(true); // data-movement kernels that copy less (wasmKernels.ts)
       chosen = { backend: tf.getBackend(), kind, skipped, fastMatMulGradient: fast, threads: kind === "wasm" ? wasmThreads.threads : null };
       if (kind === "wasm" && wasmThreads.fallback) chosen.threadsFallback = wasmThreads.fallback;
       return chosen;

@@ -1,6 +1,6 @@
 /** The base model: GPT-2 as a pure function, its folders, tokenizer, losses and backend. */
 export { initBackend, describeBackend, backendChoice, useFastMatMulGradient, type BackendChoice } from "./backend"; // pick tfjs-node-gpu, tfjs-node, wasm or cpu
-export { useWasmKernels, wasmKernelsActive } from "./wasmKernels"; // copy-free data-movement kernels for wasm
+export { useWasmKernels, wasmKernelsActive } from "./wasmKernels"; // wasm data-movement kernels that copy less
 export { type GPT2Config, DEFAULT_GPT2_CONFIG, validateConfig } from "./config"; // HF GPT2Config keys
 export { type Params, type ForwardOptions, type ForwardResult, type LowRankTerm, gptForward, initGPT, paramShapes, disposeParams, countParams, paramsFingerprint, gelu, geluTanh, useGeluForm } from "./gpt"; // the pure forward
 export { meanNll, tokenNll, meanKl, tokenKl, labelMask } from "./loss"; // token losses on shifted labels

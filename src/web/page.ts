@@ -70,7 +70,7 @@ async function startBackend(wanted: string | null, available: Backend[]): Promis
   const name = wanted;
   if (!(await tf.setBackend(name))) throw new Error(`the ${name} backend did not start`);
   await tf.ready();
-  if (name === "wasm") useWasmKernels(true); // copy-free Slice, SplitV, Identity, Cast, as in Node
+  if (name === "wasm") useWasmKernels(true); // data-movement kernels that copy less, as in Node (wasmKernels.ts)
   // The library reads results synchronously (dataSync). tfjs' WebGPU backend reads synchronously
   // through a canvas, which in headless Chromium (SwiftShader) returns zeros and loses the device
   // with it: on WebGPU the lab's steps run in passes over asynchronous reads instead (settledReads.ts),
